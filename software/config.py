@@ -1,0 +1,159 @@
+"""Configuration of the column-combining systolic array: the single source of truth.
+
+One frozen dataclass, validated on construction, drives everything: `gen` builds the Amaranth
+component from it (hdl/ reads its attributes, it never imports this module), it is written into the
+manifest JSON next to the Verilog, and the golden model, the cycle model and the testbenches read it.
+"""
+
+import dataclasses
+import math
+import operator
+
+MULTIPLIERS = ("parallel",)
+
+# Widths beyond these are almost certainly typos; they would also blow up synthesis and Verilator.
+MAX_DATA_WIDTH = 32
+MAX_ACC_WIDTH = 64
+MAX_ALPHA = 64
+MAX_DIM = 256
+
+
+class ConfigError(ValueError):
+    """An invalid accelerator configuration. The message is one line, fit for a command line."""
+
+
+def _int(name, value, lo, hi):
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ConfigError(f"{name} must be an integer, not {value!r}") from None
+    if not lo <= value <= hi:
+        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
+    return value
+
+
+def _bool(name, value):
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
+def int_range(width, signed):
+    """The (min, max) integers representable in `width` bits."""
+    if signed:
+        return -(1 << (width - 1)), (1 << (width - 1)) - 1
+    return 0, (1 << width) - 1
+
+
+def signed_width_for(lo, hi):
+    """The smallest two's complement width that holds every integer in [lo, hi]."""
+    width = 1
+    while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
+        width += 1
+    return width
+
+
+@dataclasses.dataclass(frozen=True)
+class ArrayConfig:
+    """A weight-stationary R x C array of column-combining cells.
+
+    rows, cols     R output channels by C column groups per tile.
+    alpha          activations per column group (1 = dense: no multiplexer).
+    act_width, act_signed, weight_width, weight_signed
+                   operand formats.
+    acc_width      partial-sum / accumulator width (signed). Must hold the sum of one tile row
+                   without overflow; across tiles the accumulator wraps modulo 2**acc_width.
+    multiplier     multiplier style: "parallel" (one product per cell per clock).
+    double_buffer  two weight banks per cell, so the next tile loads while this one computes.
+    max_batch      input vectors per tile the output accumulator can hold (its depth).
+    """
+
+    rows: int
+    cols: int
+    alpha: int = 1
+    act_width: int = 8
+    act_signed: bool = True
+    weight_width: int = 8
+    weight_signed: bool = True
+    acc_width: int = 32
+    multiplier: str = "parallel"
+    double_buffer: bool = True
+    max_batch: int = 64
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        set_("rows", _int("rows", self.rows, 1, MAX_DIM))
+        set_("cols", _int("cols", self.cols, 1, MAX_DIM))
+        set_("alpha", _int("alpha", self.alpha, 1, MAX_ALPHA))
+        set_("act_width", _int("act_width", self.act_width, 2, MAX_DATA_WIDTH))
+        set_("weight_width", _int("weight_width", self.weight_width, 2, MAX_DATA_WIDTH))
+        set_("acc_width", _int("acc_width", self.acc_width, 2, MAX_ACC_WIDTH))
+        set_("max_batch", _int("max_batch", self.max_batch, 1, 1 << 16))
+        _bool("act_signed", self.act_signed)
+        _bool("weight_signed", self.weight_signed)
+        _bool("double_buffer", self.double_buffer)
+        if self.multiplier not in MULTIPLIERS:
+            raise ConfigError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {self.multiplier!r}")
+        if self.acc_width < self.min_acc_width:
+            raise ConfigError(
+                f"acc_width {self.acc_width} is too narrow: a row of {self.cols} products of "
+                f"{self.act_width}-bit x {self.weight_width}-bit operands needs {self.min_acc_width} bits")
+
+    # Derived quantities. hdl/ derives its own from the same attributes; tests check they agree.
+
+    @property
+    def select_width(self):
+        """Bits of a cell's select index (0 when dense)."""
+        return (self.alpha - 1).bit_length()
+
+    @property
+    def inputs(self):
+        """Activations per input vector of one tile: C groups of alpha."""
+        return self.cols * self.alpha
+
+    @property
+    def act_range(self):
+        return int_range(self.act_width, self.act_signed)
+
+    @property
+    def weight_range(self):
+        return int_range(self.weight_width, self.weight_signed)
+
+    @property
+    def product_range(self):
+        corners = [a * w for a in self.act_range for w in self.weight_range]
+        return min(corners), max(corners)
+
+    @property
+    def min_acc_width(self):
+        """Width that holds any sum of `cols` products exactly (one tile row, no wrap)."""
+        lo, hi = self.product_range
+        return signed_width_for(lo * self.cols, hi * self.cols)
+
+    @property
+    def banks(self):
+        return 2 if self.double_buffer else 1
+
+    @property
+    def latency(self):
+        """Clocks from an activation vector's handshake to its result being valid.
+
+        One input register, one partial-sum register per column, one accumulator register.
+        """
+        return self.cols + 2
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(fields) - known
+        if unknown:
+            raise ConfigError(f"unknown array configuration field(s): {', '.join(sorted(unknown))}")
+        return cls(**fields)
+
+
+def groups_needed(k_inputs, alpha):
+    """Column groups a dense layer of `k_inputs` inputs occupies when packed `alpha` to a group."""
+    return math.ceil(k_inputs / alpha)

@@ -1,0 +1,58 @@
+"""Bit-exact integer model of the systolic array, written from the specification, not from hdl/.
+
+`ArrayModel` follows the array's stream protocol beat by beat: a tile's weights, then its
+activation vectors, each summed as sum_c W[r, c] * x[c * alpha + S[r, c]] and accumulated per vector
+position into a memory of `max_batch` entries that wraps modulo 2**acc_width (two's complement).
+`reference_layer` is the plain matrix product that packing must preserve; tests check both agree.
+
+NumPy int64 arithmetic wraps modulo 2**64, and 2**acc_width divides 2**64, so wrapping the int64
+result to acc_width bits is exact even when an intermediate overflows int64.
+"""
+
+import numpy as np
+
+
+def wrap(values, width):
+    """Two's complement wrap of integers to `width` bits."""
+    values = np.asarray(values, dtype=np.int64)
+    if width >= 64:
+        return values
+    half = np.int64(1) << np.int64(width - 1)
+    return ((values + half) & ((half << np.int64(1)) - np.int64(1))) - half
+
+
+class ArrayModel:
+    def __init__(self, config):
+        self.config = config
+        self.accumulators = np.zeros((config.max_batch, config.rows), dtype=np.int64)
+
+    def tile_sums(self, weights, selects, activations):
+        """Row sums (n x R) of one tile for n activation vectors (n x C*alpha)."""
+        cfg = self.config
+        weights, selects = np.asarray(weights, np.int64), np.asarray(selects, np.int64)
+        if selects.size and (selects.min() < 0 or selects.max() >= cfg.alpha):
+            raise ValueError(f"select indices must be in [0, {cfg.alpha})")
+        columns = np.arange(cfg.cols)[None, :] * cfg.alpha + selects          # R x C
+        picked = np.asarray(activations, np.int64)[:, columns]                # n x R x C
+        return wrap((picked * weights[None]).sum(axis=2), cfg.acc_width)
+
+    def run_tile(self, tile):
+        """Results (list of R-vectors) emitted by one tile."""
+        sums = self.tile_sums(tile.weights, tile.selects, tile.activations)
+        n = sums.shape[0]
+        if n > self.config.max_batch:
+            raise ValueError(f"a tile of {n} vectors exceeds max_batch={self.config.max_batch}")
+        base = 0 if tile.clear else self.accumulators[:n]
+        self.accumulators[:n] = wrap(base + sums, self.config.acc_width)
+        return list(self.accumulators[:n].copy()) if tile.emit else []
+
+    def run(self, schedule):
+        results = []
+        for tile in schedule.tiles:
+            results.extend(self.run_tile(tile))
+        return np.array(results, dtype=np.int64).reshape(-1, self.config.rows)
+
+
+def reference_layer(dense_weights, x, acc_width):
+    """y = x W^T for integer W (F x K) and x (N x K), wrapped to acc_width bits."""
+    return wrap(np.asarray(x, np.int64) @ np.asarray(dense_weights, np.int64).T, acc_width)
