@@ -115,12 +115,14 @@ class SystolicArray(wiring.Component):
         # Weight banks: bank[b][r][c] and its select, shifted in one row per weight beat.
         weight = [[[Signal(lay.weight, name=f"w_b{b}_r{r}_c{c}") for c in range(cols)]
                    for r in range(rows)] for b in range(banks)]
-        select = [[[Signal(lay.select, name=f"s_b{b}_r{r}_c{c}") for c in range(cols)]
-                   for r in range(rows)] for b in range(banks)]
+        # Dense cells (alpha = 1) have no select registers at all.
+        select = [[[Signal(lay.select, name=f"s_b{b}_r{r}_c{c}") if alpha > 1 else None
+                    for c in range(cols)] for r in range(rows)] for b in range(banks)]
         full = Signal(banks)
-        load_bank = Signal(range(banks))
-        compute_bank = Signal(range(banks))
-        load_row = Signal(range(rows))
+        # With a single bank both indices are the constant 0 rather than zero-width registers.
+        load_bank = Signal(name="load_bank") if banks == 2 else Const(0, 1)
+        compute_bank = Signal(name="compute_bank") if banks == 2 else Const(0, 1)
+        load_row = Signal(range(max(rows, 2)))
 
         # A bank is in use while any vector in columns 0..cols-1 still reads it.
         in_use = Signal(banks)
@@ -135,7 +137,8 @@ class SystolicArray(wiring.Component):
                     for c in range(cols):
                         for r in range(rows - 1):
                             m.d.sync += weight[b][r][c].eq(weight[b][r + 1][c])
-                            m.d.sync += select[b][r][c].eq(select[b][r + 1][c])
+                            if alpha > 1:
+                                m.d.sync += select[b][r][c].eq(select[b][r + 1][c])
                         m.d.sync += weight[b][rows - 1][c].eq(self.weights.payload.weights[c])
                         if alpha > 1:
                             m.d.sync += select[b][rows - 1][c].eq(self.weights.payload.selects[c])

@@ -1,0 +1,99 @@
+"""Build generated Verilog with Verilator and run the cocotb stream testbench on it.
+
+Amaranth has no Verilog parameters, so every configuration is its own Verilog file and its own
+build directory (named by the Verilog's hash, so an unchanged design is not rebuilt).
+"""
+
+import dataclasses
+import json
+import os
+import pathlib
+import time
+
+from software.config import ArrayConfig
+
+from .lint import WAIVERS
+from .toolchain import use_verilator
+
+SIM_DIR = pathlib.Path(__file__).resolve().parent
+PROJECT_ROOT = SIM_DIR.parent
+
+
+class SimulationError(AssertionError):
+    pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Build:
+    build_dir: pathlib.Path
+    manifest: dict
+    config: ArrayConfig
+    seconds: float          # Verilator + C++ compile time (0 when reused)
+
+    @property
+    def top(self):
+        return self.manifest["top"]
+
+
+def build(gen_dir, build_root="sim_build", *, always=False):
+    """Verilate the design `python -m gen` wrote into `gen_dir`."""
+    from cocotb_tools.runner import VerilatorControlFile, Verilog, get_runner
+    use_verilator()
+    gen_dir = pathlib.Path(gen_dir)
+    manifest = json.loads((gen_dir / "manifest.json").read_text())
+    build_dir = pathlib.Path(build_root).resolve() / f"{manifest['top']}_{manifest['verilog_sha256'][:16]}"
+    binary = build_dir / manifest["top"]
+    start = time.perf_counter()
+    if always or not binary.exists():
+        get_runner("verilator").build(
+            sources=[VerilatorControlFile(WAIVERS), Verilog(gen_dir / manifest["verilog"])],
+            hdl_toplevel=manifest["top"], build_dir=build_dir, always=True,
+            log_file=build_dir / "build.log")
+        seconds = time.perf_counter() - start
+    else:
+        seconds = 0.0
+    return Build(build_dir=build_dir, manifest=manifest,
+                 config=ArrayConfig.from_dict(manifest["config"]), seconds=seconds)
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    results: list           # result words, in stream order
+    cycles: int             # first weight handshake to last result handshake, inclusive
+    sim_seconds: float      # wall time inside the simulator
+    total_cycles: int       # clocks simulated (including reset and drain)
+
+    @property
+    def cycles_per_second(self):
+        return self.total_cycles / self.sim_seconds if self.sim_seconds else 0.0
+
+
+def run_streams(built, weight_beats, activation_beats, expected_results, *, stall=0.0, seed=0,
+                name="run"):
+    """Drive the streams (random valid/ready stalls with probability `stall`) and check every result
+    beat against `expected_results` (words). Raises SimulationError on any mismatch."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    run_dir = built.build_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stimulus, report = run_dir / "stimulus.json", run_dir / "report.json"
+    stimulus.write_text(json.dumps({
+        "weights": [hex(w) for w in weight_beats],
+        "activations": [hex(a) for a in activation_beats],
+        "expected": [hex(r) for r in expected_results],
+        "stall": stall, "seed": seed,
+        "latency": built.manifest["latency"],
+    }))
+    report.unlink(missing_ok=True)
+    env = {"SPARSEGEN_STIMULUS": str(stimulus), "SPARSEGEN_REPORT": str(report),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    runner = get_runner("verilator")
+    xml = runner.test(test_module="sim.tb_array", hdl_toplevel=built.top, hdl_toplevel_lang="verilog",
+                      build_dir=built.build_dir,
+                      test_dir=run_dir, extra_env=env, log_file=run_dir / "sim.log")
+    tests, failed = get_results(xml)
+    data = json.loads(report.read_text()) if report.exists() else {}
+    if failed or not tests or not data:
+        raise SimulationError(data.get("error") or f"cocotb run failed; see {run_dir / 'sim.log'}")
+    return Run(results=[int(r, 16) for r in data["results"]], cycles=data["cycles"],
+               sim_seconds=data["sim_seconds"], total_cycles=data["total_cycles"])
