@@ -4,6 +4,7 @@ import random
 
 import numpy as np
 import pytest
+from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from hdl.systolic import SystolicArray
@@ -15,14 +16,26 @@ from software.golden import ArrayModel, reference_layer
 from software.schedule import schedule_layer
 
 
-def simulate(config, schedule, *, stall=0.0, seed=0):
-    """Run a schedule on the array; returns (result words, clock of the last result handshake + 1)."""
+def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None):
+    """Run a schedule on the array; returns (result words, clock of the last result handshake + 1).
+
+    `prelude(ctx, dut, domain)`, if given, runs first; the streams start when it returns.
+    """
     dut = SystolicArray(config)
+    top = Module()
+    top.domains.sync = domain = ClockDomain("sync")   # explicit, so a prelude can drive its reset
+    top.submodules.dut = dut
     weight_beats, act_beats, n_results = beats.schedule_beats(schedule)
     rng = random.Random(seed)
     results, last_cycle = [], [0]
+    started = [prelude is None]
+
+    async def wait_for_start(ctx):
+        while not started[0]:
+            await ctx.tick()
 
     async def send(ctx, port, words):
+        await wait_for_start(ctx)
         cycle = 0
         for word in words:
             while rng.random() < stall:
@@ -38,6 +51,7 @@ def simulate(config, schedule, *, stall=0.0, seed=0):
             ctx.set(port.valid, 0)
 
     async def receive(ctx):
+        await wait_for_start(ctx)
         cycle = 0
         while len(results) < n_results:
             ready = rng.random() >= stall
@@ -52,7 +66,7 @@ def simulate(config, schedule, *, stall=0.0, seed=0):
             _, _, valid = await ctx.tick().sample(dut.results.valid)
             assert not valid, "result beat beyond the expected count"
 
-    sim = Simulator(dut)
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     async def send_weights(ctx):
         await send(ctx, dut.weights, weight_beats)
@@ -63,6 +77,11 @@ def simulate(config, schedule, *, stall=0.0, seed=0):
     sim.add_testbench(send_weights)
     sim.add_testbench(send_activations)
     sim.add_testbench(receive)
+    if prelude is not None:
+        async def run_prelude(ctx):
+            await prelude(ctx, dut, domain)
+            started[0] = True
+        sim.add_testbench(run_prelude)
     sim.run()
     return [beats.result_values(config, w) for w in results], last_cycle[0]
 
@@ -102,3 +121,30 @@ def test_array_matches_golden(case, stall):
     assert np.array_equal(schedule.assemble(got), reference_layer(layer.unpack(), x, config.acc_width))
     if stall == 0.0:
         assert cycles == layer_cycles(config, schedule.tile_batches)
+
+
+
+def test_reset_in_the_middle_of_a_stream():
+    """A reset while one layer's tiles are loading and computing leaves no trace on the next."""
+    config = ArrayConfig(rows=3, cols=3, alpha=2, max_batch=4)
+    rng = np.random.default_rng(5)
+    layer = combine(random_layer(rng, config, 5, 14, 0.5), 2, 0.5)
+    interrupted = schedule_layer(config, layer, random_inputs(rng, config, 6, 14))
+    x = random_inputs(rng, config, 5, 14)
+    schedule = schedule_layer(config, layer, x)
+
+    async def load_compute_then_reset(ctx, dut, domain):
+        weight_words, act_words, _ = beats.schedule_beats(interrupted)
+        for port, words in ((dut.weights, weight_words[:config.rows + 1]), (dut.activations, act_words[:2])):
+            for word in words:
+                ctx.set(port.valid, 1)
+                ctx.set(port.payload.as_value(), word)
+                await ctx.tick().until(port.ready)
+                ctx.set(port.valid, 0)
+        await ctx.tick()          # vectors in flight, second bank half loaded
+        ctx.set(domain.rst, 1)
+        await ctx.tick()
+        ctx.set(domain.rst, 0)
+
+    got, _ = simulate(config, schedule, stall=0.3, seed=3, prelude=load_compute_then_reset)
+    assert np.array_equal(schedule.assemble(got), reference_layer(layer.unpack(), x, config.acc_width))
