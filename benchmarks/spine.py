@@ -80,7 +80,7 @@ def layer_table(batch, rtl):
                   f"{layer_cost(sched).cycles}), outputs bit-exact with the golden model\n")
 
 
-def verilator_table():
+def verilator_table(optimize):
     from sim.array import run_schedule
     from sim.runner import build
     rows = []
@@ -89,7 +89,7 @@ def verilator_table():
         for size in (8, 32):
             gdir = tmp / f"g{size}"
             gen_s = gen(["--rows", str(size), "--sparsity", "colcomb"], gdir)
-            built = build(gdir, tmp / "b", always=True)
+            built = build(gdir, tmp / "b", always=True, optimize=optimize)
             cfg = built.config
             rng = np.random.default_rng(1)
             w = sparse_layer(rng, size * 2, size * 8 * 3, 0.8)
@@ -98,7 +98,8 @@ def verilator_table():
             _, run = run_schedule(built, sched, name="speed")
             rows.append([f"{size}x{size} a8", f"{gen_s:.1f}", f"{built.seconds:.1f}", run.total_cycles,
                          f"{run.cycles_per_second:,.0f}"])
-    print("Verilator (cocotb testbench, one coroutine driving 3 streams)")
+    level = "-O2" if optimize else "-O0 (as the tests build)"
+    print(f"Verilator, C++ at {level}; cocotb testbench, one coroutine driving 3 streams")
     table(["array", "gen s", "verilator build s", "cycles simulated", "cycles/s"], rows)
 
 
@@ -106,13 +107,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="skip Verilator")
     ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--optimize", action="store_true", help="compile the verilated model at -O2")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         seconds = [gen(["--rows", "32", "--sparsity", "colcomb"], pathlib.Path(tmp) / "o") for _ in range(2)]
     print(f"python -m gen --rows 32 --sparsity colcomb: {min(seconds):.1f} s wall (best of 2)\n")
     layer_table(args.batch, rtl=not args.quick)
     if not args.quick:
-        verilator_table()
+        verilator_table(args.optimize)
 
 
 if __name__ == "__main__":

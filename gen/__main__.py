@@ -1,5 +1,5 @@
 import sys
 
-from .cli import main
+from .units import dispatch
 
-sys.exit(main())
+sys.exit(dispatch(sys.argv[1:]))
