@@ -26,7 +26,7 @@ def verilog_ports(text, top):
     body = text[text.index(f"module {top}("):]
     body = body[:body.index("endmodule")]
     ports = {}
-    for direction, rng, name in re.findall(r"^\s*(input|output)\s+(?:reg\s+)?(\[\d+:0\]\s+)?([\w$\\]+)\s*;", body, re.M):
+    for _direction, rng, name in re.findall(r"^\s*(input|output)\s+(?:reg\s+)?(\[\d+:0\]\s+)?([\w$\\]+)\s*;", body, re.M):
         ports[name] = int(re.match(r"\[(\d+)", rng).group(1)) + 1 if rng else 1
     return ports
 
