@@ -7,7 +7,7 @@ import os
 import sys
 
 from software import beats
-from software.config import ArrayConfig, ConfigError, MULTIPLIERS
+from software.config import MACS, MULTIPLIERS, ArrayConfig, ConfigError
 from software.cycles import CYCLE_FORMULA
 from software.schedule import __doc__ as STREAM_ORDER
 
@@ -22,14 +22,15 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def build_parser():
-    p = OneLineParser(
-        prog="python -m gen",
-        description="Generate a weight-stationary column-combining systolic array (Amaranth -> Verilog) "
-                    "and a manifest JSON describing its configuration, ports, payload packing, latency and "
-                    "cycle model.",
-        epilog="Example: python -m gen --rows 32 --sparsity colcomb  (32x32 array, 8 columns combined per group)")
-    p.add_argument("--rows", type=int, default=32, help="array rows = output channels per tile (default 32)")
+def add_array_arguments(parser, *, default_rows=32):
+    """Add the array configuration flags (`--rows` ... `--max-batch`) to `parser`.
+
+    Shared with `python -m fpga`, so both commands read an array configuration the same way;
+    `config_from_args` turns the parsed flags into an ArrayConfig.
+    """
+    p = parser
+    p.add_argument("--rows", type=int, default=default_rows,
+                   help=f"array rows = output channels per tile (default {default_rows})")
     p.add_argument("--cols", type=int, help="array columns = column groups per tile (default: same as --rows)")
     p.add_argument("--sparsity", choices=("dense", "colcomb"), default="colcomb",
                    help="dense: one activation per column, no multiplexer; colcomb: column combining "
@@ -51,7 +52,40 @@ def build_parser():
                    help="two weight banks so the next tile loads while this one computes (default on)")
     p.add_argument("--max-batch", type=int, default=64,
                    help="vectors per tile the output accumulator holds (default 64)")
-    p.add_argument("-o", "--output", help="output directory (default build/<rows>x<cols>_<sparsity>_a<alpha>)")
+    return p
+
+
+def build_parser():
+    p = OneLineParser(
+        prog="python -m gen",
+        description="Generate a weight-stationary column-combining systolic array (Amaranth -> Verilog) "
+                    "and a manifest JSON describing its configuration, ports, payload packing, latency and "
+                    "cycle model.",
+        epilog="Example: python -m gen --rows 32 --sparsity colcomb  (32x32 array, 8 columns combined per group)")
+    add_array_arguments(p)
+    add_mac_arguments(p)
+    p.add_argument("-o", "--output", help="output directory (default build/<rows>x<cols>_<sparsity>_a<alpha>, "
+                                          "plus _tq<weight-terms>x<data-terms> with --mac tq)")
+    return p
+
+
+# Defaults of the term budgets when --mac tq is given without them (the paper's ResNet-18 point
+# is 1.75 weight terms and 3 data terms).
+TQ_DEFAULT_TERMS = {"weight_terms": 2, "data_terms": 3}
+
+
+def add_mac_arguments(parser):
+    """The multiply-accumulate flags (`--mac`, `--weight-terms`, `--data-terms`)."""
+    p = parser
+    p.add_argument("--mac", choices=MACS, default="int",
+                   help="int: integer multiply-accumulate (default); tq: term quantization, weights arrive "
+                        "as lists of signed power-of-two terms encoded by the front-end, activations are "
+                        "HESE-encoded once at the array's edge and truncated to --data-terms terms, and "
+                        "each cell sums its term pairs in one clock")
+    p.add_argument("--weight-terms", type=int,
+                   help=f"with --mac tq: term slots per weight (default {TQ_DEFAULT_TERMS['weight_terms']})")
+    p.add_argument("--data-terms", type=int,
+                   help=f"with --mac tq: terms each activation keeps (default {TQ_DEFAULT_TERMS['data_terms']})")
     return p
 
 
@@ -69,7 +103,19 @@ def config_from_args(args):
         act_width=args.act_width, act_signed=args.act_signed,
         weight_width=args.weight_width, weight_signed=args.weight_signed,
         acc_width=args.acc_width, multiplier=args.multiplier,
-        double_buffer=args.double_buffer, max_batch=args.max_batch)
+        double_buffer=args.double_buffer, max_batch=args.max_batch, **mac_fields(args))
+
+
+def mac_fields(args):
+    """ArrayConfig's mac fields from the flags (parsers without add_mac_arguments give mac int)."""
+    mac = getattr(args, "mac", "int")
+    fields = {"mac": mac}
+    for name, default in TQ_DEFAULT_TERMS.items():
+        value = getattr(args, name, None)
+        if value is not None and mac != "tq":
+            raise ConfigError(f"--{name.replace('_', '-')} applies only to --mac tq")
+        fields[name] = (default if value is None else value) if mac == "tq" else None
+    return fields
 
 
 def generate_verilog(config):
@@ -95,6 +141,9 @@ def manifest(config, sparsity, verilog_text):
             "min_acc_width": config.min_acc_width,
             "weight_banks": config.banks,
             "cells": config.rows * config.cols,
+            **({"weight_term_width": config.weight_term_width,
+                "activation_term_width": config.act_term_width,
+                "operand_ranges": [list(r) for r in config.operand_ranges]} if config.mac == "tq" else {}),
         },
         "ports": beats.manifest_ports(config),
         "latency": config.latency,
@@ -120,7 +169,10 @@ def main(argv=None):
     except ConfigError as e:
         print(f"python -m gen: error: {e}", file=sys.stderr)
         return 2
-    out = args.output or os.path.join("build", f"{config.rows}x{config.cols}_{args.sparsity}_a{config.alpha}")
+    name = f"{config.rows}x{config.cols}_{args.sparsity}_a{config.alpha}"
+    if config.mac == "tq":
+        name += f"_tq{config.weight_terms}x{config.data_terms}"
+    out = args.output or os.path.join("build", name)
     if os.path.exists(out) and not os.path.isdir(out):
         print(f"python -m gen: error: output path {out} exists and is not a directory", file=sys.stderr)
         return 2
@@ -129,7 +181,8 @@ def main(argv=None):
     os.makedirs(out, exist_ok=True)
     write_atomically(os.path.join(out, f"{TOP}.v"), text)
     write_atomically(os.path.join(out, "manifest.json"), meta)
+    mac = f", TQ {config.weight_terms}x{config.data_terms} terms" if config.mac == "tq" else ""
     print(f"{os.path.join(out, TOP + '.v')}: {config.rows}x{config.cols} {args.sparsity} array, "
-          f"alpha {config.alpha}, latency {config.latency}, {len(text.splitlines())} lines")
+          f"alpha {config.alpha}{mac}, latency {config.latency}, {len(text.splitlines())} lines")
     print(f"{os.path.join(out, 'manifest.json')}: ports, payload packing, cycle model")
     return 0

@@ -2,7 +2,7 @@
 
 import operator
 
-from amaranth.hdl import Module, Shape, Signal, signed
+from amaranth.hdl import Module, Shape, ShapeCastable, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -15,6 +15,11 @@ class ColumnCombiningCell(wiring.Component):
     only moves when `enable` is high so that the whole array can stall on back-pressure.
     With `alpha == 1` there is no select port and no multiplexer: the dense cell.
 
+    `multiply`, if given, replaces the integer product `activation * weight`: a callable
+    (module, operand, weight) -> Value with a `shape` attribute, where operand and weight have the
+    shapes (or layouts) `act_shape` and `weight_shape`. The term-quantized array passes
+    hdl.tq.TermPairMultiply: operands and weights are then term lists.
+
     Members
     -------
     activations : In(ArrayLayout(act_shape, alpha))
@@ -25,13 +30,15 @@ class ColumnCombiningCell(wiring.Component):
     enable      : In(1)
     """
 
-    def __init__(self, *, alpha, act_shape, weight_shape, acc_width):
+    def __init__(self, *, alpha, act_shape, weight_shape, acc_width, multiply=None):
         self.alpha = operator.index(alpha)
         if self.alpha < 1:
             raise ValueError(f"alpha must be at least 1, not {alpha}")
-        self.act_shape = Shape.cast(act_shape)
-        self.weight_shape = Shape.cast(weight_shape)
+        # Layouts (term lists) stay layouts so that the cell sees their fields.
+        self.act_shape = act_shape if isinstance(act_shape, ShapeCastable) else Shape.cast(act_shape)
+        self.weight_shape = weight_shape if isinstance(weight_shape, ShapeCastable) else Shape.cast(weight_shape)
         self.acc_width = operator.index(acc_width)
+        self.multiply = multiply
         members = {
             "activations": In(data.ArrayLayout(self.act_shape, self.alpha)),
             "weight": In(self.weight_shape),
@@ -49,8 +56,17 @@ class ColumnCombiningCell(wiring.Component):
             operand = self.activations[0]
         else:
             operand = self.activations[self.select]
-        product = Signal(signed(self.act_shape.width + self.weight_shape.width + 1))
-        m.d.comb += product.eq(operand * self.weight)
+        if self.multiply is None:
+            product = Signal(signed(self.act_shape.width + self.weight_shape.width + 1))
+            m.d.comb += product.eq(operand * self.weight)
+        else:
+            # One signal for the selected operand: its fields are read many times.
+            selected = Signal(self.act_shape)
+            product = Signal(self.multiply.shape)
+            m.d.comb += [
+                selected.eq(operand),
+                product.eq(self.multiply(m, selected, self.weight)),
+            ]
         with m.If(self.enable):
             # Truncation to acc_width wraps modulo 2**acc_width, as the golden model does.
             m.d.sync += self.psum_out.eq(self.psum_in + product)

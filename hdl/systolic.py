@@ -26,13 +26,21 @@ beats the first beat sits in row 0.
 
 Stalls: the whole pipeline advances whenever the result register is empty or being read, so a
 blocked result stream stalls the array without losing or duplicating a beat.
+
+Term quantization (mac "tq", DESIGN.md §3): weight registers hold term lists that the front-end
+encoded, each activation is HESE-encoded and truncated to `data_terms` terms once, in front of the
+stage-0 register, and the skew lines carry its terms down the column; a cell sums the
++-2**(e_w + e_x) of all its term pairs in one clock (hdl/tq.py's parallel datapath) instead of
+multiplying. Throughput and latency are those of the integer array.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cell import ColumnCombiningCell
+from .hese import HeseEncoder, max_exponent, term_list_layout
+from .tq import TermPairMultiply
 
 
 def _data_shape(width, is_signed):
@@ -40,11 +48,22 @@ def _data_shape(width, is_signed):
 
 
 class ArrayLayouts:
-    """Payload layouts of the array's streams, derived from a configuration."""
+    """Payload layouts of the array's streams, derived from a configuration.
+
+    With mac "tq" a weight is a term list (hdl/hese.py) and so is the operand a cell receives:
+    activations arrive as integers and are HESE-encoded at the array's edge.
+    """
 
     def __init__(self, config):
         self.act = _data_shape(config.act_width, config.act_signed)
-        self.weight = _data_shape(config.weight_width, config.weight_signed)
+        if config.mac == "tq":
+            self.weight_max_exponent = max_exponent(config.weight_width, config.weight_signed)
+            self.act_max_exponent = max_exponent(config.act_width, config.act_signed)
+            self.weight = term_list_layout(self.weight_max_exponent, config.weight_terms)
+            self.operand = term_list_layout(self.act_max_exponent, config.data_terms)
+        else:
+            self.weight = _data_shape(config.weight_width, config.weight_signed)
+            self.operand = self.act
         self.select = unsigned((config.alpha - 1).bit_length())
         row = {"weights": data.ArrayLayout(self.weight, config.cols)}
         if config.alpha > 1:
@@ -180,30 +199,47 @@ class SystolicArray(wiring.Component):
             with m.Else():
                 m.d.sync += batch_addr.eq(batch_addr + 1)
 
+        # Term quantization: every activation is HESE-encoded once, before the stage-0 register,
+        # and the skew lines carry its terms to the whole column.
+        if cfg.mac == "tq":
+            encoded = []
+            for k in range(cols * alpha):
+                encoder = HeseEncoder(width=cfg.act_width, signed=cfg.act_signed, budget=cfg.data_terms)
+                m.submodules[f"hese_{k}"] = encoder
+                m.d.comb += encoder.value.eq(beat.data[k])
+                encoded.append(encoder.terms.as_value())
+            group_input = lambda g: Cat(encoded[g * alpha:(g + 1) * alpha])
+        else:
+            group_input = lambda g: beat.data.as_value()[g * alpha * lay.act.width:
+                                                         (g + 1) * alpha * lay.act.width]
+
         # Input skew: group g is registered at stage 0 and delayed g more clocks.
-        group_layout = data.ArrayLayout(lay.act, alpha)
+        group_layout = data.ArrayLayout(lay.operand, alpha)
         skewed = []
         for g in range(cols):
             line = [Signal(group_layout, name=f"x_g{g}_d{d}") for d in range(g + 1)]
             with m.If(advance):
-                m.d.sync += line[0].eq(beat.data.as_value()[g * alpha * lay.act.width:
-                                                            (g + 1) * alpha * lay.act.width])
+                m.d.sync += line[0].eq(group_input(g))
                 for d in range(1, g + 1):
                     m.d.sync += line[d].eq(line[d - 1])
             skewed.append(line[g])
 
         # The cells.
+        multiply = None
+        if cfg.mac == "tq":
+            multiply = TermPairMultiply(weight_max_exponent=lay.weight_max_exponent,
+                                        data_max_exponent=lay.act_max_exponent)
         row_sums = []
         for r in range(rows):
             psum = Const(0, signed(cfg.acc_width))
             for c in range(cols):
-                cell = ColumnCombiningCell(alpha=alpha, act_shape=lay.act,
-                                           weight_shape=lay.weight, acc_width=cfg.acc_width)
+                cell = ColumnCombiningCell(alpha=alpha, act_shape=lay.operand, weight_shape=lay.weight,
+                                           acc_width=cfg.acc_width, multiply=multiply)
                 m.submodules[f"cell_r{r}_c{c}"] = cell
                 bank = tokens[c].bank if banks == 2 else 0
                 m.d.comb += [
                     cell.activations.eq(skewed[c]),
-                    cell.weight.eq(Array(weight[b][r][c] for b in range(banks))[bank]),
+                    cell.weight.eq(Array(Value.cast(weight[b][r][c]) for b in range(banks))[bank]),
                     cell.psum_in.eq(psum),
                     cell.enable.eq(advance),
                 ]

@@ -56,7 +56,7 @@ class SimulationError(AssertionError):
 class Build:
     build_dir: pathlib.Path
     manifest: dict
-    config: ArrayConfig
+    config: object          # the unit's configuration (ArrayConfig unless build() was told otherwise)
     seconds: float          # Verilator + C++ compile time (0 when reused)
 
     @property
@@ -64,8 +64,11 @@ class Build:
         return self.manifest["top"]
 
 
-def build(gen_dir, build_root="sim_build", *, always=False, optimize=False):
-    """Verilate the design `python -m gen` wrote into `gen_dir` (cached by Verilog hash)."""
+def build(gen_dir, build_root="sim_build", *, always=False, optimize=False, config_type=ArrayConfig):
+    """Verilate the design `python -m gen` wrote into `gen_dir` (cached by Verilog hash).
+
+    `config_type.from_dict(manifest["config"])` becomes the Build's config: another unit (e.g.
+    software.tq.TQConfig for `--unit tq`) passes its own configuration class."""
     from cocotb_tools.runner import VerilatorControlFile, Verilog, get_runner
     use_verilator()
     gen_dir = pathlib.Path(gen_dir)
@@ -86,7 +89,7 @@ def build(gen_dir, build_root="sim_build", *, always=False, optimize=False):
     else:
         seconds = 0.0
     return Build(build_dir=build_dir, manifest=manifest,
-                 config=ArrayConfig.from_dict(manifest["config"]), seconds=seconds)
+                 config=config_type.from_dict(manifest["config"]), seconds=seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,28 +108,35 @@ def run_streams(built, weight_beats, activation_beats, expected_results, *, stal
                 name="run"):
     """Drive the streams (random valid/ready stalls with probability `stall`) and check every result
     beat against `expected_results` (words). Raises SimulationError on any mismatch."""
-    from cocotb_tools.check_results import get_results
-    from cocotb_tools.runner import get_runner
-    run_dir = built.build_dir / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    stimulus, report = run_dir / "stimulus.json", run_dir / "report.json"
-    stimulus.write_text(json.dumps({
+    data = run_testbench(built, "sim.tb_array", {
         "weights": [hex(w) for w in weight_beats],
         "activations": [hex(a) for a in activation_beats],
         "expected": [hex(r) for r in expected_results],
         "stall": stall, "seed": seed,
         "latency": built.manifest["latency"],
-    }))
+    }, name=name)
+    return Run(results=[int(r, 16) for r in data["results"]], cycles=data["cycles"],
+               sim_seconds=data["sim_seconds"], total_cycles=data["total_cycles"])
+
+
+def run_testbench(built, test_module, stimulus_data, *, name="run"):
+    """Run the cocotb `test_module` on `built` with `stimulus_data` (JSON) in SPARSEGEN_STIMULUS;
+    returns the JSON report it writes to SPARSEGEN_REPORT. Raises SimulationError on failure."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    run_dir = built.build_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stimulus, report = run_dir / "stimulus.json", run_dir / "report.json"
+    stimulus.write_text(json.dumps(stimulus_data))
     report.unlink(missing_ok=True)
     env = {"SPARSEGEN_STIMULUS": str(stimulus), "SPARSEGEN_REPORT": str(report),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     runner = get_runner("verilator")
-    xml = runner.test(test_module="sim.tb_array", hdl_toplevel=built.top, hdl_toplevel_lang="verilog",
+    xml = runner.test(test_module=test_module, hdl_toplevel=built.top, hdl_toplevel_lang="verilog",
                       build_dir=built.build_dir,
                       test_dir=run_dir, extra_env=env, log_file=run_dir / "sim.log")
     tests, failed = get_results(xml)
     data = json.loads(report.read_text()) if report.exists() else {}
     if failed or not tests or not data:
         raise SimulationError(data.get("error") or f"cocotb run failed; see {run_dir / 'sim.log'}")
-    return Run(results=[int(r, 16) for r in data["results"]], cycles=data["cycles"],
-               sim_seconds=data["sim_seconds"], total_cycles=data["total_cycles"])
+    return data

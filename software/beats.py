@@ -2,7 +2,9 @@
 
 Fields are packed least significant bit first, in the order listed; arrays put element 0 lowest.
   weights beat     : weights[C] (weight_width each), then selects[C] (select_width each; absent if
-                     alpha = 1)
+                     alpha = 1). With mac "tq" each weight is a term list instead of an integer:
+                     terms[weight_terms], largest first, each term = valid (bit 0), sign (bit 1,
+                     1 = negative), exponent (bit_length of the largest exponent); unused slots 0.
   activations beat : data[C * alpha] (act_width each), then last, clear, emit (1 bit each)
   results beat     : sums[R] (acc_width each, two's complement)
 This module is written from that description, not from hdl/, so a disagreement between the two
@@ -31,16 +33,56 @@ def unpack_fields(word, width, count, signed):
     return out
 
 
-def weight_beat(config, weights, selects):
+def pack_term(sign, exponent):
+    """One term as (valid, sign, exponent) bits, valid lowest; sign 0 means an unused slot."""
+    if sign == 0:
+        return 0
+    return 1 | (int(sign < 0) << 1) | (int(exponent) << 2)
+
+
+def pack_terms(signs, exponents, slots, term_width):
+    """A term list of `slots` terms (largest first; sign -1/0/+1, 0 = unused) into one integer."""
+    signs, exponents = list(signs), list(exponents)
+    if len(signs) > slots and any(signs[slots:]):
+        raise ValueError(f"{sum(1 for s in signs if s)} terms do not fit {slots} slots")
+    exp_width = term_width - 2
+    word = 0
+    for t, (sign, exponent) in enumerate(zip(signs[:slots], exponents[:slots])):
+        if sign and not 0 <= exponent < (1 << exp_width):
+            raise ValueError(f"term exponent {exponent} does not fit {exp_width} bits")
+        word |= pack_term(sign, exponent) << (t * term_width)
+    return word
+
+
+def term_fields(term_width):
+    """Manifest description of one term's bits."""
+    return [
+        {"field": "valid", "width": 1, "lsb": 0, "note": "0 = unused slot (then all bits are 0)"},
+        {"field": "sign", "width": 1, "lsb": 1, "note": "1 = negative"},
+        {"field": "exponent", "width": term_width - 2, "lsb": 2, "signed": False},
+    ]
+
+
+def weight_beat(config, weights, selects, terms=None):
+    """One row's weight beat. mac "tq": `terms` = (signs, exponents), each C x T, largest first."""
     cols = config.cols
-    word = pack_fields(weights, config.weight_width)
+    if config.mac == "tq":
+        if terms is None:
+            raise ValueError("a term-quantized array needs the weights' terms")
+        signs, exponents = terms
+        word = 0
+        for c in range(cols):
+            word |= pack_terms(signs[c], exponents[c], config.weight_terms,
+                               config.weight_term_width) << (c * config.weight_field_width)
+    else:
+        word = pack_fields(weights, config.weight_width)
     if config.alpha > 1:
-        word |= pack_fields(selects, config.select_width) << (cols * config.weight_width)
+        word |= pack_fields(selects, config.select_width) << (cols * config.weight_field_width)
     return word
 
 
 def weight_beat_width(config):
-    return config.cols * (config.weight_width + config.select_width)
+    return config.cols * (config.weight_field_width + config.select_width)
 
 
 def activation_beat(config, values, *, last, clear, emit):
@@ -63,7 +105,10 @@ def result_beat_width(config):
 
 def tile_beats(config, tile):
     """(weight beats, activation beats) of one tile, in stream order."""
-    weights = [weight_beat(config, tile.weights[r], tile.selects[r]) for r in range(config.rows)]
+    terms = [None] * config.rows
+    if config.mac == "tq":
+        terms = [(tile.term_signs[r], tile.term_exponents[r]) for r in range(config.rows)]
+    weights = [weight_beat(config, tile.weights[r], tile.selects[r], terms[r]) for r in range(config.rows)]
     n = tile.batch
     acts = [activation_beat(config, tile.activations[i], last=i == n - 1,
                             clear=tile.clear, emit=tile.emit) for i in range(n)]
@@ -81,24 +126,38 @@ def schedule_beats(schedule):
     return weights, acts, results
 
 
+def stream_port(name, direction, width, packing):
+    """Manifest entry of a valid/ready stream port as Amaranth names its Verilog signals."""
+    return {
+        "name": name, "direction": direction, "protocol": "valid/ready",
+        "signals": {f"{name}__payload": width, f"{name}__valid": 1, f"{name}__ready": 1},
+        "payload_width": width, "payload": packing,
+    }
+
+
 def manifest_ports(config):
     """Port descriptions for the manifest: names as in the generated Verilog, widths, packing."""
-    def stream(name, direction, width, packing):
-        return {
-            "name": name, "direction": direction, "protocol": "valid/ready",
-            "signals": {f"{name}__payload": width, f"{name}__valid": 1, f"{name}__ready": 1},
-            "payload_width": width, "payload": packing,
-        }
+    stream = stream_port
     C, R, A = config.cols, config.rows, config.alpha
-    weights = [{"field": "weights", "count": C, "width": config.weight_width,
-                "signed": config.weight_signed, "lsb": 0}]
+    if config.mac == "tq":
+        weights = [{"field": "weights", "count": C, "width": config.weight_field_width, "lsb": 0,
+                    "note": f"each weight a list of {config.weight_terms} terms +-2**exponent, largest "
+                            f"first, unused slots 0; the weight is their sum",
+                    "element": {"field": "terms", "count": config.weight_terms,
+                                "width": config.weight_term_width,
+                                "fields": term_fields(config.weight_term_width)}}]
+    else:
+        weights = [{"field": "weights", "count": C, "width": config.weight_width,
+                    "signed": config.weight_signed, "lsb": 0}]
     if A > 1:
         weights.append({"field": "selects", "count": C, "width": config.select_width,
-                        "signed": False, "lsb": C * config.weight_width})
+                        "signed": False, "lsb": C * config.weight_field_width})
     data_bits = config.inputs * config.act_width
     acts = [
         {"field": "data", "count": C * A, "width": config.act_width, "signed": config.act_signed,
-         "lsb": 0, "note": "group g's activation i is element g * alpha + i"},
+         "lsb": 0, "note": "group g's activation i is element g * alpha + i" + (
+             f"; the array HESE-encodes each and keeps its {config.data_terms} largest terms"
+             if config.mac == "tq" else "")},
         {"field": "last", "width": 1, "lsb": data_bits, "note": "last vector of the tile"},
         {"field": "clear", "width": 1, "lsb": data_bits + 1, "note": "first tile of an output block"},
         {"field": "emit", "width": 1, "lsb": data_bits + 2, "note": "last tile: emit the sums"},

@@ -5,6 +5,10 @@ activation vectors, each summed as sum_c W[r, c] * x[c * alpha + S[r, c]] and ac
 position into a memory of `max_batch` entries that wraps modulo 2**acc_width (two's complement).
 `reference_layer` is the plain matrix product that packing must preserve; tests check both agree.
 
+Term-quantized arrays (mac "tq"): each weight is the sum of the terms the tile carries, and each
+activation keeps the first `data_terms` of its HESE terms (software/termquant.py's per-value
+budget), so the array computes reference_layer(term-quantized weights, truncate_activations(x)).
+
 NumPy int64 arithmetic wraps modulo 2**64, and 2**acc_width divides 2**64, so wrapping the int64
 result to acc_width bits is exact even when an intermediate overflows int64.
 """
@@ -19,6 +23,20 @@ def wrap(values, width):
         return values
     half = np.int64(1) << np.int64(width - 1)
     return ((values + half) & ((half << np.int64(1)) - np.int64(1))) - half
+
+
+def truncate_activations(config, x):
+    """The activations a term-quantized array multiplies: each keeps its `data_terms` largest terms."""
+    import torch
+    from .termquant import term_quantize_activations
+    x = np.asarray(x, dtype=np.int64)
+    return term_quantize_activations(torch.from_numpy(x), config.data_terms, config.act_width).numpy()
+
+
+def terms_value(signs, exponents):
+    """Integers from term lists (last axis): sum of sign * 2**exponent."""
+    signs, exponents = np.asarray(signs, np.int64), np.asarray(exponents, np.int64)
+    return (signs << exponents).sum(axis=-1)
 
 
 class ArrayModel:
@@ -38,7 +56,11 @@ class ArrayModel:
 
     def run_tile(self, tile):
         """Results (list of R-vectors) emitted by one tile."""
-        sums = self.tile_sums(tile.weights, tile.selects, tile.activations)
+        if self.config.mac == "tq":
+            sums = self.tile_sums(terms_value(tile.term_signs, tile.term_exponents), tile.selects,
+                                  truncate_activations(self.config, tile.activations))
+        else:
+            sums = self.tile_sums(tile.weights, tile.selects, tile.activations)
         n = sums.shape[0]
         if n > self.config.max_batch:
             raise ValueError(f"a tile of {n} vectors exceeds max_batch={self.config.max_batch}")

@@ -6,9 +6,13 @@ accumulate into the same outputs: the first one clears the accumulator, the last
 of N input vectors streams through every tile; batches larger than the accumulator (`max_batch`)
 are cut into chunks, each chunk running every tile again.
 
+On a term-quantized array (mac "tq") the weights travel as term lists: the tiles carry, beside
+the integer weights, each weight's terms (signs -1/0/+1 and exponents, largest first), gathered
+through the column combining from the front-end's terms of the F x K matrix.
+
 Order of the streams (what a host or testbench sends and receives):
   for each chunk, for each row block, for each group block:
-      weights:     R beats (row 0 first) of C weights and C selects
+      weights:     R beats (row 0 first) of C weights (term lists with mac "tq") and C selects
       activations: n beats of C * alpha activations; flags last / clear / emit
   results: for each chunk, for each row block, n beats of R sums.
 """
@@ -34,6 +38,8 @@ class Tile:
     activations: np.ndarray   # n x (C * alpha), group g's activation i at column g * alpha + i
     clear: bool
     emit: bool
+    term_signs: np.ndarray | None = None       # mac "tq": R x C x weight_terms, -1/0/+1
+    term_exponents: np.ndarray | None = None   # mac "tq": R x C x weight_terms
 
     @property
     def batch(self):
@@ -86,14 +92,67 @@ def _emitting(tiles):
 def check_fits(config, layer):
     if layer.alpha > config.alpha:
         raise ScheduleError(f"layer packed with alpha={layer.alpha} does not fit an array with alpha={config.alpha}")
-    lo, hi = config.weight_range
+    lo, hi = config.operand_ranges[1]
     if layer.packed.size and (layer.packed.min() < lo or layer.packed.max() > hi):
-        raise ScheduleError(f"weights outside the array's {config.weight_width}-bit range [{lo}, {hi}]")
+        kind = "term-quantized " if config.mac == "tq" else ""
+        raise ScheduleError(f"weights outside the array's {kind}{config.weight_width}-bit range [{lo}, {hi}]")
 
 
-def schedule_layer(config, layer: ColumnCombining, x):
-    """Tiles of `layer` (integer packed weights) on the array for the N x K integer inputs `x`."""
+def packed_terms(config, layer, terms=None):
+    """(signs, exponents), each F x G x weight_terms: the term list of every packed weight.
+
+    `terms` holds the terms of the F x K matrix that `layer` packs (anything with `signs` and
+    `exponents` of shape F x K x T, e.g. software.termquant.TermCodes); each packed weight takes
+    the terms of the column its select picks. Without `terms`, the packed integers are HESE-encoded
+    in full. Either way every weight must fit `weight_terms` slots and its terms must sum to it.
+    """
+    F, G = layer.packed.shape
+    if terms is None:
+        import torch
+        from .termquant import hese_encode
+        # One bit more than the format: a truncated weight can reach 2**max_exponent.
+        codes = hese_encode(torch.from_numpy(np.asarray(layer.packed, np.int64)), config.weight_width + 1)
+        signs, exponents = codes.signs.numpy(), codes.exponents.numpy()
+    else:
+        signs, exponents = np.asarray(terms.signs), np.asarray(terms.exponents)
+        if signs.shape[:2] != (F, layer.in_features) or signs.shape != exponents.shape:
+            raise ScheduleError(f"weight terms must be {F} x {layer.in_features} x slots, "
+                                f"not {'x'.join(map(str, signs.shape))}")
+        columns = np.zeros((F, G), dtype=np.int64)
+        for g, group in enumerate(layer.groups):
+            columns[:, g] = np.asarray(group)[layer.select[:, g]]
+        rows = np.arange(F)[:, None]
+        signs, exponents = signs[rows, columns], exponents[rows, columns]
+    signs, exponents = signs.astype(np.int64), exponents.astype(np.int64)
+    counts = (signs != 0).sum(axis=-1) if signs.size else np.zeros((F, G), np.int64)
+    if counts.size and counts.max() > config.weight_terms:
+        raise ScheduleError(f"a weight has {counts.max()} terms but the array holds {config.weight_terms} per weight "
+                            f"(--weight-terms)")
+    # Used slots first, in their order (largest first), then pad or cut to weight_terms slots.
+    order = np.argsort(signs == 0, axis=-1, kind="stable")
+    signs = np.take_along_axis(signs, order, axis=-1)
+    exponents = np.where(signs != 0, np.take_along_axis(exponents, order, axis=-1), 0)
+    slots = config.weight_terms
+    pad = max(0, slots - signs.shape[-1])
+    signs = np.pad(signs, ((0, 0), (0, 0), (0, pad)))[..., :slots]
+    exponents = np.pad(exponents, ((0, 0), (0, 0), (0, pad)))[..., :slots]
+    top = config.weight_width - 1 if config.weight_signed else config.weight_width
+    if exponents.size and exponents.max() > top:
+        raise ScheduleError(f"a weight term exponent {exponents.max()} exceeds the array's largest, {top}")
+    if not np.array_equal((signs << exponents).sum(axis=-1), layer.packed):
+        raise ScheduleError("the weights' terms do not sum to the packed weights")
+    return signs, exponents
+
+
+def schedule_layer(config, layer: ColumnCombining, x, *, terms=None):
+    """Tiles of `layer` (integer packed weights) on the array for the N x K integer inputs `x`.
+
+    mac "tq": `layer` packs the term-quantized weights and `terms` gives their terms (see
+    packed_terms); the activations are the integers before the array's HESE truncation.
+    """
     check_fits(config, layer)
+    if terms is not None and config.mac != "tq":
+        raise ScheduleError("weight terms are for a term-quantized array (mac 'tq')")
     x = np.asarray(x, dtype=np.int64)
     if x.ndim != 2 or x.shape[1] != layer.in_features:
         raise ScheduleError(f"inputs must be N x {layer.in_features}, not {'x'.join(map(str, x.shape))}")
@@ -112,6 +171,12 @@ def schedule_layer(config, layer: ColumnCombining, x):
     selects = np.zeros_like(weights)
     weights[:F, :G] = layer.packed
     selects[:F, :G] = layer.select
+    term_signs = term_exponents = None
+    if config.mac == "tq":
+        term_signs = np.zeros(weights.shape + (config.weight_terms,), dtype=np.int64)
+        term_exponents = np.zeros_like(term_signs)
+        term_signs[:F, :G], term_exponents[:F, :G] = packed_terms(config, layer, terms)
+    block = lambda a, rb, gb: None if a is None else a[rb * R:(rb + 1) * R, gb * C:(gb + 1) * C]
 
     tiles = []
     for chunk in range(0, max(x.shape[0], 1), config.max_batch):
@@ -120,10 +185,10 @@ def schedule_layer(config, layer: ColumnCombining, x):
             for gb in range(group_blocks):
                 tiles.append(Tile(
                     row_block=rb, group_block=gb,
-                    weights=weights[rb * R:(rb + 1) * R, gb * C:(gb + 1) * C],
-                    selects=selects[rb * R:(rb + 1) * R, gb * C:(gb + 1) * C],
+                    weights=block(weights, rb, gb), selects=block(selects, rb, gb),
                     activations=xs[:, gb * C * A:(gb + 1) * C * A],
-                    clear=gb == 0, emit=gb == group_blocks - 1))
+                    clear=gb == 0, emit=gb == group_blocks - 1,
+                    term_signs=block(term_signs, rb, gb), term_exponents=block(term_exponents, rb, gb)))
     useful = int(np.count_nonzero(layer.packed)) * x.shape[0]
     return LayerSchedule(config=config, out_features=F, batch=x.shape[0], tiles=tiles,
                          useful_macs=useful)

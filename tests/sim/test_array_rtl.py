@@ -2,6 +2,11 @@
 
 Every configuration runs twice: without stalls (where the RTL's cycle count must equal the cycle
 model's) and with random valid/ready stalls on all three streams (results must still be exact).
+
+Term-quantized arrays (`--mac tq`) get weights term-quantized by the front-end (software/termquant:
+a group budget, then at most --weight-terms terms per weight) and integer activations that the
+array truncates itself; the reference is the matrix product of the term-quantized weights and the
+truncated activations. One of them runs a real layer of the digits MLP on its real activations.
 """
 
 import dataclasses
@@ -16,8 +21,13 @@ from sim.lint import lint
 from sim.runner import build
 from software.colcomb import combine
 from software.cycles import layer_cycles
-from software.golden import reference_layer
+from software.golden import reference_layer, truncate_activations
 from software.schedule import schedule_layer
+
+TQ_DENSE = ("--rows", "4", "--sparsity", "dense", "--mac", "tq", "--weight-terms", "1", "--data-terms", "1",
+            "--acc-width", "18")
+TQ_COLCOMB = ("--rows", "4", "--cols", "3", "--alpha", "2", "--no-act-signed", "--mac", "tq",
+              "--weight-terms", "5", "--data-terms", "2")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +39,9 @@ class Case:
     density: float = 0.3
     gamma: float = 0.5
     extreme: str = ""         # "" (random), "min" (most negative x most negative), "max"
+    weight_group: int = 1     # --mac tq: the front-end's groups of weights sharing a term budget,
+    group_terms: int = 0      # of this many terms (0: weight_group x --weight-terms)
+    data: str = "random"      # "random", or "digits": the digits MLP's last layer and its inputs
 
 
 CASES = [
@@ -49,6 +62,16 @@ CASES = [
          density=1.0, extreme="max"),
     # Exactly what the README's first command generates.
     Case("readme_32x32_a8", ("--rows", "32", "--sparsity", "colcomb"), (40, 300), 40, density=0.1),
+    # Term quantization. One term per weight and activation in the narrowest accumulator: 127 rounds
+    # up to 128 on both sides, so the "max" case reaches the accumulator's bound and wraps across tiles.
+    Case("tq_dense_4x4_t1x1_acc18", TQ_DENSE, (6, 10), 6, density=0.7),
+    Case("tq_extreme_max_dense_4x4_t1x1_acc18", TQ_DENSE, (8, 12), 4, density=1.0, extreme="max"),
+    # A budget of 7 terms per group of 4 weights (1.75 per weight), up to 5 on one weight.
+    Case("tq_colcomb_4x3_a2_t5x2_unsigned", TQ_COLCOMB, (9, 20), 7, density=0.5, weight_group=4, group_terms=7),
+    # The digits MLP's last layer (64 -> 10) with the activations it sees on test images; 14 terms
+    # per group of 8 weights (the paper's 1.75 per weight), 2 per activation.
+    Case("tq_digits_colcomb_4x3_a2_t5x2", TQ_COLCOMB, (10, 64), 8, gamma=1.0, weight_group=8, group_terms=14,
+         data="digits"),
 ]
 
 
@@ -59,9 +82,27 @@ def generate(tmp_path_factory, case):
     return out
 
 
+def digits_layer(batch):
+    """The integer weights (10 x 64) and input vectors (batch x 64, unsigned 8-bit) of the last layer
+    of the digits MLP, trained and exported to int8 by the front-end."""
+    from software.config import ArrayConfig
+    from software.intmodel import export_model
+    from software.models.digits import build_model, load_digits_split, train
+    model = build_model(seed=0)
+    train(model, epochs=10, progress=False)
+    split = load_digits_split()
+    int_model = export_model(model, ArrayConfig(rows=8, cols=8, act_signed=False), split.x_train)
+    vectors = int_model.layer_inputs(int_model.quantize_input(split.x_test[:batch]))
+    return int_model.layers[-1].weight_matrix, vectors[-1]
+
+
 def layer_and_inputs(config, case, rng):
+    """(packed layer, integer inputs, the weights' terms or None)."""
     F, K = case.shape
-    if case.extreme:
+    if case.data == "digits":
+        w, x = digits_layer(case.batch)
+        assert w.shape == (F, K)
+    elif case.extreme:
         pick = min if case.extreme == "min" else max
         w = np.full((F, K), pick(config.weight_range), dtype=np.int64)
         x = np.full((case.batch, K), pick(config.act_range), dtype=np.int64)
@@ -71,7 +112,16 @@ def layer_and_inputs(config, case, rng):
         w[rng.random(w.shape) >= case.density] = 0
         lo, hi = config.act_range
         x = rng.integers(lo, hi + 1, size=(case.batch, K))
-    return combine(w, config.alpha, case.gamma), x
+    if config.mac != "tq":
+        return combine(w, config.alpha, case.gamma), x, None
+    import torch
+    from software.termquant import weight_terms
+    codes = weight_terms(torch.from_numpy(np.asarray(w, np.int64)), group=case.weight_group,
+                         budget=case.group_terms or case.weight_group * config.weight_terms,
+                         bits=config.weight_width)
+    # The array holds weight_terms slots per weight: a weight keeps at most that many of its terms.
+    codes = codes.mask(torch.arange(codes.signs.shape[-1]) < config.weight_terms)
+    return combine(codes.values().numpy(), config.alpha, case.gamma), x, codes
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda c: c.name)
@@ -91,9 +141,10 @@ def test_lint_clean(design):
 def test_rtl_matches_golden(design, stall):
     case, gen_dir, built = design
     config = built.config
-    layer, x = layer_and_inputs(config, case, np.random.default_rng(2))
-    schedule = schedule_layer(config, layer, x)
-    out, run = run_schedule(built, schedule, stall=stall, seed=11, name=f"stall{stall}")
-    assert np.array_equal(out, reference_layer(layer.unpack(), x, config.acc_width))
+    layer, x, terms = layer_and_inputs(config, case, np.random.default_rng(2))
+    schedule = schedule_layer(config, layer, x, terms=terms)
+    out, run = run_schedule(built, schedule, stall=stall, seed=11, name=f"{case.name}_stall{stall}")
+    multiplied = truncate_activations(config, x) if config.mac == "tq" else x
+    assert np.array_equal(out, reference_layer(layer.unpack(), multiplied, config.acc_width))
     if stall == 0.0:
         assert run.cycles == layer_cycles(config, schedule.tile_batches)

@@ -1,0 +1,277 @@
+"""Term quantization numbers: what the TQ multipliers cost on an FPGA, and what term budgets cost in
+accuracy and term pairs on the digits MLP. Prints tables; asserts nothing.
+
+    python benchmarks/tq.py              # both tables (a few minutes: 12 Yosys + nextpnr runs)
+    python benchmarks/tq.py --no-fpga    # the digits table only (seconds)
+    python benchmarks/tq.py --no-digits  # the FPGA table only
+
+FPGA table. Each multiply-accumulator is synthesized alone (Yosys synth_ice40 / synth_ecp5 from the
+YoWASP wheels, then nextpnr for the iCE40UP5K-SG48 and the ECP5-85F CABGA381), out of context: a
+1-bit input shifts into a register chain that drives every operand bit, products accumulate into a
+32-bit register whose bits are XOR-reduced to a 1-bit output. All rows carry this same harness
+(operand chain, 32-bit accumulator, XOR), so nothing is optimized away and only 4 pins are used;
+differences between rows are the multipliers. nextpnr is asked for 250 MHz; "Fmax" is what it
+achieved. LUTs: iCE40 LUT4s from Yosys (a logic cell holds one LUT4 and one flip-flop), ECP5
+TRELLIS_COMB from nextpnr. "int8" is an 8-bit signed x 8-bit signed multiplier, once on a DSP block
+and once in LUTs; "TQ" rows are hdl/tq.py's TQMultiplier for 8-bit signed values with w weight
+term slots and d data terms (one term pair per clock, or all w*d pairs in one clock).
+
+Digits table. The digits MLP (64-128-64-10, software/models/digits.py) is trained in float, then
+exported to integers by the front-end (software/intmodel.py: int8 per-channel power-of-two weights,
+unsigned activations at calibrated power-of-two scales) and run in integers on the 450 test images;
+accuracy is the mean over --seeds models. Term quantization is post-training (no retraining):
+weights keep a budget of terms per group of g consecutive weights along the input dimension
+(g = 1: per weight; "max" is the most terms one weight keeps, i.e. the slots a TQ multiplier
+needs), activations keep d terms per value, and each layer multiplies exactly what a `--mac tq`
+array multiplies (software/golden.py). Three costs per MAC (dense MAC count N*F*K):
+  budget pairs    the paper's accounting: weight terms x data terms allowed, b x b bits for a
+                  uniform b-bit MAC (what a bit-serial multiplier spends on every MAC);
+  measured pairs  sum_{n,f,k} terms(W[f,k]) * terms(x[n,k]) (software/termquant.term_pairs) on
+                  the real data, HESE terms of the untruncated values for the uniform rows; zeros
+                  (ReLU outputs, small weights) have no terms, so this is far below the budget;
+  serial clocks   what hdl/tq.py's serial form spends: max(1, pairs) per MAC.
+"""
+
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def table(headers, rows):
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "| " + " | ".join(str(c).ljust(w) for c, w in zip(cells, widths)) + " |"
+    print(line(headers))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for r in rows:
+        print(line(r))
+    print()
+
+
+# ---------------------------------------------------------------------------------------------
+# FPGA: out-of-context multiply-accumulators
+
+ACC_WIDTH = 32
+DEVICES = {
+    "ice40": dict(label="iCE40UP5K", nextpnr=["--up5k", "--package", "sg48"]),
+    "ecp5": dict(label="ECP5-85F", nextpnr=["--85k", "--package", "CABGA381"]),
+}
+TARGET_MHZ = 250
+
+
+def harness(kind, *, width=8, weight_terms=2, data_terms=3):
+    """An Elaboratable with ports din, dout (plus clk, rst) around one multiply-accumulator."""
+    from amaranth.hdl import Cat, Elaboratable, Module, Signal, signed
+
+    class Harness(Elaboratable):
+        def __init__(self):
+            self.din, self.dout = Signal(), Signal()
+
+        def elaborate(self, platform):
+            m = Module()
+            acc = Signal(signed(ACC_WIDTH))
+            if kind == "int":
+                operand_bits = 2 * width
+            else:
+                from hdl.tq import TQMultiplier
+                m.submodules.tq = tq = TQMultiplier(width=width, signed=True, weight_terms=weight_terms,
+                                                    data_terms=data_terms, form=kind)
+                operand_bits = len(tq.operands.payload.as_value()) + 2
+            chain = Signal(operand_bits)
+            m.d.sync += chain.eq(Cat(self.din, chain[:-1]))
+            if kind == "int":
+                a, w = chain[:width].as_signed(), chain[width:].as_signed()
+                m.d.sync += acc.eq(acc + a * w)
+            else:
+                payload_bits = operand_bits - 2
+                m.d.comb += [
+                    tq.operands.payload.as_value().eq(chain[:payload_bits]),
+                    tq.operands.valid.eq(chain[payload_bits]),
+                    tq.products.ready.eq(chain[payload_bits + 1]),
+                ]
+                with m.If(tq.products.valid & tq.products.ready):
+                    m.d.sync += acc.eq(acc + tq.products.payload)
+            m.d.sync += self.dout.eq(acc.xor())
+            return m
+
+    return Harness()
+
+
+def synthesize(design, family, work_dir, *, dsp=True):
+    """Yosys + nextpnr on one harness; returns fpga.report.summarize's summary."""
+    from amaranth.back import verilog
+    from fpga import report, toolchain
+    os.makedirs(work_dir, exist_ok=True)
+    text = verilog.convert(design, name="top", ports=[design.din, design.dout], emit_src=False)
+    with open(os.path.join(work_dir, "top.v"), "w") as f:
+        f.write(text)
+    env = toolchain.tool_environment(["yosys", f"nextpnr-{family}"])
+    if family == "ice40":
+        synth = "synth_ice40" + (" -dsp" if dsp else "")
+    else:
+        synth = "synth_ecp5" + ("" if dsp else " -nodsp")
+    script = f"read_verilog top.v; {synth} -top top -json top.json; tee -q -o stat.json stat -json"
+    subprocess.run([env["YOSYS"], "-q", "-p", script], cwd=work_dir, env=env, check=True,
+                   capture_output=True)
+    nextpnr = env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"]
+    subprocess.run([nextpnr, *DEVICES[family]["nextpnr"], "--json", "top.json", "--report", "report.json",
+                    "--freq", str(TARGET_MHZ), "--timing-allow-fail", "--seed", "1", "-q"],
+                   cwd=work_dir, env=env, check=True, capture_output=True)
+    with open(os.path.join(work_dir, "report.json")) as f:
+        nextpnr_report = json.load(f)
+    with open(os.path.join(work_dir, "stat.json")) as f:
+        yosys_stat = json.load(f)
+    return report.summarize(family, nextpnr_report, yosys_stat)
+
+
+def fpga_rows(budgets):
+    designs = [("int8 MAC, DSP", "int", {}, True), ("int8 MAC, LUTs only", "int", {}, False)]
+    for w, d in budgets:
+        for form in ("serial", "parallel"):
+            designs.append((f"TQ {form} w={w} d={d}", form, dict(weight_terms=w, data_terms=d), False))
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sparsegen_tq_fpga_") as tmp:
+        for family in DEVICES:
+            for name, kind, params, dsp in designs:
+                start = time.perf_counter()
+                work = os.path.join(tmp, f"{family}_{len(rows)}")
+                summary = synthesize(harness(kind, **params), family, work, dsp=dsp)
+                res = summary["resources"]
+                fmax = min(f["achieved_mhz"] for f in summary["fmax"].values())
+                if kind == "serial":
+                    clocks = f"1..{params['weight_terms'] * params['data_terms']}"
+                else:
+                    clocks = "1"
+                rows.append([name, DEVICES[family]["label"], res["luts"]["used"], res["flip_flops"]["used"],
+                             res["dsp"]["used"], f"{fmax:.1f}", clocks])
+                print(f"  {family} {name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+# ---------------------------------------------------------------------------------------------
+# Digits: accuracy and term pairs
+
+def digits_results(seed, epochs, budgets):
+    """{"float": accuracy, "int8" | "int4" | budget: Measure} for one trained model."""
+    import torch
+    from software.config import ArrayConfig
+    from software.golden import reference_layer
+    from software.intmodel import export_model
+    from software.models.digits import build_model, evaluate, load_digits_split, train
+    from software.termquant import hese_encode, term_pairs, weight_terms
+
+    split = load_digits_split()
+    model = build_model(seed=seed)
+    train(model, epochs=epochs, seed=seed, progress=False)
+    labels = split.y_test.numpy()
+
+    def run(bits, group=None, group_terms=None, data_terms=None):
+        config = ArrayConfig(rows=32, cols=32, act_width=bits, weight_width=bits, act_signed=False)
+        int_model = export_model(model, config, split.x_train)
+        totals = dict(macs=0, pairs=0, serial_clocks=0, most=0)
+
+        def layer(index, step, vectors):
+            w = torch.from_numpy(step.weight_matrix)
+            x = torch.from_numpy(vectors)
+            w_codes = hese_encode(w, bits) if group is None else weight_terms(w, group, group_terms, bits)
+            x_codes = hese_encode(x, bits)
+            if data_terms is not None:
+                x_codes = x_codes.mask(torch.arange(x_codes.signs.shape[-1]) < data_terms)
+            w_counts, x_counts = w_codes.counts(), x_codes.counts()
+            totals["macs"] += vectors.shape[0] * w.shape[0] * w.shape[1]
+            totals["pairs"] += term_pairs(w_counts, x_counts)
+            # A serial TQ multiplier spends max(1, pairs) clocks on every MAC (N x F x K).
+            per_mac = x_counts.numpy()[:, None, :] * w_counts.numpy()[None, :, :]
+            totals["serial_clocks"] += int(np.maximum(per_mac, 1).sum())
+            totals["most"] = max(totals["most"], int(w_counts.max()))
+            return reference_layer(w_codes.values().numpy(), x_codes.values().numpy(), 64)
+
+        logits = int_model.run_with(layer, int_model.quantize_input(split.x_test))
+        return dict(accuracy=float((logits.argmax(axis=1) == labels).mean()),
+                    pairs=totals["pairs"] / totals["macs"],
+                    serial_clocks=totals["serial_clocks"] / totals["macs"], most=totals["most"])
+
+    results = {"float": evaluate(model, split), "int8": run(8), "int4": run(4)}
+    for group, per_weight, d in budgets:
+        results[(group, per_weight, d)] = run(8, group, round(per_weight * group), d)
+    return results
+
+
+DIGITS_BUDGETS = [
+    # (group g, weight terms per weight on average, data terms per activation)
+    (1, 1, 1), (1, 1, 2), (1, 2, 2), (1, 2, 3), (1, 3, 3),
+    (8, 1.0, 2), (8, 1.5, 2), (8, 1.75, 2), (8, 1.75, 3), (8, 2.0, 3),
+]
+
+
+def mean_over_seeds(per_seed):
+    """Average every number of the per-seed result dicts ("most" takes the maximum)."""
+    out = {}
+    for key, first in per_seed[0].items():
+        if isinstance(first, dict):
+            out[key] = {k: (max if k == "most" else np.mean)([r[key][k] for r in per_seed]) for k in first}
+        else:
+            out[key] = float(np.mean([r[key] for r in per_seed]))
+    return out
+
+
+def digits_rows(results):
+    int8 = results["int8"]
+    budget8 = 8 * 8
+    rows = [["float32", "-", "-", f"{100 * results['float']:.2f}", "-", "-", "-", "-", "-"]]
+
+    def row(name, weights, data, r, budget):
+        return [name, weights, data, f"{100 * r['accuracy']:.2f}", f"{budget:g}", f"{budget8 / budget:.1f}x",
+                f"{r['pairs']:.2f}", f"{int8['pairs'] / r['pairs']:.1f}x", f"{r['serial_clocks']:.2f}"]
+
+    for name, bits in (("uniform int8", 8), ("uniform int4", 4)):
+        rows.append(row(name, f"{bits} bits", f"{bits} bits", results[name.split()[-1]], bits * bits))
+    for key in DIGITS_BUDGETS:
+        group, per_weight, d = key
+        r = results[key]
+        if group == 1:
+            weights = f"{per_weight:g} per weight"
+        else:
+            weights = f"{round(per_weight * group)} per {group} ({per_weight:g}/weight, max {r['most']})"
+        rows.append(row(f"TQ g={group}", weights, d, r, per_weight * d))
+    return rows
+
+
+DIGITS_HEADERS = ["quantization", "weight terms", "data terms", "accuracy %", "budget pairs / MAC",
+                  "vs int8", "measured pairs / MAC", "vs int8", "serial clocks / MAC"]
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--no-fpga", action="store_true", help="skip the Yosys + nextpnr table")
+    p.add_argument("--no-digits", action="store_true", help="skip the digits accuracy table")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
+                   help="digits models to train and average over (default 0 1 2)")
+    p.add_argument("--epochs", type=int, default=30, help="digits training epochs (default 30)")
+    p.add_argument("--tq", default="2x3,1x2",
+                   help="TQ multipliers of the FPGA table as WxD budgets, comma separated (default 2x3,1x2)")
+    args = p.parse_args(argv)
+    if not args.no_digits:
+        start = time.perf_counter()
+        results = mean_over_seeds([digits_results(seed, args.epochs, DIGITS_BUDGETS) for seed in args.seeds])
+        print(f"Digits MLP, 450 test images, mean of seeds {' '.join(map(str, args.seeds))}; post-training "
+              f"term quantization ({time.perf_counter() - start:.0f} s)\n")
+        table(DIGITS_HEADERS, digits_rows(results))
+    if not args.no_fpga:
+        budgets = [tuple(int(v) for v in b.split("x")) for b in args.tq.split(",")]
+        print(f"One multiply-accumulator (8-bit signed operands, 32-bit accumulator) out of context, "
+              f"Yosys + nextpnr at a {TARGET_MHZ} MHz target\n", flush=True)
+        table(["design", "device", "LUTs", "FFs", "DSPs", "Fmax MHz", "clocks / MAC"], fpga_rows(budgets))
+
+
+if __name__ == "__main__":
+    main()

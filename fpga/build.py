@@ -1,0 +1,216 @@
+"""Build a board bitstream of the host-linked array: Amaranth -> Yosys -> nextpnr -> packer.
+
+Everything happens in a staging directory next to the output; only a finished build is moved into
+place, so a failed build (a design that does not fit, a tool error, Ctrl-C) leaves no half-written
+output behind.
+"""
+
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import time
+
+from hdl.hostlink import HostLink, PROTOCOL_VERSION
+
+from . import report, toolchain
+from .boards import Board
+from .top import BoardTop
+
+NAME = "top"
+BUILD_SUMMARY = "summary.json"
+LINK_TOP = "sparsegen_hostlink"
+
+
+class BuildError(RuntimeError):
+    """A build that cannot be done (status 2: bad input) or did not succeed (status 1).
+
+    The message is one line."""
+
+    def __init__(self, message, status=1):
+        super().__init__(message)
+        self.status = status
+
+
+def uses_dsp(board, config, dsp):
+    """Whether multipliers go to DSP blocks: `dsp` is "on", "off" or "auto" (when they all fit).
+
+    Yosys maps every multiplier or none, so "auto" uses the DSPs only when each cell gets one.
+    """
+    if dsp == "auto":
+        return config.rows * config.cols <= board.dsps
+    return dsp == "on"
+
+
+def min_flip_flops(config):
+    """Flip-flops the array cannot do without: weight banks, input skew and the result register."""
+    weights = config.rows * config.cols * config.banks * (config.weight_width + config.select_width)
+    skew = sum(g + 1 for g in range(config.cols)) * config.alpha * config.act_width
+    return weights + skew + config.rows * config.acc_width
+
+
+def check_fits(board, config):
+    """Fail fast, before minutes of synthesis, on a configuration that cannot possibly fit."""
+    needed = min_flip_flops(config)
+    if needed > board.flip_flops:
+        raise BuildError(f"{config.rows}x{config.cols} alpha {config.alpha} does not fit the {board.device}: "
+                         f"its weight banks and input skew alone need {needed} flip-flops, the device has "
+                         f"{board.flip_flops}", status=2)
+
+
+def link_manifest(link, *, top, verilog_text=None, board=None, baud=None):
+    """What a host program needs to talk to the link: configuration, line settings, protocol."""
+    manifest = {
+        "generator": "sparsegen 0.1.0",
+        "unit": "hostlink",
+        "top": top,
+        "config": link.config.as_dict(),
+        "link": {
+            "protocol_version": PROTOCOL_VERSION,
+            "serial": "8N1, no flow control",
+            "baud": baud,
+            "divisor": link.divisor,
+            "rx_buffer_bytes": link.rx_buffer,
+            "tx_buffer_bytes": link.tx_buffer,
+            "credits": link.credits,
+            "descriptor": link.descriptor.hex(),
+            "result_frame_bytes": link.result_frame_bytes,
+            "protocol": "see README section FPGA, or the docstring of hdl/hostlink.py",
+        },
+        "ports": [
+            {"name": "clk", "direction": "in", "width": 1},
+            {"name": "rst", "direction": "in", "width": 1, "note": "synchronous, active high"},
+            {"name": "rx", "direction": "in", "width": 1, "note": "serial line from the host, idle high"},
+            {"name": "tx", "direction": "out", "width": 1, "note": "serial line to the host, idle high"},
+        ],
+    }
+    if verilog_text is not None:
+        manifest["verilog"] = f"{top}.v"
+        manifest["verilog_sha256"] = hashlib.sha256(verilog_text.encode()).hexdigest()
+    if board is not None:
+        manifest["board"] = board.name
+        manifest["device"] = board.device
+    return manifest
+
+
+def _write_json(path, data):
+    with open(path, "w", newline="\n") as f:
+        json.dump(data, f, indent=2, sort_keys=True)
+        f.write("\n")
+
+
+def _replace_dir(staging, out_dir):
+    if os.path.lexists(out_dir):
+        shutil.rmtree(out_dir)
+    os.replace(staging, out_dir)
+
+
+def check_output_dir(out_dir, marker):
+    """Refuse to overwrite anything but an earlier output of the same kind (or an empty directory)."""
+    if not os.path.lexists(out_dir):
+        return
+    if not os.path.isdir(out_dir):
+        raise BuildError(f"output path {out_dir} exists and is not a directory", status=2)
+    if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, marker)):
+        raise BuildError(f"output directory {out_dir} is not empty and not an earlier build; "
+                         f"choose another with -o", status=2)
+
+
+def write_link_verilog(config, out_dir, *, divisor, rx_buffer=32, tx_buffer=512):
+    """The host link (UART + decoder + array) as Verilog, top `sparsegen_hostlink`, with a manifest
+    that sim/runner.py and any host program can read. Returns the manifest."""
+    from amaranth.back import verilog
+    link = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, tx_buffer=tx_buffer)
+    check_output_dir(out_dir, "manifest.json")
+    text = verilog.convert(link, name=LINK_TOP, emit_src=False)
+    manifest = link_manifest(link, top=LINK_TOP, verilog_text=text)
+    staging = f"{out_dir}.partial{os.getpid()}"
+    os.makedirs(staging)
+    try:
+        with open(os.path.join(staging, f"{LINK_TOP}.v"), "w", newline="\n") as f:
+            f.write(text)
+        _write_json(os.path.join(staging, "manifest.json"), manifest)
+        _replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return manifest
+
+
+@dataclasses.dataclass(frozen=True)
+class BuildResult:
+    out_dir: str
+    bitstream: str
+    summary: dict
+
+
+def build(board: Board, config, out_dir, *, baud, dsp="auto", seed=None):
+    """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line)."""
+    check_fits(board, config)
+    check_output_dir(out_dir, BUILD_SUMMARY)
+    platform = board.make_platform()
+    env = toolchain.tool_environment(platform.required_tools)
+    try:
+        top = BoardTop(config, clk_frequency=platform.default_clk_frequency, baud=baud)
+    except ValueError as e:
+        raise BuildError(str(e), status=2) from None
+    with_dsp = uses_dsp(board, config, dsp)
+    if board.family == "ice40":
+        synth_opts = ["-dsp"] if with_dsp else []
+    else:
+        synth_opts = [] if with_dsp else ["-nodsp"]
+    nextpnr_opts = ["--report", "report.json", "--timing-allow-fail"]
+    if seed is not None:
+        nextpnr_opts += ["--seed", str(seed)]
+    plan = platform.build(top, name=NAME, do_build=False, synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
+                          script_after_synth="tee -q -o stat.json stat -json")
+
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(out_dir))}.partial{os.getpid()}")
+    shutil.rmtree(staging, ignore_errors=True)
+    start = time.perf_counter()
+    try:
+        plan.extract(staging)
+        with open(os.path.join(staging, "build.log"), "w") as log_file:
+            proc = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=staging, env=env,
+                                  stdout=log_file, stderr=subprocess.STDOUT)
+        seconds = time.perf_counter() - start
+        if proc.returncode != 0:
+            texts = []
+            for name in ("build.log", f"{NAME}.tim", f"{NAME}.rpt"):
+                path = os.path.join(staging, name)
+                if os.path.exists(path):
+                    texts.append(open(path, errors="replace").read())
+            reason = report.failure_reason("\n".join(texts), board.device)
+            raise BuildError(reason or f"the {board.family} toolchain failed (exit status {proc.returncode})")
+        with open(os.path.join(staging, "report.json")) as f:
+            nextpnr_report = json.load(f)
+        with open(os.path.join(staging, "stat.json")) as f:
+            yosys_stat = json.load(f)
+        summary = {
+            "board": board.name,
+            "device": board.device,
+            "config": config.as_dict(),
+            "baud": baud,
+            "divisor": top.divisor,
+            "clock_mhz": platform.default_clk_frequency / 1e6,
+            "dsp": with_dsp,
+            "seed": seed,
+            "seconds": round(seconds, 1),
+            "tools": toolchain.versions(platform.required_tools),
+            **report.summarize(board.family, nextpnr_report, yosys_stat),
+            "bitstream": f"{NAME}.{board.bitstream}",
+        }
+        _write_json(os.path.join(staging, BUILD_SUMMARY), summary)
+        with open(os.path.join(staging, "report.txt"), "w", newline="\n") as f:
+            f.write("\n".join(report.format_summary(summary)) + "\n")
+        _write_json(os.path.join(staging, "manifest.json"),
+                    link_manifest(top.link, top=NAME, board=board, baud=baud))
+        _replace_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return BuildResult(out_dir=out_dir, bitstream=os.path.join(out_dir, summary["bitstream"]), summary=summary)

@@ -1,0 +1,173 @@
+"""`python -m fpga`: board bitstreams of the array behind a UART host link, reports, programming.
+
+  build    Amaranth -> Yosys -> nextpnr -> packer (YoWASP wheels), report, optionally --program
+  program  load an earlier build onto its board
+  verilog  the host link (UART + command decoder + array) as Verilog, for simulation or other tools
+  run      run a random packed layer on a programmed board over its serial port, check it against
+           the golden model
+"""
+
+import argparse
+import json
+import os
+import sys
+
+from gen.cli import OneLineParser, add_array_arguments, config_from_args
+from software.config import ConfigError
+
+from .boards import BOARD_NAMES
+
+PROG = "python -m fpga"
+EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
+
+
+class CommandError(Exception):
+    def __init__(self, message, status=EXIT_BAD_INPUT):
+        super().__init__(message)
+        self.status = status
+
+
+def build_parser():
+    p = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                      epilog="Example: python -m fpga build --board icebreaker --rows 2 --alpha 2")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{build,program,verilog,run}",
+                           parser_class=OneLineParser)
+
+    b = sub.add_parser("build", help="build a bitstream and print its resource and timing report",
+                       description="Build the array behind a UART host link for a board with Yosys, nextpnr and "
+                                   "the packer from the YoWASP wheels; print and save the report (report.txt, "
+                                   "summary.json) next to the bitstream.")
+    b.add_argument("--board", required=True, choices=BOARD_NAMES, help="target board")
+    add_array_arguments(b, default_rows=2)
+    b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    b.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
+                   help="multipliers in DSP blocks: auto (default) when every cell gets one, on, off")
+    b.add_argument("--seed", type=int, help="nextpnr placement seed")
+    b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>)")
+    b.add_argument("--program", action="store_true",
+                   help="load the bitstream onto the board afterwards (iceprog or openFPGALoader)")
+
+    g = sub.add_parser("program", help="load an earlier build onto its board",
+                       description="Load the bitstream of an earlier `build` onto its board with iceprog or "
+                                   "openFPGALoader (whichever is installed).")
+    g.add_argument("build_dir", help="directory written by `python -m fpga build`")
+
+    v = sub.add_parser("verilog", help="write the host link as Verilog with a manifest",
+                       description="Write the host link (UART + command decoder + array), top module "
+                                   "sparsegen_hostlink, ports clk rst rx tx, and a manifest.json.")
+    add_array_arguments(v, default_rows=2)
+    v.add_argument("--divisor", type=int, required=True, help="clocks per UART bit (board clock / baud)")
+    v.add_argument("--tx-buffer", type=int, default=512, help="reply buffer in bytes (sets the credits)")
+    v.add_argument("-o", "--output", required=True, help="output directory")
+
+    r = sub.add_parser("run", help="run a random packed layer on a programmed board",
+                       description="Connect to a programmed board over its serial port, check that it is the "
+                                   "configuration of the build, run a random column-combined layer and compare "
+                                   "the results with the golden model.")
+    r.add_argument("build_dir", help="directory written by `python -m fpga build`")
+    r.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
+    r.add_argument("--batch", type=int, default=16, help="input vectors (default 16)")
+    r.add_argument("--seed", type=int, default=0, help="random seed of the layer (default 0)")
+    return p
+
+
+def _default_output(args, config):
+    return os.path.join("build", "fpga", f"{args.board}_{config.rows}x{config.cols}_{args.sparsity}_a{config.alpha}")
+
+
+def _load_summary(build_dir):
+    path = os.path.join(build_dir, "summary.json")
+    if not os.path.exists(path):
+        raise CommandError(f"{build_dir} is not a build directory (no summary.json); run `{PROG} build` first")
+    with open(path) as f:
+        return json.load(f)
+
+
+def cmd_build(args):
+    from .boards import board as get_board
+    from .build import build
+    from .program import find_programmer, program
+    from .report import format_summary
+    board = get_board(args.board)
+    config = config_from_args(args)
+    programmer = find_programmer(board) if args.program else None   # before minutes of building
+    out = args.output or _default_output(args, config)
+    result = build(board, config, out, baud=args.baud, dsp=args.dsp, seed=args.seed)
+    for line in format_summary(result.summary):
+        print(line)
+    print(f"{result.bitstream}: bitstream ({result.summary['seconds']:.0f} s); report in "
+          f"{os.path.join(out, 'report.txt')} and summary.json")
+    if not result.summary["timing_pass"]:
+        raise CommandError("timing fails at the board clock (see Fmax above); the bitstream is written but "
+                           "may not work" + (", and was not programmed" if programmer else ""), EXIT_FAILED)
+    if programmer:
+        tool = program(board, result.bitstream, programmer)
+        print(f"programmed the {board.name} with {os.path.basename(tool)}")
+    return 0
+
+
+def cmd_program(args):
+    from .boards import board as get_board
+    from .program import program
+    summary = _load_summary(args.build_dir)
+    board = get_board(summary["board"])
+    tool = program(board, os.path.join(args.build_dir, summary["bitstream"]))
+    print(f"programmed the {board.name} with {os.path.basename(tool)}")
+    return 0
+
+
+def cmd_verilog(args):
+    from .build import LINK_TOP, write_link_verilog
+    config = config_from_args(args)
+    try:
+        manifest = write_link_verilog(config, args.output, divisor=args.divisor, tx_buffer=args.tx_buffer)
+    except (TypeError, ValueError) as e:
+        raise CommandError(str(e)) from None
+    print(f"{os.path.join(args.output, LINK_TOP + '.v')}: host link of a {config.rows}x{config.cols} array, "
+          f"alpha {config.alpha}, {args.divisor} clocks per bit, {manifest['link']['credits']} credits")
+    return 0
+
+
+def cmd_run(args):
+    from software.config import ArrayConfig
+    from software.host import Board, HostLinkError, open_serial, self_test
+    summary = _load_summary(args.build_dir)
+    config = ArrayConfig.from_dict(summary["config"])
+    try:
+        port = open_serial(args.port, summary["baud"])
+    except HostLinkError as e:
+        raise CommandError(str(e), EXIT_FAILED) from None
+    except Exception as e:      # pyserial's SerialException: no such device, permission denied, ...
+        raise CommandError(f"cannot open {args.port}: {e}", EXIT_FAILED) from None
+    with port:
+        try:
+            board = Board(port, config)
+            board.connect()
+            result = self_test(board, batch=args.batch, seed=args.seed)
+        except HostLinkError as e:
+            raise CommandError(str(e), EXIT_FAILED) from None
+    print(result.describe())
+    return 0 if result.ok else EXIT_FAILED
+
+
+COMMANDS = {"build": cmd_build, "program": cmd_program, "verilog": cmd_verilog, "run": cmd_run}
+
+
+def main(argv=None):
+    from .boards import UnknownBoardError
+    from .build import BuildError
+    from .program import ProgramError
+    from .toolchain import ToolchainError
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ConfigError, UnknownBoardError, ToolchainError) as e:
+        message, status = str(e), EXIT_BAD_INPUT
+    except (BuildError, ProgramError) as e:
+        message, status = str(e), e.status
+    except CommandError as e:
+        message, status = str(e), e.status
+    except KeyboardInterrupt:
+        message, status = "interrupted", 130
+    print(f"{PROG} {args.command}: error: {message}", file=sys.stderr)
+    return status

@@ -1,0 +1,93 @@
+"""Resource and timing reports from nextpnr's JSON report (`--report`) and Yosys's `stat -json`.
+
+nextpnr counts what the placed design occupies on the device; Yosys counts the mapped cells.
+LUTs and flip-flops come from the packed design where the device reports them separately (ECP5:
+TRELLIS_COMB, TRELLIS_FF); an iCE40 logic cell holds one LUT4 and one flip-flop, so there nextpnr's
+logic cells are the capacity that runs out, and the LUT4 and flip-flop counts come from Yosys.
+"""
+
+import re
+
+# nextpnr bel types per family: (logic cells or None, LUTs, flip-flops, block RAM, DSP)
+_ICE40 = dict(logic_cells="ICESTORM_LC", block_ram="ICESTORM_RAM", dsp="ICESTORM_DSP")
+_ECP5 = dict(luts="TRELLIS_COMB", flip_flops="TRELLIS_FF", block_ram="DP16KD", dsp="MULT18X18D",
+             lutram="TRELLIS_RAMW")
+
+
+def _cells(stat):
+    return stat.get("design", stat)["num_cells_by_type"]
+
+
+def summarize(family, nextpnr_report, yosys_stat):
+    """{'resources': {name: {'used', 'available'}}, 'fmax': {clock: {...}}, 'timing_pass': bool}."""
+    util = nextpnr_report["utilization"]
+
+    def bel(kind):
+        entry = util.get(kind, {"used": 0, "available": 0})
+        return {"used": int(entry["used"]), "available": int(entry["available"])}
+
+    cells = _cells(yosys_stat)
+    resources = {}
+    if family == "ice40":
+        lc = bel(_ICE40["logic_cells"])
+        resources["luts"] = {"used": int(cells.get("SB_LUT4", 0)), "available": lc["available"]}
+        resources["flip_flops"] = {"used": sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
+                                   "available": lc["available"]}
+        resources["logic_cells"] = lc
+        resources["block_ram"] = bel(_ICE40["block_ram"])
+        resources["dsp"] = bel(_ICE40["dsp"])
+    elif family == "ecp5":
+        for name, kind in _ECP5.items():
+            resources[name] = bel(kind)
+    else:
+        raise ValueError(f"unknown FPGA family {family!r}")
+
+    fmax = {}
+    for clock, entry in nextpnr_report.get("fmax", {}).items():
+        name = re.sub(r"^\$glbnet\$", "", clock)
+        achieved, constraint = float(entry["achieved"]), float(entry["constraint"])
+        fmax[name] = {"achieved_mhz": round(achieved, 2), "constraint_mhz": round(constraint, 2),
+                      "pass": achieved >= constraint}
+    return {
+        "resources": resources,
+        "fmax": fmax,
+        "timing_pass": bool(fmax) and all(f["pass"] for f in fmax.values()),
+    }
+
+
+_LABELS = {"luts": "LUT4", "flip_flops": "flip-flops", "logic_cells": "logic cells",
+           "block_ram": "block RAM", "dsp": "DSP", "lutram": "LUT RAM"}
+
+
+def format_summary(summary):
+    """Human-readable lines of a build summary (what `python -m fpga build` prints)."""
+    cfg = summary["config"]
+    lines = [f"{summary['board']} ({summary['device']}): {cfg['rows']}x{cfg['cols']} array, alpha {cfg['alpha']}, "
+             f"{cfg['act_width']}-bit x {cfg['weight_width']}-bit, acc {cfg['acc_width']}, "
+             f"DSPs {'on' if summary['dsp'] else 'off'}, UART {summary['baud']} baud"]
+    for name, r in summary["resources"].items():
+        share = f" ({100 * r['used'] / r['available']:.1f}%)" if r["available"] else ""
+        lines.append(f"  {_LABELS.get(name, name):<12} {r['used']:>7} / {r['available']}{share}")
+    for clock, f in summary["fmax"].items():
+        verdict = "PASS" if f["pass"] else "FAIL"
+        lines.append(f"  Fmax {clock}: {f['achieved_mhz']:.2f} MHz (board clock {f['constraint_mhz']:.2f} MHz) {verdict}")
+    if not summary["fmax"]:
+        lines.append("  Fmax: nextpnr reported no constrained clock")
+    return lines
+
+
+def failure_reason(log_text, device):
+    """One line saying why nextpnr or Yosys failed, from their log."""
+    over = []
+    for kind, used, available in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log_text, re.M):
+        if int(used) > int(available):
+            over.append(f"{used} of {available} {kind}")
+    if over:
+        return f"the design does not fit the {device}: it needs " + ", ".join(over)
+    errors = re.findall(r"^(?:ERROR|Error):\s*(.+)$", log_text, re.M)
+    if errors:
+        reason = errors[0].strip()
+        if "no BELs remaining" in reason or "Unable to place" in reason:
+            return f"the design does not fit the {device}: {reason}"
+        return reason
+    return None

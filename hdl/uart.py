@@ -1,0 +1,174 @@
+"""An 8N1 UART: a receiver and a transmitter with valid/ready byte streams.
+
+The bit time is `divisor` clocks (the board clock divided by the baud rate, see `divisor_for`).
+The receiver samples each bit in its middle, so it tolerates a bit-time mismatch of a few percent
+between the two ends; it reports lost bytes (`overrun`), bad stop bits (`framing_error`) and a
+line held low for a whole frame (`line_break`), which the host link uses as its reset command.
+"""
+
+import operator
+
+from amaranth.hdl import Cat, Module, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.cdc import FFSynchronizer
+from amaranth.lib.wiring import In, Out
+
+# Below 4 clocks per bit the receiver's mid-bit sampling leaves no margin for baud mismatch.
+MIN_DIVISOR = 4
+# Beyond this the baud rates of the two ends disagree enough to corrupt the last bits of a frame.
+MAX_BAUD_ERROR = 0.02
+
+
+def check_divisor(divisor):
+    """The divisor as an int, or TypeError/ValueError with a clear message."""
+    try:
+        divisor = operator.index(divisor)
+    except TypeError:
+        raise TypeError(f"divisor must be an integer, not {divisor!r}") from None
+    if divisor < MIN_DIVISOR:
+        raise ValueError(f"divisor must be at least {MIN_DIVISOR} clocks per bit, not {divisor}")
+    return divisor
+
+
+def divisor_for(clk_frequency, baud):
+    """Clocks per bit for `baud` on a `clk_frequency` Hz clock; ValueError if too inexact."""
+    if baud <= 0:
+        raise ValueError(f"baud rate must be positive, not {baud}")
+    divisor = round(clk_frequency / baud)
+    if divisor < MIN_DIVISOR:
+        raise ValueError(f"{baud} baud is too fast for a {clk_frequency / 1e6:g} MHz clock "
+                         f"(at most {clk_frequency / MIN_DIVISOR:.0f})")
+    error = abs(clk_frequency / divisor - baud) / baud
+    if error > MAX_BAUD_ERROR:
+        raise ValueError(f"{baud} baud is {error:.1%} off on a {clk_frequency / 1e6:g} MHz clock "
+                         f"(at most {MAX_BAUD_ERROR:.0%})")
+    return divisor
+
+
+class UARTReceiver(wiring.Component):
+    """8N1 receiver.
+
+    Members
+    -------
+    rx            : In(1)  the serial line (idle high); synchronized internally.
+    data          : Out(stream.Signature(8))  received bytes, least significant bit first on the line.
+    overrun       : Out(1)  one-clock strobe: a byte arrived while the previous one was still not
+                    taken, and was dropped.
+    framing_error : Out(1)  one-clock strobe: a byte with a low stop bit (not a break), dropped.
+    line_break    : Out(1)  one-clock strobe: the line stayed low for a whole frame.
+    """
+
+    def __init__(self, *, divisor):
+        self.divisor = check_divisor(divisor)
+        super().__init__({
+            "rx": In(1, init=1),
+            "data": Out(stream.Signature(8)),
+            "overrun": Out(1),
+            "framing_error": Out(1),
+            "line_break": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        line = Signal(init=1)
+        m.submodules.sync_rx = FFSynchronizer(self.rx, line, init=1)
+
+        timer = Signal(range(self.divisor))
+        bit = Signal(range(8))
+        shift = Signal(8)
+        with m.If(self.data.ready):
+            m.d.sync += self.data.valid.eq(0)
+
+        with m.FSM():
+            with m.State("idle"):
+                with m.If(~line):
+                    # Sample the start bit in its middle, then every bit one bit time later.
+                    m.d.sync += timer.eq(self.divisor // 2 - 1)
+                    m.next = "start"
+            with m.State("start"):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Elif(line):
+                    m.next = "idle"            # a glitch, not a start bit
+                with m.Else():
+                    m.d.sync += [timer.eq(self.divisor - 1), bit.eq(0)]
+                    m.next = "data"
+            with m.State("data"):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Else():
+                    m.d.sync += [shift.eq(Cat(shift[1:], line)), timer.eq(self.divisor - 1),
+                                 bit.eq(bit + 1)]
+                    with m.If(bit == 7):
+                        m.next = "stop"
+            with m.State("stop"):
+                with m.If(timer != 0):
+                    m.d.sync += timer.eq(timer - 1)
+                with m.Elif(line):
+                    with m.If(self.data.valid & ~self.data.ready):
+                        m.d.comb += self.overrun.eq(1)
+                    with m.Else():
+                        m.d.sync += [self.data.payload.eq(shift), self.data.valid.eq(1)]
+                    m.next = "idle"
+                with m.Else():
+                    with m.If(shift == 0):
+                        m.d.comb += self.line_break.eq(1)
+                        # A break resets the link: the byte still waiting belongs to the old session.
+                        m.d.sync += self.data.valid.eq(0)
+                    with m.Else():
+                        m.d.comb += self.framing_error.eq(1)
+                    m.next = "wait_idle"
+            with m.State("wait_idle"):
+                # A low stop bit: wait for the line to go idle before looking for a start bit.
+                with m.If(line):
+                    m.next = "idle"
+        return m
+
+
+class UARTTransmitter(wiring.Component):
+    """8N1 transmitter.
+
+    Members
+    -------
+    data : In(stream.Signature(8))  bytes to send; taken when the previous frame has ended.
+    tx   : Out(1)  the serial line, registered, idle high.
+    """
+
+    def __init__(self, *, divisor):
+        self.divisor = check_divisor(divisor)
+        super().__init__({
+            "data": In(stream.Signature(8)),
+            "tx": Out(1, init=1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        timer = Signal(range(self.divisor))
+        bits_left = Signal(range(11))       # bits of the current frame not yet finished
+        frame = Signal(9)                   # data (LSB first) and stop bit, still to send
+        last_bit_ends = Signal()
+        m.d.comb += [
+            last_bit_ends.eq((bits_left == 1) & (timer == 0)),
+            # Take the next byte as the stop bit ends, so back-to-back frames have no gap.
+            self.data.ready.eq((bits_left == 0) | last_bit_ends),
+        ]
+        with m.If(self.data.valid & self.data.ready):
+            m.d.sync += [
+                self.tx.eq(0),                                   # start bit
+                frame.eq(Cat(self.data.payload, 1)),
+                bits_left.eq(10),
+                timer.eq(self.divisor - 1),
+            ]
+        with m.Elif(last_bit_ends):
+            m.d.sync += bits_left.eq(0)
+        with m.Elif(bits_left != 0):
+            with m.If(timer == 0):
+                m.d.sync += [
+                    self.tx.eq(frame[0]),
+                    frame.eq(frame[1:]),
+                    bits_left.eq(bits_left - 1),
+                    timer.eq(self.divisor - 1),
+                ]
+            with m.Else():
+                m.d.sync += timer.eq(timer - 1)
+        return m

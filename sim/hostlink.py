@@ -1,0 +1,50 @@
+"""Run the host driver against the host link's generated Verilog in Verilator (sim/tb_hostlink.py).
+
+The Verilog and its manifest come from `python -m fpga verilog` (fpga.build.write_link_verilog);
+`sim.runner.build` verilates them like any other design.
+"""
+
+import json
+import os
+
+from .runner import PROJECT_ROOT, SimulationError
+
+
+def layer_stimulus(layer, x):
+    """A packed layer (software.colcomb.ColumnCombining) and its inputs as JSON-able data."""
+    return {
+        "layer": {"groups": [list(map(int, g)) for g in layer.groups], "packed": layer.packed.tolist(),
+                  "select": layer.select.tolist(), "alpha": int(layer.alpha),
+                  "in_features": int(layer.in_features)},
+        "x": [[int(v) for v in row] for row in x],
+    }
+
+
+def run_host_session(built, layer, x, *, skew=1.0, self_test_batch=4, timeout_frames=3000, name="host"):
+    """Run sim/tb_hostlink.py's session on `built` (a sim.runner.Build of the host link).
+
+    Returns the testbench's report (dict). Raises SimulationError if the driver failed."""
+    from cocotb_tools.check_results import get_results
+    from cocotb_tools.runner import get_runner
+    run_dir = built.build_dir / name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    stimulus, report = run_dir / "stimulus.json", run_dir / "report.json"
+    stimulus.write_text(json.dumps({
+        "config": built.manifest["config"],
+        "divisor": built.manifest["link"]["divisor"],
+        "skew": skew,
+        "timeout_frames": timeout_frames,
+        "self_test_batch": self_test_batch,
+        **layer_stimulus(layer, x),
+    }))
+    report.unlink(missing_ok=True)
+    env = {"SPARSEGEN_STIMULUS": str(stimulus), "SPARSEGEN_REPORT": str(report),
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
+    xml = get_runner("verilator").test(
+        test_module="sim.tb_hostlink", hdl_toplevel=built.top, hdl_toplevel_lang="verilog",
+        build_dir=built.build_dir, test_dir=run_dir, extra_env=env, log_file=run_dir / "sim.log")
+    tests, failed = get_results(xml)
+    data = json.loads(report.read_text()) if report.exists() else {}
+    if failed or not tests or not data:
+        raise SimulationError(data.get("error") or f"cocotb run failed; see {run_dir / 'sim.log'}")
+    return data

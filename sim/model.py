@@ -1,0 +1,153 @@
+"""Run a packed integer model layer by layer through the generated array in Verilator.
+
+software/ (``IntModel.run_with``) does the host's part -- quantizing the input, im2col, bias,
+requantization shifts, ReLU -- and hands every layer's ``W_int x`` to the array: the layer is
+scheduled into tiles (``software.schedule``), driven through the Verilog that ``python -m gen``
+generates for the model's ArrayConfig, and the result beats are assembled back into outputs. The
+testbench also checks every result beat against the golden array model, so a run that returns
+has matched it beat for beat.
+
+    python -m sim.model out/model.npz              # all 450 digits test images
+    python -m sim.model out/model.npz --images 32 --stall 0.2
+
+The design is generated once per configuration into ``<build-root>/models/<name>/`` and verilated
+once (sim.runner caches builds by the Verilog's hash).
+"""
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from software.config import ArrayConfig
+from software.cycles import layer_cycles
+from software.schedule import schedule_layer
+
+from .array import run_schedule
+from .runner import PROJECT_ROOT, build
+
+
+def gen_flags(config: ArrayConfig) -> list:
+    """The `python -m gen` arguments that generate exactly ``config``."""
+    flags = ["--rows", str(config.rows), "--cols", str(config.cols)]
+    flags += ["--sparsity", "dense"] if config.alpha == 1 else ["--sparsity", "colcomb", "--alpha", str(config.alpha)]
+    flags += ["--act-width", str(config.act_width), "--act-signed" if config.act_signed else "--no-act-signed",
+              "--weight-width", str(config.weight_width),
+              "--weight-signed" if config.weight_signed else "--no-weight-signed",
+              "--acc-width", str(config.acc_width), "--multiplier", config.multiplier,
+              "--double-buffer" if config.double_buffer else "--no-double-buffer",
+              "--max-batch", str(config.max_batch)]
+    mac = getattr(config, "mac", "int")
+    if mac != "int":
+        flags += ["--mac", mac, "--weight-terms", str(config.weight_terms), "--data-terms", str(config.data_terms)]
+    return flags
+
+
+def design_name(config: ArrayConfig) -> str:
+    return (f"{config.rows}x{config.cols}_a{config.alpha}_{'s' if config.act_signed else 'u'}{config.act_width}"
+            f"_{'s' if config.weight_signed else 'u'}{config.weight_width}_acc{config.acc_width}"
+            f"_{'db' if config.double_buffer else 'sb'}_b{config.max_batch}"
+            + (f"_tq{config.weight_terms}x{config.data_terms}" if getattr(config, "mac", "int") != "int" else ""))
+
+
+def generate(config: ArrayConfig, build_root="sim_build") -> pathlib.Path:
+    """Generate the Verilog of ``config`` (once) and return its directory."""
+    gen_dir = pathlib.Path(build_root).resolve() / "models" / design_name(config)
+    manifest = gen_dir / "manifest.json"
+    if manifest.exists() and json.loads(manifest.read_text())["config"] == config.as_dict():
+        return gen_dir
+    done = subprocess.run([sys.executable, "-m", "gen", *gen_flags(config), "-o", str(gen_dir)],
+                          capture_output=True, text=True, cwd=PROJECT_ROOT)
+    if done.returncode != 0:
+        raise RuntimeError(f"python -m gen failed: {done.stderr.strip()}")
+    return gen_dir
+
+
+def build_array(config: ArrayConfig, build_root="sim_build"):
+    """Generated and verilated array for ``config``; checks the manifest's configuration is ``config``."""
+    built = build(generate(config, build_root), build_root)
+    if built.config != config:
+        raise RuntimeError(f"generated array {built.config} is not the model's {config}")
+    return built
+
+
+@dataclasses.dataclass
+class LayerRun:
+    name: str
+    vectors: int
+    tiles: int
+    cycles: int             # measured in the RTL
+    model_cycles: int       # the cycle model's prediction
+    sim_seconds: float
+
+
+class RTLArray:
+    """A ``layer_fn`` for ``IntModel.run_with`` that computes each layer on the RTL."""
+
+    def __init__(self, built, *, stall=0.0, seed=0, name="model"):
+        self.built, self.stall, self.seed, self.name = built, stall, seed, name
+        self.runs = []
+
+    def __call__(self, index, layer, vectors):
+        config = self.built.config
+        schedule = schedule_layer(config, layer.packing, vectors)
+        start = time.perf_counter()
+        out, run = run_schedule(self.built, schedule, stall=self.stall, seed=self.seed + index,
+                                name=f"{self.name}_layer{index}")
+        self.runs.append(LayerRun(name=layer.name, vectors=len(vectors), tiles=len(schedule.tiles),
+                                  cycles=run.cycles, model_cycles=layer_cycles(config, schedule.tile_batches),
+                                  sim_seconds=time.perf_counter() - start))
+        return out
+
+
+def run_model(int_model, x_int, built, *, stall=0.0, seed=0, name="model"):
+    """Integer logits of ``x_int`` computed with every layer's matmul on the RTL; and the layer runs."""
+    rtl = RTLArray(built, stall=stall, seed=seed, name=name)
+    logits = int_model.run_with(rtl, x_int)
+    return logits, rtl.runs
+
+
+def main(argv=None):
+    from software.models.digits import load_digits_split
+    from software.packfile import load
+
+    parser = argparse.ArgumentParser(prog="python -m sim.model",
+                                     description="Run a packed model (python -m software compress) through the "
+                                                 "generated array in Verilator on the digits test split.")
+    parser.add_argument("packed", help="model.npz written by python -m software compress")
+    parser.add_argument("--images", type=int, help="first N test images (default: all 450)")
+    parser.add_argument("--stall", type=float, default=0.0, help="probability of valid/ready stalls (default 0)")
+    parser.add_argument("--build-root", default="sim_build", help="where designs are generated and built")
+    args = parser.parse_args(argv)
+    try:
+        int_model, _ = load(args.packed)
+    except ValueError as e:
+        print(f"python -m sim.model: error: {e}", file=sys.stderr)
+        return 2
+    split = load_digits_split()
+    n = len(split.x_test) if args.images is None else args.images
+    x_int = int_model.quantize_input(split.x_test[:n])
+    labels = split.y_test[:n].numpy()
+    start = time.perf_counter()
+    built = build_array(int_model.config, args.build_root)
+    print(f"array {design_name(int_model.config)}: generated and built in {time.perf_counter() - start:.0f} s")
+    golden = int_model.run_golden(x_int)
+    logits, runs = run_model(int_model, x_int, built, stall=args.stall)
+    for r in runs:
+        print(f"layer {r.name}: {r.vectors} vectors, {r.tiles} tiles, {r.cycles} RTL cycles "
+              f"(cycle model {r.model_cycles}), {r.sim_seconds:.1f} s")
+    identical = np.array_equal(logits, golden)
+    rtl_acc = float((logits.argmax(1) == labels).mean())
+    gold_acc = float((golden.argmax(1) == labels).mean())
+    print(f"{n} images: RTL accuracy {rtl_acc:.2%}, golden integer accuracy {gold_acc:.2%}, "
+          f"logits {'identical' if identical else 'DIFFERENT'}")
+    return 0 if identical else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

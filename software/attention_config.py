@@ -1,0 +1,180 @@
+"""Configuration of the one-head attention unit: the single source of truth.
+
+Like `software.config.ArrayConfig`, one frozen dataclass, validated on construction, builds the
+Amaranth component (hdl/ reads its attributes and derives its own quantities), is written into the
+manifest, and drives the golden model, the cycle model and the testbenches.
+
+The arithmetic these fields parameterize is specified in `software.attention` (module docstring).
+"""
+
+import dataclasses
+import math
+
+from .config import ConfigError, _int, int_range, signed_width_for
+
+PRUNE_MODES = ("none", "threshold", "topk", "both")
+
+# Bits of the per-query score shift (0..63): enough for any product the unit forms.
+SHIFT_WIDTH = 6
+# Guard bits of the reciprocal 2**(E + P + G) // sum: they bound the error of a probability to
+# 2**-G of its last bit before rounding (see software.attention).
+RECIP_GUARD_BITS = 4
+# Quotient bits of the reciprocal the unit's divider computes per clock.
+DIVIDER_BITS_PER_CLOCK = 4
+# The golden model computes in int64; the unit's widest product must fit with room to spare.
+MAX_PRODUCT_WIDTH = 62
+
+MAX_HEAD_DIM = 256
+MAX_LEN = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionConfig:
+    """One attention head: K and V (at most `max_len` rows of `head_dim`) in on-chip memory,
+    query rows streaming in, one output row per query.
+
+    head_dim       d, elements of a query, key, value and output row.
+    max_len        L, the most key/value rows the memories hold.
+    data_width     bits of Q, K and V elements (signed).
+    out_width      bits of output elements (signed, saturated).
+    scale_width    bits of the per-query score multiplier (unsigned), the mantissa of the
+                   fixed-point softmax scale that comes with every query.
+    exp_frac_bits  F: fraction bits of the base-2 exponent; the exponent table has 2**F entries.
+    exp_bits       E: fraction bits of exponentials, 2**-z in [0, 1] as integers in [0, 2**E].
+    prob_bits      P: fraction bits of probabilities after normalization.
+    prune          none | threshold | topk | both (attention-aware pruning).
+    threshold      (threshold, both) keep only positions whose probability is at least
+                   2**-threshold times the row's largest: z <= threshold in log2 units.
+    top_k          (topk, both) keep only the k highest scores (ties: lower position first).
+    """
+
+    head_dim: int = 32
+    max_len: int = 64
+    data_width: int = 8
+    out_width: int = 8
+    scale_width: int = 16
+    exp_frac_bits: int = 6
+    exp_bits: int = 12
+    prob_bits: int = 10
+    prune: str = "none"
+    threshold: int | None = None
+    top_k: int | None = None
+
+    def __post_init__(self):
+        set_ = lambda name, value: object.__setattr__(self, name, value)
+        set_("head_dim", _int("head_dim", self.head_dim, 1, MAX_HEAD_DIM))
+        set_("max_len", _int("max_len", self.max_len, 1, MAX_LEN))
+        set_("data_width", _int("data_width", self.data_width, 2, 16))
+        set_("out_width", _int("out_width", self.out_width, 2, 32))
+        set_("scale_width", _int("scale_width", self.scale_width, 1, 24))
+        set_("exp_frac_bits", _int("exp_frac_bits", self.exp_frac_bits, 1, 10))
+        set_("exp_bits", _int("exp_bits", self.exp_bits, 2, 20))
+        set_("prob_bits", _int("prob_bits", self.prob_bits, 2, 16))
+        if self.prune not in PRUNE_MODES:
+            raise ConfigError(f"prune must be one of {', '.join(PRUNE_MODES)}, not {self.prune!r}")
+        if self.prune in ("threshold", "both"):
+            if self.threshold is None:
+                raise ConfigError(f"prune {self.prune} needs a threshold")
+            set_("threshold", _int("threshold", self.threshold, 0, self.exp_bits + 1))
+        elif self.threshold is not None:
+            raise ConfigError(f"a threshold is only used with prune threshold or both, not {self.prune}")
+        if self.prune in ("topk", "both"):
+            if self.top_k is None:
+                raise ConfigError(f"prune {self.prune} needs top_k")
+            set_("top_k", _int("top_k", self.top_k, 1, self.max_len))
+        elif self.top_k is not None:
+            raise ConfigError(f"top_k is only used with prune topk or both, not {self.prune}")
+        if self.product_width > MAX_PRODUCT_WIDTH:
+            raise ConfigError(
+                f"data_width {self.data_width}, head_dim {self.head_dim} and scale_width "
+                f"{self.scale_width} make a {self.product_width}-bit scaled score; at most "
+                f"{MAX_PRODUCT_WIDTH} bits are supported")
+
+    # Derived quantities. hdl/ derives its own from the same attributes; tests check they agree.
+
+    @property
+    def data_range(self):
+        return int_range(self.data_width, True)
+
+    @property
+    def out_range(self):
+        return int_range(self.out_width, True)
+
+    @property
+    def score_range(self):
+        lo, hi = self.data_range
+        corners = [a * b for a in (lo, hi) for b in (lo, hi)]
+        return min(corners) * self.head_dim, max(corners) * self.head_dim
+
+    @property
+    def score_width(self):
+        """Signed bits of an exact score q . k."""
+        return signed_width_for(*self.score_range)
+
+    @property
+    def diff_width(self):
+        """Unsigned bits of (row max - score)."""
+        lo, hi = self.score_range
+        return (hi - lo).bit_length()
+
+    @property
+    def product_width(self):
+        """Unsigned bits of (row max - score) * scale."""
+        return self.diff_width + self.scale_width
+
+    @property
+    def exp_table(self):
+        """T[f] = round(2**(E - f / 2**F)), f = 0 .. 2**F - 1: 2**E * 2**-(f / 2**F)."""
+        F, E = self.exp_frac_bits, self.exp_bits
+        return tuple(math.floor(2.0 ** (E - f / (1 << F)) + 0.5) for f in range(1 << F))
+
+    @property
+    def recip_shift(self):
+        """N: the reciprocal is 2**N // sum, N = E + P + G."""
+        return self.exp_bits + self.prob_bits + RECIP_GUARD_BITS
+
+    @property
+    def recip_width(self):
+        """Bits of the reciprocal (its largest value is 2**(P + G), for a sum of 2**E)."""
+        return self.prob_bits + RECIP_GUARD_BITS + 1
+
+    @property
+    def divide_cycles(self):
+        """Clocks of the divider: recip_width quotient bits, DIVIDER_BITS_PER_CLOCK per clock."""
+        return -(-self.recip_width // DIVIDER_BITS_PER_CLOCK)
+
+    @property
+    def sum_width(self):
+        """Unsigned bits of the sum of exponentials (at most max_len * 2**E)."""
+        return (self.max_len << self.exp_bits).bit_length()
+
+    @property
+    def acc_range(self):
+        lo, hi = self.data_range
+        top = self.max_len << self.prob_bits   # every kept probability is at most 2**P
+        return lo * top, hi * top
+
+    @property
+    def acc_width(self):
+        """Signed bits of an output accumulator sum_j p_j * v_j."""
+        return signed_width_for(*self.acc_range)
+
+    @property
+    def index_width(self):
+        return max(1, (self.max_len - 1).bit_length())
+
+    @property
+    def kept_width(self):
+        """Bits of the count of kept positions (0 .. max_len)."""
+        return self.max_len.bit_length()
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(fields) - known
+        if unknown:
+            raise ConfigError(f"unknown attention configuration field(s): {', '.join(sorted(unknown))}")
+        return cls(**fields)

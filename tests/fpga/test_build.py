@@ -1,0 +1,136 @@
+"""`python -m fpga`: two small bitstreams (iCE40 and ECP5) with the YoWASP tools, their reports, and
+one-line errors for bad input with nothing written.
+
+The first YoWASP call on a machine compiles the tools' WebAssembly (minutes, cached afterwards in
+~/.cache/yowasp); each build then takes about half a minute.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+from fpga import report
+
+
+def run_fpga(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "fpga", *args], capture_output=True, text=True, env=env)
+
+
+def no_programmer_env(tmp_path):
+    """A PATH with the YoWASP scripts but certainly no iceprog or openFPGALoader."""
+    empty = tmp_path / "empty-bin"
+    empty.mkdir(exist_ok=True)
+    return dict(os.environ, PATH=os.pathsep.join([str(empty), sysconfig.get_path("scripts")]))
+
+
+def build(tmp_path_factory, board, *args):
+    out = tmp_path_factory.mktemp(board) / "out"
+    proc = run_fpga("build", "--board", board, *args, "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    return out, proc.stdout, json.loads((out / "summary.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def icebreaker(tmp_path_factory):
+    return build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2")
+
+
+@pytest.fixture(scope="module")
+def orangecrab(tmp_path_factory):
+    return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2")
+
+
+def check_common(out, stdout, summary, bitstream, clock_mhz):
+    assert (out / bitstream).stat().st_size > 10_000
+    assert summary["bitstream"] == bitstream
+    res = summary["resources"]
+    assert 0 < res["luts"]["used"] < res["luts"]["available"]
+    assert 0 < res["flip_flops"]["used"] < res["flip_flops"]["available"]
+    assert res["block_ram"]["used"] > 0        # the accumulator memory and the UART buffers
+    (clock, fmax), = summary["fmax"].items()
+    assert fmax["constraint_mhz"] == pytest.approx(clock_mhz, rel=1e-3)
+    assert fmax["achieved_mhz"] > clock_mhz and fmax["pass"] and summary["timing_pass"]
+    # What was printed is what was saved.
+    assert (out / "report.txt").read_text().strip() in stdout
+    assert f"Fmax {clock}: {fmax['achieved_mhz']:.2f} MHz" in stdout and "PASS" in stdout
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["config"] == summary["config"] and manifest["link"]["baud"] == 115200
+    assert not [p for p in out.parent.iterdir() if "partial" in p.name]
+
+
+def test_icebreaker_bitstream_and_report(icebreaker):
+    out, stdout, summary = icebreaker
+    check_common(out, stdout, summary, "top.bin", 12.0)
+    res = summary["resources"]
+    assert summary["device"] == "iCE40UP5K" and summary["divisor"] == 104
+    # 4 cells, 4 multipliers: each in one of the UP5K's 8 DSPs (synth_ice40 -dsp).
+    assert summary["dsp"] and res["dsp"] == {"used": 4, "available": 8}
+    assert res["luts"]["used"] <= res["logic_cells"]["used"] <= res["logic_cells"]["available"]
+
+
+def test_ecp5_bitstream_and_report(orangecrab):
+    out, stdout, summary = orangecrab
+    check_common(out, stdout, summary, "top.bit", 48.0)
+    assert summary["device"] == "LFE5U-25F" and summary["resources"]["dsp"]["used"] == 4
+
+
+def test_design_that_does_not_fit_leaves_nothing(tmp_path):
+    """9 multipliers forced into the UP5K's 8 DSPs: nextpnr fails; one line, no output directory."""
+    out = tmp_path / "out"
+    proc = run_fpga("build", "--board", "icebreaker", "--rows", "3", "--alpha", "2", "--dsp", "on", "-o", str(out))
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == ("python -m fpga build: error: the design does not fit the iCE40UP5K: "
+                                   "it needs 9 of 8 ICESTORM_DSP")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--board", "de0"], "invalid choice: 'de0'"),
+    (["--board", "icebreaker", "--rows", "0"], "rows must be between 1 and 256"),
+    (["--board", "icebreaker", "--sparsity", "dense", "--alpha", "4"], "dense means alpha 1"),
+    (["--board", "icebreaker", "--rows", "32"], "does not fit the iCE40UP5K: its weight banks and input skew"),
+    (["--board", "icebreaker", "--baud", "4000000"], "4000000 baud is too fast for a 12 MHz clock"),
+    (["--board", "icebreaker", "--program"], "needs iceprog or openFPGALoader on PATH"),
+    (["--board", "ulx3s-85f", "--program"], "needs openFPGALoader on PATH"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
+    out = tmp_path / "out"
+    proc = run_fpga("build", *args, "-o", str(out), env=no_programmer_env(tmp_path))
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in proc.stderr
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
+
+
+def test_program_without_a_programmer(icebreaker, tmp_path):
+    out, _, _ = icebreaker
+    proc = run_fpga("program", str(out), env=no_programmer_env(tmp_path))
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "programming the icebreaker needs iceprog or openFPGALoader" in proc.stderr
+
+
+def test_refuses_to_overwrite_a_directory_that_is_not_a_build(tmp_path):
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    proc = run_fpga("build", "--board", "icebreaker", "-o", str(out))
+    assert proc.returncode == 2 and "not empty and not an earlier build" in proc.stderr
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_run_without_a_board(icebreaker):
+    out, _, _ = icebreaker
+    proc = run_fpga("run", str(out), "--port", "/dev/does-not-exist")
+    assert proc.returncode == 1 and proc.stderr.count("\n") == 1
+    assert "cannot open /dev/does-not-exist" in proc.stderr
+
+
+def test_failure_reason_from_nextpnr_logs():
+    log = "Info: Device utilisation:\nInfo:   ICESTORM_LC:  6120/ 5280   115%\nInfo:   ICESTORM_RAM:  6/ 30  20%\n"
+    assert report.failure_reason(log, "iCE40UP5K") == "the design does not fit the iCE40UP5K: it needs 6120 of 5280 ICESTORM_LC"
+    assert report.failure_reason("ERROR: something else broke\n", "X") == "something else broke"
+    assert report.failure_reason("nothing useful", "X") is None

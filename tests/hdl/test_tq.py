@@ -1,0 +1,139 @@
+"""TQ multipliers and the term-quantized array in Amaranth's simulator, against the golden models
+in software/ (software/tq.py for the multiplier, software/golden.py for the array)."""
+
+import gc
+import random
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from amaranth.hdl import UnusedElaboratable
+
+from hdl.tq import TQMultiplier
+from software import tq
+from software.colcomb import combine
+from software.config import ArrayConfig
+from software.cycles import layer_cycles
+from software.golden import ArrayModel, reference_layer, truncate_activations
+from software.schedule import schedule_layer
+from software.termquant import weight_terms
+from tests.hdl.streams import run_stream
+from tests.hdl.test_systolic import simulate
+
+SETTINGS = [
+    # width, signed activations, signed weights, weight terms, data terms
+    (8, True, True, 2, 3),
+    (8, False, True, 1, 1),
+    (8, True, True, 5, 5),         # every slot of a signed 8-bit value
+    (6, True, False, 4, 2),
+    (4, False, True, 2, 3),
+]
+
+
+def setting_id(s):
+    width, signed, weight_signed, wt, dt = s
+    return f"w{width}{'s' if signed else 'u'}{'s' if weight_signed else 'u'}_t{wt}x{dt}"
+
+
+def random_operands(config, rng, n):
+    """Random weights with every budget from 0 to weight_terms, random activations, and extremes."""
+    w_lo, w_hi = config.weight_range
+    a_lo, a_hi = config.act_range
+    operands = []
+    for _ in range(n):
+        budget = rng.randint(0, config.weight_terms)
+        operands.append((tq.weight_terms_of(config, rng.randint(w_lo, w_hi), budget), rng.randint(a_lo, a_hi)))
+    # Extremes: most negative x most negative, values that round up when truncated (2**k - 1), zeros.
+    specials_w = sorted({w_lo, w_hi, 0, 1, w_hi // 2 + 1})
+    specials_a = sorted({a_lo, a_hi, 0, 1, -1 if a_lo < 0 else 2})
+    for w in specials_w:
+        for x in specials_a:
+            for budget in (1, config.weight_terms):
+                operands.append((tq.weight_terms_of(config, w, budget), x))
+    return operands
+
+
+def make(config):
+    return TQMultiplier(width=config.width, signed=config.signed, weight_signed=config.weight_signed,
+                        weight_terms=config.weight_terms, data_terms=config.data_terms, form=config.form)
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+@pytest.mark.parametrize("setting", SETTINGS, ids=setting_id)
+@pytest.mark.parametrize("form", tq.FORMS)
+def test_multiplier_matches_golden(form, setting, stall):
+    width, signed, weight_signed, wt, dt = setting
+    config = tq.TQConfig(width=width, signed=signed, weight_signed=weight_signed, weight_terms=wt,
+                         data_terms=dt, form=form)
+    operands = random_operands(config, random.Random(width * 7 + wt), 120)
+    dut = make(config)
+    assert dut.product_width == config.product_width and dut.latency == config.latency
+    words = [tq.operand_beat(config, w, x) for w, x in operands]
+    products, cycles = run_stream(dut, dut.operands, words, dut.products, len(operands), stall=stall, seed=5)
+    assert products == [tq.product(config, w, x) for w, x in operands]
+    if stall == 0.0:
+        assert cycles == tq.stream_cycles(config, operands)
+
+
+def test_serial_cycles_are_term_pairs():
+    """Hand-counted: 6 pairs, no pairs (still one clock), one pair; plus 3 register stages."""
+    config = tq.TQConfig(width=8, signed=True, weight_terms=2, data_terms=3, form="serial")
+    operands = [
+        ([(1, 6), (-1, 2)], 0b0101_0101),   # 85 has 4 terms, 3 kept: 2 x 3 pairs
+        ([], 77),                           # zero pairs
+        ([(1, 0)], 1),                      # one pair
+        ([(-1, 7)], 0),                     # the activation has no terms: zero pairs
+    ]
+    assert [tq.term_pairs(config, w, x) for w, x in operands] == [6, 0, 1, 0]
+    dut = make(config)
+    products, cycles = run_stream(dut, dut.operands, [tq.operand_beat(config, w, x) for w, x in operands],
+                                  dut.products, len(operands))
+    assert products == [(64 - 4) * (64 + 16 + 4), 0, 1, 0]
+    assert cycles == 6 + 1 + 1 + 1 + 3 == tq.stream_cycles(config, operands)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(form="banana"), "form must be one of serial, parallel"),
+    (dict(weight_terms=6), "budget must be between 1 and 5"),
+    (dict(data_terms=0), "budget must be between 1 and 5"),
+    (dict(width=40), "width must be between 2 and 32"),
+])
+def test_bad_parameters(kwargs, message):
+    args = dict(width=8, signed=True, weight_terms=2, data_terms=3) | kwargs
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UnusedElaboratable)
+        with pytest.raises(ValueError, match=message):
+            TQMultiplier(**args)
+        gc.collect()
+
+
+ARRAY_CASES = [
+    dict(rows=2, cols=3, alpha=2, mac="tq", weight_terms=2, data_terms=3),
+    dict(rows=3, cols=2, alpha=1, mac="tq", weight_terms=1, data_terms=1, act_signed=False, acc_width=18,
+         double_buffer=False, max_batch=3),
+]
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.4])
+@pytest.mark.parametrize("case", ARRAY_CASES, ids=["colcomb_2x3_a2_t2x3", "dense_3x2_t1x1_acc18"])
+def test_tq_array_matches_golden(case, stall):
+    config = ArrayConfig(**case)
+    rng = np.random.default_rng(3)
+    w = rng.integers(-128, 128, size=(5, 13))
+    w[rng.random(w.shape) > 0.6] = 0
+    w[0, :] = 127                                  # rounds up to 128 with one term
+    codes = weight_terms(torch.from_numpy(w), group=2, budget=2 * config.weight_terms, bits=8)
+    codes = codes.mask(torch.arange(codes.signs.shape[-1]) < config.weight_terms)   # slots per weight
+    layer = combine(codes.values().numpy(), config.alpha, 0.5)
+    lo, hi = config.act_range
+    x = rng.integers(lo, hi + 1, size=(5, 13))
+    x[0, :] = hi
+    schedule = schedule_layer(config, layer, x, terms=codes)
+    expected = ArrayModel(config).run(schedule)
+    assert np.array_equal(schedule.assemble(expected),
+                          reference_layer(layer.unpack(), truncate_activations(config, x), config.acc_width))
+    got, cycles = simulate(config, schedule, stall=stall, seed=7)
+    assert np.array_equal(np.array(got).reshape(expected.shape), expected)
+    if stall == 0.0:
+        assert cycles == layer_cycles(config, schedule.tile_batches)

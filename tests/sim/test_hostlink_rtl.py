@@ -1,0 +1,64 @@
+"""The whole host path in Verilator under cocotb: the Python host driver (software/host.py) -> UART
+bits -> the generated Verilog of the host link and the array -> UART bits -> the host driver.
+
+The design is what `python -m fpga verilog` writes, a small array with a small reply buffer (two
+credits), so the driver's flow control is exercised; results must equal the golden model.
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from sim.hostlink import run_host_session
+from sim.lint import lint
+from sim.runner import build
+from software.colcomb import combine
+from software.config import ArrayConfig
+from software.golden import reference_layer
+
+# 3 rows x 2 groups of 3: a 7 x 20 layer spans 3 row blocks and several group blocks; max_batch 4
+# cuts a batch of 6 into two chunks.
+GEN_ARGS = ("--rows", "3", "--cols", "2", "--alpha", "3", "--max-batch", "4", "--divisor", "8",
+            "--tx-buffer", "32")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hostlink") / "link"
+    subprocess.run([sys.executable, "-m", "fpga", "verilog", *GEN_ARGS, "-o", str(out)], check=True,
+                   capture_output=True)
+    return out, build(out)
+
+
+def test_lint_clean(built):
+    out, b = built
+    ok, warnings = lint(out / b.manifest["verilog"], b.top)
+    assert ok, "\n".join(warnings[:20])
+
+
+@pytest.mark.parametrize("skew", [1.0, 1.02, 0.98])
+def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
+    """`skew`: the host's baud rate is 2% off the board's, as with a real crystal and divisor."""
+    _, b = built
+    config = b.config
+    assert config == ArrayConfig(rows=3, cols=2, alpha=3, max_batch=4)
+    assert b.manifest["link"]["credits"] == 2
+    rng = np.random.default_rng(int(skew * 100))
+    w = rng.integers(-128, 128, size=(7, 20))
+    w[rng.random(w.shape) > 0.3] = 0
+    x = rng.integers(-128, 128, size=(6, 20))
+    layer = combine(w, config.alpha, 0.5)
+
+    report = run_host_session(b, layer, x, skew=skew, name=f"skew{skew}")
+
+    assert np.array_equal(np.array(report["outputs"]), reference_layer(layer.unpack(), x, config.acc_width))
+    # The board described itself truthfully, before and after an unknown command.
+    for key in ("descriptor", "identify_after_error"):
+        d = report[key]
+        assert (d["rows"], d["cols"], d["alpha"], d["max_batch"], d["credits"]) == (3, 2, 3, 4, 2)
+    assert report["unknown_command"] == "board reports unknown command 0x5a"
+    # What `python -m fpga run` does on a board, here in simulation.
+    assert report["self_test"]["ok"] and report["self_test"]["mismatches"] == 0
+    assert report["framing_errors"] == 0

@@ -1,0 +1,84 @@
+"""End to end: the digits MLP, pruned by column combining and quantized to int8, runs layer by layer
+through the generated array in Verilator, and its logits equal the golden integer model's bit for bit.
+
+A 4x4 array with alpha 8 keeps the Verilator build short while still cutting every layer into many
+tiles (row blocks and group blocks, accumulated across group blocks). The benchmark
+(benchmarks/digits.py --rtl) runs the whole test split on the 32x32 array.
+"""
+import copy
+
+import numpy as np
+import pytest
+
+from gen.cli import build_parser, config_from_args
+from sim.model import build_array, gen_flags, main, run_model
+from software.config import ArrayConfig
+from software.intmodel import export_model
+from software.jointopt import ColumnCombiningSchedule
+from software.models.digits import build_model, load_digits_split, train
+from software.packfile import save
+
+CONFIG = ArrayConfig(rows=4, cols=4, alpha=8, act_signed=False)
+IMAGES = 24
+
+
+@pytest.fixture(scope="module")
+def int_model():
+    dense = build_model(seed=0)
+    train(dense, epochs=10, progress=False)
+    model = copy.deepcopy(dense)
+    schedule = ColumnCombiningSchedule(epochs=10, alpha=8, gamma=0.5)
+    train(model, epochs=10, masks_hook=schedule, progress=False)
+    return export_model(model, CONFIG, load_digits_split().x_train, groups=schedule.groups)
+
+
+@pytest.fixture(scope="module")
+def built():
+    return build_array(CONFIG)
+
+
+@pytest.fixture(scope="module")
+def images(int_model):
+    split = load_digits_split()
+    return int_model.quantize_input(split.x_test[:IMAGES]), split.y_test[:IMAGES].numpy()
+
+
+@pytest.mark.parametrize("config", [
+    CONFIG,
+    ArrayConfig(rows=6, cols=3, alpha=1, act_width=4, act_signed=False, weight_width=6, acc_width=20,
+                double_buffer=False, max_batch=7),
+    ArrayConfig(rows=32, cols=32, alpha=8, act_signed=False),
+])
+def test_gen_flags_reproduce_the_config(config):
+    assert config_from_args(build_parser().parse_args(gen_flags(config))) == config
+
+
+def test_rtl_logits_equal_the_golden_integer_model(int_model, built, images):
+    x_int, labels = images
+    assert built.config == CONFIG
+    golden = int_model.run_golden(x_int)
+    logits, runs = run_model(int_model, x_int, built, name="digits")
+    assert np.array_equal(logits, golden)
+    assert np.array_equal(logits.argmax(1), golden.argmax(1))
+    assert (logits.argmax(1) == labels).mean() >= 0.8
+    assert [r.name for r in runs] == [layer.name for layer in int_model.layers]
+    for r in runs:
+        assert r.tiles > 1 and r.cycles == r.model_cycles, r
+
+
+def test_rtl_with_random_stalls(int_model, built, images):
+    x_int, _ = images
+    logits, _ = run_model(int_model, x_int[:5], built, stall=0.3, seed=5, name="digits_stall")
+    assert np.array_equal(logits, int_model.run_golden(x_int[:5]))
+
+
+def test_packed_file_through_the_command(int_model, built, tmp_path, capsys):
+    path = tmp_path / "model.npz"
+    save(int_model, path)
+    assert main([str(path), "--images", "6"]) == 0
+    out = capsys.readouterr().out
+    assert "logits identical" in out and "6 images: RTL accuracy" in out
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"junk")
+    assert main([str(bad)]) == 2
+    assert f"{bad}: corrupt packed model" in capsys.readouterr().err

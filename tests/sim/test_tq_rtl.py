@@ -1,0 +1,48 @@
+"""The generated TQ multiplier (`python -m gen --unit tq`) in Verilator under cocotb, against the
+golden model (software/tq.py): random values with every weight budget plus extremes, without
+stalls (RTL cycles == cycle model) and with random valid/ready stalls on both streams."""
+
+import random
+import subprocess
+import sys
+
+import pytest
+
+from sim.lint import lint
+from sim.runner import build
+from sim.tq import run_products
+from software import tq
+from tests.hdl.test_tq import random_operands
+
+UNITS = [
+    ("serial_w8_t2x3", ("--form", "serial", "--weight-terms", "2", "--data-terms", "3")),
+    ("parallel_w6_unsigned_t3x4", ("--form", "parallel", "--width", "6", "--no-signed",
+                                   "--weight-terms", "3", "--data-terms", "4")),
+    ("serial_w8_t5x5", ("--form", "serial", "--weight-terms", "5", "--data-terms", "5")),
+]
+
+
+@pytest.fixture(scope="module", params=UNITS, ids=lambda u: u[0])
+def unit(request, tmp_path_factory):
+    name, args = request.param
+    out = tmp_path_factory.mktemp(name)
+    subprocess.run([sys.executable, "-m", "gen", "--unit", "tq", *args, "-o", str(out)], check=True,
+                   capture_output=True)
+    return name, out, build(out, config_type=tq.TQConfig)
+
+
+def test_lint_clean(unit):
+    _, out, built = unit
+    ok, warnings = lint(out / built.manifest["verilog"], built.top)
+    assert ok, "\n".join(warnings[:20])
+
+
+@pytest.mark.parametrize("stall", [0.0, 0.3])
+def test_rtl_matches_golden(unit, stall):
+    name, _, built = unit
+    config = built.config
+    operands = random_operands(config, random.Random(17), 250)
+    products, run = run_products(built, operands, stall=stall, seed=23, name=f"stall{stall}")
+    assert products == [tq.product(config, w, x) for w, x in operands]
+    if stall == 0.0:
+        assert run.cycles == tq.stream_cycles(config, operands)
