@@ -1,8 +1,8 @@
 """Term quantization numbers: what the TQ multipliers cost on an FPGA, and what term budgets cost in
 accuracy and term pairs on the digits MLP. Prints tables; asserts nothing.
 
-    python benchmarks/tq.py              # both tables (a few minutes: 12 Yosys + nextpnr runs)
-    python benchmarks/tq.py --no-fpga    # the digits table only (seconds)
+    python benchmarks/tq.py              # both tables (under 2 minutes on 2 cores: 12 Yosys + nextpnr runs)
+    python benchmarks/tq.py --no-fpga    # the digits table only (about 20 s)
     python benchmarks/tq.py --no-digits  # the FPGA table only
 
 FPGA table. Each multiply-accumulator is synthesized alone (Yosys synth_ice40 / synth_ecp5 from the

@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import time
 
@@ -139,6 +140,22 @@ def write_link_verilog(config, out_dir, *, divisor, rx_buffer=32, tx_buffer=512)
     return manifest
 
 
+def _run_script(command, *, cwd, env, log_file):
+    """Run the build script in its own process group, so that an interrupted build stops the
+    tools the script started too, not only the shell."""
+    proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+    try:
+        return proc.wait()
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        raise
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildResult:
     out_dir: str
@@ -146,8 +163,12 @@ class BuildResult:
     summary: dict
 
 
-def build(board: Board, config, out_dir, *, baud, dsp="auto", seed=None):
-    """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line)."""
+def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None):
+    """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
+
+    `dsp`: see `uses_dsp`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
+    adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
+    LUTs than the default soft multipliers."""
     check_fits(board, config)
     check_output_dir(out_dir, BUILD_SUMMARY)
     platform = board.make_platform()
@@ -164,7 +185,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", seed=None):
     nextpnr_opts = ["--report", "report.json", "--timing-allow-fail"]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
+    multipliers = "dsp" if with_dsp else ("booth" if booth else "lut")
     plan = platform.build(top, name=NAME, do_build=False, synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
+                          script_after_read="proc; booth" if multipliers == "booth" else "",
                           script_after_synth="tee -q -o stat.json stat -json")
 
     parent = os.path.dirname(os.path.abspath(out_dir))
@@ -175,17 +198,16 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", seed=None):
     try:
         plan.extract(staging)
         with open(os.path.join(staging, "build.log"), "w") as log_file:
-            proc = subprocess.run(["sh", f"build_{NAME}.sh"], cwd=staging, env=env,
-                                  stdout=log_file, stderr=subprocess.STDOUT)
+            returncode = _run_script(["sh", f"build_{NAME}.sh"], cwd=staging, env=env, log_file=log_file)
         seconds = time.perf_counter() - start
-        if proc.returncode != 0:
+        if returncode != 0:
             texts = []
             for name in ("build.log", f"{NAME}.tim", f"{NAME}.rpt"):
                 path = os.path.join(staging, name)
                 if os.path.exists(path):
                     texts.append(open(path, errors="replace").read())
             reason = report.failure_reason("\n".join(texts), board.device)
-            raise BuildError(reason or f"the {board.family} toolchain failed (exit status {proc.returncode})")
+            raise BuildError(reason or f"the {board.family} toolchain failed (exit status {returncode})")
         with open(os.path.join(staging, "report.json")) as f:
             nextpnr_report = json.load(f)
         with open(os.path.join(staging, "stat.json")) as f:
@@ -197,7 +219,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", seed=None):
             "baud": baud,
             "divisor": top.divisor,
             "clock_mhz": platform.default_clk_frequency / 1e6,
-            "dsp": with_dsp,
+            "multipliers": multipliers,
             "seed": seed,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),

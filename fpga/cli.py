@@ -10,6 +10,7 @@
 import argparse
 import json
 import os
+import signal
 import sys
 
 from gen.cli import OneLineParser, add_array_arguments, config_from_args
@@ -42,6 +43,9 @@ def build_parser():
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
                    help="multipliers in DSP blocks: auto (default) when every cell gets one, on, off")
+    b.add_argument("--booth", action=argparse.BooleanOptionalAction, default=True,
+                   help="build multipliers that are not in DSP blocks as Booth-encoded adder trees "
+                        "(Yosys booth; default on: 25-35%% fewer LUTs)")
     b.add_argument("--seed", type=int, help="nextpnr placement seed")
     b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>)")
     b.add_argument("--program", action="store_true",
@@ -92,7 +96,7 @@ def cmd_build(args):
     config = config_from_args(args)
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
-    result = build(board, config, out, baud=args.baud, dsp=args.dsp, seed=args.seed)
+    result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed)
     for line in format_summary(result.summary):
         print(line)
     print(f"{result.bitstream}: bitstream ({result.summary['seconds']:.0f} s); report in "
@@ -150,6 +154,10 @@ def cmd_run(args):
     return 0 if result.ok else EXIT_FAILED
 
 
+def _terminate(signum, frame):
+    raise KeyboardInterrupt
+
+
 COMMANDS = {"build": cmd_build, "program": cmd_program, "verilog": cmd_verilog, "run": cmd_run}
 
 
@@ -159,6 +167,8 @@ def main(argv=None):
     from .program import ProgramError
     from .toolchain import ToolchainError
     args = build_parser().parse_args(argv)
+    # A terminated build cleans up its staging directory like an interrupted one.
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, UnknownBoardError, ToolchainError) as e:

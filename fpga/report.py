@@ -59,12 +59,15 @@ _LABELS = {"luts": "LUT4", "flip_flops": "flip-flops", "logic_cells": "logic cel
            "block_ram": "block RAM", "dsp": "DSP", "lutram": "LUT RAM"}
 
 
+_MULTIPLIERS = {"dsp": "DSP blocks", "booth": "Booth LUTs", "lut": "LUTs"}
+
+
 def format_summary(summary):
     """Human-readable lines of a build summary (what `python -m fpga build` prints)."""
     cfg = summary["config"]
     lines = [f"{summary['board']} ({summary['device']}): {cfg['rows']}x{cfg['cols']} array, alpha {cfg['alpha']}, "
              f"{cfg['act_width']}-bit x {cfg['weight_width']}-bit, acc {cfg['acc_width']}, "
-             f"DSPs {'on' if summary['dsp'] else 'off'}, UART {summary['baud']} baud"]
+             f"multipliers: {_MULTIPLIERS[summary['multipliers']]}, UART {summary['baud']} baud"]
     for name, r in summary["resources"].items():
         share = f" ({100 * r['used'] / r['available']:.1f}%)" if r["available"] else ""
         lines.append(f"  {_LABELS.get(name, name):<12} {r['used']:>7} / {r['available']}{share}")

@@ -37,7 +37,7 @@ def pair_term(m, weight_term, data_term, width):
     invalid): +2**e is a one-hot, -2**e = ~(2**e - 1) has every bit from e up set."""
     valid = Signal(name="pair_valid")
     negative = Signal(name="pair_negative")
-    exponent = Signal(len(weight_term.exponent) + 1, name="pair_exponent")
+    exponent = Signal(max(len(weight_term.exponent), len(data_term.exponent)) + 1, name="pair_exponent")
     one_hot = Signal(width, name="pair_one_hot")
     from_e_up = Signal(width, name="pair_from_e_up")
     value = Signal(signed(width), name="pair_value")

@@ -124,12 +124,16 @@ def main(argv=None):
     parser.add_argument("--stall", type=float, default=0.0, help="probability of valid/ready stalls (default 0)")
     parser.add_argument("--build-root", default="sim_build", help="where designs are generated and built")
     args = parser.parse_args(argv)
+    split = load_digits_split()
     try:
         int_model, _ = load(args.packed)
+        if args.images is not None and not 1 <= args.images <= len(split.x_test):
+            raise ValueError(f"--images must be between 1 and {len(split.x_test)}, not {args.images}")
+        if not 0 <= args.stall < 1:
+            raise ValueError(f"--stall must be in [0, 1), not {args.stall}")
     except ValueError as e:
         print(f"python -m sim.model: error: {e}", file=sys.stderr)
         return 2
-    split = load_digits_split()
     n = len(split.x_test) if args.images is None else args.images
     x_int = int_model.quantize_input(split.x_test[:n])
     labels = split.y_test[:n].numpy()

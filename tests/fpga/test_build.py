@@ -41,7 +41,8 @@ def icebreaker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def orangecrab(tmp_path_factory):
-    return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2")
+    # Without DSPs, so that the other multiplier path (Booth-encoded LUTs) is built too.
+    return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2", "--dsp", "off")
 
 
 def check_common(out, stdout, summary, bitstream, clock_mhz):
@@ -68,14 +69,17 @@ def test_icebreaker_bitstream_and_report(icebreaker):
     res = summary["resources"]
     assert summary["device"] == "iCE40UP5K" and summary["divisor"] == 104
     # 4 cells, 4 multipliers: each in one of the UP5K's 8 DSPs (synth_ice40 -dsp).
-    assert summary["dsp"] and res["dsp"] == {"used": 4, "available": 8}
+    assert summary["multipliers"] == "dsp" and res["dsp"] == {"used": 4, "available": 8}
+    assert "multipliers: DSP blocks" in stdout
     assert res["luts"]["used"] <= res["logic_cells"]["used"] <= res["logic_cells"]["available"]
 
 
 def test_ecp5_bitstream_and_report(orangecrab):
     out, stdout, summary = orangecrab
     check_common(out, stdout, summary, "top.bit", 48.0)
-    assert summary["device"] == "LFE5U-25F" and summary["resources"]["dsp"]["used"] == 4
+    assert summary["device"] == "LFE5U-25F"
+    assert summary["multipliers"] == "booth" and summary["resources"]["dsp"] == {"used": 0, "available": 28}
+    assert "multipliers: Booth LUTs" in stdout
 
 
 def test_design_that_does_not_fit_leaves_nothing(tmp_path):

@@ -10,14 +10,16 @@ import pytest
 import torch
 from amaranth.hdl import UnusedElaboratable
 
-from hdl.tq import TQMultiplier
+from amaranth.sim import Simulator
+
+from hdl.tq import TermPairProduct, TQMultiplier
 from software import tq
 from software.colcomb import combine
 from software.config import ArrayConfig
 from software.cycles import layer_cycles
 from software.golden import ArrayModel, reference_layer, truncate_activations
 from software.schedule import schedule_layer
-from software.termquant import weight_terms
+from software.termquant import hese_terms, weight_terms
 from tests.hdl.streams import run_stream
 from tests.hdl.test_systolic import simulate
 
@@ -91,6 +93,31 @@ def test_serial_cycles_are_term_pairs():
                                   dut.products, len(operands))
     assert products == [(64 - 4) * (64 + 16 + 4), 0, 1, 0]
     assert cycles == 6 + 1 + 1 + 1 + 3 == tq.stream_cycles(config, operands)
+
+
+def test_pair_product_with_unequal_exponent_fields():
+    """The combinational datapath shared with the array's cells, with a 4-bit signed weight (exponents
+    up to 3) and a 16-bit unsigned activation (up to 16): the exponent sum needs the wider field."""
+    dut = TermPairProduct(weight_max_exponent=3, weight_terms=2, data_max_exponent=16, data_terms=3)
+    rng = random.Random(0)
+
+    def drive(ctx, port, terms, slots):
+        for k in range(slots):
+            sign, exponent = terms[k] if k < len(terms) else (0, 0)
+            ctx.set(port[k].valid, sign != 0)
+            ctx.set(port[k].sign, sign < 0)
+            ctx.set(port[k].exponent, exponent)
+
+    async def testbench(ctx):
+        for w, x in [(-8, 65535), (7, 49151)] + [(rng.randint(-8, 7), rng.randint(0, 65535)) for _ in range(200)]:
+            weight, data = hese_terms(w, 4)[:2], hese_terms(x, 16)[:3]
+            drive(ctx, dut.weight, weight, 2)
+            drive(ctx, dut.data, data, 3)
+            assert ctx.get(dut.product) == tq.terms_value(weight) * tq.terms_value(data), (w, x)
+
+    sim = Simulator(dut)
+    sim.add_testbench(testbench)
+    sim.run()
 
 
 @pytest.mark.parametrize("kwargs, message", [

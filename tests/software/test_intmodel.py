@@ -11,6 +11,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from software.colcomb import dense_grouping, pack
 from software.compress import dense_cost, packed_cost
 from software.config import ArrayConfig
 from software.golden import wrap
@@ -130,10 +131,10 @@ def test_run_with_hands_each_layer_its_vectors(combined, split):
 def test_accumulator_wraps_like_the_array():
     """The golden matmul wraps to acc_width exactly like the hardware's accumulator."""
     config = ArrayConfig(rows=2, cols=2, alpha=1, act_signed=False, acc_width=20)
-    layer = IntLayer("x", None, None, None, True, 0, 0)
-    object.__setattr__(layer, "packing", type("P", (), {"unpack": lambda self: np.full((1, 40), 127)})())
+    packing = pack(np.full((1, 40), 127), dense_grouping(40), 1)
+    layer = IntLayer("x", packing, np.zeros(1, np.int64), np.zeros(1, np.int64), True, 0, 0)
     x = np.full((1, 40), 255)
-    assert golden_matmul(config)(0, layer, x)[0, 0] == wrap(40 * 255 * 127, 20)
+    assert golden_matmul(config)(0, layer, x)[0, 0] == wrap(40 * 255 * 127, 20) != 40 * 255 * 127
 
 
 def test_conv_model_through_im2col(split):
