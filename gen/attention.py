@@ -1,9 +1,7 @@
 """`python -m gen --unit attention`: generate the one-head attention unit's Verilog and manifest."""
 
 import hashlib
-import json
 import os
-import sys
 
 from software import attention_beats
 from software.attention import CYCLE_FORMULA, QUERY_OVERHEAD
@@ -11,7 +9,8 @@ from software.attention import __doc__ as ARITHMETIC
 from software.attention_beats import __doc__ as STREAM_ORDER
 from software.attention_config import PRUNE_MODES, AttentionConfig, ConfigError
 
-from .cli import VERSION, OneLineParser, write_atomically
+from .cli import VERSION, OneLineParser
+from .output import fail, output_problem, write_design
 
 TOP = "sparsegen_attention"
 
@@ -116,18 +115,13 @@ def main(argv=None):
     try:
         config = config_from_args(args)
     except ConfigError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+        return fail(prog, e)
     out = args.output or default_output(config)
-    if os.path.exists(out) and not os.path.isdir(out):
-        print(f"{prog}: error: output path {out} exists and is not a directory", file=sys.stderr)
-        return 2
+    if problem := output_problem(out):
+        return fail(prog, problem)
     text, latency = generate_verilog(config)
-    meta = json.dumps(manifest(config, text, latency), indent=2, sort_keys=True) + "\n"
-    os.makedirs(out, exist_ok=True)
-    write_atomically(os.path.join(out, f"{TOP}.v"), text)
-    write_atomically(os.path.join(out, "manifest.json"), meta)
-    print(f"{os.path.join(out, TOP + '.v')}: attention unit d={config.head_dim} L={config.max_len} "
+    verilog_path, manifest_path = write_design(out, TOP, text, manifest(config, text, latency))
+    print(f"{verilog_path}: attention unit d={config.head_dim} L={config.max_len} "
           f"prune {config.prune}, {len(text.splitlines())} lines")
-    print(f"{os.path.join(out, 'manifest.json')}: ports, payload packing, arithmetic, cycle model")
+    print(f"{manifest_path}: ports, payload packing, arithmetic, cycle model")
     return 0

@@ -2,14 +2,14 @@
 
 import argparse
 import hashlib
-import json
 import os
-import sys
 
 from software import beats
 from software.config import MACS, MULTIPLIERS, ArrayConfig, ConfigError
 from software.cycles import CYCLE_FORMULA
 from software.schedule import __doc__ as STREAM_ORDER
+
+from .output import fail, output_problem, write_design
 
 TOP = "sparsegen_array"
 VERSION = "0.1.0"
@@ -155,34 +155,23 @@ def manifest(config, sparsity, verilog_text):
     }
 
 
-def write_atomically(path, text):
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", newline="\n") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
+    prog = "python -m gen"
     args = build_parser().parse_args(argv)
     try:
         config = config_from_args(args)
     except ConfigError as e:
-        print(f"python -m gen: error: {e}", file=sys.stderr)
-        return 2
+        return fail(prog, e)
     name = f"{config.rows}x{config.cols}_{args.sparsity}_a{config.alpha}"
     if config.mac == "tq":
         name += f"_tq{config.weight_terms}x{config.data_terms}"
     out = args.output or os.path.join("build", name)
-    if os.path.exists(out) and not os.path.isdir(out):
-        print(f"python -m gen: error: output path {out} exists and is not a directory", file=sys.stderr)
-        return 2
+    if problem := output_problem(out):
+        return fail(prog, problem)
     text = generate_verilog(config)
-    meta = json.dumps(manifest(config, args.sparsity, text), indent=2, sort_keys=True) + "\n"
-    os.makedirs(out, exist_ok=True)
-    write_atomically(os.path.join(out, f"{TOP}.v"), text)
-    write_atomically(os.path.join(out, "manifest.json"), meta)
+    verilog_path, manifest_path = write_design(out, TOP, text, manifest(config, args.sparsity, text))
     mac = f", TQ {config.weight_terms}x{config.data_terms} terms" if config.mac == "tq" else ""
-    print(f"{os.path.join(out, TOP + '.v')}: {config.rows}x{config.cols} {args.sparsity} array, "
+    print(f"{verilog_path}: {config.rows}x{config.cols} {args.sparsity} array, "
           f"alpha {config.alpha}{mac}, latency {config.latency}, {len(text.splitlines())} lines")
-    print(f"{os.path.join(out, 'manifest.json')}: ports, payload packing, cycle model")
+    print(f"{manifest_path}: ports, payload packing, cycle model")
     return 0

@@ -2,14 +2,13 @@
 
 import argparse
 import hashlib
-import json
 import os
-import sys
 
 from software import tq
 from software.config import ConfigError
 
-from .cli import VERSION, OneLineParser, write_atomically
+from .cli import VERSION, OneLineParser
+from .output import fail, output_problem, write_design
 
 TOP = tq.TOP
 
@@ -90,18 +89,13 @@ def main(argv=None):
     try:
         config = config_from_args(args)
     except ConfigError as e:
-        print(f"{prog}: error: {e}", file=sys.stderr)
-        return 2
+        return fail(prog, e)
     out = args.output or default_output(config)
-    if os.path.exists(out) and not os.path.isdir(out):
-        print(f"{prog}: error: output path {out} exists and is not a directory", file=sys.stderr)
-        return 2
+    if problem := output_problem(out):
+        return fail(prog, problem)
     text, latency = generate_verilog(config)
-    meta = json.dumps(manifest(config, text, latency), indent=2, sort_keys=True) + "\n"
-    os.makedirs(out, exist_ok=True)
-    write_atomically(os.path.join(out, f"{TOP}.v"), text)
-    write_atomically(os.path.join(out, "manifest.json"), meta)
-    print(f"{os.path.join(out, TOP + '.v')}: {config.form} TQ multiplier, {config.width}-bit, "
+    verilog_path, manifest_path = write_design(out, TOP, text, manifest(config, text, latency))
+    print(f"{verilog_path}: {config.form} TQ multiplier, {config.width}-bit, "
           f"{config.weight_terms} weight terms x {config.data_terms} data terms, {len(text.splitlines())} lines")
-    print(f"{os.path.join(out, 'manifest.json')}: ports, payload packing, cycle model")
+    print(f"{manifest_path}: ports, payload packing, cycle model")
     return 0

@@ -10,7 +10,7 @@ The arithmetic these fields parameterize is specified in `software.attention` (m
 import dataclasses
 import math
 
-from .config import ConfigError, _int, int_range, signed_width_for
+from .config import ConfigError, FieldsConfig, check_int, int_range, signed_width_for
 
 PRUNE_MODES = ("none", "threshold", "topk", "both")
 
@@ -29,7 +29,7 @@ MAX_LEN = 1024
 
 
 @dataclasses.dataclass(frozen=True)
-class AttentionConfig:
+class AttentionConfig(FieldsConfig):
     """One attention head: K and V (at most `max_len` rows of `head_dim`) in on-chip memory,
     query rows streaming in, one output row per query.
 
@@ -48,6 +48,8 @@ class AttentionConfig:
     top_k          (topk, both) keep only the k highest scores (ties: lower position first).
     """
 
+    kind = "attention configuration"   # for messages; not a field (no annotation)
+
     head_dim: int = 32
     max_len: int = 64
     data_width: int = 8
@@ -62,26 +64,26 @@ class AttentionConfig:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)
-        set_("head_dim", _int("head_dim", self.head_dim, 1, MAX_HEAD_DIM))
-        set_("max_len", _int("max_len", self.max_len, 1, MAX_LEN))
-        set_("data_width", _int("data_width", self.data_width, 2, 16))
-        set_("out_width", _int("out_width", self.out_width, 2, 32))
-        set_("scale_width", _int("scale_width", self.scale_width, 1, 24))
-        set_("exp_frac_bits", _int("exp_frac_bits", self.exp_frac_bits, 1, 10))
-        set_("exp_bits", _int("exp_bits", self.exp_bits, 2, 20))
-        set_("prob_bits", _int("prob_bits", self.prob_bits, 2, 16))
+        set_("head_dim", check_int("head_dim", self.head_dim, 1, MAX_HEAD_DIM))
+        set_("max_len", check_int("max_len", self.max_len, 1, MAX_LEN))
+        set_("data_width", check_int("data_width", self.data_width, 2, 16))
+        set_("out_width", check_int("out_width", self.out_width, 2, 32))
+        set_("scale_width", check_int("scale_width", self.scale_width, 1, 24))
+        set_("exp_frac_bits", check_int("exp_frac_bits", self.exp_frac_bits, 1, 10))
+        set_("exp_bits", check_int("exp_bits", self.exp_bits, 2, 20))
+        set_("prob_bits", check_int("prob_bits", self.prob_bits, 2, 16))
         if self.prune not in PRUNE_MODES:
             raise ConfigError(f"prune must be one of {', '.join(PRUNE_MODES)}, not {self.prune!r}")
         if self.prune in ("threshold", "both"):
             if self.threshold is None:
                 raise ConfigError(f"prune {self.prune} needs a threshold")
-            set_("threshold", _int("threshold", self.threshold, 0, self.exp_bits + 1))
+            set_("threshold", check_int("threshold", self.threshold, 0, self.exp_bits + 1))
         elif self.threshold is not None:
             raise ConfigError(f"a threshold is only used with prune threshold or both, not {self.prune}")
         if self.prune in ("topk", "both"):
             if self.top_k is None:
                 raise ConfigError(f"prune {self.prune} needs top_k")
-            set_("top_k", _int("top_k", self.top_k, 1, self.max_len))
+            set_("top_k", check_int("top_k", self.top_k, 1, self.max_len))
         elif self.top_k is not None:
             raise ConfigError(f"top_k is only used with prune topk or both, not {self.prune}")
         if self.product_width > MAX_PRODUCT_WIDTH:
@@ -167,14 +169,3 @@ class AttentionConfig:
     def kept_width(self):
         """Bits of the count of kept positions (0 .. max_len)."""
         return self.max_len.bit_length()
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, fields):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(fields) - known
-        if unknown:
-            raise ConfigError(f"unknown attention configuration field(s): {', '.join(sorted(unknown))}")
-        return cls(**fields)

@@ -6,7 +6,6 @@ manifest JSON next to the Verilog, and the golden model, the cycle model and the
 """
 
 import dataclasses
-import math
 import operator
 
 MULTIPLIERS = ("parallel",)
@@ -23,7 +22,8 @@ class ConfigError(ValueError):
     """An invalid accelerator configuration. The message is one line, fit for a command line."""
 
 
-def _int(name, value, lo, hi):
+def check_int(name, value, lo, hi):
+    """`value` as an int in [lo, hi], or a one-line ConfigError naming the field."""
     try:
         value = operator.index(value)
     except TypeError:
@@ -33,7 +33,7 @@ def _int(name, value, lo, hi):
     return value
 
 
-def _bool(name, value):
+def check_bool(name, value):
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be True or False, not {value!r}")
     return value
@@ -82,8 +82,26 @@ def signed_width_for(lo, hi):
     return width
 
 
+class FieldsConfig:
+    """Round trip of a frozen configuration dataclass through a plain dict (the manifest's
+    "config"), rejecting unknown fields with a one-line message."""
+
+    kind = "configuration"
+
+    def as_dict(self):
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, fields):
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(fields) - known
+        if unknown:
+            raise ConfigError(f"unknown {cls.kind} field(s): {', '.join(sorted(unknown))}")
+        return cls(**fields)
+
+
 @dataclasses.dataclass(frozen=True)
-class ArrayConfig:
+class ArrayConfig(FieldsConfig):
     """A weight-stationary R x C array of column-combining cells.
 
     rows, cols     R output channels by C column groups per tile.
@@ -105,6 +123,8 @@ class ArrayConfig:
     max_batch      input vectors per tile the output accumulator can hold (its depth).
     """
 
+    kind = "array configuration"   # for messages; not a field (no annotation)
+
     rows: int
     cols: int
     alpha: int = 1
@@ -122,16 +142,16 @@ class ArrayConfig:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)
-        set_("rows", _int("rows", self.rows, 1, MAX_DIM))
-        set_("cols", _int("cols", self.cols, 1, MAX_DIM))
-        set_("alpha", _int("alpha", self.alpha, 1, MAX_ALPHA))
-        set_("act_width", _int("act_width", self.act_width, 2, MAX_DATA_WIDTH))
-        set_("weight_width", _int("weight_width", self.weight_width, 2, MAX_DATA_WIDTH))
-        set_("acc_width", _int("acc_width", self.acc_width, 2, MAX_ACC_WIDTH))
-        set_("max_batch", _int("max_batch", self.max_batch, 1, 1 << 16))
-        _bool("act_signed", self.act_signed)
-        _bool("weight_signed", self.weight_signed)
-        _bool("double_buffer", self.double_buffer)
+        set_("rows", check_int("rows", self.rows, 1, MAX_DIM))
+        set_("cols", check_int("cols", self.cols, 1, MAX_DIM))
+        set_("alpha", check_int("alpha", self.alpha, 1, MAX_ALPHA))
+        set_("act_width", check_int("act_width", self.act_width, 2, MAX_DATA_WIDTH))
+        set_("weight_width", check_int("weight_width", self.weight_width, 2, MAX_DATA_WIDTH))
+        set_("acc_width", check_int("acc_width", self.acc_width, 2, MAX_ACC_WIDTH))
+        set_("max_batch", check_int("max_batch", self.max_batch, 1, 1 << 16))
+        check_bool("act_signed", self.act_signed)
+        check_bool("weight_signed", self.weight_signed)
+        check_bool("double_buffer", self.double_buffer)
         if self.multiplier not in MULTIPLIERS:
             raise ConfigError(f"multiplier must be one of {', '.join(MULTIPLIERS)}, not {self.multiplier!r}")
         if self.mac not in MACS:
@@ -142,7 +162,7 @@ class ArrayConfig:
                 most = term_value_max_terms(width, signed)
                 if getattr(self, name) is None:
                     raise ConfigError(f"mac 'tq' needs {name} (1 to {most})")
-                set_(name, _int(name, getattr(self, name), 1, most))
+                set_(name, check_int(name, getattr(self, name), 1, most))
         elif self.weight_terms is not None or self.data_terms is not None:
             raise ConfigError("weight_terms and data_terms apply only to mac 'tq'")
         if self.acc_width < self.min_acc_width:
@@ -220,19 +240,3 @@ class ArrayConfig:
         One input register, one partial-sum register per column, one accumulator register.
         """
         return self.cols + 2
-
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, fields):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(fields) - known
-        if unknown:
-            raise ConfigError(f"unknown array configuration field(s): {', '.join(sorted(unknown))}")
-        return cls(**fields)
-
-
-def groups_needed(k_inputs, alpha):
-    """Column groups a dense layer of `k_inputs` inputs occupies when packed `alpha` to a group."""
-    return math.ceil(k_inputs / alpha)

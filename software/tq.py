@@ -20,10 +20,9 @@ Payloads, least significant bit first (element 0 lowest):
 """
 
 import dataclasses
-import operator
 
 from . import beats
-from .config import (MAX_DATA_WIDTH, ConfigError, term_max_exponent, term_value_max_terms,
+from .config import (MAX_DATA_WIDTH, ConfigError, FieldsConfig, check_int, term_max_exponent, term_value_max_terms,
                      term_width)
 
 FORMS = ("serial", "parallel")
@@ -34,18 +33,8 @@ CYCLE_FORMULA = ("work_k = max(1, n_w * n_x) (serial) or 1 (parallel), n_w = val
                  "product handshake inclusive")
 
 
-def _int(name, value, lo, hi):
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"{name} must be an integer, not {value!r}") from None
-    if not lo <= value <= hi:
-        raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
-    return value
-
-
 @dataclasses.dataclass(frozen=True)
-class TQConfig:
+class TQConfig(FieldsConfig):
     """A streaming TQ multiplier.
 
     width          bits of the integer values (weights before encoding, activations).
@@ -54,6 +43,8 @@ class TQConfig:
     data_terms     terms the activation keeps after HESE encoding.
     form           "serial" (one term pair per clock) or "parallel" (all pairs in one clock).
     """
+
+    kind = "tq configuration"   # for messages; not a field (no annotation)
 
     width: int = 8
     signed: bool = True
@@ -64,12 +55,12 @@ class TQConfig:
 
     def __post_init__(self):
         set_ = lambda name, value: object.__setattr__(self, name, value)
-        set_("width", _int("width", self.width, 2, MAX_DATA_WIDTH))
+        set_("width", check_int("width", self.width, 2, MAX_DATA_WIDTH))
         for name in ("signed", "weight_signed"):
             if not isinstance(getattr(self, name), bool):
                 raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}")
         for name, signed in (("weight_terms", self.weight_signed), ("data_terms", self.signed)):
-            set_(name, _int(name, getattr(self, name), 1, term_value_max_terms(self.width, signed)))
+            set_(name, check_int(name, getattr(self, name), 1, term_value_max_terms(self.width, signed)))
         if self.form not in FORMS:
             raise ConfigError(f"form must be one of {', '.join(FORMS)}, not {self.form!r}")
 
@@ -110,16 +101,6 @@ class TQConfig:
             return -(1 << (self.width - 1)), (1 << (self.width - 1)) - 1
         return 0, (1 << self.width) - 1
 
-    def as_dict(self):
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, fields):
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(fields) - known
-        if unknown:
-            raise ConfigError(f"unknown tq configuration field(s): {', '.join(sorted(unknown))}")
-        return cls(**fields)
 
 
 # ---------------------------------------------------------------------------------------------
