@@ -7,9 +7,6 @@ a programming tool (`required_tools` lists only the YoWASP ones) and the OrangeC
 
 import dataclasses
 
-from amaranth.build import Attrs
-from amaranth_boards.resources import UARTResource
-
 
 @dataclasses.dataclass(frozen=True)
 class Board:
@@ -45,10 +42,20 @@ class Board:
         return platform
 
 
+class UnknownBoardError(ValueError):
+    """An unknown board name, or no board definitions (amaranth-boards missing)."""
+
+
 def _boards():
-    from amaranth_boards.icebreaker import ICEBreakerPlatform
-    from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform
-    from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    from amaranth.build import Attrs
+    try:
+        from amaranth_boards.icebreaker import ICEBreakerPlatform
+        from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform
+        from amaranth_boards.resources import UARTResource
+        from amaranth_boards.ulx3s import ULX3S_85F_Platform
+    except ImportError:
+        raise UnknownBoardError("amaranth-boards is not installed: pip install amaranth-boards "
+                                "(or pip install -e \".[fpga]\")") from None
     return {
         "icebreaker": Board(
             name="icebreaker", family="ice40", device="iCE40UP5K", platform=ICEBreakerPlatform,
@@ -73,10 +80,6 @@ def _boards():
 
 
 BOARD_NAMES = ("icebreaker", "ulx3s-85f", "orangecrab-25f")
-
-
-class UnknownBoardError(ValueError):
-    pass
 
 
 def board(name):

@@ -68,7 +68,10 @@ def format_summary(summary):
     lines = [f"{summary['board']} ({summary['device']}): {cfg['rows']}x{cfg['cols']} array, alpha {cfg['alpha']}, "
              f"{cfg['act_width']}-bit x {cfg['weight_width']}-bit, acc {cfg['acc_width']}, "
              f"multipliers: {_MULTIPLIERS[summary['multipliers']]}, UART {summary['baud']} baud"]
-    for name, r in summary["resources"].items():
+    for name in _LABELS:
+        if name not in summary["resources"]:
+            continue
+        r = summary["resources"][name]
         share = f" ({100 * r['used'] / r['available']:.1f}%)" if r["available"] else ""
         lines.append(f"  {_LABELS.get(name, name):<12} {r['used']:>7} / {r['available']}{share}")
     for clock, f in summary["fmax"].items():
