@@ -1,61 +1,89 @@
 """Which array configurations fit each board, found by building them (not by estimating).
 
-For every board and every alpha, the largest square int8 array (R x R, alpha activations per group,
-32-bit accumulators, double-buffered, max_batch 64, behind the UART host link) that Yosys and
-nextpnr place and route *and* that meets the board clock: grow R by doubling until a build fails,
-then bisect. Prints a Markdown table (the README's) of the largest fits with their resource use,
-Fmax and LUTs per cell, where LUTs per cell = (LUTs of the largest - LUTs of the 1x1) / (R*R - 1),
-so the fixed cost of the host link cancels.
+For every board, every alpha and every multiplier kind (int8, and term-quantized with --tq WxD),
+the largest square array (R x R, alpha activations per group, 32-bit accumulators, double-buffered,
+max_batch 64, behind the UART host link) that Yosys and nextpnr place and route *and* that meets the
+board clock. Multipliers go to the device's DSP blocks first and to Booth LUT multipliers after
+that (`python -m fpga build`'s default, --dsp auto).
+
+The search: build 1x1, 2x2 and 3x3 (and 3x3 without DSPs), fit a resource model to them (a fixed
+cost, a cost per row and a cost per DSP cell and per LUT cell), predict the largest R, build it,
+and step R up or down one at a time until R fits and R + 1 does not. Then (R+1) x R and R x (R+1)
+are tried too. Prints a Markdown table (the README's) of the largest fits with their resource use,
+Fmax and LUTs per cell, where LUTs per cell = (LUTs of the largest - LUTs of the 1x1) / (R*C - 1),
+so the fixed cost of the host link cancels (it averages DSP and LUT cells where both occur).
 
     python benchmarks/fpga_fit.py                                   # everything (hours: big ECP5 builds)
     python benchmarks/fpga_fit.py --boards icebreaker --alphas 1,2  # a part of it
+    python benchmarks/fpga_fit.py --boards icebreaker --tq 2x3      # term-quantized cells
 
-Every build's summary is cached in --results (default build/fpga_fit/results.json), so an
-interrupted or extended sweep only builds what is missing; the build directories are deleted after
-their summary is saved (big ECP5 netlists take hundreds of MB).
+Every build's summary is cached in --results (default build/fpga_fit/results.json; sweeps running
+in parallel merge into it), so an interrupted or extended sweep only builds what is missing; the
+build directories are deleted after their summary is saved (big ECP5 netlists take hundreds of MB).
 """
 
 import argparse
+import fcntl
 import json
 import os
+import re
 import shutil
 import sys
 import time
 
+import numpy as np
+
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fpga.boards import BOARD_NAMES, board as get_board  # noqa: E402
-from fpga.build import BuildError, build  # noqa: E402
+from fpga.build import BuildError, build, dsp_cells  # noqa: E402
 from software.config import ArrayConfig, ConfigError  # noqa: E402
 
-
-def config_for(rows, cols, alpha):
-    return ArrayConfig(rows=rows, cols=cols, alpha=alpha)
+MODEL_SIZES = (1, 2, 3)
 
 
-def key(board, rows, cols, alpha):
-    return f"{board}/{rows}x{cols}/a{alpha}"
+def parse_mac(text):
+    """"int" or "WxD" (TQ with W weight terms and D data terms) -> ArrayConfig mac fields."""
+    if text == "int":
+        return {}
+    m = re.fullmatch(r"(\d+)x(\d+)", text)
+    if not m:
+        raise ValueError(f"--tq wants WxD, e.g. 2x3, not {text!r}")
+    return {"mac": "tq", "weight_terms": int(m[1]), "data_terms": int(m[2])}
+
+
+def key(board, rows, cols, alpha, mac="int", dsp="auto"):
+    suffix = ("" if mac == "int" else f"/tq{mac}") + ("" if dsp == "auto" else f"/dsp-{dsp}")
+    return f"{board}/{rows}x{cols}/a{alpha}{suffix}"
 
 
 class Sweep:
     def __init__(self, results_path, work_dir, baud):
         self.results_path, self.work_dir, self.baud = results_path, work_dir, baud
-        self.results = {}
-        if os.path.exists(results_path):
-            with open(results_path) as f:
-                self.results = json.load(f)
+        self.results = self._load()
+
+    def _load(self):
+        if os.path.exists(self.results_path):
+            with open(self.results_path) as f:
+                return json.load(f)
+        return {}
 
     def save(self):
+        """Merge with what parallel sweeps saved meanwhile, under a lock, and replace the file."""
         os.makedirs(os.path.dirname(os.path.abspath(self.results_path)), exist_ok=True)
-        tmp = self.results_path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(self.results, f, indent=1, sort_keys=True)
-        os.replace(tmp, self.results_path)
+        with open(self.results_path + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.results = {**self._load(), **self.results}
+            tmp = self.results_path + f".tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(self.results, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.results_path)
 
-    def measure(self, board_name, rows, alpha, cols=None):
-        """{'fit': bool, 'reason': str | None, 'summary': dict | None}, cached."""
+    def measure(self, board_name, rows, alpha, cols=None, mac="int", dsp="auto"):
+        """{'fit': bool, 'reason': str | None, 'summary': dict | None, 'needed': int | None}, cached."""
         cols = rows if cols is None else cols
-        k = key(board_name, rows, cols, alpha)
+        k = key(board_name, rows, cols, alpha, mac, dsp)
+        self.results.update({n: v for n, v in self._load().items() if n not in self.results})
         if k in self.results:
             return self.results[k]
         board = get_board(board_name)
@@ -63,7 +91,8 @@ class Sweep:
         start = time.perf_counter()
         print(f"  building {k} ...", file=sys.stderr, flush=True)
         try:
-            result = build(board, config_for(rows, cols, alpha), out, baud=self.baud)
+            config = ArrayConfig(rows=rows, cols=cols, alpha=alpha, **parse_mac(mac))
+            result = build(board, config, out, baud=self.baud, dsp=dsp)
             summary = result.summary
             fit = summary["timing_pass"]
             reason = None if fit else "timing: " + ", ".join(
@@ -79,84 +108,112 @@ class Sweep:
         self.save()
         return entry
 
-    def largest(self, board_name, alpha, max_rows):
-        """(largest R that fits, smallest measured R above it that does not), by doubling R
-        (capped at max_rows) and then bisecting; the bisection stops at a resolution of R // 8,
-        since every step costs an hour-long build on a big ECP5. (0, 1) if not even 1x1 fits."""
-        fit, fail, rows = 0, None, 1
-        while fail is None:
-            if self.measure(board_name, rows, alpha)["fit"]:
-                fit = rows
-                if rows == max_rows:
-                    return fit, None
-                rows = min(rows * 2, max_rows)
-            else:
-                fail = rows
-        while fail - fit > max(1, fit // 8):
-            mid = (fit + fail) // 2
-            if self.measure(board_name, mid, alpha)["fit"]:
-                fit = mid
-            else:
-                fail = mid
-        return fit, fail
+    def predict(self, board_name, alpha, mac, max_rows):
+        """The largest R whose R x R array the resource model (fitted to small builds) says fits,
+        or None when a small build already fails."""
+        board = get_board(board_name)
+        limit = "logic_cells" if board.family == "ice40" else "luts"
+        rows, used, available = [], [], None
+        points = [(r, "auto") for r in MODEL_SIZES] + [(MODEL_SIZES[-1], "off")] * (mac == "int")
+        for r, dsp in points:
+            entry = self.measure(board_name, r, alpha, mac=mac, dsp=dsp)
+            if not entry["fit"]:
+                return None
+            res = entry["summary"]["resources"][limit]
+            n_dsp = entry["summary"].get("dsp_cells", 0)
+            rows.append([1, r, n_dsp, r * r - n_dsp])
+            used.append(res["used"])
+            available = res["available"]
+        coef, *_ = np.linalg.lstsq(np.array(rows, float), np.array(used, float), rcond=None)
+        best = 1
+        for r in range(1, max_rows + 1):
+            config = ArrayConfig(rows=r, cols=r, alpha=alpha, **parse_mac(mac))
+            n_dsp = dsp_cells(board, config, "auto")
+            if coef @ [1, r, n_dsp, r * r - n_dsp] <= available:
+                best = r
+        print(f"  {board_name} alpha {alpha} {mac}: the model predicts {best}x{best}", file=sys.stderr, flush=True)
+        return best
+
+    def largest(self, board_name, alpha, mac, max_rows):
+        """(largest R that fits, R + 1 or None when R == max_rows); (0, 1) if not even 1x1 fits."""
+        if not self.measure(board_name, 1, alpha, mac=mac)["fit"]:
+            return 0, 1
+        guess = self.predict(board_name, alpha, mac, max_rows) or 1
+        fits = lambda r: self.measure(board_name, r, alpha, mac=mac)["fit"]  # noqa: E731
+        rows = guess
+        if fits(rows):
+            while rows < max_rows and fits(rows + 1):
+                rows += 1
+        else:
+            rows -= 1
+            while rows > 1 and not fits(rows):
+                rows -= 1
+        return rows, (rows + 1 if rows < max_rows else None)
 
 
-def table(sweep, boards, alphas, max_rows, rectangles):
-    header = ("| board (device, clock) | alpha | largest array | cells | LUT4 | flip-flops | block RAM | DSP "
-              "| Fmax (MHz) | LUT4 per cell | larger sizes tried |")
+def table(sweep, boards, alphas, macs, max_rows, rectangles):
+    header = ("| board (device, clock) | cells | alpha | largest array | LUT4 | flip-flops | block RAM | DSP "
+              "| Fmax (MHz) | LUT4 per cell | next larger sizes |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for board_name in boards:
         board = get_board(board_name)
-        for alpha in alphas:
-            rows, fail = sweep.largest(board_name, alpha, max_rows)
-            kind = "dense" if alpha == 1 else f"{alpha}"
-            if rows == 0:
-                reason = sweep.results[key(board_name, 1, 1, alpha)]["reason"]
-                lines.append(f"| {board_name} | {kind} | none: {reason} | | | | | | | | |")
-                continue
-            tried = [] if fail is None else [(fail, fail)]
-            best = (rows, rows)
-            if rectangles and fail == rows + 1:
-                # One more row or one more column may still fit between R x R and (R+1) x (R+1).
-                for r, c in ((rows + 1, rows), (rows, rows + 1)):
-                    if sweep.measure(board_name, r, alpha, cols=c)["fit"]:
-                        best = max(best, (r, c))
-                    else:
-                        tried.append((r, c))
-            r, c = best
-            s = sweep.results[key(board_name, r, c, alpha)]["summary"]
-            res = s["resources"]
-            base = sweep.results[key(board_name, 1, 1, alpha)]["summary"]["resources"]["luts"]["used"]
-            per_cell = f"{(res['luts']['used'] - base) / (r * c - 1):.0f}" if r * c > 1 else "-"
-            clock = next(iter(s["fmax"].values()))
-            why = []
-            for fr, fc in tried:
-                reason = sweep.results[key(board_name, fr, fc, alpha)]["reason"] or ""
-                reason = reason.replace(f"the design does not fit the {board.device}: it needs ", "needs ")
-                reason = reason.replace(f"the design does not fit the {board.device}: ", "")
-                if "weight banks and input skew alone" in reason:
-                    reason = "too many flip-flops"
-                why.append(f"{fr}x{fc}: {reason}".replace("|", "/"))
-            if fail is None:
-                why.append(f"none above {max_rows} rows")
-
-            def used(name):
-                r = res[name]
-                return f"{r['used']} / {r['available']} ({100 * r['used'] / r['available']:.0f}%)" if r["available"] else "0"
-            # An iCE40 logic cell is one LUT4 plus one flip-flop: the cells are what runs out.
-            luts = (f"{res['luts']['used']} in {used('logic_cells')} logic cells" if "logic_cells" in res
-                    else used("luts"))
-            lines.append(
-                f"| {board_name} ({board.device}, {clock['constraint_mhz']:g} MHz) | {kind} | {r}x{c} | {r * c} "
-                f"| {luts} | {used('flip_flops')} | {used('block_ram')} | {used('dsp')} "
-                f"| {clock['achieved_mhz']:.1f} | {per_cell} | {'; '.join(why)} |")
+        for mac in macs:
+            for alpha in alphas:
+                lines.append(row(sweep, board, alpha, mac, max_rows, rectangles))
     return lines
+
+
+def row(sweep, board, alpha, mac, max_rows, rectangles):
+    kind = "dense" if alpha == 1 else f"{alpha}"
+    cell = "int8" if mac == "int" else f"TQ {mac}"
+    rows, fail = sweep.largest(board.name, alpha, mac, max_rows)
+    if rows == 0:
+        reason = sweep.results[key(board.name, 1, 1, alpha, mac)]["reason"]
+        return f"| {board.name} | {cell} | {kind} | none: {reason} | | | | | | | |"
+    tried = [] if fail is None else [(fail, fail)]
+    best = (rows, rows)
+    if rectangles and fail is not None:
+        # One more row or one more column may still fit between R x R and (R+1) x (R+1).
+        for r, c in ((rows + 1, rows), (rows, rows + 1)):
+            if sweep.measure(board.name, r, alpha, cols=c, mac=mac)["fit"]:
+                best = max(best, (r, c))
+            else:
+                tried.append((r, c))
+    r, c = best
+    s = sweep.results[key(board.name, r, c, alpha, mac)]["summary"]
+    res = s["resources"]
+    base = sweep.results[key(board.name, 1, 1, alpha, mac)]["summary"]["resources"]["luts"]["used"]
+    per_cell = f"{(res['luts']['used'] - base) / (r * c - 1):.0f}" if r * c > 1 else "-"
+    clock = next(iter(s["fmax"].values()))
+    why = []
+    for fr, fc in tried:
+        reason = sweep.results[key(board.name, fr, fc, alpha, mac)]["reason"] or ""
+        reason = reason.replace(f"the design does not fit the {board.device}: it needs ", "needs ")
+        reason = reason.replace(f"the design does not fit the {board.device}: ", "")
+        if "weight banks and input skew alone" in reason:
+            reason = "too many flip-flops"
+        why.append(f"{fr}x{fc}: {reason}".replace("|", "/"))
+    if fail is None:
+        why.append(f"none above {max_rows} rows")
+
+    def used(name):
+        u = res[name]
+        return f"{u['used']} / {u['available']} ({100 * u['used'] / u['available']:.0f}%)" if u["available"] else "0"
+    # An iCE40 logic cell is one LUT4 plus one flip-flop: the cells are what runs out.
+    luts = (f"{res['luts']['used']} in {used('logic_cells')} logic cells" if "logic_cells" in res
+            else used("luts"))
+    return (f"| {board.name} ({board.device}, {clock['constraint_mhz']:g} MHz) | {cell} | {kind} | {r}x{c} "
+            f"| {luts} | {used('flip_flops')} | {used('block_ram')} | {used('dsp')} "
+            f"| {clock['achieved_mhz']:.1f} | {per_cell} | {'; '.join(why)} |")
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--boards", default=",".join(BOARD_NAMES), help="comma-separated boards (default all)")
     p.add_argument("--alphas", default="1,2,4,8", help="comma-separated alphas; 1 = dense (default 1,2,4,8)")
+    p.add_argument("--int", dest="with_int", action=argparse.BooleanOptionalAction, default=True,
+                   help="sweep int8 cells (default on)")
+    p.add_argument("--tq", default="", help="comma-separated TQ budgets WxD to sweep too, e.g. 2x3")
     p.add_argument("--max-rows", type=int, default=64, help="largest R tried (default 64)")
     p.add_argument("--baud", type=int, default=115200)
     p.add_argument("--rectangles", action=argparse.BooleanOptionalAction, default=True,
@@ -168,9 +225,11 @@ def main(argv=None):
     for b in boards:
         get_board(b)
     alphas = [int(a) for a in args.alphas.split(",")]
+    macs = ["int"] * args.with_int + [t.strip() for t in args.tq.split(",") if t.strip()]
+    for mac in macs:
+        parse_mac(mac)
     sweep = Sweep(args.results, args.work_dir, args.baud)
-    lines = table(sweep, boards, alphas, args.max_rows, args.rectangles)
-    print("\n".join(lines))
+    print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
     return 0
 
 

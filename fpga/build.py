@@ -35,14 +35,46 @@ class BuildError(RuntimeError):
         self.status = status
 
 
-def uses_dsp(board, config, dsp):
-    """Whether multipliers go to DSP blocks: `dsp` is "on", "off" or "auto" (when they all fit).
+def dsp_cells(board, config, dsp, booth=True):
+    """How many cells get their multiplier in a DSP block: `dsp` is "on" (all), "off" (none) or
+    "auto" (as many as the device has).
 
-    Yosys maps every multiplier or none, so "auto" uses the DSPs only when each cell gets one.
+    The rest become LUT multipliers. Which multipliers stay for the DSP mapper is chosen by leaving
+    them out of Yosys's `booth` pass, so a partly mapped array needs `booth`; without it, Yosys maps
+    every multiplier or none, and "auto" then uses the DSPs only when each cell gets one. TQ cells
+    have no multiplier (they add shifted terms), so they never use DSPs.
     """
-    if dsp == "auto":
-        return config.rows * config.cols <= board.dsps
-    return dsp == "on"
+    cells = config.rows * config.cols
+    if config.mac == "tq" or dsp == "off":
+        return 0
+    if dsp == "on" or cells <= board.dsps:
+        return cells
+    return board.dsps if booth else 0
+
+
+def cell_module_pattern(row, col):
+    """Yosys pattern of the module Amaranth emits for cell (row, col) (hierarchical names)."""
+    return f"*.array.cell_r{row}_c{col}"
+
+
+def booth_script(config, n_dsp):
+    """The Yosys commands, after reading the design, that turn every multiplier except those of the
+    first `n_dsp` cells (row by row) into Booth-encoded adder trees."""
+    keep = [f"{cell_module_pattern(i // config.cols, i % config.cols)}/t:$mul" for i in range(n_dsp)]
+    if not keep:
+        return "proc; booth"
+    return f"proc; select -set dsp_muls {' '.join(keep)}; booth t:$mul @dsp_muls %d"
+
+
+def multiplier_summary(config, n_dsp, booth):
+    """How the multipliers were built, e.g. "dsp", "booth" or "8 dsp + 12 booth"."""
+    cells = config.rows * config.cols
+    if config.mac == "tq":
+        return "tq"
+    soft = "booth" if booth else "lut"
+    if n_dsp in (0, cells):
+        return "dsp" if n_dsp else soft
+    return f"{n_dsp} dsp + {cells - n_dsp} {soft}"
 
 
 def min_flip_flops(config):
@@ -166,7 +198,7 @@ class BuildResult:
 def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
 
-    `dsp`: see `uses_dsp`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
+    `dsp`: see `dsp_cells`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
     LUTs than the default soft multipliers."""
     check_fits(board, config)
@@ -177,17 +209,17 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         top = BoardTop(config, clk_frequency=platform.default_clk_frequency, baud=baud)
     except ValueError as e:
         raise BuildError(str(e), status=2) from None
-    with_dsp = uses_dsp(board, config, dsp)
+    n_dsp = dsp_cells(board, config, dsp, booth)
     if board.family == "ice40":
-        synth_opts = ["-dsp"] if with_dsp else []
+        synth_opts = ["-dsp"] if n_dsp else []
     else:
-        synth_opts = [] if with_dsp else ["-nodsp"]
+        synth_opts = [] if n_dsp else ["-nodsp"]
     nextpnr_opts = ["--report", "report.json", "--timing-allow-fail"]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
-    multipliers = "dsp" if with_dsp else ("booth" if booth else "lut")
+    multipliers = multiplier_summary(config, n_dsp, booth)
     plan = platform.build(top, name=NAME, do_build=False, synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
-                          script_after_read="proc; booth" if multipliers == "booth" else "",
+                          script_after_read=booth_script(config, n_dsp) if booth else "",
                           script_after_synth="tee -q -o stat.json stat -json")
 
     parent = os.path.dirname(os.path.abspath(out_dir))
@@ -220,6 +252,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "divisor": top.divisor,
             "clock_mhz": platform.default_clk_frequency / 1e6,
             "multipliers": multipliers,
+            "dsp_cells": n_dsp,
             "seed": seed,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),

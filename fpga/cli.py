@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 
-from gen.cli import OneLineParser, add_array_arguments, config_from_args
+from gen.cli import OneLineParser, add_array_arguments, add_mac_arguments, config_from_args, design_name
 from software.config import ConfigError
 
 from .boards import BOARD_NAMES
@@ -40,14 +40,16 @@ def build_parser():
                                    "summary.json) next to the bitstream.")
     b.add_argument("--board", required=True, choices=BOARD_NAMES, help="target board")
     add_array_arguments(b, default_rows=2)
+    add_mac_arguments(b)
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
-                   help="multipliers in DSP blocks: auto (default) when every cell gets one, on, off")
+                   help="multipliers in DSP blocks: auto (default) as many cells as the device has DSPs, the "
+                        "rest in LUTs; on: every cell; off: none")
     b.add_argument("--booth", action=argparse.BooleanOptionalAction, default=True,
                    help="build multipliers that are not in DSP blocks as Booth-encoded adder trees "
                         "(Yosys booth; default on: 25-35%% fewer LUTs)")
     b.add_argument("--seed", type=int, help="nextpnr placement seed")
-    b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>)")
+    b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>[_tq<W>x<D>])")
     b.add_argument("--program", action="store_true",
                    help="load the bitstream onto the board afterwards (iceprog or openFPGALoader)")
 
@@ -60,6 +62,7 @@ def build_parser():
                        description="Write the host link (UART + command decoder + array), top module "
                                    "sparsegen_hostlink, ports clk rst rx tx, and a manifest.json.")
     add_array_arguments(v, default_rows=2)
+    add_mac_arguments(v)
     v.add_argument("--divisor", type=int, required=True, help="clocks per UART bit (board clock / baud)")
     v.add_argument("--tx-buffer", type=int, default=512, help="reply buffer in bytes (sets the credits)")
     v.add_argument("-o", "--output", required=True, help="output directory")
@@ -76,7 +79,7 @@ def build_parser():
 
 
 def _default_output(args, config):
-    return os.path.join("build", "fpga", f"{args.board}_{config.rows}x{config.cols}_{args.sparsity}_a{config.alpha}")
+    return os.path.join("build", "fpga", f"{args.board}_{design_name(config)}")
 
 
 def _load_summary(build_dir):

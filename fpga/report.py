@@ -59,7 +59,15 @@ _LABELS = {"luts": "LUT4", "flip_flops": "flip-flops", "logic_cells": "logic cel
            "block_ram": "block RAM", "dsp": "DSP", "lutram": "LUT RAM"}
 
 
-_MULTIPLIERS = {"dsp": "DSP blocks", "booth": "Booth LUTs", "lut": "LUTs"}
+_MULTIPLIERS = {"dsp": "DSP blocks", "booth": "Booth LUTs", "lut": "LUTs", "tq": "none (TQ cells add shifted terms)"}
+
+
+def describe_multipliers(multipliers):
+    """"8 dsp + 12 booth" -> "8 in DSP blocks + 12 in Booth LUTs"; the plain kinds by name."""
+    if multipliers in _MULTIPLIERS:
+        return _MULTIPLIERS[multipliers]
+    return " + ".join(f"{n} in {_MULTIPLIERS[kind]}" for n, kind in
+                      (part.split() for part in multipliers.split(" + ")))
 
 
 def format_summary(summary):
@@ -67,7 +75,7 @@ def format_summary(summary):
     cfg = summary["config"]
     lines = [f"{summary['board']} ({summary['device']}): {cfg['rows']}x{cfg['cols']} array, alpha {cfg['alpha']}, "
              f"{cfg['act_width']}-bit x {cfg['weight_width']}-bit, acc {cfg['acc_width']}, "
-             f"multipliers: {_MULTIPLIERS[summary['multipliers']]}, UART {summary['baud']} baud"]
+             f"multipliers: {describe_multipliers(summary['multipliers'])}, UART {summary['baud']} baud"]
     for name in _LABELS:
         if name not in summary["resources"]:
             continue

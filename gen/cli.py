@@ -155,6 +155,15 @@ def manifest(config, sparsity, verilog_text):
     }
 
 
+def design_name(config):
+    """The default output name of an array: <rows>x<cols>_<sparsity>_a<alpha>[_tq<W>x<D>]."""
+    sparsity = "dense" if config.alpha == 1 else "colcomb"
+    name = f"{config.rows}x{config.cols}_{sparsity}_a{config.alpha}"
+    if config.mac == "tq":
+        name += f"_tq{config.weight_terms}x{config.data_terms}"
+    return name
+
+
 def main(argv=None):
     prog = "python -m gen"
     args = build_parser().parse_args(argv)
@@ -162,10 +171,7 @@ def main(argv=None):
         config = config_from_args(args)
     except ConfigError as e:
         return fail(prog, e)
-    name = f"{config.rows}x{config.cols}_{args.sparsity}_a{config.alpha}"
-    if config.mac == "tq":
-        name += f"_tq{config.weight_terms}x{config.data_terms}"
-    out = args.output or os.path.join("build", name)
+    out = args.output or os.path.join("build", design_name(config))
     if problem := output_problem(out):
         return fail(prog, problem)
     text = generate_verilog(config)

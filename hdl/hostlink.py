@@ -1,6 +1,6 @@
 """The array behind a UART: a byte protocol to load weights, stream activations and read results.
 
-Protocol, version 1 (software/host.py implements the host side from this description)
+Protocol, version 2 (software/host.py implements the host side from this description)
 ------------------------------------------------------------------------------------
 Serial line: 8 data bits, no parity, 1 stop bit. Multi-byte integers are little endian. A beat is
 sent as ceil(width / 8) bytes, least significant byte first, with the bit packing of the manifest
@@ -13,9 +13,12 @@ Host to board:
   a break (line low for at least one frame) resets the link and the array: partially received
                                 commands, loaded weights, accumulators and unsent replies are dropped.
 Board to host (each reply starts with a tag byte):
-  'I' descriptor (14 bytes)     'S' 'G' version rows-1 cols-1 alpha-1 act_width weight_width
-                                acc_width flags max_batch-1:u16 credits:u16, where flags bit 0 =
-                                activations signed, bit 1 = weights signed, bit 2 = double buffered.
+  'I' descriptor (16 bytes)     'S' 'G' version rows-1 cols-1 alpha-1 act_width weight_width
+                                acc_width flags max_batch-1:u16 credits:u16 weight_terms data_terms,
+                                where flags bit 0 = activations signed, bit 1 = weights signed,
+                                bit 2 = double buffered, bit 3 = term-quantized cells (mac "tq": a
+                                weight beat holds term lists, see software/beats.py); the term
+                                budgets are 0 for integer cells.
   'R' result beat               one per activation beat with `emit` set, in order.
   'E' code detail               1 = unknown command (detail: the byte), 2 = receive overrun (bytes
                                 were lost: reset with a break), 3 = framing error (a bad stop bit).
@@ -37,11 +40,11 @@ from amaranth.lib.wiring import In, Out
 from .systolic import SystolicArray
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 CMD_IDENTIFY, CMD_WEIGHTS, CMD_ACTIVATIONS = ord("I"), ord("W"), ord("A")
 REPLY_IDENTIFY, REPLY_RESULT, REPLY_ERROR = ord("I"), ord("R"), ord("E")
 ERROR_UNKNOWN_COMMAND, ERROR_OVERRUN, ERROR_FRAMING = 1, 2, 3
-DESCRIPTOR_BYTES = 14
+DESCRIPTOR_BYTES = 16
 
 
 def beat_bytes(width):
@@ -242,13 +245,17 @@ def link_credits(config, tx_buffer):
 
 
 def link_descriptor(config, credits):
-    """The 14 bytes that answer 'I' (see the protocol above)."""
-    flags = int(config.act_signed) | int(config.weight_signed) << 1 | int(config.double_buffer) << 2
+    """The 16 bytes that answer 'I' (see the protocol above)."""
+    tq = config.mac == "tq"
+    flags = (int(config.act_signed) | int(config.weight_signed) << 1 | int(config.double_buffer) << 2
+             | int(tq) << 3)
     return bytes([
         ord("S"), ord("G"), PROTOCOL_VERSION,
         config.rows - 1, config.cols - 1, config.alpha - 1,
         config.act_width, config.weight_width, config.acc_width, flags,
-    ]) + (config.max_batch - 1).to_bytes(2, "little") + credits.to_bytes(2, "little")
+    ]) + (config.max_batch - 1).to_bytes(2, "little") + credits.to_bytes(2, "little") + bytes([
+        config.weight_terms if tq else 0, config.data_terms if tq else 0,
+    ])
 
 
 class HostLink(wiring.Component):

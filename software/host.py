@@ -1,14 +1,16 @@
 """Host driver of the board's UART link: load weights, stream activations, read results.
 
-Written from the protocol description (README "FPGA", protocol version 1), not from hdl/, so that a
+Written from the protocol description (README "FPGA", protocol version 2), not from hdl/, so that a
 disagreement between the two shows up in the end-to-end simulation instead of hiding in both:
 
   host -> board   'I'                      identify
                   'W' n:u16 n x beat       n weight beats      (beat = ceil(width / 8) bytes,
                   'A' n:u16 n x beat       n activation beats   little endian, manifest packing)
                   break                    reset the link and the array
-  board -> host   'I' 14-byte descriptor   'S' 'G' version rows-1 cols-1 alpha-1 act_width
+  board -> host   'I' 16-byte descriptor   'S' 'G' version rows-1 cols-1 alpha-1 act_width
                                            weight_width acc_width flags max_batch-1:u16 credits:u16
+                                           weight_terms data_terms (flags: bit 0 activations
+                                           signed, 1 weights signed, 2 double buffered, 3 TQ)
                   'R' result beat          one per activation beat with `emit`, in order
                   'E' code detail          1 unknown command, 2 receive overrun, 3 framing error
 
@@ -27,12 +29,12 @@ import numpy as np
 
 from . import beats
 from .colcomb import combine
-from .golden import reference_layer
+from .golden import reference_layer, truncate_activations
 from .schedule import schedule_layer
 
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 MAGIC = b"SG"
-DESCRIPTOR_BYTES = 14
+DESCRIPTOR_BYTES = 16
 MAX_COMMAND_BEATS = 0xFFFF
 ERRORS = {1: "unknown command", 2: "receive overrun (bytes were lost)", 3: "framing error (bad stop bit)"}
 
@@ -61,6 +63,9 @@ class Descriptor:
     double_buffer: bool
     max_batch: int
     credits: int
+    mac: str                 # "int" or "tq"
+    weight_terms: int | None # term budgets of a TQ board, None for integer cells
+    data_terms: int | None
 
     @classmethod
     def parse(cls, data):
@@ -74,12 +79,13 @@ class Descriptor:
                    act_width=data[6], weight_width=data[7], acc_width=data[8],
                    act_signed=bool(flags & 1), weight_signed=bool(flags & 2), double_buffer=bool(flags & 4),
                    max_batch=int.from_bytes(data[10:12], "little") + 1,
-                   credits=int.from_bytes(data[12:14], "little"))
+                   credits=int.from_bytes(data[12:14], "little"), mac="tq" if flags & 8 else "int",
+                   weight_terms=data[14] if flags & 8 else None, data_terms=data[15] if flags & 8 else None)
 
     def mismatches(self, config):
         """Fields where the board differs from `config` (an ArrayConfig), as 'name: board vs config'."""
         names = ("rows", "cols", "alpha", "act_width", "weight_width", "acc_width", "act_signed",
-                 "weight_signed", "double_buffer", "max_batch")
+                 "weight_signed", "double_buffer", "max_batch", "mac", "weight_terms", "data_terms")
         return [f"{n}: board {getattr(self, n)} vs configuration {getattr(config, n)}"
                 for n in names if getattr(self, n) != getattr(config, n)]
 
@@ -239,7 +245,8 @@ class SelfTestResult:
 
 def self_test(board, *, batch=16, seed=0, out_features=None, in_features=None, density=0.3, gamma=0.5):
     """Run a random column-combined layer that spans several tiles on a connected `board` and
-    compare the outputs with the plain matrix product."""
+    compare the outputs with the plain matrix product (on a TQ board: of the term-quantized
+    weights and activations)."""
     cfg = board.config
     rng = np.random.default_rng(seed)
     out_features = out_features or 2 * cfg.rows + 1
@@ -249,12 +256,20 @@ def self_test(board, *, batch=16, seed=0, out_features=None, in_features=None, d
     w[rng.random(w.shape) >= density] = 0
     lo, hi = cfg.act_range
     x = rng.integers(lo, hi + 1, size=(batch, in_features))
+    if cfg.mac == "tq":
+        # A TQ cell holds `weight_terms` terms per weight: keep each weight's largest ones.
+        import torch
+        from .termquant import term_quantize_weights
+        w = term_quantize_weights(torch.from_numpy(w), group=1, budget=cfg.weight_terms,
+                                  bits=cfg.weight_width).numpy()
     layer = combine(w, cfg.alpha, gamma)
     sent, received = board.bytes_sent, board.bytes_received
     start = time.perf_counter()
     y = board.run_layer(layer, x)
     seconds = time.perf_counter() - start
-    mismatches = int(np.count_nonzero(y != reference_layer(layer.unpack(), x, cfg.acc_width)))
+    # A TQ array multiplies each activation's first `data_terms` terms only.
+    x_used = truncate_activations(cfg, x) if cfg.mac == "tq" else x
+    mismatches = int(np.count_nonzero(y != reference_layer(layer.unpack(), x_used, cfg.acc_width)))
     return SelfTestResult(ok=mismatches == 0, out_features=out_features, in_features=in_features, batch=batch,
                           mismatches=mismatches, seconds=seconds, bytes_sent=board.bytes_sent - sent,
                           bytes_received=board.bytes_received - received)

@@ -14,6 +14,9 @@ import sysconfig
 import pytest
 
 from fpga import report
+from fpga.boards import board as get_board
+from fpga.build import booth_script, dsp_cells, multiplier_summary
+from software.config import ArrayConfig
 
 
 def run_fpga(*args, env=None):
@@ -82,6 +85,41 @@ def test_ecp5_bitstream_and_report(orangecrab):
     assert "multipliers: Booth LUTs" in stdout
 
 
+def test_more_cells_than_dsps_fill_the_dsps_first(tmp_path_factory):
+    """9 cells on the UP5K's 8 DSPs: 8 multipliers in DSPs, the ninth in Booth LUTs."""
+    out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "3", "--alpha", "2")
+    check_common(out, stdout, summary, "top.bin", 12.0)
+    assert summary["multipliers"] == "8 dsp + 1 booth" and summary["dsp_cells"] == 8
+    assert summary["resources"]["dsp"] == {"used": 8, "available": 8}
+    assert "multipliers: 8 in DSP blocks + 1 in Booth LUTs" in stdout
+
+
+def test_term_quantized_array_bitstream(tmp_path_factory):
+    """TQ cells add shifted terms: no multiplier, no DSP; the manifest says what the board holds."""
+    out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--mac", "tq",
+                                 "--weight-terms", "2", "--data-terms", "3")
+    check_common(out, stdout, summary, "top.bin", 12.0)
+    assert summary["config"]["mac"] == "tq" and summary["config"]["weight_terms"] == 2
+    assert summary["multipliers"] == "tq" and summary["resources"]["dsp"]["used"] == 0
+    assert "multipliers: none (TQ cells add shifted terms)" in stdout
+
+
+def test_which_cells_get_dsps():
+    board = get_board("icebreaker")
+    config = ArrayConfig(rows=3, cols=4, alpha=2)
+    assert dsp_cells(board, config, "auto") == 8 and dsp_cells(board, config, "auto", booth=False) == 0
+    assert dsp_cells(board, config, "on") == 12 and dsp_cells(board, config, "off") == 0
+    assert dsp_cells(board, ArrayConfig(rows=2, cols=4, alpha=2), "auto", booth=False) == 8
+    assert dsp_cells(board, ArrayConfig(rows=2, cols=2, alpha=2, mac="tq", weight_terms=2, data_terms=3), "on") == 0
+    # The first 8 cells, row by row, keep their multipliers for the DSP mapper.
+    script = booth_script(config, 8)
+    kept = script.split("select -set dsp_muls ")[1].split(";")[0].split()
+    assert kept == [f"*.array.cell_r{r}_c{c}/t:$mul" for r in range(2) for c in range(4)]
+    assert script.endswith("booth t:$mul @dsp_muls %d") and booth_script(config, 0) == "proc; booth"
+    assert multiplier_summary(config, 8, True) == "8 dsp + 4 booth"
+    assert multiplier_summary(config, 12, True) == "dsp" and multiplier_summary(config, 0, False) == "lut"
+
+
 def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     """9 multipliers forced into the UP5K's 8 DSPs: nextpnr fails; one line, no output directory."""
     out = tmp_path / "out"
@@ -99,6 +137,8 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "icebreaker", "--rows", "32"], "does not fit the iCE40UP5K: its weight banks and input skew"),
     (["--board", "icebreaker", "--baud", "4000000"], "4000000 baud is too fast for a 12 MHz clock"),
     (["--board", "icebreaker", "--program"], "needs iceprog or openFPGALoader on PATH"),
+    (["--board", "icebreaker", "--weight-terms", "2"], "--weight-terms applies only to --mac tq"),
+    (["--board", "icebreaker", "--mac", "tq", "--data-terms", "0"], "data_terms"),
     (["--board", "ulx3s-85f", "--program"], "needs openFPGALoader on PATH"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):

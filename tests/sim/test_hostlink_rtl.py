@@ -10,13 +10,15 @@ import sys
 
 import numpy as np
 import pytest
+import torch
 
 from sim.hostlink import run_host_session
 from sim.lint import lint
 from sim.runner import build
 from software.colcomb import combine
 from software.config import ArrayConfig
-from software.golden import reference_layer
+from software.golden import reference_layer, truncate_activations
+from software.termquant import term_quantize_weights
 
 # 3 rows x 2 groups of 3: a 7 x 20 layer spans 3 row blocks and several group blocks; max_batch 4
 # cuts a batch of 6 into two chunks.
@@ -58,7 +60,38 @@ def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
     for key in ("descriptor", "identify_after_error"):
         d = report[key]
         assert (d["rows"], d["cols"], d["alpha"], d["max_batch"], d["credits"]) == (3, 2, 3, 4, 2)
+        assert (d["mac"], d["weight_terms"], d["data_terms"]) == ("int", None, None)
     assert report["unknown_command"] == "board reports unknown command 0x5a"
     # What `python -m fpga run` does on a board, here in simulation.
     assert report["self_test"]["ok"] and report["self_test"]["mismatches"] == 0
     assert report["framing_errors"] == 0
+
+
+@pytest.fixture(scope="module")
+def built_tq(tmp_path_factory):
+    out = tmp_path_factory.mktemp("hostlink_tq") / "link"
+    subprocess.run([sys.executable, "-m", "fpga", "verilog", *GEN_ARGS, "--mac", "tq", "--weight-terms", "2",
+                    "--data-terms", "3", "-o", str(out)], check=True, capture_output=True)
+    return out, build(out)
+
+
+def test_host_driver_runs_a_term_quantized_layer_over_the_uart(built_tq):
+    """A TQ array behind the link: weights travel as term lists, and the board describes its budgets."""
+    _, b = built_tq
+    config = b.config
+    assert config == ArrayConfig(rows=3, cols=2, alpha=3, max_batch=4, mac="tq", weight_terms=2, data_terms=3)
+    rng = np.random.default_rng(7)
+    w = rng.integers(-128, 128, size=(7, 20))
+    w[rng.random(w.shape) > 0.3] = 0
+    w = term_quantize_weights(torch.from_numpy(w), group=1, budget=2, bits=8).numpy()
+    x = rng.integers(-128, 128, size=(6, 20))
+    truncated = truncate_activations(config, x)
+    assert not np.array_equal(truncated, x)       # the array's own term budget matters here
+    layer = combine(w, config.alpha, 0.5)
+
+    report = run_host_session(b, layer, x, name="tq")
+
+    assert np.array_equal(np.array(report["outputs"]), reference_layer(layer.unpack(), truncated, config.acc_width))
+    d = report["descriptor"]
+    assert (d["mac"], d["weight_terms"], d["data_terms"], d["rows"], d["alpha"]) == ("tq", 2, 3, 3, 3)
+    assert report["self_test"]["ok"] and report["framing_errors"] == 0
