@@ -7,10 +7,12 @@ board clock. Multipliers go to the device's DSP blocks first and to Booth LUT mu
 that (`python -m fpga build`'s default, --dsp auto).
 
 The search: build 1x1, 2x2 and 3x3 (and 3x3 without DSPs), fit a resource model to them (a fixed
-cost, a cost per row and a cost per DSP cell and per LUT cell), predict the largest R, build it,
-and step R up or down one at a time until R fits and R + 1 does not. Then (R+1) x R and R x (R+1)
-are tried too. Prints a Markdown table (the README's) of the largest fits with their resource use,
-Fmax and LUTs per cell, where LUTs per cell = (LUTs of the largest - LUTs of the 1x1) / (R*C - 1),
+cost, a cost per row and column, and a cost per DSP cell and per LUT cell of the device's scarce
+resource), build the largest R it predicts to fit, refit with that build (a design that does not
+fit still says how much it needs), and repeat between the largest R known to fit and the smallest
+known not to, until they are neighbours. Then (R+1) x R and R x (R+1) are built too, unless the
+model says they need over 5% more than the device has. Prints a Markdown table (the README's) of
+the largest fits with their resource use, Fmax and LUTs per cell, where LUTs per cell = (LUTs of the largest - LUTs of the 1x1) / (R*C - 1),
 so the fixed cost of the host link cancels (it averages DSP and LUT cells where both occur).
 
     python benchmarks/fpga_fit.py                                   # everything (hours: big ECP5 builds)
@@ -108,47 +110,83 @@ class Sweep:
         self.save()
         return entry
 
-    def predict(self, board_name, alpha, mac, max_rows):
-        """The largest R whose R x R array the resource model (fitted to small builds) says fits,
-        or None when a small build already fails."""
+    def usage_points(self, board_name, alpha, mac):
+        """(rows, cols, DSP cells, used) of the device's scarce resource (iCE40 logic cells, ECP5
+        LUTs) for every measured build of this kind, and the amount available: what fitted, and
+        what nextpnr said a design that did not fit needs."""
         board = get_board(board_name)
-        limit = "logic_cells" if board.family == "ice40" else "luts"
-        rows, used, available = [], [], None
-        points = [(r, "auto") for r in MODEL_SIZES] + [(MODEL_SIZES[-1], "off")] * (mac == "int")
-        for r, dsp in points:
-            entry = self.measure(board_name, r, alpha, mac=mac, dsp=dsp)
-            if not entry["fit"]:
-                return None
-            res = entry["summary"]["resources"][limit]
-            n_dsp = entry["summary"].get("dsp_cells", 0)
-            rows.append([1, r, n_dsp, r * r - n_dsp])
-            used.append(res["used"])
-            available = res["available"]
-        coef, *_ = np.linalg.lstsq(np.array(rows, float), np.array(used, float), rcond=None)
-        best = 1
-        for r in range(1, max_rows + 1):
-            config = ArrayConfig(rows=r, cols=r, alpha=alpha, **parse_mac(mac))
-            n_dsp = dsp_cells(board, config, "auto")
-            if coef @ [1, r, n_dsp, r * r - n_dsp] <= available:
-                best = r
+        limit, bel = ("logic_cells", "ICESTORM_LC") if board.family == "ice40" else ("luts", "TRELLIS_COMB")
+        points, available = [], None
+        pattern = re.compile(rf"^{re.escape(board_name)}/(\d+)x(\d+)/a{alpha}"
+                             + ("" if mac == "int" else re.escape(f"/tq{mac}")) + "(/dsp-off)?$")
+        for k, entry in self.results.items():
+            m = pattern.match(k)
+            if not m:
+                continue
+            r, c = int(m[1]), int(m[2])
+            if entry["summary"]:
+                res = entry["summary"]["resources"][limit]
+                points.append((r, c, entry["summary"].get("dsp_cells", 0), res["used"]))
+                available = res["available"]
+            elif needs := re.search(rf"needs (\d+) of (\d+) {bel}", entry["reason"] or ""):
+                config = ArrayConfig(rows=r, cols=c, alpha=alpha, **parse_mac(mac))
+                points.append((r, c, dsp_cells(board, config, "off" if m[3] else "auto"), int(needs[1])))
+                available = int(needs[2])
+        return points, available
+
+    def predicted_use(self, board_name, alpha, mac):
+        """A function (rows, cols) -> predicted use of the scarce resource, from a model fitted to
+        every build measured so far (a fixed cost, a cost per row and column, and a cost per DSP
+        cell and per LUT cell), and the amount available."""
+        board = get_board(board_name)
+        points, available = self.usage_points(board_name, alpha, mac)
+        features = lambda r, c, n_dsp: [1, r + c, n_dsp, r * c - n_dsp]  # noqa: E731
+        coef, *_ = np.linalg.lstsq(np.array([features(*p[:3]) for p in points], float),
+                                   np.array([p[3] for p in points], float), rcond=None)
+
+        def use(r, c):
+            n_dsp = dsp_cells(board, ArrayConfig(rows=r, cols=c, alpha=alpha, **parse_mac(mac)), "auto")
+            return float(coef @ features(r, c, n_dsp))
+        return use, available
+
+    def predict(self, board_name, alpha, mac, max_rows):
+        """The largest R whose R x R array fits by the resource model (see predicted_use)."""
+        use, available = self.predicted_use(board_name, alpha, mac)
+        best = max([r for r in range(1, max_rows + 1) if use(r, r) <= available], default=1)
         print(f"  {board_name} alpha {alpha} {mac}: the model predicts {best}x{best}", file=sys.stderr, flush=True)
         return best
 
     def largest(self, board_name, alpha, mac, max_rows):
-        """(largest R that fits, R + 1 or None when R == max_rows); (0, 1) if not even 1x1 fits."""
-        if not self.measure(board_name, 1, alpha, mac=mac)["fit"]:
+        """(largest R that fits, R + 1 or None when R == max_rows); (0, 1) if not even 1x1 fits.
+
+        After the model's small builds, each step builds the size the model (refitted to all builds
+        so far) predicts, kept strictly between the largest size known to fit and the smallest known
+        not to, until the two are neighbours."""
+        fits = lambda r, dsp="auto": self.measure(board_name, r, alpha, mac=mac, dsp=dsp)["fit"]  # noqa: E731
+        if not fits(1):
             return 0, 1
-        guess = self.predict(board_name, alpha, mac, max_rows) or 1
-        fits = lambda r: self.measure(board_name, r, alpha, mac=mac)["fit"]  # noqa: E731
-        rows = guess
-        if fits(rows):
-            while rows < max_rows and fits(rows + 1):
-                rows += 1
-        else:
-            rows -= 1
-            while rows > 1 and not fits(rows):
-                rows -= 1
-        return rows, (rows + 1 if rows < max_rows else None)
+        lo, hi = 1, max_rows + 1
+        for r in MODEL_SIZES[1:]:
+            if not fits(r):
+                return lo, r
+            lo = r
+        if mac == "int":
+            fits(MODEL_SIZES[-1], "off")
+        for k, entry in self.results.items():       # sizes measured earlier narrow the search
+            m = re.fullmatch(rf"{re.escape(board_name)}/(\d+)x\1/a{alpha}" + ("" if mac == "int" else re.escape(f"/tq{mac}")), k)
+            if m:
+                r = int(m[1])
+                if entry["fit"]:
+                    lo = max(lo, r)
+                elif entry["summary"] is not None or "needs" in (entry["reason"] or ""):
+                    hi = min(hi, r)
+        while hi - lo > 1:
+            r = min(max(self.predict(board_name, alpha, mac, max_rows), lo + 1), hi - 1)
+            if fits(r):
+                lo = r
+            else:
+                hi = r
+        return lo, (hi if hi <= max_rows else None)
 
 
 def table(sweep, boards, alphas, macs, max_rows, rectangles):
@@ -174,7 +212,10 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     best = (rows, rows)
     if rectangles and fail is not None:
         # One more row or one more column may still fit between R x R and (R+1) x (R+1).
+        use, available = sweep.predicted_use(board.name, alpha, mac)
         for r, c in ((rows + 1, rows), (rows, rows + 1)):
+            if key(board.name, r, c, alpha, mac) not in sweep.results and use(r, c) > rectangles * available:
+                continue        # the model says it would not fit by a margin: not worth a build
             if sweep.measure(board.name, r, alpha, cols=c, mac=mac)["fit"]:
                 best = max(best, (r, c))
             else:
@@ -216,8 +257,9 @@ def main(argv=None):
     p.add_argument("--tq", default="", help="comma-separated TQ budgets WxD to sweep too, e.g. 2x3")
     p.add_argument("--max-rows", type=int, default=64, help="largest R tried (default 64)")
     p.add_argument("--baud", type=int, default=115200)
-    p.add_argument("--rectangles", action=argparse.BooleanOptionalAction, default=True,
-                   help="after the largest R x R, also try (R+1) x R and R x (R+1) (default on)")
+    p.add_argument("--rectangles", type=float, default=1.05, metavar="MARGIN",
+                   help="after the largest R x R, also build (R+1) x R and R x (R+1) unless the resource "
+                        "model predicts they need more than MARGIN times the device (default 1.05; 0: never)")
     p.add_argument("--results", default=os.path.join("build", "fpga_fit", "results.json"))
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
     args = p.parse_args(argv)

@@ -10,7 +10,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Module, UnusedElaboratable
 from amaranth.sim import Simulator
 
-from hdl.hostlink import (CommandDecoder, HostLink, ResponseEncoder, link_credits, link_descriptor,
+from hdl.hostlink import (DESCRIPTOR_BYTES, CommandDecoder, HostLink, ResponseEncoder, link_credits, link_descriptor,
                          result_frame_bytes)
 from software import beats
 from software.colcomb import combine
@@ -151,7 +151,7 @@ def test_hostlink_runs_a_layer_through_its_pins():
         weight_words, act_words = beats.tile_beats(config, tile)
         session += command("W", weight_words, n_w) + command("A", act_words, n_a)
     received = []
-    n_replies = 15 + len(expected) * (1 + n_r) + 15
+    n_replies = 2 * (1 + DESCRIPTOR_BYTES) + len(expected) * (1 + n_r)
 
     top = Module()
     top.domains.sync = ClockDomain("sync")
@@ -160,7 +160,7 @@ def test_hostlink_runs_a_layer_through_its_pins():
     async def host_tx(ctx):
         await ctx.tick().repeat(5)
         await send_bytes(ctx, dut.rx, session, divisor)
-        while len(received) < n_replies - 15:      # a break drops replies not yet sent: wait
+        while len(received) < n_replies - 1 - DESCRIPTOR_BYTES:   # a break drops replies not yet sent: wait
             await ctx.tick()
         await send_bytes(ctx, dut.rx, command("A", [1, 2, 3], n_a)[:6], divisor)   # cut off ...
         await ctx.tick().repeat(40 * divisor)
@@ -179,7 +179,7 @@ def test_hostlink_runs_a_layer_through_its_pins():
     sim.add_testbench(host_tx)
     sim.add_testbench(host_rx)
     sim.run()
-    frames = parse_replies(received, n_r, 14)
+    frames = parse_replies(received, n_r, DESCRIPTOR_BYTES)
     assert [t for t, _ in frames] == ["I"] + ["R"] * len(expected) + ["I"]
     assert frames[0][1] == frames[-1][1] == dut.descriptor
     results = [beats.result_values(config, int.from_bytes(b, "little")) for t, b in frames if t == "R"]
@@ -190,11 +190,15 @@ def test_hostlink_runs_a_layer_through_its_pins():
 def test_descriptor_and_credits():
     config = ArrayConfig(rows=3, cols=2, alpha=4, act_signed=False, max_batch=300, double_buffer=False)
     d = link_descriptor(config, link_credits(config, 64))
-    assert d[:3] == b"SG\x01" and len(d) == 14
+    assert d[:3] == b"SG\x02" and len(d) == DESCRIPTOR_BYTES == 16
     assert list(d[3:9]) == [2, 1, 3, 8, 8, 32] and d[9] == 0b010
     assert int.from_bytes(d[10:12], "little") == 299
     assert result_frame_bytes(config) == 13 and int.from_bytes(d[12:14], "little") == 4
+    assert d[14:] == b"\x00\x00"           # no term budgets: integer cells
     assert link_credits(config, 5) == 1      # the encoder holds one frame
+    tq = ArrayConfig(rows=3, cols=2, alpha=4, mac="tq", weight_terms=2, data_terms=3)
+    d = link_descriptor(tq, 7)
+    assert d[9] == 0b1111 and d[14:] == b"\x02\x03"
 
 
 @pytest.mark.parametrize("kwargs, message", [
