@@ -59,9 +59,14 @@ def key(board, rows, cols, alpha, mac="int", dsp="auto"):
     return f"{board}/{rows}x{cols}/a{alpha}{suffix}"
 
 
+class NotMeasured(Exception):
+    """A build the table needs is not in the results, and building is off (--no-build)."""
+
+
 class Sweep:
-    def __init__(self, results_path, work_dir, baud):
+    def __init__(self, results_path, work_dir, baud, allow_build=True):
         self.results_path, self.work_dir, self.baud = results_path, work_dir, baud
+        self.allow_build = allow_build
         self.results = self._load()
 
     def _load(self):
@@ -88,6 +93,8 @@ class Sweep:
         self.results.update({n: v for n, v in self._load().items() if n not in self.results})
         if k in self.results:
             return self.results[k]
+        if not self.allow_build:
+            raise NotMeasured(k)
         board = get_board(board_name)
         out = os.path.join(self.work_dir, k.replace("/", "_"))
         start = time.perf_counter()
@@ -190,14 +197,19 @@ class Sweep:
 
 
 def table(sweep, boards, alphas, macs, max_rows, rectangles):
-    header = ("| board (device, clock) | cells | alpha | largest array | LUT4 | flip-flops | block RAM | DSP "
+    header = ("| board (device, clock) | cell | alpha | largest array | LUT4 | flip-flops | block RAM | DSP "
               "| Fmax (MHz) | LUT4 per cell | next larger sizes |")
     lines = [header, "|" + "---|" * (header.count("|") - 1)]
     for board_name in boards:
         board = get_board(board_name)
         for mac in macs:
             for alpha in alphas:
-                lines.append(row(sweep, board, alpha, mac, max_rows, rectangles))
+                try:
+                    lines.append(row(sweep, board, alpha, mac, max_rows, rectangles))
+                except NotMeasured as e:
+                    cell = "int8" if mac == "int" else f"TQ {mac}"
+                    lines.append(f"| {board.name} | {cell} | {'dense' if alpha == 1 else alpha} "
+                                 f"| not measured ({e} missing) | | | | | | | |")
     return lines
 
 
@@ -260,6 +272,8 @@ def main(argv=None):
     p.add_argument("--rectangles", type=float, default=1.05, metavar="MARGIN",
                    help="after the largest R x R, also build (R+1) x R and R x (R+1) unless the resource "
                         "model predicts they need more than MARGIN times the device (default 1.05; 0: never)")
+    p.add_argument("--build", action=argparse.BooleanOptionalAction, default=True,
+                   help="build what the results lack (default); --no-build prints the table from the results")
     p.add_argument("--results", default=os.path.join("build", "fpga_fit", "results.json"))
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
     args = p.parse_args(argv)
@@ -270,7 +284,7 @@ def main(argv=None):
     macs = ["int"] * args.with_int + [t.strip() for t in args.tq.split(",") if t.strip()]
     for mac in macs:
         parse_mac(mac)
-    sweep = Sweep(args.results, args.work_dir, args.baud)
+    sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build)
     print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
     return 0
 
