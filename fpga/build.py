@@ -59,11 +59,16 @@ def cell_module_pattern(row, col):
 
 def booth_script(config, n_dsp):
     """The Yosys commands, after reading the design, that turn every multiplier except those of the
-    first `n_dsp` cells (row by row) into Booth-encoded adder trees."""
+    first `n_dsp` cells (row by row) into Booth-encoded adder trees.
+
+    With DSP cells, only the cells' multipliers are candidates: the host link's own constant
+    multiplications become shifts anyway, and Yosys 0.70's `booth` trips an internal assertion on
+    some of them (a 3x3 alpha-8 array on the ECP5) once the cells' multipliers are left out."""
     keep = [f"{cell_module_pattern(i // config.cols, i % config.cols)}/t:$mul" for i in range(n_dsp)]
     if not keep:
         return "proc; booth"
-    return f"proc; select -set dsp_muls {' '.join(keep)}; booth t:$mul @dsp_muls %d"
+    return (f"proc; select -set dsp_muls {' '.join(keep)}; "
+            f"booth {cell_module_pattern('*', '*')}/t:$mul @dsp_muls %d")
 
 
 def multiplier_summary(config, n_dsp, booth):
