@@ -226,8 +226,9 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
         # One more row or one more column may still fit between R x R and (R+1) x (R+1).
         use, available = sweep.predicted_use(board.name, alpha, mac)
         for r, c in ((rows + 1, rows), (rows, rows + 1)):
-            if key(board.name, r, c, alpha, mac) not in sweep.results and use(r, c) > rectangles * available:
-                continue        # the model says it would not fit by a margin: not worth a build
+            if key(board.name, r, c, alpha, mac) not in sweep.results and (
+                    use(r, c) > rectangles * available or not sweep.allow_build):
+                continue        # not worth a build (the model says it would not fit), or not built
             if sweep.measure(board.name, r, alpha, cols=c, mac=mac)["fit"]:
                 best = max(best, (r, c))
             else:
