@@ -59,6 +59,16 @@ def key(board, rows, cols, alpha, mac="int", dsp="auto"):
     return f"{board}/{rows}x{cols}/a{alpha}{suffix}"
 
 
+KEY = re.compile(r"(?P<board>[^/]+)/(?P<rows>\d+)x(?P<cols>\d+)/a(?P<alpha>\d+)(?:/tq(?P<mac>\d+x\d+))?"
+                 r"(?:/dsp-(?P<dsp>on|off))?")
+
+
+def parse_key(k):
+    """The inverse of `key`: (board, rows, cols, alpha, mac, dsp)."""
+    m = KEY.fullmatch(k)
+    return (m["board"], int(m["rows"]), int(m["cols"]), int(m["alpha"]), m["mac"] or "int", m["dsp"] or "auto")
+
+
 class NotMeasured(Exception):
     """A build the table needs is not in the results, and building is off (--no-build)."""
 
@@ -117,6 +127,13 @@ class Sweep:
         self.save()
         return entry
 
+    def builds(self, board_name, alpha, mac):
+        """(rows, cols, dsp, entry) of every measured build of this board, alpha and mac."""
+        for k, entry in self.results.items():
+            b, rows, cols, a, m, dsp = parse_key(k)
+            if (b, a, m) == (board_name, alpha, mac):
+                yield rows, cols, dsp, entry
+
     def usage_points(self, board_name, alpha, mac):
         """(rows, cols, DSP cells, used) of the device's scarce resource (iCE40 logic cells, ECP5
         LUTs) for every measured build of this kind, and the amount available: what fitted, and
@@ -124,20 +141,14 @@ class Sweep:
         board = get_board(board_name)
         limit, bel = ("logic_cells", "ICESTORM_LC") if board.family == "ice40" else ("luts", "TRELLIS_COMB")
         points, available = [], None
-        pattern = re.compile(rf"^{re.escape(board_name)}/(\d+)x(\d+)/a{alpha}"
-                             + ("" if mac == "int" else re.escape(f"/tq{mac}")) + "(/dsp-off)?$")
-        for k, entry in self.results.items():
-            m = pattern.match(k)
-            if not m:
-                continue
-            r, c = int(m[1]), int(m[2])
+        for r, c, dsp, entry in self.builds(board_name, alpha, mac):
             if entry["summary"]:
                 res = entry["summary"]["resources"][limit]
                 points.append((r, c, entry["summary"].get("dsp_cells", 0), res["used"]))
                 available = res["available"]
             elif needs := re.search(rf"needs (\d+) of (\d+) {bel}", entry["reason"] or ""):
                 config = ArrayConfig(rows=r, cols=c, alpha=alpha, **parse_mac(mac))
-                points.append((r, c, dsp_cells(board, config, "off" if m[3] else "auto"), int(needs[1])))
+                points.append((r, c, dsp_cells(board, config, dsp), int(needs[1])))
                 available = int(needs[2])
         return points, available
 
@@ -179,10 +190,8 @@ class Sweep:
             lo = r
         if mac == "int":
             fits(MODEL_SIZES[-1], "off")
-        for k, entry in self.results.items():       # sizes measured earlier narrow the search
-            m = re.fullmatch(rf"{re.escape(board_name)}/(\d+)x\1/a{alpha}" + ("" if mac == "int" else re.escape(f"/tq{mac}")), k)
-            if m:
-                r = int(m[1])
+        for r, c, dsp, entry in self.builds(board_name, alpha, mac):   # earlier builds narrow the search
+            if r == c and dsp == "auto":
                 if entry["fit"]:
                     lo = max(lo, r)
                 elif entry["summary"] is not None or "needs" in (entry["reason"] or ""):
