@@ -39,6 +39,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 
 from fpga.boards import BOARD_NAMES, board as get_board  # noqa: E402
 from fpga.build import BuildError, build, dsp_cells  # noqa: E402
+from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
 from software.config import ArrayConfig, ConfigError  # noqa: E402
 
 MODEL_SIZES = (1, 2, 3)
@@ -74,8 +75,8 @@ class NotMeasured(Exception):
 
 
 class Sweep:
-    def __init__(self, results_path, work_dir, baud, allow_build=True):
-        self.results_path, self.work_dir, self.baud = results_path, work_dir, baud
+    def __init__(self, results_path, work_dir, baud, allow_build=True, router=None):
+        self.results_path, self.work_dir, self.baud, self.router = results_path, work_dir, baud, router
         self.allow_build = allow_build
         self.results = self._load()
 
@@ -111,7 +112,7 @@ class Sweep:
         print(f"  building {k} ...", file=sys.stderr, flush=True)
         try:
             config = ArrayConfig(rows=rows, cols=cols, alpha=alpha, **parse_mac(mac))
-            result = build(board, config, out, baud=self.baud, dsp=dsp)
+            result = build(board, config, out, baud=self.baud, dsp=dsp, router=self.router)
             summary = result.summary
             fit = summary["timing_pass"]
             reason = None if fit else "timing: " + ", ".join(
@@ -248,6 +249,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     base = sweep.results[key(board.name, 1, 1, alpha, mac)]["summary"]["resources"]["luts"]["used"]
     per_cell = f"{(res['luts']['used'] - base) / (r * c - 1):.0f}" if r * c > 1 else "-"
     clock = next(iter(s["fmax"].values()))
+    router = f" ({s['router']})" if s.get("router", "router1") != "router1" else ""
     why = []
     for fr, fc in tried:
         reason = sweep.results[key(board.name, fr, fc, alpha, mac)]["reason"] or ""
@@ -267,7 +269,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
             else used("luts"))
     return (f"| {board.name} ({board.device}, {clock['constraint_mhz']:g} MHz) | {cell} | {kind} | {r}x{c} "
             f"| {luts} | {used('flip_flops')} | {used('block_ram')} | {used('dsp')} "
-            f"| {clock['achieved_mhz']:.1f} | {per_cell} | {'; '.join(why)} |")
+            f"| {clock['achieved_mhz']:.1f}{router} | {per_cell} | {'; '.join(why)} |")
 
 
 def main(argv=None):
@@ -284,6 +286,8 @@ def main(argv=None):
                         "model predicts they need more than MARGIN times the device (default 1.05; 0: never)")
     p.add_argument("--build", action=argparse.BooleanOptionalAction, default=True,
                    help="build what the results lack (default); --no-build prints the table from the results")
+    p.add_argument("--router", choices=NEXTPNR_ROUTERS,
+                   help="nextpnr router of new builds (default router1; the table names other routers)")
     p.add_argument("--results", default=os.path.join("build", "fpga_fit", "results.json"))
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
     args = p.parse_args(argv)
@@ -294,7 +298,7 @@ def main(argv=None):
     macs = ["int"] * args.with_int + [t.strip() for t in args.tq.split(",") if t.strip()]
     for mac in macs:
         parse_mac(mac)
-    sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build)
+    sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build, router=args.router)
     print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
     return 0
 

@@ -200,12 +200,12 @@ class BuildResult:
     summary: dict
 
 
-def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None):
+def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
 
     `dsp`: see `dsp_cells`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
-    LUTs than the default soft multipliers."""
+    LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1)."""
     check_fits(board, config)
     check_output_dir(out_dir, BUILD_SUMMARY)
     platform = board.make_platform()
@@ -222,6 +222,10 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     nextpnr_opts = ["--report", "report.json", "--timing-allow-fail"]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
+    if router is not None:
+        if router not in toolchain.NEXTPNR_ROUTERS:
+            raise BuildError(f"router must be one of {', '.join(toolchain.NEXTPNR_ROUTERS)}, not {router!r}", status=2)
+        nextpnr_opts += ["--router", router]
     multipliers = multiplier_summary(config, n_dsp, booth)
     plan = platform.build(top, name=NAME, do_build=False, synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
                           script_after_read=booth_script(config, n_dsp) if booth else "",
@@ -259,6 +263,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "multipliers": multipliers,
             "dsp_cells": n_dsp,
             "seed": seed,
+            "router": router or "router1",
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),
             **report.summarize(board.family, nextpnr_report, yosys_stat),

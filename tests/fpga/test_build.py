@@ -44,8 +44,10 @@ def icebreaker(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def orangecrab(tmp_path_factory):
-    # Without DSPs, so that the other multiplier path (Booth-encoded LUTs) is built too.
-    return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2", "--dsp", "off")
+    # Without DSPs, so that the other multiplier path (Booth-encoded LUTs) is built too, and with
+    # nextpnr's other router (the one the fit benchmark uses for the big ECP5 builds).
+    return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2", "--dsp", "off",
+                 "--router", "router2")
 
 
 def check_common(out, stdout, summary, bitstream, clock_mhz):
@@ -70,7 +72,7 @@ def test_icebreaker_bitstream_and_report(icebreaker):
     out, stdout, summary = icebreaker
     check_common(out, stdout, summary, "top.bin", 12.0)
     res = summary["resources"]
-    assert summary["device"] == "iCE40UP5K" and summary["divisor"] == 104
+    assert summary["device"] == "iCE40UP5K" and summary["divisor"] == 104 and summary["router"] == "router1"
     # 4 cells, 4 multipliers: each in one of the UP5K's 8 DSPs (synth_ice40 -dsp).
     assert summary["multipliers"] == "dsp" and res["dsp"] == {"used": 4, "available": 8}
     assert "multipliers: DSP blocks" in stdout
@@ -80,7 +82,7 @@ def test_icebreaker_bitstream_and_report(icebreaker):
 def test_ecp5_bitstream_and_report(orangecrab):
     out, stdout, summary = orangecrab
     check_common(out, stdout, summary, "top.bit", 48.0)
-    assert summary["device"] == "LFE5U-25F"
+    assert summary["device"] == "LFE5U-25F" and summary["router"] == "router2"
     assert summary["multipliers"] == "booth" and summary["resources"]["dsp"] == {"used": 0, "available": 28}
     assert "multipliers: Booth LUTs" in stdout
 
@@ -140,6 +142,7 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "icebreaker", "--weight-terms", "2"], "--weight-terms applies only to --mac tq"),
     (["--board", "icebreaker", "--mac", "tq", "--data-terms", "0"], "data_terms"),
     (["--board", "ulx3s-85f", "--program"], "needs openFPGALoader on PATH"),
+    (["--board", "ulx3s-85f", "--router", "router3"], "invalid choice: 'router3'"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"
