@@ -75,8 +75,9 @@ class NotMeasured(Exception):
 
 
 class Sweep:
-    def __init__(self, results_path, work_dir, baud, allow_build=True, router=None):
+    def __init__(self, results_path, work_dir, baud, allow_build=True, router=None, time_limit=None):
         self.results_path, self.work_dir, self.baud, self.router = results_path, work_dir, baud, router
+        self.time_limit = time_limit
         self.allow_build = allow_build
         self.results = self._load()
 
@@ -112,7 +113,8 @@ class Sweep:
         print(f"  building {k} ...", file=sys.stderr, flush=True)
         try:
             config = ArrayConfig(rows=rows, cols=cols, alpha=alpha, **parse_mac(mac))
-            result = build(board, config, out, baud=self.baud, dsp=dsp, router=self.router)
+            result = build(board, config, out, baud=self.baud, dsp=dsp, router=self.router,
+                           time_limit=self.time_limit)
             summary = result.summary
             fit = summary["timing_pass"]
             reason = None if fit else "timing: " + ", ".join(
@@ -195,7 +197,7 @@ class Sweep:
             if r == c and dsp == "auto":
                 if entry["fit"]:
                     lo = max(lo, r)
-                elif entry["summary"] is not None or "needs" in (entry["reason"] or ""):
+                elif entry["summary"] is not None or re.search("needs|not finished", entry["reason"] or ""):
                     hi = min(hi, r)
         while hi - lo > 1:
             r = min(max(self.predict(board_name, alpha, mac, max_rows), lo + 1), hi - 1)
@@ -288,6 +290,8 @@ def main(argv=None):
                    help="build what the results lack (default); --no-build prints the table from the results")
     p.add_argument("--router", choices=NEXTPNR_ROUTERS,
                    help="nextpnr router of new builds (default router1; the table names other routers)")
+    p.add_argument("--time-limit", type=float, metavar="MINUTES",
+                   help="stop a build after this long and count it as not fitting (default: no limit)")
     p.add_argument("--results", default=os.path.join("build", "fpga_fit", "results.json"))
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
     args = p.parse_args(argv)
@@ -298,7 +302,8 @@ def main(argv=None):
     macs = ["int"] * args.with_int + [t.strip() for t in args.tq.split(",") if t.strip()]
     for mac in macs:
         parse_mac(mac)
-    sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build, router=args.router)
+    sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build, router=args.router,
+                  time_limit=args.time_limit and 60 * args.time_limit)
     print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
     return 0
 

@@ -177,13 +177,17 @@ def write_link_verilog(config, out_dir, *, divisor, rx_buffer=32, tx_buffer=512)
     return manifest
 
 
-def _run_script(command, *, cwd, env, log_file):
+def _run_script(command, *, cwd, env, log_file, timeout=None):
     """Run the build script in its own process group, so that an interrupted build stops the
-    tools the script started too, not only the shell."""
+    tools the script started too, not only the shell. Returns its exit status, None on timeout."""
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                             start_new_session=True)
     try:
-        return proc.wait()
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+        return None
     except BaseException:
         try:
             os.killpg(proc.pid, signal.SIGTERM)
@@ -200,12 +204,23 @@ class BuildResult:
     summary: dict
 
 
-def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None):
+def _logs(staging):
+    texts = []
+    for name in ("build.log", f"{NAME}.tim", f"{NAME}.rpt"):
+        path = os.path.join(staging, name)
+        if os.path.exists(path):
+            texts.append(open(path, errors="replace").read())
+    return "\n".join(texts)
+
+
+def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None,
+          time_limit=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
 
     `dsp`: see `dsp_cells`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
-    LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1)."""
+    LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1).
+    `time_limit`: seconds after which the tools are stopped and the build fails (None: no limit)."""
     check_fits(board, config)
     check_output_dir(out_dir, BUILD_SUMMARY)
     platform = board.make_platform()
@@ -239,15 +254,14 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     try:
         plan.extract(staging)
         with open(os.path.join(staging, "build.log"), "w") as log_file:
-            returncode = _run_script(["sh", f"build_{NAME}.sh"], cwd=staging, env=env, log_file=log_file)
+            returncode = _run_script(["sh", f"build_{NAME}.sh"], cwd=staging, env=env, log_file=log_file,
+                                     timeout=time_limit)
         seconds = time.perf_counter() - start
+        if returncode is None:
+            raise BuildError(f"not finished within {time_limit / 60:g} minutes: stopped while "
+                             f"{report.unfinished_stage(_logs(staging))}")
         if returncode != 0:
-            texts = []
-            for name in ("build.log", f"{NAME}.tim", f"{NAME}.rpt"):
-                path = os.path.join(staging, name)
-                if os.path.exists(path):
-                    texts.append(open(path, errors="replace").read())
-            reason = report.failure_reason("\n".join(texts), board.device)
+            reason = report.failure_reason(_logs(staging), board.device)
             raise BuildError(reason or f"the {board.family} toolchain failed (exit status {returncode})")
         with open(os.path.join(staging, "report.json")) as f:
             nextpnr_report = json.load(f)

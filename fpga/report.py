@@ -105,3 +105,17 @@ def failure_reason(log_text, device):
             return f"the design does not fit the {device}: {reason}"
         return reason
     return None
+
+
+def unfinished_stage(log_text):
+    """Where a build stopped before its end was, from Yosys's and nextpnr's logs: routing (with the
+    wires still overused), placing, or synthesizing."""
+    iterations = re.findall(r"^Info:\s+iter=(\d+) .*overuse=(\d+)", log_text, re.M)
+    if iterations:
+        n, overuse = iterations[-1]
+        return f"routing ({overuse} wires still overused after {n} router2 iterations)"
+    if "Routing.." in log_text or "Running main router loop" in log_text or "Setting up routing" in log_text:
+        return "routing"
+    if "placer" in log_text:
+        return "placing"
+    return "synthesizing"

@@ -15,7 +15,7 @@ import pytest
 
 from fpga import report
 from fpga.boards import board as get_board
-from fpga.build import booth_script, dsp_cells, multiplier_summary
+from fpga.build import BuildError, booth_script, build as build_bitstream, dsp_cells, multiplier_summary
 from software.config import ArrayConfig
 
 
@@ -181,3 +181,20 @@ def test_failure_reason_from_nextpnr_logs():
     assert report.failure_reason(log, "iCE40UP5K") == "the design does not fit the iCE40UP5K: it needs 6120 of 5280 ICESTORM_LC"
     assert report.failure_reason("ERROR: something else broke\n", "X") == "something else broke"
     assert report.failure_reason("nothing useful", "X") is None
+
+
+def test_time_limit_stops_the_build_and_leaves_nothing(tmp_path):
+    """A build over its time limit fails with where it stopped, and writes no output."""
+    with pytest.raises(BuildError, match=r"^not finished within 0\.05 minutes: stopped while synthesizing$"):
+        build_bitstream(get_board("icebreaker"), ArrayConfig(rows=1, cols=1), tmp_path / "out", baud=115200,
+                        time_limit=3)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_unfinished_stage_from_nextpnr_logs():
+    routing = ("Info: Running main router loop...\n"
+               "Info:     iter=1 wires=1195469 overused=103259 overuse=137361 archfail=NA\n"
+               "Info:     iter=2 wires=1230114 overused=73570 overuse=80236 archfail=NA\n")
+    assert report.unfinished_stage(routing) == "routing (80236 wires still overused after 2 router2 iterations)"
+    assert report.unfinished_stage("Info: Running simulated annealing placer for refinement.\n") == "placing"
+    assert report.unfinished_stage("Yosys 0.70\n") == "synthesizing"
