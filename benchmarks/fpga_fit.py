@@ -18,6 +18,8 @@ so the fixed cost of the host link cancels (it averages DSP and LUT cells where 
     python benchmarks/fpga_fit.py                                   # everything (hours: big ECP5 builds)
     python benchmarks/fpga_fit.py --boards icebreaker --alphas 1,2  # a part of it
     python benchmarks/fpga_fit.py --boards icebreaker --tq 2x3      # term-quantized cells
+    python benchmarks/fpga_fit.py --boards ulx3s-85f --router router2 --time-limit 60
+                                  # big ECP5: a build not done within an hour counts as not fitting
 
 Every build's summary is cached in --results (default build/fpga_fit/results.json; sweeps running
 in parallel merge into it), so an interrupted or extended sweep only builds what is missing; the
