@@ -253,7 +253,8 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     base = sweep.results[key(board.name, 1, 1, alpha, mac)]["summary"]["resources"]["luts"]["used"]
     per_cell = f"{(res['luts']['used'] - base) / (r * c - 1):.0f}" if r * c > 1 else "-"
     clock = next(iter(s["fmax"].values()))
-    router = f" ({s['router']})" if s.get("router", "router1") != "router1" else ""
+    default_router = NEXTPNR_ROUTERS[0]
+    router = f" ({s['router']})" if s.get("router", default_router) != default_router else ""
     why = []
     for fr, fc in tried:
         reason = sweep.results[key(board.name, fr, fc, alpha, mac)]["reason"] or ""
@@ -304,8 +305,10 @@ def main(argv=None):
     macs = ["int"] * args.with_int + [t.strip() for t in args.tq.split(",") if t.strip()]
     for mac in macs:
         parse_mac(mac)
+    if args.time_limit is not None and args.time_limit <= 0:
+        p.error("--time-limit must be positive")
     sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build, router=args.router,
-                  time_limit=args.time_limit and 60 * args.time_limit)
+                  time_limit=None if args.time_limit is None else 60 * args.time_limit)
     print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
     return 0
 

@@ -185,16 +185,19 @@ def _run_script(command, *, cwd, env, log_file, timeout=None):
     try:
         return proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait()
+        _stop_group(proc)
         return None
     except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        _stop_group(proc)
         raise
+
+
+def _stop_group(proc):
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -277,7 +280,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "multipliers": multipliers,
             "dsp_cells": n_dsp,
             "seed": seed,
-            "router": router or "router1",
+            "router": router or toolchain.NEXTPNR_ROUTERS[0],
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),
             **report.summarize(board.family, nextpnr_report, yosys_stat),
