@@ -1,0 +1,100 @@
+"""benchmarks/fpga_fit.py: the search for the largest array and the table it prints, on a simulated
+device (a linear LUT cost per cell and per row and column) in place of Yosys and nextpnr, so the
+search logic is checked in milliseconds against a known answer."""
+
+import json
+import os
+import sys
+import types
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
+
+import fpga_fit  # noqa: E402
+from fpga.boards import board as get_board  # noqa: E402
+from fpga.build import BuildError, dsp_cells  # noqa: E402
+
+BOARD = "orangecrab-25f"      # ECP5 LFE5U-25F: 24288 LUT4, 28 DSPs
+
+
+def simulated_luts(config, dsp):
+    """LUTs of a simulated build: fixed cost, a cost per row and column, cheaper cells on DSPs."""
+    n_dsp = dsp_cells(get_board(BOARD), config, dsp)
+    per_cell = 300 * config.alpha if config.mac == "tq" else 100 + 20 * config.alpha
+    return 1500 + 40 * (config.rows + config.cols) + (per_cell - 60) * n_dsp + per_cell * (
+        config.rows * config.cols - n_dsp)
+
+
+@pytest.fixture
+def simulated(monkeypatch):
+    """Replace the toolchain with the simulated device; returns the list of built configurations."""
+    built = []
+
+    def build(board, config, out, **kwargs):
+        built.append((config.rows, config.cols, config.alpha, kwargs["dsp"]))
+        luts = simulated_luts(config, kwargs["dsp"])
+        if luts > 24288:
+            raise BuildError(f"the design does not fit the {board.device}: it needs {luts} of 24288 TRELLIS_COMB")
+        summary = {
+            "dsp_cells": dsp_cells(board, config, kwargs["dsp"]),
+            "router": "router1",
+            "timing_pass": True,
+            "fmax": {"cd_sync.clk": {"achieved_mhz": 60.0, "constraint_mhz": 48.0, "pass": True}},
+            "resources": {name: {"used": used, "available": available} for name, used, available in (
+                ("luts", luts, 24288), ("flip_flops", 1000, 24288), ("block_ram", 4, 56),
+                ("dsp", dsp_cells(board, config, kwargs["dsp"]), 28))},
+        }
+        return types.SimpleNamespace(summary=summary)
+
+    monkeypatch.setattr(fpga_fit, "build", build)
+    return built
+
+
+def true_largest(alpha, mac="int"):
+    config = lambda r: fpga_fit.ArrayConfig(rows=r, cols=r, alpha=alpha, **fpga_fit.parse_mac(mac))  # noqa: E731
+    return max(r for r in range(1, 65) if simulated_luts(config(r), "auto") <= 24288)
+
+
+@pytest.mark.parametrize("alpha,mac", [(1, "int"), (8, "int"), (1, "2x3"), (4, "2x3")])
+def test_finds_the_largest_square_array_with_few_builds(tmp_path, simulated, alpha, mac):
+    sweep = fpga_fit.Sweep(str(tmp_path / "results.json"), str(tmp_path / "work"), 115200)
+    rows, fail = sweep.largest(BOARD, alpha, mac, max_rows=64)
+    assert (rows, fail) == (true_largest(alpha, mac), true_largest(alpha, mac) + 1)
+    # The model's small builds (and 3x3 without DSPs for int8), then a few around the prediction.
+    assert len(simulated) <= len(fpga_fit.MODEL_SIZES) + (mac == "int") + 3, simulated
+
+
+def test_results_are_cached_and_the_table_prints_from_them(tmp_path, simulated, capsys):
+    results = str(tmp_path / "results.json")
+    args = ["--boards", BOARD, "--alphas", "1", "--results", results, "--work-dir", str(tmp_path / "work")]
+    assert fpga_fit.main(args) == 0
+    table = capsys.readouterr().out.splitlines()
+    n = true_largest(1)
+    row = table[2].split(" | ")
+    # Costs are symmetric in rows and columns here, so both rectangles fit; the one with more rows wins.
+    assert row[1:4] == ["int8", "dense", f"{n + 1}x{n}"]
+    config = lambda r, c: fpga_fit.ArrayConfig(rows=r, cols=c)  # noqa: E731
+    luts = simulated_luts(config(n + 1, n), "auto")
+    assert row[4] == f"{luts} / 24288 ({100 * luts / 24288:.0f}%)"
+    assert row[9] == f"{(luts - simulated_luts(config(1, 1), 'auto')) / ((n + 1) * n - 1):.0f}"
+    assert row[-1] == f"{n + 1}x{n + 1}: needs {simulated_luts(config(n + 1, n + 1), 'auto')} of 24288 TRELLIS_COMB |"
+    n_builds = len(simulated)
+    with open(results) as f:
+        assert len(json.load(f)) == n_builds
+    # --no-build prints the same table from the cache without building anything.
+    assert fpga_fit.main(args + ["--no-build"]) == 0
+    assert capsys.readouterr().out.splitlines() == table
+    assert len(simulated) == n_builds
+
+
+def test_a_missing_measurement_is_reported_not_built(tmp_path, simulated, capsys):
+    args = ["--boards", BOARD, "--alphas", "2", "--no-build", "--results", str(tmp_path / "none.json")]
+    assert fpga_fit.main(args) == 0
+    assert f"not measured ({BOARD}/1x1/a2 missing)" in capsys.readouterr().out
+    assert simulated == []
+
+
+def test_key_round_trip():
+    for args in [(BOARD, 3, 4, 2, "int", "auto"), ("icebreaker", 1, 1, 8, "2x3", "off")]:
+        assert fpga_fit.parse_key(fpga_fit.key(*args)) == args
