@@ -71,6 +71,17 @@ def booth_script(config, n_dsp):
             f"booth {cell_module_pattern('*', '*')}/t:$mul @dsp_muls %d")
 
 
+def classic_abc_script(board, synth_opts):
+    """(synth options, commands after synthesis) that map the ECP5's LUTs with Yosys's classic ABC
+    instead of ABC9: synth_lattice up to its LUT mapping, `abc` as Yosys did it before ABC9 became
+    the only mapper (LUT4 to LUT7, the wider ones from PFU multiplexers), then the rest of synthesis.
+    Yosys 0.70 has no -noabc9 for the ECP5, and its ABC9 crashes on some large designs."""
+    assert board.family == "ecp5"
+    return ([*synth_opts, "-run", ":map_luts"],
+            "check -latchonly -assert; techmap -map +/lattice/latches_map.v; abc -dress -lut 4:7; clean; "
+            f"synth_ecp5 {' '.join([*synth_opts, '-top', NAME, '-run', 'map_cells:'])}\n")
+
+
 def multiplier_summary(config, n_dsp, booth):
     """How the multipliers were built, e.g. "dsp", "booth" or "8 dsp + 12 booth"."""
     cells = config.rows * config.cols
@@ -223,7 +234,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     `dsp`: see `dsp_cells`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
     LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1).
-    `time_limit`: seconds after which the tools are stopped and the build fails (None: no limit)."""
+    `time_limit`: seconds after which the tools are stopped and the build fails (None: no limit).
+    When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with the
+    classic ABC mapper; the summary's `lut_mapper` says which one mapped the design."""
     check_fits(board, config)
     check_output_dir(out_dir, BUILD_SUMMARY)
     platform = board.make_platform()
@@ -245,20 +258,31 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             raise BuildError(f"router must be one of {', '.join(toolchain.NEXTPNR_ROUTERS)}, not {router!r}", status=2)
         nextpnr_opts += ["--router", router]
     multipliers = multiplier_summary(config, n_dsp, booth)
-    plan = platform.build(top, name=NAME, do_build=False, synth_opts=synth_opts, nextpnr_opts=nextpnr_opts,
-                          script_after_read=booth_script(config, n_dsp) if booth else "",
-                          script_after_synth="tee -q -o stat.json stat -json")
+
+    def plan(lut_mapper):
+        opts, after_synth = list(synth_opts), ""
+        if lut_mapper == "abc":
+            opts, after_synth = classic_abc_script(board, opts)
+        platform = board.make_platform()       # a platform prepares one design only: one per attempt
+        return platform.build(top, name=NAME, do_build=False, synth_opts=opts, nextpnr_opts=nextpnr_opts,
+                              script_after_read=booth_script(config, n_dsp) if booth else "",
+                              script_after_synth=after_synth + "tee -q -o stat.json stat -json")
 
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(out_dir))}.partial{os.getpid()}")
-    shutil.rmtree(staging, ignore_errors=True)
     start = time.perf_counter()
     try:
-        plan.extract(staging)
-        with open(os.path.join(staging, "build.log"), "w") as log_file:
-            returncode = _run_script(["sh", f"build_{NAME}.sh"], cwd=staging, env=env, log_file=log_file,
-                                     timeout=time_limit)
+        # Yosys's ABC9 LUT mapper first (synth_*'s default); the classic ABC mapper when ABC9 crashes.
+        for lut_mapper in ("abc9", "abc") if board.family == "ecp5" else ("abc9",):
+            shutil.rmtree(staging, ignore_errors=True)
+            plan(lut_mapper).extract(staging)
+            remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start), 1)
+            with open(os.path.join(staging, "build.log"), "w") as log_file:
+                returncode = _run_script(["sh", f"build_{NAME}.sh"], cwd=staging, env=env, log_file=log_file,
+                                         timeout=remaining)
+            if not (returncode and lut_mapper == "abc9" and report.abc9_crashed(_logs(staging))):
+                break
         seconds = time.perf_counter() - start
         if returncode is None:
             raise BuildError(f"not finished within {time_limit / 60:g} minutes: stopped while "
@@ -281,6 +305,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "dsp_cells": n_dsp,
             "seed": seed,
             "router": router or toolchain.NEXTPNR_ROUTERS[0],
+            "lut_mapper": lut_mapper,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),
             **report.summarize(board.family, nextpnr_report, yosys_stat),

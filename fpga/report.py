@@ -87,6 +87,8 @@ def format_summary(summary):
         lines.append(f"  Fmax {clock}: {f['achieved_mhz']:.2f} MHz (board clock {f['constraint_mhz']:.2f} MHz) {verdict}")
     if not summary["fmax"]:
         lines.append("  Fmax: nextpnr reported no constrained clock")
+    if summary.get("lut_mapper") == "abc":
+        lines.append("  LUT mapping: Yosys's ABC9 crashed on this design; mapped with the classic ABC (`abc -lut 4:7`)")
     return lines
 
 
@@ -105,6 +107,17 @@ def failure_reason(log_text, device):
             return f"the design does not fit the {device}: {reason}"
         return reason
     return None
+
+
+def abc9_crashed(log_text):
+    """Whether Yosys stopped on an internal assertion inside its ABC9 LUT mapping (Yosys 0.70's
+    reintegration of the mapped netlist fails so on some large designs, e.g. a 4x4 alpha-8 TQ array
+    on the ECP5), a crash that the classic ABC mapper (`-noabc9`) avoids."""
+    error = re.search(r"^ERROR: Assert .* failed", log_text, re.M)
+    if not error:
+        return False
+    passes = re.findall(r"^[\d.]+ Executing (\S+)", log_text[:error.start()], re.M)
+    return bool(passes) and "ABC" in passes[-1].upper()
 
 
 def unfinished_stage(log_text):

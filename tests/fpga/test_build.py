@@ -66,6 +66,7 @@ def check_common(out, stdout, summary, bitstream, clock_mhz):
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"] == summary["config"] and manifest["link"]["baud"] == 115200
     assert not [p for p in out.parent.iterdir() if "partial" in p.name]
+    assert summary["lut_mapper"] == "abc9"      # the classic ABC only when ABC9 crashes
 
 
 def test_icebreaker_bitstream_and_report(icebreaker):
@@ -198,3 +199,44 @@ def test_unfinished_stage_from_nextpnr_logs():
     assert report.unfinished_stage(routing) == "routing (80236 wires still overused after 2 router2 iterations)"
     assert report.unfinished_stage("Info: Running simulated annealing placer for refinement.\n") == "placing"
     assert report.unfinished_stage("Yosys 0.70\n") == "synthesizing"
+
+
+ABC9_CRASH = ("4.44.17.6. Executing AIGER frontend.\n"
+              "4.44.17.7. Executing ABC_OPS_REINTEGRATE pass (reintegrate ABC mapped design into module).\n"
+              "ERROR: Assert `GetSize(conn.first) == GetSize(conn.second)' failed in kernel/rtlil.cc:3091.\n")
+
+
+def test_abc9_crash_is_told_from_other_yosys_errors():
+    assert report.abc9_crashed(ABC9_CRASH)
+    assert report.abc9_crashed(ABC9_CRASH.replace("ABC_OPS_REINTEGRATE", "ABC9"))
+    # An assertion in another pass, an ordinary error, a clean log: not ABC9's crash.
+    assert not report.abc9_crashed(ABC9_CRASH.replace("ABC_OPS_REINTEGRATE", "OPT_CLEAN"))
+    assert not report.abc9_crashed(ABC9_CRASH.replace("Assert `GetSize", "Cell `x"))
+    assert not report.abc9_crashed("2.1. Executing ABC9 pass.\nEnd of script.\n")
+
+
+def test_abc9_crash_is_rebuilt_with_the_classic_abc(tmp_path, monkeypatch):
+    """Yosys 0.70's ABC9 crashes on some large ECP5 designs (a 4x4 alpha-8 TQ array): the build is
+    done again with the classic ABC mapper. The crash itself takes a large design and ten minutes,
+    so here the first attempt is replaced by its log; the second runs the real tools."""
+    import fpga.build as fpga_build
+    real_run, attempts = fpga_build._run_script, []
+
+    def crash_first(command, *, cwd, **kwargs):
+        attempts.append(open(os.path.join(cwd, "top.ys")).read())
+        if len(attempts) == 1:
+            with open(os.path.join(cwd, "top.rpt"), "w") as f:
+                f.write(ABC9_CRASH)
+            return 1
+        return real_run(command, cwd=cwd, **kwargs)
+
+    monkeypatch.setattr(fpga_build, "_run_script", crash_first)
+    result = build_bitstream(get_board("orangecrab-25f"), ArrayConfig(rows=1, cols=1), tmp_path / "out",
+                             baud=115200)
+    assert len(attempts) == 2
+    assert "abc -dress -lut 4:7" not in attempts[0] and "abc -dress -lut 4:7" in attempts[1]
+    assert result.summary["lut_mapper"] == "abc" and result.summary["timing_pass"]
+    assert (tmp_path / "out" / "top.bit").stat().st_size > 10_000
+    assert "mapped with the classic ABC" in (tmp_path / "out" / "report.txt").read_text()
+    rpt = (tmp_path / "out" / "top.rpt").read_text()
+    assert "Executing ABC pass" in rpt and "Executing ABC9 pass" not in rpt
