@@ -11,8 +11,6 @@ This module is written from that description, not from hdl/, so a disagreement b
 shows up in the tests rather than hiding in both.
 """
 
-import numpy as np
-
 
 def pack_fields(values, width):
     """Pack integers (two's complement for negatives) into one integer, element 0 lowest."""
