@@ -21,9 +21,10 @@ so the fixed cost of the host link cancels (it averages DSP and LUT cells where 
     python benchmarks/fpga_fit.py --boards ulx3s-85f --router router2 --time-limit 60
                                   # big ECP5: a build not done within an hour counts as not fitting
 
-Every build's summary is cached in --results (default build/fpga_fit/results.json; sweeps running
-in parallel merge into it), so an interrupted or extended sweep only builds what is missing; the
-build directories are deleted after their summary is saved (big ECP5 netlists take hundreds of MB).
+Every build's summary is kept in --results (default benchmarks/results/fpga_fit.json, in git; sweeps
+running in parallel merge into it), so an interrupted or extended sweep only builds what is missing,
+and `--no-build` prints the table from it; the build directories are deleted after their summary is
+saved (big ECP5 netlists take hundreds of MB).
 """
 
 import argparse
@@ -45,6 +46,9 @@ from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
 from software.config import ArrayConfig, ConfigError  # noqa: E402
 
 MODEL_SIZES = (1, 2, 3)
+# Kept in git: the measurements behind the README's table, so that a sweep (hours of builds on a
+# big ECP5) resumes on another machine and the table can be printed again with --no-build.
+RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "fpga_fit.json")
 
 
 def parse_mac(text):
@@ -272,6 +276,8 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     # An iCE40 logic cell is one LUT4 plus one flip-flop: the cells are what runs out.
     luts = (f"{res['luts']['used']} in {used('logic_cells')} logic cells" if "logic_cells" in res
             else used("luts"))
+    if s.get("lut_mapper") == "abc":
+        luts += " (classic ABC: ABC9 crashed)"
     return (f"| {board.name} ({board.device}, {clock['constraint_mhz']:g} MHz) | {cell} | {kind} | {r}x{c} "
             f"| {luts} | {used('flip_flops')} | {used('block_ram')} | {used('dsp')} "
             f"| {clock['achieved_mhz']:.1f}{router} | {per_cell} | {'; '.join(why)} |")
@@ -295,7 +301,8 @@ def main(argv=None):
                    help="nextpnr router of new builds (default router1; the table names other routers)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop a build after this long and count it as not fitting (default: no limit)")
-    p.add_argument("--results", default=os.path.join("build", "fpga_fit", "results.json"))
+    p.add_argument("--results", default=RESULTS,
+                   help=f"the build summaries measured so far, read and extended (default {RESULTS})")
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
     args = p.parse_args(argv)
     boards = [b.strip() for b in args.boards.split(",") if b.strip()]
