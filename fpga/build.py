@@ -289,7 +289,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
                              f"{report.unfinished_stage(_logs(staging))}")
         if returncode != 0:
             reason = report.failure_reason(_logs(staging), board.device)
-            raise BuildError(reason or f"the {board.family} toolchain failed (exit status {returncode})")
+            reason = reason or f"the {board.family} toolchain failed (exit status {returncode})"
+            raise BuildError(reason + (" (LUTs mapped by the classic ABC: ABC9 crashed)" if lut_mapper == "abc" else ""))
         with open(os.path.join(staging, "report.json")) as f:
             nextpnr_report = json.load(f)
         with open(os.path.join(staging, "stat.json")) as f:
