@@ -112,7 +112,7 @@ def failure_reason(log_text, device):
 def abc9_crashed(log_text):
     """Whether Yosys stopped on an internal assertion inside its ABC9 LUT mapping (Yosys 0.70's
     reintegration of the mapped netlist fails so on some large designs, e.g. a 4x4 alpha-8 TQ array
-    on the ECP5), a crash that the classic ABC mapper (`-noabc9`) avoids."""
+    on the ECP5), a crash that the classic ABC mapper (`build.classic_abc_script`) avoids."""
     error = re.search(r"^ERROR: Assert .* failed", log_text, re.M)
     if not error:
         return False
