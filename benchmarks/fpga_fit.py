@@ -278,6 +278,8 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
             else used("luts"))
     if s.get("lut_mapper") == "abc":
         luts += " (classic ABC: ABC9 crashed)"
+    elif s.get("lut_mapper") == "abc9-private-names":
+        luts += " (ABC9 on private names)"
     return (f"| {board.name} ({board.device}, {clock['constraint_mhz']:g} MHz) | {cell} | {kind} | {r}x{c} "
             f"| {luts} | {used('flip_flops')} | {used('block_ram')} | {used('dsp')} "
             f"| {clock['achieved_mhz']:.1f}{router} | {per_cell} | {'; '.join(why)} |")

