@@ -46,6 +46,8 @@ from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
 from software.config import ArrayConfig, ConfigError  # noqa: E402
 
 MODEL_SIZES = (1, 2, 3)
+# How the table marks LUTs not mapped by plain ABC9 (fpga.build.LUT_MAPPERS).
+MAPPER_MARKS = {"abc9-private-names": " (ABC9 on private names)", "abc": " (classic ABC: ABC9 crashed)"}
 # Kept in git: the measurements behind the README's table, so that a sweep (hours of builds on a
 # big ECP5) resumes on another machine and the table can be printed again with --no-build.
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "fpga_fit.json")
@@ -276,10 +278,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     # An iCE40 logic cell is one LUT4 plus one flip-flop: the cells are what runs out.
     luts = (f"{res['luts']['used']} in {used('logic_cells')} logic cells" if "logic_cells" in res
             else used("luts"))
-    if s.get("lut_mapper") == "abc":
-        luts += " (classic ABC: ABC9 crashed)"
-    elif s.get("lut_mapper") == "abc9-private-names":
-        luts += " (ABC9 on private names)"
+    luts += MAPPER_MARKS.get(s.get("lut_mapper"), "")
     return (f"| {board.name} ({board.device}, {clock['constraint_mhz']:g} MHz) | {cell} | {kind} | {r}x{c} "
             f"| {luts} | {used('flip_flops')} | {used('block_ram')} | {used('dsp')} "
             f"| {clock['achieved_mhz']:.1f}{router} | {per_cell} | {'; '.join(why)} |")
