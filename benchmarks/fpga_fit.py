@@ -241,7 +241,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
         reason = sweep.results[key(board.name, 1, 1, alpha, mac)]["reason"]
         return f"| {board.name} | {cell} | {kind} | none: {reason} | | | | | | | |"
     tried = [] if fail is None else [(fail, fail)]
-    best = (rows, rows)
+    best, fitting = (rows, rows), []
     if rectangles and fail is not None:
         # One more row or one more column may still fit between R x R and (R+1) x (R+1).
         use, available = sweep.predicted_use(board.name, alpha, mac)
@@ -251,6 +251,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
                 continue        # not worth a build (the model says it would not fit), or not built
             if sweep.measure(board.name, r, alpha, cols=c, mac=mac)["fit"]:
                 best = max(best, (r, c))
+                fitting.append((r, c))
             else:
                 tried.append((r, c))
     r, c = best
@@ -269,6 +270,10 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
         if "weight banks and input skew alone" in reason:
             reason = "too many flip-flops"
         why.append(f"{fr}x{fc}: {reason}".replace("|", "/"))
+    for fr, fc in fitting:
+        if (fr, fc) != best:    # the other rectangle, as large, fits too
+            luts = sweep.results[key(board.name, fr, fc, alpha, mac)]["summary"]["resources"]["luts"]
+            why.append(f"{fr}x{fc} fits too ({luts['used']} LUT4, {100 * luts['used'] / luts['available']:.0f}%)")
     if fail is None:
         why.append(f"none above {max_rows} rows")
 

@@ -78,7 +78,9 @@ def test_results_are_cached_and_the_table_prints_from_them(tmp_path, simulated, 
     luts = simulated_luts(config(n + 1, n), "auto")
     assert row[4] == f"{luts} / 24288 ({100 * luts / 24288:.0f}%)"
     assert row[9] == f"{(luts - simulated_luts(config(1, 1), 'auto')) / ((n + 1) * n - 1):.0f}"
-    assert row[-1] == f"{n + 1}x{n + 1}: needs {simulated_luts(config(n + 1, n + 1), 'auto')} of 24288 TRELLIS_COMB |"
+    other = simulated_luts(config(n, n + 1), "auto")
+    assert row[-1] == (f"{n + 1}x{n + 1}: needs {simulated_luts(config(n + 1, n + 1), 'auto')} of 24288 TRELLIS_COMB; "
+                       f"{n}x{n + 1} fits too ({other} LUT4, {100 * other / 24288:.0f}%) |")
     n_builds = len(simulated)
     with open(results) as f:
         assert len(json.load(f)) == n_builds
