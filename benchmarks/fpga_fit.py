@@ -20,6 +20,8 @@ so the fixed cost of the host link cancels (it averages DSP and LUT cells where 
     python benchmarks/fpga_fit.py --boards icebreaker --tq 2x3      # term-quantized cells
     python benchmarks/fpga_fit.py --boards ulx3s-85f --router router2 --time-limit 60
                                   # big ECP5: a build not done within an hour counts as not fitting
+    python benchmarks/fpga_fit.py --boards ulx3s-85f --alphas 2 --dsp off ...
+                                  # int8 arrays with LUT multipliers only (see the README)
 
 Every build's summary is kept in --results (default benchmarks/results/fpga_fit.json, in git; sweeps
 running in parallel merge into it), so an interrupted or extended sweep only builds what is missing,
@@ -83,9 +85,11 @@ class NotMeasured(Exception):
 
 
 class Sweep:
-    def __init__(self, results_path, work_dir, baud, allow_build=True, router=None, time_limit=None):
+    def __init__(self, results_path, work_dir, baud, allow_build=True, router=None, time_limit=None,
+                 dsp="auto"):
         self.results_path, self.work_dir, self.baud, self.router = results_path, work_dir, baud, router
         self.time_limit = time_limit
+        self.dsp = dsp          # `python -m fpga build --dsp` of the arrays searched
         self.allow_build = allow_build
         self.results = self._load()
 
@@ -106,9 +110,14 @@ class Sweep:
                 json.dump(self.results, f, indent=1, sort_keys=True)
             os.replace(tmp, self.results_path)
 
-    def measure(self, board_name, rows, alpha, cols=None, mac="int", dsp="auto"):
+    def dsp_of(self, mac, dsp=None):
+        """The --dsp of a build: the sweep's unless given; TQ cells have no multiplier, so always auto."""
+        return "auto" if mac != "int" else (dsp or self.dsp)
+
+    def measure(self, board_name, rows, alpha, cols=None, mac="int", dsp=None):
         """{'fit': bool, 'reason': str | None, 'summary': dict | None, 'needed': int | None}, cached."""
         cols = rows if cols is None else cols
+        dsp = self.dsp_of(mac, dsp)
         k = key(board_name, rows, cols, alpha, mac, dsp)
         self.results.update({n: v for n, v in self._load().items() if n not in self.results})
         if k in self.results:
@@ -174,7 +183,7 @@ class Sweep:
                                    np.array([p[3] for p in points], float), rcond=None)
 
         def use(r, c):
-            n_dsp = dsp_cells(board, ArrayConfig(rows=r, cols=c, alpha=alpha, **parse_mac(mac)), "auto")
+            n_dsp = dsp_cells(board, ArrayConfig(rows=r, cols=c, alpha=alpha, **parse_mac(mac)), self.dsp_of(mac))
             return float(coef @ features(r, c, n_dsp))
         return use, available
 
@@ -191,7 +200,7 @@ class Sweep:
         After the model's small builds, each step builds the size the model (refitted to all builds
         so far) predicts, kept strictly between the largest size known to fit and the smallest known
         not to, until the two are neighbours."""
-        fits = lambda r, dsp="auto": self.measure(board_name, r, alpha, mac=mac, dsp=dsp)["fit"]  # noqa: E731
+        fits = lambda r, dsp=None: self.measure(board_name, r, alpha, mac=mac, dsp=dsp)["fit"]  # noqa: E731
         if not fits(1):
             return 0, 1
         lo, hi = 1, max_rows + 1
@@ -202,7 +211,7 @@ class Sweep:
         if mac == "int":
             fits(MODEL_SIZES[-1], "off")
         for r, c, dsp, entry in self.builds(board_name, alpha, mac):   # earlier builds narrow the search
-            if r == c and dsp == "auto":
+            if r == c and dsp == self.dsp_of(mac):
                 if entry["fit"]:
                     lo = max(lo, r)
                 elif entry["summary"] is not None or re.search("needs|not finished", entry["reason"] or ""):
@@ -216,6 +225,13 @@ class Sweep:
         return lo, (hi if hi <= max_rows else None)
 
 
+def cell_kind(mac, dsp):
+    """The table's name of a cell: int8 (with the --dsp of its build unless auto) or TQ WxD."""
+    if mac != "int":
+        return f"TQ {mac}"
+    return "int8" if dsp == "auto" else f"int8, --dsp {dsp}"
+
+
 def table(sweep, boards, alphas, macs, max_rows, rectangles):
     header = ("| board (device, clock) | cell | alpha | largest array | LUT4 | flip-flops | block RAM | DSP "
               "| Fmax (MHz) | LUT4 per cell | next larger sizes |")
@@ -227,18 +243,19 @@ def table(sweep, boards, alphas, macs, max_rows, rectangles):
                 try:
                     lines.append(row(sweep, board, alpha, mac, max_rows, rectangles))
                 except NotMeasured as e:
-                    cell = "int8" if mac == "int" else f"TQ {mac}"
-                    lines.append(f"| {board.name} | {cell} | {'dense' if alpha == 1 else alpha} "
+                    kind = "dense" if alpha == 1 else alpha
+                    lines.append(f"| {board.name} | {cell_kind(mac, sweep.dsp_of(mac))} | {kind} "
                                  f"| not measured ({e} missing) | | | | | | | |")
     return lines
 
 
 def row(sweep, board, alpha, mac, max_rows, rectangles):
     kind = "dense" if alpha == 1 else f"{alpha}"
-    cell = "int8" if mac == "int" else f"TQ {mac}"
+    cell = cell_kind(mac, sweep.dsp_of(mac))
+    built = lambda r, c: key(board.name, r, c, alpha, mac, sweep.dsp_of(mac))  # noqa: E731
     rows, fail = sweep.largest(board.name, alpha, mac, max_rows)
     if rows == 0:
-        reason = sweep.results[key(board.name, 1, 1, alpha, mac)]["reason"]
+        reason = sweep.results[built(1, 1)]["reason"]
         return f"| {board.name} | {cell} | {kind} | none: {reason} | | | | | | | |"
     tried = [] if fail is None else [(fail, fail)]
     best, fitting = (rows, rows), []
@@ -246,7 +263,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
         # One more row or one more column may still fit between R x R and (R+1) x (R+1).
         use, available = sweep.predicted_use(board.name, alpha, mac)
         for r, c in ((rows + 1, rows), (rows, rows + 1)):
-            if key(board.name, r, c, alpha, mac) not in sweep.results and (
+            if built(r, c) not in sweep.results and (
                     use(r, c) > rectangles * available or not sweep.allow_build):
                 continue        # not worth a build (the model says it would not fit), or not built
             if sweep.measure(board.name, r, alpha, cols=c, mac=mac)["fit"]:
@@ -255,16 +272,16 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
             else:
                 tried.append((r, c))
     r, c = best
-    s = sweep.results[key(board.name, r, c, alpha, mac)]["summary"]
+    s = sweep.results[built(r, c)]["summary"]
     res = s["resources"]
-    base = sweep.results[key(board.name, 1, 1, alpha, mac)]["summary"]["resources"]["luts"]["used"]
+    base = sweep.results[built(1, 1)]["summary"]["resources"]["luts"]["used"]
     per_cell = f"{(res['luts']['used'] - base) / (r * c - 1):.0f}" if r * c > 1 else "-"
     clock = next(iter(s["fmax"].values()))
     default_router = NEXTPNR_ROUTERS[0]
     router = f" ({s['router']})" if s.get("router", default_router) != default_router else ""
     why = []
     for fr, fc in tried:
-        reason = sweep.results[key(board.name, fr, fc, alpha, mac)]["reason"] or ""
+        reason = sweep.results[built(fr, fc)]["reason"] or ""
         reason = reason.replace(f"the design does not fit the {board.device}: it needs ", "needs ")
         reason = reason.replace(f"the design does not fit the {board.device}: ", "")
         if "weight banks and input skew alone" in reason:
@@ -272,7 +289,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
         why.append(f"{fr}x{fc}: {reason}".replace("|", "/"))
     for fr, fc in fitting:
         if (fr, fc) != best:    # the other rectangle, as large, fits too
-            luts = sweep.results[key(board.name, fr, fc, alpha, mac)]["summary"]["resources"]["luts"]
+            luts = sweep.results[built(fr, fc)]["summary"]["resources"]["luts"]
             why.append(f"{fr}x{fc} fits too ({luts['used']} LUT4, {100 * luts['used'] / luts['available']:.0f}%)")
     if fail is None:
         why.append(f"none above {max_rows} rows")
@@ -307,6 +324,8 @@ def main(argv=None):
                    help="nextpnr router of new builds (default router1; the table names other routers)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop a build after this long and count it as not fitting (default: no limit)")
+    p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
+                   help="where the int8 arrays' multipliers go (python -m fpga build --dsp; default auto)")
     p.add_argument("--results", default=RESULTS,
                    help=f"the build summaries measured so far, read and extended (default {RESULTS})")
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
@@ -321,7 +340,7 @@ def main(argv=None):
     if args.time_limit is not None and args.time_limit <= 0:
         p.error("--time-limit must be positive")
     sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build, router=args.router,
-                  time_limit=None if args.time_limit is None else 60 * args.time_limit)
+                  time_limit=None if args.time_limit is None else 60 * args.time_limit, dsp=args.dsp)
     print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
     return 0
 

@@ -100,3 +100,18 @@ def test_a_missing_measurement_is_reported_not_built(tmp_path, simulated, capsys
 def test_key_round_trip():
     for args in [(BOARD, 3, 4, 2, "int", "auto"), ("icebreaker", 1, 1, 8, "2x3", "off")]:
         assert fpga_fit.parse_key(fpga_fit.key(*args)) == args
+
+
+def test_a_sweep_without_dsps_builds_and_names_only_lut_multipliers(tmp_path, simulated, capsys):
+    results = str(tmp_path / "results.json")
+    args = ["--boards", BOARD, "--alphas", "2", "--dsp", "off", "--rectangles", "0", "--results", results,
+            "--work-dir", str(tmp_path / "work")]
+    assert fpga_fit.main(args) == 0
+    row = capsys.readouterr().out.splitlines()[2].split(" | ")
+    config = lambda r: fpga_fit.ArrayConfig(rows=r, cols=r, alpha=2)  # noqa: E731
+    n = max(r for r in range(1, 65) if simulated_luts(config(r), "off") <= 24288)
+    assert row[1:4] == ["int8, --dsp off", "2", f"{n}x{n}"]
+    assert row[4].startswith(f"{simulated_luts(config(n), 'off')} / 24288")
+    assert {dsp for *_, dsp in simulated} == {"off"}
+    with open(results) as f:
+        assert all(k.endswith("/dsp-off") for k in json.load(f))
