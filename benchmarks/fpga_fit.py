@@ -183,7 +183,8 @@ class Sweep:
                                    np.array([p[3] for p in points], float), rcond=None)
 
         def use(r, c):
-            n_dsp = dsp_cells(board, ArrayConfig(rows=r, cols=c, alpha=alpha, **parse_mac(mac)), self.dsp_of(mac))
+            config = ArrayConfig(rows=r, cols=c, alpha=alpha, **parse_mac(mac))
+            n_dsp = dsp_cells(board, config, self.dsp_of(mac))
             return float(coef @ features(r, c, n_dsp))
         return use, available
 
@@ -225,11 +226,12 @@ class Sweep:
         return lo, (hi if hi <= max_rows else None)
 
 
-def cell_kind(mac, dsp):
-    """The table's name of a cell: int8 (with the --dsp of its build unless auto) or TQ WxD."""
-    if mac != "int":
-        return f"TQ {mac}"
-    return "int8" if dsp == "auto" else f"int8, --dsp {dsp}"
+def labels(sweep, alpha, mac):
+    """The table's cell and alpha columns: int8 (with the sweep's --dsp unless auto) or TQ WxD, and
+    dense or the alpha."""
+    dsp = sweep.dsp_of(mac)
+    cell = f"TQ {mac}" if mac != "int" else "int8" if dsp == "auto" else f"int8, --dsp {dsp}"
+    return cell, "dense" if alpha == 1 else f"{alpha}"
 
 
 def table(sweep, boards, alphas, macs, max_rows, rectangles):
@@ -243,15 +245,14 @@ def table(sweep, boards, alphas, macs, max_rows, rectangles):
                 try:
                     lines.append(row(sweep, board, alpha, mac, max_rows, rectangles))
                 except NotMeasured as e:
-                    kind = "dense" if alpha == 1 else alpha
-                    lines.append(f"| {board.name} | {cell_kind(mac, sweep.dsp_of(mac))} | {kind} "
+                    cell, kind = labels(sweep, alpha, mac)
+                    lines.append(f"| {board.name} | {cell} | {kind} "
                                  f"| not measured ({e} missing) | | | | | | | |")
     return lines
 
 
 def row(sweep, board, alpha, mac, max_rows, rectangles):
-    kind = "dense" if alpha == 1 else f"{alpha}"
-    cell = cell_kind(mac, sweep.dsp_of(mac))
+    cell, kind = labels(sweep, alpha, mac)
     built = lambda r, c: key(board.name, r, c, alpha, mac, sweep.dsp_of(mac))  # noqa: E731
     rows, fail = sweep.largest(board.name, alpha, mac, max_rows)
     if rows == 0:
