@@ -8,6 +8,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from amaranth.back import rtlil
 from amaranth.hdl import UnusedElaboratable
 
 from amaranth.sim import Simulator
@@ -124,7 +125,6 @@ def test_pair_terms_are_decoders_not_shifters():
     """The pair terms are exponent decoders: a shifter cell would send every one of them through
     Yosys's `share` pass, which compares all pairs of them with a SAT solver (most of a large TQ
     array's synthesis time) and shares none."""
-    from amaranth.back import rtlil
     dut = TermPairProduct(weight_max_exponent=7, weight_terms=2, data_max_exponent=7, data_terms=3)
     text = rtlil.convert(dut)
     assert "cell $eq" in text and not any(f"cell ${op}" in text for op in ("shl", "shr", "sshl", "shift"))
