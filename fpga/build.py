@@ -213,16 +213,27 @@ def write_link_verilog(config, out_dir, *, divisor, rx_buffer=32, tx_buffer=512)
     return manifest
 
 
-def _run_script(command, *, cwd, env, log_file, timeout=None):
+def _run_script(command, *, cwd, env, log_file, timeout=None, give_up=None, poll_seconds=5.0):
     """Run the build script in its own process group, so that an interrupted build stops the
-    tools the script started too, not only the shell. Returns its exit status, None on timeout."""
+    tools the script started too, not only the shell. Returns its exit status, None on timeout.
+    `give_up` is asked every `poll_seconds` while the script runs; when it returns a reason, the
+    tools are stopped and BuildError(reason) raised."""
     proc = subprocess.Popen(command, cwd=cwd, env=env, stdout=log_file, stderr=subprocess.STDOUT,
                             start_new_session=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
     try:
-        return proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        _stop_group(proc)
-        return None
+        while True:
+            left = poll_seconds if deadline is None else min(poll_seconds, deadline - time.monotonic())
+            try:
+                return proc.wait(timeout=max(left, 0))
+            except subprocess.TimeoutExpired:
+                pass
+            if deadline is not None and time.monotonic() >= deadline:
+                _stop_group(proc)
+                return None
+            reason = give_up and give_up()
+            if reason:
+                raise BuildError(reason)
     except BaseException:
         _stop_group(proc)
         raise
@@ -252,6 +263,17 @@ def _logs(staging):
     return "\n".join(texts)
 
 
+def _over_capacity(staging, board):
+    """Why the design cannot fit, as soon as nextpnr has packed it and printed its utilisation:
+    nextpnr-ecp5 does not stop there but goes on placing an over-full design, which on the
+    LFE5U-85F takes many minutes."""
+    path = os.path.join(staging, f"{NAME}.tim")
+    if not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as f:
+        return report.over_capacity(f.read(), board.device)
+
+
 def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None,
           time_limit=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
@@ -260,6 +282,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
     LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1).
     `time_limit`: seconds after which the tools are stopped and the build fails (None: no limit).
+    A design with more cells of a kind than the device is stopped once nextpnr has packed it.
     When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with ABC9
     on private names (`private_bit_names_script`) and, should that crash too on the ECP5, with the
     classic ABC mapper; the summary's `lut_mapper` says which one mapped the design (LUT_MAPPERS)."""
@@ -310,7 +333,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start), 1)
             with open(os.path.join(staging, "build.log"), "w") as log_file:
                 returncode = _run_script(["sh", f"build_{NAME}.sh"], cwd=staging, env=env, log_file=log_file,
-                                         timeout=remaining)
+                                         timeout=remaining, give_up=lambda: _over_capacity(staging, board))
             if not (returncode and lut_mapper != mappers[-1] and report.abc9_crashed(_logs(staging))):
                 break
         seconds = time.perf_counter() - start

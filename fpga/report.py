@@ -106,14 +106,21 @@ LUT_MAPPER_EXPLANATIONS = {
 }
 
 
-def failure_reason(log_text, device):
-    """One line saying why nextpnr or Yosys failed, from their log."""
+def over_capacity(log_text, device):
+    """One line saying which cells the design has more of than the device, from nextpnr's
+    utilisation table (printed once packing is done), or None while none is over."""
     over = []
     for kind, used, available in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log_text, re.M):
         if int(used) > int(available):
             over.append(f"{used} of {available} {kind}")
+    return f"the design does not fit the {device}: it needs " + ", ".join(over) if over else None
+
+
+def failure_reason(log_text, device):
+    """One line saying why nextpnr or Yosys failed, from their log."""
+    over = over_capacity(log_text, device)
     if over:
-        return f"the design does not fit the {device}: it needs " + ", ".join(over)
+        return over
     errors = re.findall(r"^(?:ERROR|Error):\s*(.+)$", log_text, re.M)
     if errors:
         reason = errors[0].strip()

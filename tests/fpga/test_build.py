@@ -11,6 +11,7 @@ import re
 import subprocess
 import sys
 import sysconfig
+import time
 
 import pytest
 
@@ -191,6 +192,36 @@ def test_time_limit_stops_the_build_and_leaves_nothing(tmp_path):
         build_bitstream(get_board("icebreaker"), ArrayConfig(rows=1, cols=1), tmp_path / "out", baud=115200,
                         time_limit=3)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_over_full_design_is_stopped_once_packed(tmp_path, monkeypatch):
+    """nextpnr-ecp5 goes on placing a design with more LUTs than the device for many minutes: the
+    build stops the tools as soon as nextpnr's utilisation table says so, with that one line, and
+    writes nothing. The tools here are a script that prints the 17x17 alpha-2 array's table on the
+    LFE5U-85F (with --dsp off) and then keeps "placing"."""
+    import fpga.build as fpga_build
+    real_run, placer = fpga_build._run_script, tmp_path / "placer.pid"
+    nextpnr = ("echo 'Info: Device utilisation:' > top.tim; "
+               "echo 'Info: \t      TRELLIS_COMB: 85928/83640   102%' >> top.tim; "
+               f"sleep 40 & echo $! > {placer}; wait")
+
+    def over_full_nextpnr(command, *, cwd, **kwargs):
+        return real_run(["sh", "-c", nextpnr], cwd=cwd, **dict(kwargs, poll_seconds=0.2))
+
+    monkeypatch.setattr(fpga_build, "_run_script", over_full_nextpnr)
+    start = time.monotonic()
+    with pytest.raises(BuildError) as error:
+        build_bitstream(get_board("ulx3s-85f"), ArrayConfig(rows=1, cols=1), tmp_path / "out", baud=115200)
+    assert time.monotonic() - start < 30
+    assert str(error.value) == "the design does not fit the LFE5U-85F: it needs 85928 of 83640 TRELLIS_COMB"
+    assert [p.name for p in tmp_path.iterdir()] == ["placer.pid"]
+    pid = int(placer.read_text())
+    for _ in range(50):             # the placer got SIGTERM with its process group; wait until it is gone
+        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("the over-full build's tools are still running")
 
 
 def test_unfinished_stage_from_nextpnr_logs():
