@@ -259,14 +259,17 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
         reason = sweep.results[built(1, 1)]["reason"]
         return f"| {board.name} | {cell} | {kind} | none: {reason} | | | | | | | |"
     tried = [] if fail is None else [(fail, fail)]
-    best, fitting = (rows, rows), []
+    best, fitting, not_built = (rows, rows), [], []
     if rectangles and fail is not None:
         # One more row or one more column may still fit between R x R and (R+1) x (R+1).
         use, available = sweep.predicted_use(board.name, alpha, mac)
         for r, c in ((rows + 1, rows), (rows, rows + 1)):
-            if built(r, c) not in sweep.results and (
-                    use(r, c) > rectangles * available or not sweep.allow_build):
-                continue        # not worth a build (the model says it would not fit), or not built
+            if built(r, c) not in sweep.results:
+                if use(r, c) > rectangles * available:
+                    continue    # not worth a build: the model says it would not fit
+                if not sweep.allow_build:
+                    not_built.append(f"{r}x{c} not built (the model predicts {100 * use(r, c) / available:.0f}%)")
+                    continue
             if sweep.measure(board.name, r, alpha, cols=c, mac=mac)["fit"]:
                 best = max(best, (r, c))
                 fitting.append((r, c))
@@ -292,6 +295,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
         if (fr, fc) != best:    # the other rectangle, as large, fits too
             luts = sweep.results[built(fr, fc)]["summary"]["resources"]["luts"]
             why.append(f"{fr}x{fc} fits too ({luts['used']} LUT4, {100 * luts['used'] / luts['available']:.0f}%)")
+    why += not_built
     if fail is None:
         why.append(f"none above {max_rows} rows")
 

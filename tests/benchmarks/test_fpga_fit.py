@@ -90,6 +90,18 @@ def test_results_are_cached_and_the_table_prints_from_them(tmp_path, simulated, 
     assert len(simulated) == n_builds
 
 
+def test_a_rectangle_worth_building_but_not_built_is_named(tmp_path, simulated, capsys):
+    """--no-build on results without the (R+1) x R and R x (R+1) builds says so in the row."""
+    results = str(tmp_path / "results.json")
+    args = ["--boards", BOARD, "--alphas", "1", "--results", results, "--work-dir", str(tmp_path / "work")]
+    assert fpga_fit.main(args + ["--rectangles", "0"]) == 0
+    capsys.readouterr()
+    assert fpga_fit.main(args + ["--no-build"]) == 0
+    row = capsys.readouterr().out.splitlines()[2]
+    n = true_largest(1)
+    assert f"; {n + 1}x{n} not built (the model predicts " in row and f"; {n}x{n + 1} not built" in row
+
+
 def test_a_missing_measurement_is_reported_not_built(tmp_path, simulated, capsys):
     args = ["--boards", BOARD, "--alphas", "2", "--no-build", "--results", str(tmp_path / "none.json")]
     assert fpga_fit.main(args) == 0
