@@ -43,7 +43,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fpga.boards import BOARD_NAMES, board as get_board  # noqa: E402
-from fpga.build import BuildError, build, dsp_cells  # noqa: E402
+from fpga.build import BuildError, build, dsp_cells, parse_dsp  # noqa: E402
+from fpga.cli import dsp_argument  # noqa: E402
 from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
 from software.config import ArrayConfig, ConfigError  # noqa: E402
 
@@ -71,13 +72,13 @@ def key(board, rows, cols, alpha, mac="int", dsp="auto"):
 
 
 KEY = re.compile(r"(?P<board>[^/]+)/(?P<rows>\d+)x(?P<cols>\d+)/a(?P<alpha>\d+)(?:/tq(?P<mac>\d+x\d+))?"
-                 r"(?:/dsp-(?P<dsp>on|off))?")
+                 r"(?:/dsp-(?P<dsp>on|off|\d+))?")
 
 
 def parse_key(k):
     """The inverse of `key`: (board, rows, cols, alpha, mac, dsp)."""
     m = KEY.fullmatch(k)
-    return (m["board"], int(m["rows"]), int(m["cols"]), int(m["alpha"]), m["mac"] or "int", m["dsp"] or "auto")
+    return (m["board"], int(m["rows"]), int(m["cols"]), int(m["alpha"]), m["mac"] or "int", parse_dsp(m["dsp"] or "auto"))
 
 
 class NotMeasured(Exception):
@@ -329,7 +330,7 @@ def main(argv=None):
                    help="nextpnr router of new builds (default router1; the table names other routers)")
     p.add_argument("--time-limit", type=float, metavar="MINUTES",
                    help="stop a build after this long and count it as not fitting (default: no limit)")
-    p.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
+    p.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
                    help="where the int8 arrays' multipliers go (python -m fpga build --dsp; default auto)")
     p.add_argument("--results", default=RESULTS,
                    help=f"the build summaries measured so far, read and extended (default {RESULTS})")

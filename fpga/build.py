@@ -35,21 +35,42 @@ class BuildError(RuntimeError):
         self.status = status
 
 
+DSP_CHOICES = ("auto", "on", "off")
+
+
+def parse_dsp(text):
+    """A --dsp value: "auto", "on", "off" or a number of cells N >= 0 (returned as an int)."""
+    if text in DSP_CHOICES:
+        return text
+    if isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
+        return int(text)
+    raise ValueError(f"--dsp wants auto, on, off or a number of cells, not {text!r}")
+
+
 def dsp_cells(board, config, dsp, booth=True):
-    """How many cells get their multiplier in a DSP block: `dsp` is "on" (all), "off" (none) or
-    "auto" (as many as the device has).
+    """How many cells get their multiplier in a DSP block: `dsp` is "on" (all), "off" (none),
+    "auto" (as many as the device has) or a number N (the first N cells, at most all of them).
 
     The rest become LUT multipliers. Which multipliers stay for the DSP mapper is chosen by leaving
     them out of Yosys's `booth` pass, so a partly mapped array needs `booth`; without it, Yosys maps
     every multiplier or none, and "auto" then uses the DSPs only when each cell gets one. TQ cells
-    have no multiplier (they add shifted terms), so they never use DSPs.
+    have no multiplier (they add shifted terms), so they never use DSPs. Raises BuildError (one
+    line) for an N larger than the device's DSP count or an N that needs `booth` without it.
     """
     cells = config.rows * config.cols
     if config.mac == "tq" or dsp == "off":
         return 0
-    if dsp == "on" or cells <= board.dsps:
+    if dsp == "on" or (dsp == "auto" and cells <= board.dsps):
         return cells
-    return board.dsps if booth else 0
+    if dsp == "auto":
+        return board.dsps if booth else 0
+    n = min(parse_dsp(dsp), cells)
+    if n > board.dsps:
+        raise BuildError(f"--dsp {dsp}: the {board.device} has {board.dsps} DSP blocks", status=2)
+    if not booth and n not in (0, cells):
+        raise BuildError(f"--dsp {dsp} with --no-booth: without the booth pass Yosys puts every multiplier "
+                         f"in a DSP block or none, so N must be 0 or all {cells} cells", status=2)
+    return n
 
 
 def cell_module_pattern(row, col):

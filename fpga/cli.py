@@ -19,6 +19,16 @@ from software.config import ConfigError
 from .boards import BOARD_NAMES
 from .toolchain import NEXTPNR_ROUTERS
 
+
+def dsp_argument(text):
+    """argparse type of --dsp (fpga.build.parse_dsp, with argparse's one-line error)."""
+    from .build import parse_dsp
+    try:
+        return parse_dsp(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 PROG = "python -m fpga"
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
@@ -43,9 +53,9 @@ def build_parser():
     add_array_arguments(b, default_rows=2)
     add_mac_arguments(b)
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
-    b.add_argument("--dsp", choices=("auto", "on", "off"), default="auto",
+    b.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
                    help="multipliers in DSP blocks: auto (default) as many cells as the device has DSPs, the "
-                        "rest in LUTs; on: every cell; off: none")
+                        "rest in LUTs; on: every cell; off: none; N: the first N cells, row by row")
     b.add_argument("--booth", action=argparse.BooleanOptionalAction, default=True,
                    help="build multipliers that are not in DSP blocks as Booth-encoded adder trees "
                         "(Yosys booth; default on: 25-35%% fewer LUTs)")

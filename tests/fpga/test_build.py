@@ -99,6 +99,14 @@ def test_more_cells_than_dsps_fill_the_dsps_first(tmp_path_factory):
     assert "multipliers: 8 in DSP blocks + 1 in Booth LUTs" in stdout
 
 
+def test_dsp_count_puts_the_first_cells_in_dsps(tmp_path_factory):
+    """--dsp 3 on a 2x2 array: three multipliers in DSP blocks, though the UP5K has eight."""
+    out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--dsp", "3")
+    check_common(out, stdout, summary, "top.bin", 12.0)
+    assert summary["multipliers"] == "3 dsp + 1 booth" and summary["dsp_cells"] == 3
+    assert summary["resources"]["dsp"] == {"used": 3, "available": 8}
+
+
 def test_term_quantized_array_bitstream(tmp_path_factory):
     """TQ cells add shifted terms: no multiplier, no DSP; the manifest says what the board holds."""
     out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--mac", "tq",
@@ -116,6 +124,15 @@ def test_which_cells_get_dsps():
     assert dsp_cells(board, config, "on") == 12 and dsp_cells(board, config, "off") == 0
     assert dsp_cells(board, ArrayConfig(rows=2, cols=4, alpha=2), "auto", booth=False) == 8
     assert dsp_cells(board, ArrayConfig(rows=2, cols=2, alpha=2, mac="tq", weight_terms=2, data_terms=3), "on") == 0
+    # A number: the first N cells, at most all of them and at most the device's DSPs.
+    assert dsp_cells(board, config, 5) == 5 and dsp_cells(board, config, "0") == 0
+    small = ArrayConfig(rows=2, cols=2, alpha=2)
+    assert dsp_cells(board, small, 8) == 4
+    with pytest.raises(BuildError, match="the iCE40UP5K has 8 DSP blocks"):
+        dsp_cells(board, config, 9)
+    with pytest.raises(BuildError, match="--no-booth"):
+        dsp_cells(board, config, 5, booth=False)
+    assert dsp_cells(board, small, 4, booth=False) == 4 and dsp_cells(board, small, 0, booth=False) == 0
     # The first 8 cells, row by row, keep their multipliers for the DSP mapper.
     script = booth_script(config, 8)
     kept = script.split("select -set dsp_muls ")[1].split(";")[0].split()
@@ -146,6 +163,8 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "icebreaker", "--mac", "tq", "--data-terms", "0"], "data_terms"),
     (["--board", "ulx3s-85f", "--program"], "needs openFPGALoader on PATH"),
     (["--board", "ulx3s-85f", "--router", "router3"], "invalid choice: 'router3'"),
+    (["--board", "icebreaker", "--dsp", "some"], "--dsp wants auto, on, off or a number of cells, not 'some'"),
+    (["--board", "icebreaker", "--rows", "3", "--dsp", "9"], "--dsp 9: the iCE40UP5K has 8 DSP blocks"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"
