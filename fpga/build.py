@@ -37,6 +37,20 @@ class BuildError(RuntimeError):
 
 DSP_CHOICES = ("auto", "on", "off")
 
+# The most DSP cells "auto" gives an ECP5 array with alpha > 1. There the multiplier's A input comes
+# from the alpha-way activation multiplexer, whose LUTs crowd around each DSP block: on the
+# LFE5U-85F no alpha-2 array from 12x12 to 16x16 routed with 144 to 156 DSP cells, while 12x12 with
+# 28 did, as do the 25F's arrays with all of its 28 (README, "What fits each board").
+ECP5_MUX_FED_DSPS = 28
+
+
+def auto_dsps(board, config):
+    """How many DSP blocks "auto" may fill: all of the device's, but at most ECP5_MUX_FED_DSPS for
+    an alpha > 1 array on the ECP5."""
+    if board.family == "ecp5" and config.alpha > 1:
+        return min(board.dsps, ECP5_MUX_FED_DSPS)
+    return board.dsps
+
 
 def parse_dsp(text):
     """A --dsp value: "auto", "on", "off" or a number of cells N >= 0 (returned as an int)."""
@@ -49,7 +63,7 @@ def parse_dsp(text):
 
 def dsp_cells(board, config, dsp, booth=True):
     """How many cells get their multiplier in a DSP block: `dsp` is "on" (all), "off" (none),
-    "auto" (as many as the device has) or a number N (the first N cells, at most all of them).
+    "auto" (as many as the device has, see auto_dsps) or a number N (the first N cells, at most all of them).
 
     The rest become LUT multipliers. Which multipliers stay for the DSP mapper is chosen by leaving
     them out of Yosys's `booth` pass, so a partly mapped array needs `booth`; without it, Yosys maps
@@ -60,10 +74,11 @@ def dsp_cells(board, config, dsp, booth=True):
     cells = config.rows * config.cols
     if config.mac == "tq" or dsp == "off":
         return 0
-    if dsp == "on" or (dsp == "auto" and cells <= board.dsps):
-        return cells
     if dsp == "auto":
-        return board.dsps if booth else 0
+        dsps = auto_dsps(board, config)
+        return cells if cells <= dsps else dsps if booth else 0
+    if dsp == "on":
+        return cells
     n = min(parse_dsp(dsp), cells)
     if n > board.dsps:
         raise BuildError(f"--dsp {dsp}: the {board.device} has {board.dsps} DSP blocks", status=2)

@@ -124,6 +124,14 @@ def test_which_cells_get_dsps():
     assert dsp_cells(board, config, "on") == 12 and dsp_cells(board, config, "off") == 0
     assert dsp_cells(board, ArrayConfig(rows=2, cols=4, alpha=2), "auto", booth=False) == 8
     assert dsp_cells(board, ArrayConfig(rows=2, cols=2, alpha=2, mac="tq", weight_terms=2, data_terms=3), "on") == 0
+    # On the ECP5, an alpha > 1 array gets at most 28 DSP cells from auto: more do not route.
+    ulx3s, orangecrab = get_board("ulx3s-85f"), get_board("orangecrab-25f")
+    assert dsp_cells(ulx3s, ArrayConfig(rows=12, cols=12, alpha=2), "auto") == 28
+    assert dsp_cells(ulx3s, ArrayConfig(rows=5, cols=5, alpha=8), "auto") == 25
+    assert dsp_cells(ulx3s, ArrayConfig(rows=12, cols=12, alpha=1), "auto") == 144
+    assert dsp_cells(ulx3s, ArrayConfig(rows=13, cols=13, alpha=1), "auto") == 156
+    assert dsp_cells(ulx3s, ArrayConfig(rows=12, cols=12, alpha=2), "on") == 144
+    assert dsp_cells(orangecrab, ArrayConfig(rows=10, cols=10, alpha=4), "auto") == 28
     # A number: the first N cells, at most all of them and at most the device's DSPs.
     assert dsp_cells(board, config, 5) == 5 and dsp_cells(board, config, "0") == 0
     small = ArrayConfig(rows=2, cols=2, alpha=2)
