@@ -78,7 +78,8 @@ KEY = re.compile(r"(?P<board>[^/]+)/(?P<rows>\d+)x(?P<cols>\d+)/a(?P<alpha>\d+)(
 def parse_key(k):
     """The inverse of `key`: (board, rows, cols, alpha, mac, dsp)."""
     m = KEY.fullmatch(k)
-    return (m["board"], int(m["rows"]), int(m["cols"]), int(m["alpha"]), m["mac"] or "int", parse_dsp(m["dsp"] or "auto"))
+    return (m["board"], int(m["rows"]), int(m["cols"]), int(m["alpha"]), m["mac"] or "int",
+            parse_dsp(m["dsp"] or "auto"))
 
 
 class NotMeasured(Exception):

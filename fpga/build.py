@@ -56,14 +56,15 @@ def parse_dsp(text):
     """A --dsp value: "auto", "on", "off" or a number of cells N >= 0 (returned as an int)."""
     if text in DSP_CHOICES:
         return text
-    if isinstance(text, int) or (isinstance(text, str) and text.isdigit()):
+    if str(text).isdigit():
         return int(text)
     raise ValueError(f"--dsp wants auto, on, off or a number of cells, not {text!r}")
 
 
 def dsp_cells(board, config, dsp, booth=True):
     """How many cells get their multiplier in a DSP block: `dsp` is "on" (all), "off" (none),
-    "auto" (as many as the device has, see auto_dsps) or a number N (the first N cells, at most all of them).
+    "auto" (as many as the device has, see auto_dsps) or a number N (the first N cells, at most
+    all of them).
 
     The rest become LUT multipliers. Which multipliers stay for the DSP mapper is chosen by leaving
     them out of Yosys's `booth` pass, so a partly mapped array needs `booth`; without it, Yosys maps
@@ -76,7 +77,9 @@ def dsp_cells(board, config, dsp, booth=True):
         return 0
     if dsp == "auto":
         dsps = auto_dsps(board, config)
-        return cells if cells <= dsps else dsps if booth else 0
+        if cells <= dsps:
+            return cells
+        return dsps if booth else 0
     if dsp == "on":
         return cells
     n = min(parse_dsp(dsp), cells)

@@ -55,7 +55,8 @@ def build_parser():
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
                    help="multipliers in DSP blocks: auto (default) as many cells as the device has DSPs (at "
-                        "most 28 for an alpha > 1 array on the ECP5), the rest in LUTs; on: every cell; off: none; N: the first N cells, row by row")
+                        "most 28 for an alpha > 1 array on the ECP5), the rest in LUTs; on: every cell; "
+                        "off: none; N: the first N cells, row by row")
     b.add_argument("--booth", action=argparse.BooleanOptionalAction, default=True,
                    help="build multipliers that are not in DSP blocks as Booth-encoded adder trees "
                         "(Yosys booth; default on: 25-35%% fewer LUTs)")

@@ -110,7 +110,8 @@ def test_a_missing_measurement_is_reported_not_built(tmp_path, simulated, capsys
 
 
 def test_key_round_trip():
-    for args in [(BOARD, 3, 4, 2, "int", "auto"), ("icebreaker", 1, 1, 8, "2x3", "off"), (BOARD, 16, 16, 2, "int", 28)]:
+    for args in [(BOARD, 3, 4, 2, "int", "auto"), ("icebreaker", 1, 1, 8, "2x3", "off"),
+                 (BOARD, 16, 16, 2, "int", 28)]:
         assert fpga_fit.parse_key(fpga_fit.key(*args)) == args
 
 
