@@ -22,7 +22,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from software.attention import dense_head_cycles, float_attention, head_cycles, unit_attention  # noqa: E402
-from software.attention_config import AttentionConfig                                       # noqa: E402
+from spec.attention import AttentionConfig                                       # noqa: E402
 from software.models.minilm import (HEADS, LAYERS, PASSAGES, SENTENCES, MiniLM,             # noqa: E402
                                     float_head_attention, unit_head_attention)
 

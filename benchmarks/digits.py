@@ -121,14 +121,14 @@ def main():
 
 
 def rtl(result):
-    from sim.model import build_array, design_name, run_model
+    from sim.model import build_array, run_model
     int_model = result.int_model
     split = load_digits_split()
     x_int = int_model.quantize_input(split.x_test)
     labels = split.y_test.numpy()
     start = time.perf_counter()
     built = build_array(int_model.config)
-    print(f"\nRTL: array {design_name(int_model.config)} ready in {time.perf_counter() - start:.0f} s")
+    print(f"\nRTL: array {int_model.config.design_name} ready in {time.perf_counter() - start:.0f} s")
     golden = int_model.run_golden(x_int)
     start = time.perf_counter()
     logits, runs = run_model(int_model, x_int, built, name="digits_benchmark")

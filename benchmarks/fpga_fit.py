@@ -46,7 +46,7 @@ from fpga.boards import BOARD_NAMES, board as get_board  # noqa: E402
 from fpga.build import BuildError, build, dsp_cells, parse_dsp  # noqa: E402
 from fpga.cli import dsp_argument  # noqa: E402
 from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
-from software.config import ArrayConfig, ConfigError  # noqa: E402
+from spec import ArrayConfig, ConfigError  # noqa: E402
 
 MODEL_SIZES = (1, 2, 3)
 # How the table marks LUTs not mapped by plain ABC9 (fpga.build.LUT_MAPPERS).

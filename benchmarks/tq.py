@@ -83,8 +83,9 @@ def harness(kind, *, width=8, weight_terms=2, data_terms=3):
                 operand_bits = 2 * width
             else:
                 from hdl.tq import TQMultiplier
-                m.submodules.tq = tq = TQMultiplier(width=width, signed=True, weight_terms=weight_terms,
-                                                    data_terms=data_terms, form=kind)
+                from spec.tq import TQConfig
+                m.submodules.tq = tq = TQMultiplier(TQConfig(width=width, signed=True, weight_terms=weight_terms,
+                                                             data_terms=data_terms, form=kind))
                 operand_bits = len(tq.operands.payload.as_value()) + 2
             chain = Signal(operand_bits)
             m.d.sync += chain.eq(Cat(self.din, chain[:-1]))
@@ -163,7 +164,7 @@ def fpga_rows(budgets):
 def digits_results(seed, epochs, budgets):
     """{"float": accuracy, "int8" | "int4" | budget: Measure} for one trained model."""
     import torch
-    from software.config import ArrayConfig
+    from spec import ArrayConfig
     from software.golden import reference_layer
     from software.intmodel import export_model
     from software.models.digits import build_model, evaluate, load_digits_split, train

@@ -73,7 +73,7 @@ def dsp_cells(board, config, dsp, booth=True):
     line) for an N larger than the device's DSP count or an N that needs `booth` without it.
     """
     cells = config.rows * config.cols
-    if config.mac == "tq" or dsp == "off":
+    if config.mac_style.uses_terms or dsp == "off":
         return 0
     if dsp == "auto":
         dsps = auto_dsps(board, config)
@@ -149,7 +149,7 @@ def classic_abc_script(board, synth_opts):
 def multiplier_summary(config, n_dsp, booth):
     """How the multipliers were built, e.g. "dsp", "booth" or "8 dsp + 12 booth"."""
     cells = config.rows * config.cols
-    if config.mac == "tq":
+    if config.mac_style.uses_terms:
         return "tq"
     soft = "booth" if booth else "lut"
     if n_dsp in (0, cells):

@@ -13,8 +13,9 @@ import os
 import signal
 import sys
 
-from gen.cli import OneLineParser, add_array_arguments, add_mac_arguments, config_from_args, design_name
-from software.config import ConfigError
+from gen import array as array_flags
+from gen.cli import OneLineParser
+from spec import ConfigError
 
 from .boards import BOARD_NAMES
 from .toolchain import NEXTPNR_ROUTERS
@@ -50,8 +51,7 @@ def build_parser():
                                    "the packer from the YoWASP wheels; print and save the report (report.txt, "
                                    "summary.json) next to the bitstream.")
     b.add_argument("--board", required=True, choices=BOARD_NAMES, help="target board")
-    add_array_arguments(b, default_rows=2)
-    add_mac_arguments(b)
+    array_flags.add_arguments(b.add_argument_group("array configuration"), default_rows=2)
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
     b.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
                    help="multipliers in DSP blocks: auto (default) as many cells as the device has DSPs (at "
@@ -75,8 +75,7 @@ def build_parser():
     v = sub.add_parser("verilog", help="write the host link as Verilog with a manifest",
                        description="Write the host link (UART + command decoder + array), top module "
                                    "sparsegen_hostlink, ports clk rst rx tx, and a manifest.json.")
-    add_array_arguments(v, default_rows=2)
-    add_mac_arguments(v)
+    array_flags.add_arguments(v.add_argument_group("array configuration"), default_rows=2)
     v.add_argument("--divisor", type=int, required=True, help="clocks per UART bit (board clock / baud)")
     v.add_argument("--tx-buffer", type=int, default=512, help="reply buffer in bytes (sets the credits)")
     v.add_argument("-o", "--output", required=True, help="output directory")
@@ -93,7 +92,7 @@ def build_parser():
 
 
 def _default_output(args, config):
-    return os.path.join("build", "fpga", f"{args.board}_{design_name(config)}")
+    return os.path.join("build", "fpga", f"{args.board}_{config.design_name}")
 
 
 def _load_summary(build_dir):
@@ -110,7 +109,7 @@ def cmd_build(args):
     from .program import find_programmer, program
     from .report import format_summary
     board = get_board(args.board)
-    config = config_from_args(args)
+    config = array_flags.config_from_args(args)
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
     result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,
@@ -140,7 +139,7 @@ def cmd_program(args):
 
 def cmd_verilog(args):
     from .build import LINK_TOP, write_link_verilog
-    config = config_from_args(args)
+    config = array_flags.config_from_args(args)
     try:
         manifest = write_link_verilog(config, args.output, divisor=args.divisor, tx_buffer=args.tx_buffer)
     except (TypeError, ValueError) as e:
@@ -151,7 +150,7 @@ def cmd_verilog(args):
 
 
 def cmd_run(args):
-    from software.config import ArrayConfig
+    from spec import ArrayConfig
     from software.host import Board, HostLinkError, open_serial, self_test
     summary = _load_summary(args.build_dir)
     config = ArrayConfig.from_dict(summary["config"])

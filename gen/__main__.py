@@ -1,5 +1,5 @@
 import sys
 
-from .units import dispatch
+from .cli import main
 
-sys.exit(dispatch(sys.argv[1:]))
+sys.exit(main())

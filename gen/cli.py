@@ -1,18 +1,19 @@
-"""`python -m gen`: generate the Verilog of a column-combining systolic array and its manifest."""
+"""`python -m gen [--unit NAME] ...`: a unit's configuration from flags -> its Verilog and manifest.
+
+The array is the default unit; `python -m gen --unit tq --help` shows another unit's flags. Every
+unit runs the same steps: flags -> spec configuration (validated) -> output directory checked ->
+gen.design.generate -> gen.design.write, with a one-line error and exit status 2 for bad input.
+"""
 
 import argparse
-import hashlib
 import os
+import sys
 
-from software import beats
-from software.config import MACS, MULTIPLIERS, ArrayConfig, ConfigError
-from software.cycles import CYCLE_FORMULA
-from software.schedule import __doc__ as STREAM_ORDER
+from spec import UNITS, ConfigError
 
-from .output import fail, output_problem, write_design
+from .design import generate, output_problem, unit_flags, write
 
-TOP = "sparsegen_array"
-VERSION = "0.1.0"
+PROG = "python -m gen"
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -22,162 +23,58 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def add_array_arguments(parser, *, default_rows=32):
-    """Add the array configuration flags (`--rows` ... `--max-batch`) to `parser`.
+def fail(prog, message):
+    """Print a one-line error and return the exit status for bad input."""
+    print(f"{prog}: error: {message}", file=sys.stderr)
+    return 2
 
-    Shared with `python -m fpga`, so both commands read an array configuration the same way;
-    `config_from_args` turns the parsed flags into an ArrayConfig.
-    """
-    p = parser
-    p.add_argument("--rows", type=int, default=default_rows,
-                   help=f"array rows = output channels per tile (default {default_rows})")
-    p.add_argument("--cols", type=int, help="array columns = column groups per tile (default: same as --rows)")
-    p.add_argument("--sparsity", choices=("dense", "colcomb"), default="colcomb",
-                   help="dense: one activation per column, no multiplexer; colcomb: column combining "
-                        "(default colcomb)")
-    p.add_argument("--alpha", type=int,
-                   help="activations per column group, i.e. columns combined (default 8 for colcomb; "
-                        "dense means 1)")
-    p.add_argument("--act-width", type=int, default=8, help="activation bits (default 8)")
-    p.add_argument("--act-signed", action=argparse.BooleanOptionalAction, default=True,
-                   help="signed activations (default); --no-act-signed for unsigned, e.g. after ReLU")
-    p.add_argument("--weight-width", type=int, default=8, help="weight bits (default 8)")
-    p.add_argument("--weight-signed", action=argparse.BooleanOptionalAction, default=True,
-                   help="signed weights (default); --no-weight-signed for unsigned")
-    p.add_argument("--acc-width", type=int, default=32,
-                   help="partial-sum and accumulator bits, signed (default 32); must hold a full row of a tile")
-    p.add_argument("--multiplier", choices=MULTIPLIERS, default="parallel",
-                   help="multiplier style (default parallel: one product per cell per clock)")
-    p.add_argument("--double-buffer", action=argparse.BooleanOptionalAction, default=True,
-                   help="two weight banks so the next tile loads while this one computes (default on)")
-    p.add_argument("--max-batch", type=int, default=64,
-                   help="vectors per tile the output accumulator holds (default 64)")
+
+def split_unit(argv):
+    """(unit name, the remaining arguments); the unit is "array" unless --unit says otherwise."""
+    argv = list(argv)
+    for i, arg in enumerate(argv):
+        if arg == "--unit":
+            if i + 1 >= len(argv):
+                return None, argv
+            return argv[i + 1], argv[:i] + argv[i + 2:]
+        if arg.startswith("--unit="):
+            return arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+    return "array", argv
+
+
+def build_parser(unit="array"):
+    flags = unit_flags(unit)
+    p = OneLineParser(prog=PROG, description=flags.DESCRIPTION, epilog=flags.EPILOG)
+    p.add_argument("--unit", choices=tuple(UNITS), default="array",
+                   help="the hardware unit to generate: " +
+                        "; ".join(f"{u.name}: {u.summary}" for u in UNITS.values()) +
+                        " (default array; `--unit NAME --help` lists that unit's flags)")
+    flags.add_arguments(p.add_argument_group(f"{unit} configuration"))
+    out = p.add_argument_group("output")
+    out.add_argument("-o", "--output",
+                     help="output directory (default build/<design name>, a name unique to the configuration, "
+                          "e.g. build/32x32_colcomb_a8)")
     return p
-
-
-def build_parser():
-    p = OneLineParser(
-        prog="python -m gen",
-        description="Generate a weight-stationary column-combining systolic array (Amaranth -> Verilog) "
-                    "and a manifest JSON describing its configuration, ports, payload packing, latency and "
-                    "cycle model.",
-        epilog="Example: python -m gen --rows 32 --sparsity colcomb  (32x32 array, 8 columns combined per group)")
-    add_array_arguments(p)
-    add_mac_arguments(p)
-    p.add_argument("-o", "--output", help="output directory (default build/<rows>x<cols>_<sparsity>_a<alpha>, "
-                                          "plus _tq<weight-terms>x<data-terms> with --mac tq)")
-    return p
-
-
-# Defaults of the term budgets when --mac tq is given without them (the paper's ResNet-18 point
-# is 1.75 weight terms and 3 data terms).
-TQ_DEFAULT_TERMS = {"weight_terms": 2, "data_terms": 3}
-
-
-def add_mac_arguments(parser):
-    """The multiply-accumulate flags (`--mac`, `--weight-terms`, `--data-terms`)."""
-    p = parser
-    p.add_argument("--mac", choices=MACS, default="int",
-                   help="int: integer multiply-accumulate (default); tq: term quantization, weights arrive "
-                        "as lists of signed power-of-two terms encoded by the front-end, activations are "
-                        "HESE-encoded once at the array's edge and truncated to --data-terms terms, and "
-                        "each cell sums its term pairs in one clock")
-    p.add_argument("--weight-terms", type=int,
-                   help=f"with --mac tq: term slots per weight (default {TQ_DEFAULT_TERMS['weight_terms']})")
-    p.add_argument("--data-terms", type=int,
-                   help=f"with --mac tq: terms each activation keeps (default {TQ_DEFAULT_TERMS['data_terms']})")
-    return p
-
-
-def config_from_args(args):
-    if args.sparsity == "dense":
-        if args.alpha not in (None, 1):
-            raise ConfigError(f"--sparsity dense means alpha 1, not {args.alpha}")
-        alpha = 1
-    else:
-        alpha = 8 if args.alpha is None else args.alpha
-        if alpha < 2:
-            raise ConfigError(f"--sparsity colcomb needs alpha of at least 2, not {alpha}")
-    return ArrayConfig(
-        rows=args.rows, cols=args.rows if args.cols is None else args.cols, alpha=alpha,
-        act_width=args.act_width, act_signed=args.act_signed,
-        weight_width=args.weight_width, weight_signed=args.weight_signed,
-        acc_width=args.acc_width, multiplier=args.multiplier,
-        double_buffer=args.double_buffer, max_batch=args.max_batch, **mac_fields(args))
-
-
-def mac_fields(args):
-    """ArrayConfig's mac fields from the flags (parsers without add_mac_arguments give mac int)."""
-    mac = getattr(args, "mac", "int")
-    fields = {"mac": mac}
-    for name, default in TQ_DEFAULT_TERMS.items():
-        value = getattr(args, name, None)
-        if value is not None and mac != "tq":
-            raise ConfigError(f"--{name.replace('_', '-')} applies only to --mac tq")
-        fields[name] = (default if value is None else value) if mac == "tq" else None
-    return fields
-
-
-def generate_verilog(config):
-    # Imported here so that `--help` and bad arguments answer without loading Amaranth.
-    from amaranth.back import verilog
-    from hdl.systolic import SystolicArray
-    # emit_src=False: no source paths in the output, so it is identical on every machine.
-    return verilog.convert(SystolicArray(config), name=TOP, emit_src=False)
-
-
-def manifest(config, sparsity, verilog_text):
-    return {
-        "generator": f"sparsegen {VERSION}",
-        "unit": "column_combining_systolic_array",
-        "sparsity": sparsity,
-        "top": TOP,
-        "verilog": f"{TOP}.v",
-        "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
-        "config": config.as_dict(),
-        "derived": {
-            "select_width": config.select_width,
-            "inputs_per_vector": config.inputs,
-            "min_acc_width": config.min_acc_width,
-            "weight_banks": config.banks,
-            "cells": config.rows * config.cols,
-            **({"weight_term_width": config.weight_term_width,
-                "activation_term_width": config.act_term_width,
-                "operand_ranges": [list(r) for r in config.operand_ranges]} if config.mac == "tq" else {}),
-        },
-        "ports": beats.manifest_ports(config),
-        "latency": config.latency,
-        "throughput": "one activation vector per clock once the pipeline is full",
-        "cycle_model": CYCLE_FORMULA,
-        "stream_order": STREAM_ORDER.strip(),
-        "accumulation": "tiles of one output block accumulate in an on-chip memory of max_batch vectors; "
-                        "sums wrap modulo 2**acc_width",
-    }
-
-
-def design_name(config):
-    """The default output name of an array: <rows>x<cols>_<sparsity>_a<alpha>[_tq<W>x<D>]."""
-    sparsity = "dense" if config.alpha == 1 else "colcomb"
-    name = f"{config.rows}x{config.cols}_{sparsity}_a{config.alpha}"
-    if config.mac == "tq":
-        name += f"_tq{config.weight_terms}x{config.data_terms}"
-    return name
 
 
 def main(argv=None):
-    prog = "python -m gen"
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    unit, rest = split_unit(argv)
+    if unit not in UNITS:
+        return fail(PROG, f"--unit must be one of {', '.join(UNITS)}" + (f", not {unit!r}" if unit else ""))
+    args = build_parser(unit).parse_args(rest)
     try:
-        config = config_from_args(args)
+        config = unit_flags(unit).config_from_args(args)
     except ConfigError as e:
-        return fail(prog, e)
-    out = args.output or os.path.join("build", design_name(config))
+        return fail(PROG, e)
+    out = args.output or os.path.join("build", config.design_name)
     if problem := output_problem(out):
-        return fail(prog, problem)
-    text = generate_verilog(config)
-    verilog_path, manifest_path = write_design(out, TOP, text, manifest(config, args.sparsity, text))
-    mac = f", TQ {config.weight_terms}x{config.data_terms} terms" if config.mac == "tq" else ""
-    print(f"{verilog_path}: {config.rows}x{config.cols} {args.sparsity} array, "
-          f"alpha {config.alpha}{mac}, latency {config.latency}, {len(text.splitlines())} lines")
-    print(f"{manifest_path}: ports, payload packing, cycle model")
+        return fail(PROG, problem)
+    design = generate(config)
+    try:
+        verilog_path, manifest_path = write(design, out)
+    except OSError as e:
+        return fail(PROG, f"cannot write {out}: {e.strerror or e}")
+    print(f"{verilog_path}: {config.summary}, {design.lines} lines")
+    print(f"{manifest_path}: ports, payload packing, latency, cycle model")
     return 0

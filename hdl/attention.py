@@ -25,8 +25,8 @@ p . V (positions pruned by the softmax pass). The filter never changes the resul
 it drops would have been pruned anyway.
 
 The output row is the accumulators rounded and saturated to out_width, with the count of kept
-positions. The exact arithmetic is specified in software/attention.py; `config` is any object with
-the attributes of `software.attention_config.AttentionConfig` (hdl/ never imports software/).
+positions. The exact arithmetic is specified in software/attention.py; `config` is a
+spec.attention.AttentionConfig, which derives every width and the clocks of each pass.
 
 Stalls: the input streams are ready only in the state that takes them, and the unit holds its
 output until it is taken, so no beat is lost or duplicated under any valid/ready pattern.
@@ -36,19 +36,10 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from spec.attention import DIVIDER_BITS_PER_CLOCK, SHIFT_WIDTH
+
 from .softmax import Exp2, SerialReciprocal
 from .topk import TopK
-
-SHIFT_WIDTH = 6              # bits of the per-query score shift
-RECIP_GUARD_BITS = 4         # guard bits of the reciprocal beyond the probabilities' prob_bits
-DIVIDER_BITS_PER_CLOCK = 4   # quotient bits of the reciprocal per clock
-
-
-def signed_width_for(lo, hi):
-    width = 1
-    while not (-(1 << (width - 1)) <= lo and hi <= (1 << (width - 1)) - 1):
-        width += 1
-    return width
 
 
 def adder_tree(m, terms, name):
@@ -65,29 +56,6 @@ def adder_tree(m, terms, name):
             paired.append(terms[-1])
         terms, level = paired, level + 1
     return terms[0]
-
-
-class AttentionWidths:
-    """Bit widths of the unit's datapath, derived from a configuration's attributes."""
-
-    def __init__(self, config):
-        d, w = config.head_dim, config.data_width
-        lo, hi = -(1 << (w - 1)), (1 << (w - 1)) - 1
-        products = [a * b for a in (lo, hi) for b in (lo, hi)]
-        self.score_lo, self.score_hi = min(products) * d, max(products) * d
-        self.score = signed_width_for(self.score_lo, self.score_hi)
-        self.diff = (self.score_hi - self.score_lo).bit_length()
-        self.product = self.diff + config.scale_width
-        self.exp = config.exp_bits + 1
-        self.sum = (config.max_len << config.exp_bits).bit_length()
-        self.recip_shift = config.exp_bits + config.prob_bits + RECIP_GUARD_BITS
-        self.recip = config.prob_bits + RECIP_GUARD_BITS + 1
-        self.divide_cycles = -(-self.recip // DIVIDER_BITS_PER_CLOCK)
-        self.prob = config.prob_bits + 1
-        top = config.max_len << config.prob_bits
-        self.acc = signed_width_for(lo * top, hi * top)
-        self.index = max(1, (config.max_len - 1).bit_length())
-        self.kept = config.max_len.bit_length()
 
 
 class AttentionLayouts:
@@ -126,7 +94,6 @@ class AttentionUnit(wiring.Component):
 
     def __init__(self, config):
         self.config = config
-        self.widths = AttentionWidths(config)
         self.layouts = AttentionLayouts(config)
         super().__init__({
             "kv": In(stream.Signature(self.layouts.kv)),
@@ -134,32 +101,25 @@ class AttentionUnit(wiring.Component):
             "out": Out(stream.Signature(self.layouts.out)),
         })
 
-    def query_cycles(self, n, candidates, kept):
-        """Clocks from a query's handshake to its output's handshake, inclusive, with the output
-        always ready: handshake 1, scores n + 4, softmax candidates + 4, divide, p.V kept + 3,
-        out 1."""
-        return 1 + (n + 4) + (candidates + 4) + self.widths.divide_cycles + (kept + 3) + 1
-
     @property
     def latency(self):
         """Clocks from a query handshake to its output being valid, for a full-length sequence
-        with nothing pruned (the longest)."""
-        L = self.config.max_len
-        return self.query_cycles(L, L, L) - 1
+        with nothing pruned (the longest): the spec's `query_cycles` of the passes below."""
+        return self.config.latency
 
     def elaborate(self, platform):
         m = Module()
-        cfg, wid, lay = self.config, self.widths, self.layouts
+        cfg, lay = self.config, self.layouts
         d, L = cfg.head_dim, cfg.max_len
         F, P = cfg.exp_frac_bits, cfg.prob_bits
-        index_shape = unsigned(wid.index)
+        index_shape = unsigned(cfg.index_width)
         depth = max(L, 2)
 
         # Memories: K and V rows; this query's scores and exponentials, its candidate and kept lists.
         m.submodules.k_mem = k_mem = memory.Memory(shape=lay.row, depth=depth, init=[])
         m.submodules.v_mem = v_mem = memory.Memory(shape=lay.row, depth=depth, init=[])
-        m.submodules.score_mem = score_mem = memory.Memory(shape=signed(wid.score), depth=depth, init=[])
-        m.submodules.exp_mem = exp_mem = memory.Memory(shape=unsigned(wid.exp), depth=depth, init=[])
+        m.submodules.score_mem = score_mem = memory.Memory(shape=signed(cfg.score_width), depth=depth, init=[])
+        m.submodules.exp_mem = exp_mem = memory.Memory(shape=unsigned(cfg.exp_width), depth=depth, init=[])
         m.submodules.cand_mem = cand_mem = memory.Memory(shape=index_shape, depth=depth, init=[])
         m.submodules.kept_mem = kept_mem = memory.Memory(shape=index_shape, depth=depth, init=[])
         k_write, k_read = k_mem.write_port(), k_mem.read_port()
@@ -176,39 +136,39 @@ class AttentionUnit(wiring.Component):
         scale = Signal(cfg.scale_width)
         shift = Signal(SHIFT_WIDTH)
         last_query = Signal()
-        step = Signal(range(max(L, wid.recip) + 4))   # clock within the current pass
-        row_max = Signal(signed(wid.score))
-        candidates = Signal(wid.kept)             # positions appended to the candidate list
-        kept = Signal(wid.kept)                   # positions appended to the kept list
-        total = Signal(wid.sum)                   # sum of the kept exponentials
-        acc = Signal(data.ArrayLayout(signed(wid.acc), d))
+        step = Signal(range(max(L, cfg.recip_width) + 4))   # clock within the current pass
+        row_max = Signal(signed(cfg.score_width))
+        candidates = Signal(cfg.kept_width)             # positions appended to the candidate list
+        kept = Signal(cfg.kept_width)                   # positions appended to the kept list
+        total = Signal(cfg.sum_width)                   # sum of the kept exponentials
+        acc = Signal(data.ArrayLayout(signed(cfg.acc_width), d))
 
         # The pruning blocks exist only in the modes that use them.
         use_threshold = cfg.prune in ("threshold", "both")
         use_topk = cfg.prune in ("topk", "both")
-        m.submodules.exp2 = exp2 = Exp2(z_width=wid.product, frac_bits=F, exp_bits=cfg.exp_bits)
+        m.submodules.exp2 = exp2 = Exp2(z_width=cfg.product_width, frac_bits=F, exp_bits=cfg.exp_bits)
         m.submodules.recip = recip = SerialReciprocal(
-            numerator_log2=wid.recip_shift, divisor_width=wid.sum, quotient_width=wid.recip,
+            numerator_log2=cfg.recip_shift, divisor_width=cfg.sum_width, quotient_width=cfg.recip_width,
             bits_per_clock=DIVIDER_BITS_PER_CLOCK)
         m.d.comb += recip.divisor.eq(total)
         if use_topk:
-            m.submodules.topk = topk = TopK(k=cfg.top_k, score_shape=signed(wid.score),
-                                            index_width=wid.index)
+            m.submodules.topk = topk = TopK(k=cfg.top_k, score_shape=signed(cfg.score_width),
+                                            index_width=cfg.index_width)
 
         # Pass pipelines: a valid bit and a position travel with each stage's data.
         def stage(name, **fields):
             return Signal(data.StructLayout({"valid": 1, "last": 1, "index": index_shape, **fields}), name=name)
         score_stage = stage("score_stage")
-        score_done = stage("score_done", score=signed(wid.score))
-        cand_diff = stage("cand_diff", topk=1, diff=unsigned(wid.diff))
-        cand_product = stage("cand_product", topk=1, product=unsigned(wid.product))
+        score_done = stage("score_done", score=signed(cfg.score_width))
+        cand_diff = stage("cand_diff", topk=1, diff=unsigned(cfg.diff_width))
+        cand_product = stage("cand_product", topk=1, product=unsigned(cfg.product_width))
         soft_list = stage("soft_list")
         soft_read = stage("soft_read")
-        soft_product = stage("soft_product", topk=1, product=unsigned(wid.product))
-        soft_z = stage("soft_z", topk=1, z=unsigned(wid.product))
+        soft_product = stage("soft_product", topk=1, product=unsigned(cfg.product_width))
+        soft_z = stage("soft_z", topk=1, z=unsigned(cfg.product_width))
         pv_list = stage("pv_list")
         pv_exp = stage("pv_exp")
-        pv_prob = stage("pv_prob", prob=unsigned(wid.prob))
+        pv_prob = stage("pv_prob", prob=unsigned(cfg.prob_width))
 
         # Default: the first stage of every pass empties unless its pass feeds it.
         m.d.sync += [score_stage.valid.eq(0), soft_list.valid.eq(0), pv_list.valid.eq(0)]
@@ -219,9 +179,9 @@ class AttentionUnit(wiring.Component):
 
         # One scaler (difference to the max -> z in log2 units) serves the scores pass's filter and
         # the softmax pass, which never overlap: multiply, then shift, each behind a register.
-        scaler_diff = Signal(wid.diff)
-        scaler_product = Signal(wid.product)
-        scaler_z = Signal(wid.product)
+        scaler_diff = Signal(cfg.diff_width)
+        scaler_product = Signal(cfg.product_width)
+        scaler_z = Signal(cfg.product_width)
         m.d.comb += [
             scaler_product.eq(scaler_diff * scale),
             scaler_z.eq(Mux(cand_product.valid, cand_product.product, soft_product.product) >> shift),
@@ -311,14 +271,14 @@ class AttentionUnit(wiring.Component):
             exp_read.addr.eq(kept_read.data),
             v_read.addr.eq(pv_exp.index),
         ]
-        rounded = Signal(wid.prob + wid.recip + cfg.exp_bits + 1)
-        m.d.comb += rounded.eq(exp_read.data * recip.quotient + (1 << (wid.recip_shift - P - 1)))
+        rounded = Signal(cfg.prob_width + cfg.recip_width + cfg.exp_bits + 1)
+        m.d.comb += rounded.eq(exp_read.data * recip.quotient + (1 << (cfg.recip_shift - P - 1)))
         m.d.sync += [
             pv_exp.valid.eq(pv_list.valid),
             pv_exp.last.eq(pv_list.last),
             pv_exp.index.eq(kept_read.data),
             *follow(pv_prob, pv_exp),
-            pv_prob.prob.eq(rounded[wid.recip_shift - P:]),
+            pv_prob.prob.eq(rounded[cfg.recip_shift - P:]),
         ]
         with m.If(pv_prob.valid):
             for i in range(d):
@@ -327,7 +287,7 @@ class AttentionUnit(wiring.Component):
         # --- output: round half up, saturate -------------------------------------------------------
         o_lo, o_hi = -(1 << (cfg.out_width - 1)), (1 << (cfg.out_width - 1)) - 1
         for i in range(d):
-            shifted = Signal(signed(wid.acc + 1), name=f"out_rounded_{i}")
+            shifted = Signal(signed(cfg.acc_width + 1), name=f"out_rounded_{i}")
             m.d.comb += shifted.eq((acc[i] + (1 << (P - 1))) >> P)
             with m.If(shifted > o_hi):
                 m.d.comb += self.out.payload.out[i].eq(o_hi)
@@ -392,7 +352,7 @@ class AttentionUnit(wiring.Component):
             with m.State("DIVIDE"):
                 m.d.comb += recip.step.eq(1)
                 m.d.sync += step.eq(step + 1)
-                with m.If(step == wid.divide_cycles - 1):
+                with m.If(step == cfg.divide_cycles - 1):
                     m.d.sync += step.eq(0)
                     m.next = "WEIGH"
 

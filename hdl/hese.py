@@ -18,29 +18,13 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-MAX_WIDTH = 32
-
-
-def max_exponent(width, signed):
-    """Largest exponent of a `width`-bit value's terms, before or after truncation.
-
-    Signed: |v| <= 2**(width-1), so up to width-1 (127 = +128 - 1). Unsigned: up to width.
-    """
-    return width - 1 if signed else width
-
-
-def max_terms(width, signed):
-    """Most HESE terms any `width`-bit value has: floor(2 * (bits + 1) / 3) for magnitudes below
-    2**bits, bits = width - 1 when signed (-2**(width-1) itself has one term)."""
-    bits = width - 1 if signed else width
-    return max(1, 2 * (bits + 1) // 3)
-
+from spec.terms import MAX_TERM_WIDTH, exponent_width, term_max_exponent, term_value_max_terms
 
 def term_layout(max_exp):
     return data.StructLayout({
         "valid": 1,
         "sign": 1,                                  # 1 = negative
-        "exponent": unsigned(max(1, max_exp.bit_length())),
+        "exponent": unsigned(exponent_width(max_exp)),
     })
 
 
@@ -52,12 +36,12 @@ def term_list_layout(max_exp, budget):
 def check_format(width, signed, budget):
     """Validated (width, signed, budget) of a HESE-encoded value; ValueError with a clear message."""
     width = operator.index(width)
-    if not 2 <= width <= MAX_WIDTH:
-        raise ValueError(f"width must be between 2 and {MAX_WIDTH}, not {width}")
+    if not 2 <= width <= MAX_TERM_WIDTH:
+        raise ValueError(f"width must be between 2 and {MAX_TERM_WIDTH}, not {width}")
     if not isinstance(signed, bool):
         raise ValueError(f"signed must be True or False, not {signed!r}")
     budget = operator.index(budget)
-    most = max_terms(width, signed)
+    most = term_value_max_terms(width, signed)
     if not 1 <= budget <= most:
         raise ValueError(f"a {width}-bit {'signed' if signed else 'unsigned'} value has at most {most} "
                          f"terms: budget must be between 1 and {most}, not {budget}")
@@ -67,8 +51,8 @@ def check_format(width, signed, budget):
 def encode(m, value, *, width, signed, budget):
     """Combinational HESE encoding of `value` truncated to `budget` terms; returns the term list
     as a plain Value (Cat of the slots, laid out as term_list_layout)."""
-    max_exp = max_exponent(width, signed)
-    exp_width = max(1, max_exp.bit_length())
+    max_exp = term_max_exponent(width, signed)
+    exp_width = exponent_width(max_exp)
     magnitude = Signal(width, name="magnitude")
     negative = Signal(name="negative")
     if signed:
@@ -133,12 +117,12 @@ class HeseEncoder(wiring.Component):
     Members
     -------
     value : In(signed(width) or unsigned(width))
-    terms : Out(term_list_layout(max_exponent(width, signed), budget)), largest first.
+    terms : Out(term_list_layout(term_max_exponent(width, signed), budget)), largest first.
     """
 
     def __init__(self, *, width, signed, budget):
         self.width, self.signed, self.budget = check_format(width, signed, budget)
-        self.max_exponent = max_exponent(self.width, self.signed)
+        self.max_exponent = term_max_exponent(self.width, self.signed)
         self.value_shape = value_shape(self.width, self.signed)
         self.terms_layout = term_list_layout(self.max_exponent, self.budget)
         super().__init__({
@@ -162,12 +146,12 @@ class HeseEncoderStream(wiring.Component):
     Members
     -------
     values : In(stream.Signature(signed(width) or unsigned(width)))
-    terms  : Out(stream.Signature(term_list_layout(max_exponent(width, signed), budget)))
+    terms  : Out(stream.Signature(term_list_layout(term_max_exponent(width, signed), budget)))
     """
 
     def __init__(self, *, width, signed, budget):
         self.width, self.signed, self.budget = check_format(width, signed, budget)
-        self.max_exponent = max_exponent(self.width, self.signed)
+        self.max_exponent = term_max_exponent(self.width, self.signed)
         self.terms_layout = term_list_layout(self.max_exponent, self.budget)
         super().__init__({
             "values": In(stream.Signature(value_shape(self.width, self.signed))),

@@ -246,7 +246,7 @@ def link_credits(config, tx_buffer):
 
 def link_descriptor(config, credits):
     """The 16 bytes that answer 'I' (see the protocol above)."""
-    tq = config.mac == "tq"
+    tq = config.mac_style.uses_terms
     flags = (int(config.act_signed) | int(config.weight_signed) << 1 | int(config.double_buffer) << 2
              | int(tq) << 3)
     return bytes([

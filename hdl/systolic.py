@@ -39,12 +39,7 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cell import ColumnCombiningCell
-from .hese import HeseEncoder, max_exponent, term_list_layout
-from .tq import TermPairMultiply
-
-
-def _data_shape(width, is_signed):
-    return signed(width) if is_signed else unsigned(width)
+from .macs import MAC_HARDWARE, value_shape
 
 
 class ArrayLayouts:
@@ -55,16 +50,11 @@ class ArrayLayouts:
     """
 
     def __init__(self, config):
-        self.act = _data_shape(config.act_width, config.act_signed)
-        if config.mac == "tq":
-            self.weight_max_exponent = max_exponent(config.weight_width, config.weight_signed)
-            self.act_max_exponent = max_exponent(config.act_width, config.act_signed)
-            self.weight = term_list_layout(self.weight_max_exponent, config.weight_terms)
-            self.operand = term_list_layout(self.act_max_exponent, config.data_terms)
-        else:
-            self.weight = _data_shape(config.weight_width, config.weight_signed)
-            self.operand = self.act
-        self.select = unsigned((config.alpha - 1).bit_length())
+        mac = MAC_HARDWARE[config.mac]
+        self.act = value_shape(config.act_width, config.act_signed)
+        self.weight = mac.weight_shape(config)
+        self.operand = mac.operand_shape(config)
+        self.select = unsigned(config.select_width)
         row = {"weights": data.ArrayLayout(self.weight, config.cols)}
         if config.alpha > 1:
             row["selects"] = data.ArrayLayout(self.select, config.cols)
@@ -90,8 +80,7 @@ class ArrayLayouts:
 class SystolicArray(wiring.Component):
     """An R x C column-combining systolic array with streaming weights, activations and results.
 
-    `config` is any object with the attributes of `software.config.ArrayConfig` (hdl/ does not
-    import software/: the golden models must stay independent of the hardware they check).
+    `config` is a spec.array.ArrayConfig: every width, the MAC style and the latency come from it.
 
     Members
     -------
@@ -112,13 +101,14 @@ class SystolicArray(wiring.Component):
     @property
     def latency(self):
         """Clocks from an activation handshake to its result being valid, without stalls."""
-        return self.config.cols + 2
+        return self.config.latency
 
     def elaborate(self, platform):
         m = Module()
         cfg, lay = self.config, self.layouts
         rows, cols, alpha = cfg.rows, cfg.cols, cfg.alpha
-        banks = 2 if cfg.double_buffer else 1
+        banks = cfg.banks
+        mac = MAC_HARDWARE[cfg.mac]
 
         # The pipeline moves unless a result is waiting and not being taken.
         advance = Signal()
@@ -199,19 +189,10 @@ class SystolicArray(wiring.Component):
             with m.Else():
                 m.d.sync += batch_addr.eq(batch_addr + 1)
 
-        # Term quantization: every activation is HESE-encoded once, before the stage-0 register,
-        # and the skew lines carry its terms to the whole column.
-        if cfg.mac == "tq":
-            encoded = []
-            for k in range(cols * alpha):
-                encoder = HeseEncoder(width=cfg.act_width, signed=cfg.act_signed, budget=cfg.data_terms)
-                m.submodules[f"hese_{k}"] = encoder
-                m.d.comb += encoder.value.eq(beat.data[k])
-                encoded.append(encoder.terms.as_value())
-            group_input = lambda g: Cat(encoded[g * alpha:(g + 1) * alpha])
-        else:
-            group_input = lambda g: beat.data.as_value()[g * alpha * lay.act.width:
-                                                         (g + 1) * alpha * lay.act.width]
+        # The MAC style's operand of every activation, made once at the array's edge (before the
+        # stage-0 register; a TQ array HESE-encodes it), so the skew lines carry it to the column.
+        operands = [mac.edge_operand(m, cfg, beat.data[k], f"hese_{k}") for k in range(cols * alpha)]
+        group_input = lambda g: Cat(operands[g * alpha:(g + 1) * alpha])
 
         # Input skew: group g is registered at stage 0 and delayed g more clocks.
         group_layout = data.ArrayLayout(lay.operand, alpha)
@@ -225,10 +206,7 @@ class SystolicArray(wiring.Component):
             skewed.append(line[g])
 
         # The cells.
-        multiply = None
-        if cfg.mac == "tq":
-            multiply = TermPairMultiply(weight_max_exponent=lay.weight_max_exponent,
-                                        data_max_exponent=lay.act_max_exponent)
+        multiply = mac.multiply(cfg)
         row_sums = []
         for r in range(rows):
             psum = Const(0, signed(cfg.acc_width))

@@ -27,9 +27,10 @@ from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .hese import check_format, encode, max_exponent, term_list_layout, value_shape
+from spec.terms import term_product_width
+from spec.tq import TQConfig
 
-FORMS = ("serial", "parallel")
+from .hese import encode, term_list_layout, value_shape
 
 
 def pair_term(m, weight_term, data_term, width):
@@ -74,18 +75,13 @@ def term_pair_sum(m, weight_terms, data_terms, width):
     return sum_tree([pair_term(m, w, x, width) for w in weight_terms for x in data_terms], width)
 
 
-def product_width(weight_max_exponent, data_max_exponent):
-    """Signed bits of a product of two values of magnitude up to 2**max_exponent each."""
-    return weight_max_exponent + data_max_exponent + 2
-
-
 class TermPairMultiply:
     """The product of a term-quantized array cell: (data terms, weight terms) -> their pair sum.
 
     A callable with a `shape`, as hdl.cell.ColumnCombiningCell's `multiply` expects."""
 
     def __init__(self, *, weight_max_exponent, data_max_exponent):
-        self.width = product_width(weight_max_exponent, data_max_exponent)
+        self.width = term_product_width(weight_max_exponent, data_max_exponent)
         self.shape = signed(self.width)
 
     def __call__(self, m, operand, weight):
@@ -104,7 +100,7 @@ class TermPairProduct(wiring.Component):
     """
 
     def __init__(self, *, weight_max_exponent, weight_terms, data_max_exponent, data_terms):
-        self.width = product_width(weight_max_exponent, data_max_exponent)
+        self.width = term_product_width(weight_max_exponent, data_max_exponent)
         super().__init__({
             "weight": In(term_list_layout(weight_max_exponent, weight_terms)),
             "data": In(term_list_layout(data_max_exponent, data_terms)),
@@ -144,13 +140,7 @@ class TQMultiplier(wiring.Component):
     Each stage moves when the next one has room, so the unit stalls on back-pressure without
     losing or duplicating a beat, and takes new operands in the clock its job sends its last pair.
 
-    Parameters (keyword-only)
-    -------------------------
-    width          bits of the integer values (weights before encoding, activations).
-    signed         whether activations are signed (weights: `weight_signed`, default True).
-    weight_terms   term slots per weight (the front-end's per-weight budget).
-    data_terms     the activation's term budget: its HESE encoding keeps this many terms.
-    form           "serial" (one term pair per clock) or "parallel" (all pairs in one clock).
+    `config` is a spec.tq.TQConfig: widths, term budgets, form and latency come from it.
 
     Members
     -------
@@ -158,15 +148,15 @@ class TQMultiplier(wiring.Component):
     products : Out(stream.Signature(signed(product_width)))
     """
 
-    def __init__(self, *, width, signed, weight_terms, data_terms, form="serial", weight_signed=True):
-        if form not in FORMS:
-            raise ValueError(f"form must be one of {', '.join(FORMS)}, not {form!r}")
-        self.width, self.signed, self.data_terms = check_format(width, signed, data_terms)
-        _, self.weight_signed, self.weight_terms = check_format(width, weight_signed, weight_terms)
-        self.form = form
-        self.weight_max_exponent = max_exponent(self.width, self.weight_signed)
-        self.data_max_exponent = max_exponent(self.width, self.signed)
-        self.product_width = product_width(self.weight_max_exponent, self.data_max_exponent)
+    def __init__(self, config):
+        if not isinstance(config, TQConfig):
+            raise TypeError(f"TQMultiplier needs a spec.tq.TQConfig, not {type(config).__name__}")
+        self.config = config
+        self.width, self.signed, self.weight_signed = config.width, config.signed, config.weight_signed
+        self.weight_terms, self.data_terms, self.form = config.weight_terms, config.data_terms, config.form
+        self.weight_max_exponent = config.weight_max_exponent
+        self.data_max_exponent = config.data_max_exponent
+        self.product_width = config.product_width
         self.weight_layout = term_list_layout(self.weight_max_exponent, self.weight_terms)
         self.data_layout = term_list_layout(self.data_max_exponent, self.data_terms)
         self.operands_layout = data.StructLayout({"weight": self.weight_layout,
@@ -179,8 +169,8 @@ class TQMultiplier(wiring.Component):
     @property
     def latency(self):
         """Clocks from an operand handshake to its product being valid, for a product of at most
-        one term pair (serial: 2 + max(1, pairs) in general)."""
-        return 3
+        one term pair (serial: 2 + max(1, pairs) in general): the spec's three register stages."""
+        return self.config.latency
 
     def elaborate(self, platform):
         m = Module()

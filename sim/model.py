@@ -18,53 +18,28 @@ import argparse
 import dataclasses
 import json
 import pathlib
-import subprocess
 import sys
 import time
 
 import numpy as np
 
-from software.config import ArrayConfig
+from spec import ArrayConfig
+from gen.design import generate as generate_design
+from gen.design import write
 from software.cycles import layer_cycles
 from software.schedule import schedule_layer
 
 from .array import run_schedule
-from .runner import PROJECT_ROOT, build
-
-
-def gen_flags(config: ArrayConfig) -> list:
-    """The `python -m gen` arguments that generate exactly ``config``."""
-    flags = ["--rows", str(config.rows), "--cols", str(config.cols)]
-    flags += ["--sparsity", "dense"] if config.alpha == 1 else ["--sparsity", "colcomb", "--alpha", str(config.alpha)]
-    flags += ["--act-width", str(config.act_width), "--act-signed" if config.act_signed else "--no-act-signed",
-              "--weight-width", str(config.weight_width),
-              "--weight-signed" if config.weight_signed else "--no-weight-signed",
-              "--acc-width", str(config.acc_width), "--multiplier", config.multiplier,
-              "--double-buffer" if config.double_buffer else "--no-double-buffer",
-              "--max-batch", str(config.max_batch)]
-    mac = getattr(config, "mac", "int")
-    if mac != "int":
-        flags += ["--mac", mac, "--weight-terms", str(config.weight_terms), "--data-terms", str(config.data_terms)]
-    return flags
-
-
-def design_name(config: ArrayConfig) -> str:
-    return (f"{config.rows}x{config.cols}_a{config.alpha}_{'s' if config.act_signed else 'u'}{config.act_width}"
-            f"_{'s' if config.weight_signed else 'u'}{config.weight_width}_acc{config.acc_width}"
-            f"_{'db' if config.double_buffer else 'sb'}_b{config.max_batch}"
-            + (f"_tq{config.weight_terms}x{config.data_terms}" if getattr(config, "mac", "int") != "int" else ""))
+from .runner import build
 
 
 def generate(config: ArrayConfig, build_root="sim_build") -> pathlib.Path:
-    """Generate the Verilog of ``config`` (once) and return its directory."""
-    gen_dir = pathlib.Path(build_root).resolve() / "models" / design_name(config)
+    """Generate the Verilog of ``config`` in-process (once) and return its directory."""
+    gen_dir = pathlib.Path(build_root).resolve() / "models" / config.design_name
     manifest = gen_dir / "manifest.json"
     if manifest.exists() and json.loads(manifest.read_text())["config"] == config.as_dict():
         return gen_dir
-    done = subprocess.run([sys.executable, "-m", "gen", *gen_flags(config), "-o", str(gen_dir)],
-                          capture_output=True, text=True, cwd=PROJECT_ROOT)
-    if done.returncode != 0:
-        raise RuntimeError(f"python -m gen failed: {done.stderr.strip()}")
+    write(generate_design(config), gen_dir)
     return gen_dir
 
 
@@ -139,7 +114,7 @@ def main(argv=None):
     labels = split.y_test[:n].numpy()
     start = time.perf_counter()
     built = build_array(int_model.config, args.build_root)
-    print(f"array {design_name(int_model.config)}: generated and built in {time.perf_counter() - start:.0f} s")
+    print(f"array {int_model.config.design_name}: generated and built in {time.perf_counter() - start:.0f} s")
     golden = int_model.run_golden(x_int)
     logits, runs = run_model(int_model, x_int, built, stall=args.stall)
     for r in runs:

@@ -10,7 +10,7 @@ import os
 import pathlib
 import time
 
-from software.config import ArrayConfig
+from spec import config_from_manifest
 
 from .lint import WAIVERS
 from .toolchain import use_verilator
@@ -56,7 +56,7 @@ class SimulationError(AssertionError):
 class Build:
     build_dir: pathlib.Path
     manifest: dict
-    config: object          # the unit's configuration (ArrayConfig unless build() was told otherwise)
+    config: object          # the unit's spec configuration, from the manifest
     seconds: float          # Verilator + C++ compile time (0 when reused)
 
     @property
@@ -64,11 +64,9 @@ class Build:
         return self.manifest["top"]
 
 
-def build(gen_dir, build_root="sim_build", *, always=False, optimize=False, config_type=ArrayConfig):
-    """Verilate the design `python -m gen` wrote into `gen_dir` (cached by Verilog hash).
-
-    `config_type.from_dict(manifest["config"])` becomes the Build's config: another unit (e.g.
-    software.tq.TQConfig for `--unit tq`) passes its own configuration class."""
+def build(gen_dir, build_root="sim_build", *, always=False, optimize=False):
+    """Verilate the design gen/ wrote into `gen_dir` (cached by Verilog hash). The Build's config
+    is the manifest's, read as the configuration of the unit the manifest names."""
     from cocotb_tools.runner import VerilatorControlFile, Verilog, get_runner
     use_verilator()
     gen_dir = pathlib.Path(gen_dir)
@@ -89,7 +87,7 @@ def build(gen_dir, build_root="sim_build", *, always=False, optimize=False, conf
     else:
         seconds = 0.0
     return Build(build_dir=build_dir, manifest=manifest,
-                 config=config_type.from_dict(manifest["config"]), seconds=seconds)
+                 config=config_from_manifest(manifest), seconds=seconds)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,16 +102,35 @@ class Run:
         return self.total_cycles / self.sim_seconds if self.sim_seconds else 0.0
 
 
-def run_streams(built, weight_beats, activation_beats, expected_results, *, stall=0.0, seed=0,
+def stream_ports(manifest):
+    """(input stream names, output stream names) of a unit, in the manifest's order."""
+    streams = [p for p in manifest["ports"] if p.get("protocol") == "valid/ready"]
+    return ([p["name"] for p in streams if p["direction"] == "in"],
+            [p["name"] for p in streams if p["direction"] == "out"])
+
+
+def run_streams(built, inputs, expected, *, stall=0.0, seed=0, budget=None, work=0, reset_after=None,
                 name="run"):
-    """Drive the streams (random valid/ready stalls with probability `stall`) and check every result
-    beat against `expected_results` (words). Raises SimulationError on any mismatch."""
-    data = run_testbench(built, "sim.tb_array", {
-        "weights": [hex(w) for w in weight_beats],
-        "activations": [hex(a) for a in activation_beats],
-        "expected": [hex(r) for r in expected_results],
-        "stall": stall, "seed": seed,
-        "latency": built.manifest["latency"],
+    """Drive any unit's input streams with `inputs` ({stream name: words}) and check every beat of
+    its output stream against `expected` (words), with random valid/ready stalls of probability
+    `stall` on every stream (sim/tb_streams.py). The stream names come from the manifest.
+
+    `budget`: most clocks before the run counts as hung (default: every beat stalled many times
+    over, plus `work` clocks the unit spends computing). `reset_after`: reset the unit once that
+    many output beats were taken and replay everything; the replay must be exact.
+    Returns a Run; raises SimulationError on any mismatch, lost, extra or late beat."""
+    ins, outs = stream_ports(built.manifest)
+    if sorted(inputs) != sorted(ins) or len(outs) != 1:
+        raise ValueError(f"{built.top} has input streams {ins} and output streams {outs}; "
+                         f"the stimulus gives {sorted(inputs)}")
+    beats = sum(len(w) for w in inputs.values()) + len(expected)
+    if budget is None:
+        budget = (beats + built.manifest["latency"] + 10) * 50 + 4 * work
+    data = run_testbench(built, "sim.tb_streams", {
+        "inputs": {stream: [hex(w) for w in inputs[stream]] for stream in ins},
+        "output": outs[0], "expected": [hex(e) for e in expected],
+        "stall": stall, "seed": seed, "budget": budget * (2 if reset_after is not None else 1),
+        "drain": built.manifest["latency"] + 8 + getattr(built.config, "max_work", 0), "reset_after": reset_after,
     }, name=name)
     return Run(results=[int(r, 16) for r in data["results"]], cycles=data["cycles"],
                sim_seconds=data["sim_seconds"], total_cycles=data["total_cycles"])

@@ -24,7 +24,7 @@ from cocotb.task import bridge, resume
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
 from software.colcomb import ColumnCombining
-from software.config import ArrayConfig
+from spec import ArrayConfig
 from software.host import Board, HostLinkError, self_test
 
 CLOCK_PS = 10_000

@@ -35,7 +35,7 @@ against the running maximum max_{i <= j} s_i. The running maximum never exceeds 
 a rank among a prefix never exceeds the final rank, so every kept position is a candidate.
 
 Cycles (`query_cycles`, asserted equal to the RTL's in tests): loading n rows takes n clocks; a
-query then takes n + candidates + kept + divide_cycles + QUERY_OVERHEAD clocks: the scores pass
+query then takes n + candidates + kept + divide_cycles + QUERY_OVERHEAD (spec/attention.py) clocks: the scores pass
 visits every position, the softmax pass only the candidates, p.V only the kept positions, and the
 divider produces 4 bits of the reciprocal per clock. Without pruning, candidates = kept = n.
 """
@@ -45,20 +45,8 @@ import math
 
 import numpy as np
 
-from .attention_config import SHIFT_WIDTH
+from spec.attention import SHIFT_WIDTH
 
-# Clocks of a query beyond n + candidates + kept + divide_cycles: the query handshake (1), the
-# scores pipeline's drain (4), the softmax pipeline's drain (4), the p.V pipeline's drain (3) and
-# the output handshake (1).
-QUERY_OVERHEAD = 13
-
-CYCLE_FORMULA = (
-    "per head: n (one K/V row per clock) + sum over its queries of "
-    f"(n + candidates + kept + divide_cycles + {QUERY_OVERHEAD}), "
-    "divide_cycles = ceil(recip_width / 4); "
-    "counted from the first kv handshake to the last out handshake, inclusive, "
-    "with inputs always valid and the output always ready"
-)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +142,7 @@ def golden_head(config, q, k, v, mul, shift):
 def query_cycles(config, n, candidates, kept):
     """Clocks of one query against n rows: `candidates` pass the scoring filter, `kept` survive
     pruning."""
-    return n + candidates + kept + config.divide_cycles + QUERY_OVERHEAD
+    return config.query_cycles(n, candidates, kept)
 
 
 def head_cycles(config, n, candidates, kept):

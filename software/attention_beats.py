@@ -14,17 +14,14 @@ Stream order: n kv beats (last on the n-th), then queries, each answered by one 
 the next query is taken; after a query with `last`, the next sequence's kv beats.
 """
 
-from .attention_config import SHIFT_WIDTH
+from spec.attention import SHIFT_WIDTH
+
 from .beats import pack_fields, unpack_fields
 
 
 def kv_beat(config, key, value, *, last):
     d, w = config.head_dim, config.data_width
     return pack_fields(key, w) | (pack_fields(value, w) << (d * w)) | (int(last) << (2 * d * w))
-
-
-def kv_beat_width(config):
-    return 2 * config.head_dim * config.data_width + 1
 
 
 def query_beat(config, q, scale, shift, *, last):
@@ -35,10 +32,6 @@ def query_beat(config, q, scale, shift, *, last):
     word |= int(scale) << (d * w)
     word |= int(shift) << (d * w + config.scale_width)
     return word | (int(last) << (d * w + config.scale_width + SHIFT_WIDTH))
-
-
-def query_beat_width(config):
-    return config.head_dim * config.data_width + config.scale_width + SHIFT_WIDTH + 1
 
 
 def out_values(config, word):
@@ -53,49 +46,9 @@ def out_beat(config, out, kept):
     return pack_fields(out, config.out_width) | (int(kept) << (config.head_dim * config.out_width))
 
 
-def out_beat_width(config):
-    return config.head_dim * config.out_width + config.kept_width
-
-
 def head_beats(config, k, v, q, mul, shift):
     """kv beats and query beats of one head (its sequence K, V and its m queries)."""
     n, m = len(k), len(q)
     kv = [kv_beat(config, k[j], v[j], last=j == n - 1) for j in range(n)]
     queries = [query_beat(config, q[i], mul[i], shift[i], last=i == m - 1) for i in range(m)]
     return kv, queries
-
-
-def manifest_ports(config):
-    """Port descriptions for the manifest: names as in the generated Verilog, widths, packing."""
-    def stream(name, direction, width, packing):
-        return {
-            "name": name, "direction": direction, "protocol": "valid/ready",
-            "signals": {f"{name}__payload": width, f"{name}__valid": 1, f"{name}__ready": 1},
-            "payload_width": width, "payload": packing,
-        }
-    d, w, W = config.head_dim, config.data_width, config.scale_width
-    kv = [
-        {"field": "key", "count": d, "width": w, "signed": True, "lsb": 0},
-        {"field": "value", "count": d, "width": w, "signed": True, "lsb": d * w},
-        {"field": "last", "width": 1, "lsb": 2 * d * w, "note": "last row of the sequence"},
-    ]
-    query = [
-        {"field": "q", "count": d, "width": w, "signed": True, "lsb": 0},
-        {"field": "scale", "width": W, "signed": False, "lsb": d * w,
-         "note": "score multiplier m: z = ((max score - score) * m) >> shift"},
-        {"field": "shift", "width": SHIFT_WIDTH, "signed": False, "lsb": d * w + W},
-        {"field": "last", "width": 1, "lsb": d * w + W + SHIFT_WIDTH,
-         "note": "last query against this K, V: then load the next sequence"},
-    ]
-    out = [
-        {"field": "out", "count": d, "width": config.out_width, "signed": True, "lsb": 0},
-        {"field": "kept", "width": config.kept_width, "signed": False, "lsb": d * config.out_width,
-         "note": "positions that survived pruning and were multiplied by V"},
-    ]
-    return [
-        {"name": "clk", "direction": "in", "width": 1},
-        {"name": "rst", "direction": "in", "width": 1, "note": "synchronous, active high"},
-        stream("kv", "in", kv_beat_width(config), kv),
-        stream("query", "in", query_beat_width(config), query),
-        stream("out", "out", out_beat_width(config), out),
-    ]

@@ -1,4 +1,4 @@
-"""Bit packing of the array's stream payloads, as documented in the manifest.
+"""Bit packing of the array's stream payloads, as the manifest describes them (spec/array.py).
 
 Fields are packed least significant bit first, in the order listed; arrays put element 0 lowest.
   weights beat     : weights[C] (weight_width each), then selects[C] (select_width each; absent if
@@ -52,19 +52,10 @@ def pack_terms(signs, exponents, slots, term_width):
     return word
 
 
-def term_fields(term_width):
-    """Manifest description of one term's bits."""
-    return [
-        {"field": "valid", "width": 1, "lsb": 0, "note": "0 = unused slot (then all bits are 0)"},
-        {"field": "sign", "width": 1, "lsb": 1, "note": "1 = negative"},
-        {"field": "exponent", "width": term_width - 2, "lsb": 2, "signed": False},
-    ]
-
-
 def weight_beat(config, weights, selects, terms=None):
     """One row's weight beat. mac "tq": `terms` = (signs, exponents), each C x T, largest first."""
     cols = config.cols
-    if config.mac == "tq":
+    if config.mac_style.uses_terms:
         if terms is None:
             raise ValueError("a term-quantized array needs the weights' terms")
         signs, exponents = terms
@@ -79,32 +70,20 @@ def weight_beat(config, weights, selects, terms=None):
     return word
 
 
-def weight_beat_width(config):
-    return config.cols * (config.weight_field_width + config.select_width)
-
-
 def activation_beat(config, values, *, last, clear, emit):
     data_bits = config.inputs * config.act_width
     word = pack_fields(values, config.act_width)
     return word | (int(last) << data_bits) | (int(clear) << (data_bits + 1)) | (int(emit) << (data_bits + 2))
 
 
-def activation_beat_width(config):
-    return config.inputs * config.act_width + 3
-
-
 def result_values(config, word):
     return unpack_fields(int(word), config.acc_width, config.rows, signed=True)
-
-
-def result_beat_width(config):
-    return config.rows * config.acc_width
 
 
 def tile_beats(config, tile):
     """(weight beats, activation beats) of one tile, in stream order."""
     terms = [None] * config.rows
-    if config.mac == "tq":
+    if config.mac_style.uses_terms:
         terms = [(tile.term_signs[r], tile.term_exponents[r]) for r in range(config.rows)]
     weights = [weight_beat(config, tile.weights[r], tile.selects[r], terms[r]) for r in range(config.rows)]
     n = tile.batch
@@ -122,49 +101,3 @@ def schedule_beats(schedule):
         acts += a
         results += tile.batch if tile.emit else 0
     return weights, acts, results
-
-
-def stream_port(name, direction, width, packing):
-    """Manifest entry of a valid/ready stream port as Amaranth names its Verilog signals."""
-    return {
-        "name": name, "direction": direction, "protocol": "valid/ready",
-        "signals": {f"{name}__payload": width, f"{name}__valid": 1, f"{name}__ready": 1},
-        "payload_width": width, "payload": packing,
-    }
-
-
-def manifest_ports(config):
-    """Port descriptions for the manifest: names as in the generated Verilog, widths, packing."""
-    stream = stream_port
-    C, R, A = config.cols, config.rows, config.alpha
-    if config.mac == "tq":
-        weights = [{"field": "weights", "count": C, "width": config.weight_field_width, "lsb": 0,
-                    "note": f"each weight a list of {config.weight_terms} terms +-2**exponent, largest "
-                            f"first, unused slots 0; the weight is their sum",
-                    "element": {"field": "terms", "count": config.weight_terms,
-                                "width": config.weight_term_width,
-                                "fields": term_fields(config.weight_term_width)}}]
-    else:
-        weights = [{"field": "weights", "count": C, "width": config.weight_width,
-                    "signed": config.weight_signed, "lsb": 0}]
-    if A > 1:
-        weights.append({"field": "selects", "count": C, "width": config.select_width,
-                        "signed": False, "lsb": C * config.weight_field_width})
-    data_bits = config.inputs * config.act_width
-    acts = [
-        {"field": "data", "count": C * A, "width": config.act_width, "signed": config.act_signed,
-         "lsb": 0, "note": "group g's activation i is element g * alpha + i" + (
-             f"; the array HESE-encodes each and keeps its {config.data_terms} largest terms"
-             if config.mac == "tq" else "")},
-        {"field": "last", "width": 1, "lsb": data_bits, "note": "last vector of the tile"},
-        {"field": "clear", "width": 1, "lsb": data_bits + 1, "note": "first tile of an output block"},
-        {"field": "emit", "width": 1, "lsb": data_bits + 2, "note": "last tile: emit the sums"},
-    ]
-    results = [{"field": "sums", "count": R, "width": config.acc_width, "signed": True, "lsb": 0}]
-    return [
-        {"name": "clk", "direction": "in", "width": 1},
-        {"name": "rst", "direction": "in", "width": 1, "note": "synchronous, active high"},
-        stream("weights", "in", weight_beat_width(config), weights),
-        stream("activations", "in", activation_beat_width(config), acts),
-        stream("results", "out", result_beat_width(config), results),
-    ]

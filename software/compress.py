@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from .colcomb import dense_grouping, pack
-from .config import ArrayConfig
+from spec import ArrayConfig
 from .cycles import layer_cost
 from .intmodel import IntModel, TermBudget, export_model, plan_model
 from .jointopt import ColumnCombiningSchedule, MagnitudeSchedule, NMSchedule, TileWiseSchedule

@@ -3,14 +3,14 @@
 It assumes the weight and activation streams are always valid and results always ready, and counts
 from the clock of the first weight beat to the clock of the last result beat, inclusive.
 
-For tile t with n_t vectors (R rows, C columns, latency C + 2):
+For tile t with n_t vectors (R rows, C columns, `latency` clocks from spec/array.py):
   load_t  = first clock of its R weight beats
           = 0 for t = 0, else load_{t-1} + R           (one loader, R beats per tile)
             and no earlier than bank_free(t - banks)   (the bank it fills must be idle)
   issue_t = first clock of its vectors
           = max(issue_{t-1} + n_{t-1}, load_t + R)     (one vector per clock; weights loaded)
   bank_free(t) = issue_t + n_t + C                      (its last vector has left column C-1)
-  total   = issue_last + n_last - 1 + (C + 2) + 1
+  total   = issue_last + n_last - 1 + latency + 1
 With double buffering and n vectors per tile, tiles run back to back (one vector per clock) once
 n >= R + C; with fewer, part of each weight load shows.
 """
@@ -41,7 +41,7 @@ def layer_cycles(config, tile_batches):
         return 0
     _, issues = tile_timeline(config, tile_batches)
     last_accept = issues[-1] + tile_batches[-1] - 1
-    return last_accept + config.cols + 2 + 1
+    return last_accept + config.latency + 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,11 +61,3 @@ def layer_cost(schedule):
     cfg = schedule.config
     return LayerCost(tiles=len(schedule.tiles), cycles=layer_cycles(cfg, schedule.tile_batches),
                      useful_macs=schedule.useful_macs, cells=cfg.rows * cfg.cols)
-
-
-# Written into the manifest, so that a reader of the JSON can predict cycles without Python.
-CYCLE_FORMULA = (
-    "load_0 = 0; load_t = max(load_{t-1} + R, issue_{t-banks} + n_{t-banks} + C); "
-    "issue_0 = R; issue_t = max(issue_{t-1} + n_{t-1}, load_t + R); "
-    "cycles = issue_last + n_last - 1 + (C + 2) + 1"
-)

@@ -56,7 +56,7 @@ class ArrayModel:
 
     def run_tile(self, tile):
         """Results (list of R-vectors) emitted by one tile."""
-        if self.config.mac == "tq":
+        if self.config.mac_style.uses_terms:
             sums = self.tile_sums(terms_value(tile.term_signs, tile.term_exponents), tile.selects,
                                   truncate_activations(self.config, tile.activations))
         else:

@@ -104,9 +104,9 @@ class Board:
         self.credits = None
         self.bytes_sent = 0
         self.bytes_received = 0
-        self._weight_bytes = beat_bytes(beats.weight_beat_width(config))
-        self._act_bytes = beat_bytes(beats.activation_beat_width(config))
-        self._result_bytes = beat_bytes(beats.result_beat_width(config))
+        self._weight_bytes = beat_bytes(config.weight_beat_width)
+        self._act_bytes = beat_bytes(config.activation_beat_width)
+        self._result_bytes = beat_bytes(config.result_beat_width)
         self._results = []
         self._outstanding = 0
 
@@ -256,7 +256,7 @@ def self_test(board, *, batch=16, seed=0, out_features=None, in_features=None, d
     w[rng.random(w.shape) >= density] = 0
     lo, hi = cfg.act_range
     x = rng.integers(lo, hi + 1, size=(batch, in_features))
-    if cfg.mac == "tq":
+    if cfg.mac_style.uses_terms:
         # A TQ cell holds `weight_terms` terms per weight: keep each weight's largest ones.
         import torch
         from .termquant import term_quantize_weights
@@ -268,7 +268,7 @@ def self_test(board, *, batch=16, seed=0, out_features=None, in_features=None, d
     y = board.run_layer(layer, x)
     seconds = time.perf_counter() - start
     # A TQ array multiplies each activation's first `data_terms` terms only.
-    x_used = truncate_activations(cfg, x) if cfg.mac == "tq" else x
+    x_used = truncate_activations(cfg, x) if cfg.mac_style.uses_terms else x
     mismatches = int(np.count_nonzero(y != reference_layer(layer.unpack(), x_used, cfg.acc_width)))
     return SelfTestResult(ok=mismatches == 0, out_features=out_features, in_features=in_features, batch=batch,
                           mismatches=mismatches, seconds=seconds, bytes_sent=board.bytes_sent - sent,

@@ -41,7 +41,8 @@ import torch
 from torch import nn
 
 from .colcomb import ColumnCombining, group_columns, pack
-from .config import ArrayConfig, signed_width_for
+from spec import ArrayConfig
+from spec.checks import signed_width_for
 from .golden import reference_layer
 from .quant import (
     compute_scale,

@@ -25,7 +25,7 @@ import os
 import numpy as np
 
 from .colcomb import ColumnCombining
-from .config import ArrayConfig, ConfigError
+from spec import ArrayConfig, ConfigError
 from .intmodel import ConvGeometry, IntLayer, IntModel, Reshape, TermBudget, check_array_config, ExportError
 
 FORMAT = "sparsegen-packed-model"

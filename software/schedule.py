@@ -94,7 +94,7 @@ def check_fits(config, layer):
         raise ScheduleError(f"layer packed with alpha={layer.alpha} does not fit an array with alpha={config.alpha}")
     lo, hi = config.operand_ranges[1]
     if layer.packed.size and (layer.packed.min() < lo or layer.packed.max() > hi):
-        kind = "term-quantized " if config.mac == "tq" else ""
+        kind = "term-quantized " if config.mac_style.uses_terms else ""
         raise ScheduleError(f"weights outside the array's {kind}{config.weight_width}-bit range [{lo}, {hi}]")
 
 
@@ -151,7 +151,7 @@ def schedule_layer(config, layer: ColumnCombining, x, *, terms=None):
     packed_terms); the activations are the integers before the array's HESE truncation.
     """
     check_fits(config, layer)
-    if terms is not None and config.mac != "tq":
+    if terms is not None and not config.mac_style.uses_terms:
         raise ScheduleError("weight terms are for a term-quantized array (mac 'tq')")
     x = np.asarray(x, dtype=np.int64)
     if x.ndim != 2 or x.shape[1] != layer.in_features:
@@ -172,7 +172,7 @@ def schedule_layer(config, layer: ColumnCombining, x, *, terms=None):
     weights[:F, :G] = layer.packed
     selects[:F, :G] = layer.select
     term_signs = term_exponents = None
-    if config.mac == "tq":
+    if config.mac_style.uses_terms:
         term_signs = np.zeros(weights.shape + (config.weight_terms,), dtype=np.int64)
         term_exponents = np.zeros_like(term_signs)
         term_signs[:F, :G], term_exponents[:F, :G] = packed_terms(config, layer, terms)

@@ -1,5 +1,5 @@
-"""The term-quantization multiplier unit (`python -m gen --unit tq`): its configuration, golden
-model, cycle model and payload packing. Written from DESIGN.md §3, never from hdl/.
+"""The term-quantization multiplier unit (`python -m gen --unit tq`): its golden model, cycle
+model and payload packing, for a spec.tq.TQConfig. Written from DESIGN.md §3, never from hdl/.
 
 Arithmetic. A weight is a list of at most `weight_terms` signed power-of-two terms (the
 front-end's encoding: a prefix of the HESE terms of a `width`-bit value, software/termquant.py).
@@ -19,88 +19,7 @@ Payloads, least significant bit first (element 0 lowest):
   products : the product, product_width bits, two's complement
 """
 
-import dataclasses
-
 from . import beats
-from .config import (MAX_DATA_WIDTH, ConfigError, FieldsConfig, check_int, term_max_exponent, term_value_max_terms,
-                     term_width)
-
-FORMS = ("serial", "parallel")
-TOP = "sparsegen_tq"
-
-CYCLE_FORMULA = ("work_k = max(1, n_w * n_x) (serial) or 1 (parallel), n_w = valid weight terms, "
-                 "n_x = data terms kept; cycles = sum_k work_k + 3, first operand handshake to last "
-                 "product handshake inclusive")
-
-
-@dataclasses.dataclass(frozen=True)
-class TQConfig(FieldsConfig):
-    """A streaming TQ multiplier.
-
-    width          bits of the integer values (weights before encoding, activations).
-    signed         signed activations (weights: weight_signed).
-    weight_terms   term slots per weight.
-    data_terms     terms the activation keeps after HESE encoding.
-    form           "serial" (one term pair per clock) or "parallel" (all pairs in one clock).
-    """
-
-    kind = "tq configuration"   # for messages; not a field (no annotation)
-
-    width: int = 8
-    signed: bool = True
-    weight_terms: int = 2
-    data_terms: int = 3
-    form: str = "serial"
-    weight_signed: bool = True
-
-    def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)
-        set_("width", check_int("width", self.width, 2, MAX_DATA_WIDTH))
-        for name in ("signed", "weight_signed"):
-            if not isinstance(getattr(self, name), bool):
-                raise ConfigError(f"{name} must be True or False, not {getattr(self, name)!r}")
-        for name, signed in (("weight_terms", self.weight_signed), ("data_terms", self.signed)):
-            set_(name, check_int(name, getattr(self, name), 1, term_value_max_terms(self.width, signed)))
-        if self.form not in FORMS:
-            raise ConfigError(f"form must be one of {', '.join(FORMS)}, not {self.form!r}")
-
-    @property
-    def weight_max_exponent(self):
-        return term_max_exponent(self.width, self.weight_signed)
-
-    @property
-    def data_max_exponent(self):
-        return term_max_exponent(self.width, self.signed)
-
-    @property
-    def weight_term_width(self):
-        return term_width(self.width, self.weight_signed)
-
-    @property
-    def product_width(self):
-        return self.weight_max_exponent + self.data_max_exponent + 2
-
-    @property
-    def operands_width(self):
-        return self.weight_terms * self.weight_term_width + self.width
-
-    @property
-    def latency(self):
-        """Clocks from an operand handshake to its product, for one clock of work."""
-        return 3
-
-    @property
-    def act_range(self):
-        if self.signed:
-            return -(1 << (self.width - 1)), (1 << (self.width - 1)) - 1
-        return 0, (1 << self.width) - 1
-
-    @property
-    def weight_range(self):
-        if self.weight_signed:
-            return -(1 << (self.width - 1)), (1 << (self.width - 1)) - 1
-        return 0, (1 << self.width) - 1
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -183,22 +102,3 @@ def product_value(config, word):
 
 def product_word(config, value):
     return beats.pack_fields([value], config.product_width)
-
-
-def manifest_ports(config):
-    weight_bits = config.weight_terms * config.weight_term_width
-    operands = [
-        {"field": "weight", "count": config.weight_terms, "width": config.weight_term_width, "lsb": 0,
-         "note": "the weight's terms +-2**exponent, largest first, unused slots 0 (a prefix of the "
-                 "HESE terms of a width-bit weight)",
-         "fields": beats.term_fields(config.weight_term_width)},
-        {"field": "activation", "width": config.width, "signed": config.signed, "lsb": weight_bits,
-         "note": f"HESE-encoded by the unit, keeping its {config.data_terms} largest terms"},
-    ]
-    products = [{"field": "product", "width": config.product_width, "signed": True, "lsb": 0}]
-    return [
-        {"name": "clk", "direction": "in", "width": 1},
-        {"name": "rst", "direction": "in", "width": 1, "note": "synchronous, active high"},
-        beats.stream_port("operands", "in", config.operands_width, operands),
-        beats.stream_port("products", "out", config.product_width, products),
-    ]

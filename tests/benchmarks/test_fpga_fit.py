@@ -21,7 +21,7 @@ BOARD = "orangecrab-25f"      # ECP5 LFE5U-25F: 24288 LUT4, 28 DSPs
 def simulated_luts(config, dsp):
     """LUTs of a simulated build: fixed cost, a cost per row and column, cheaper cells on DSPs."""
     n_dsp = dsp_cells(get_board(BOARD), config, dsp)
-    per_cell = 300 * config.alpha if config.mac == "tq" else 100 + 20 * config.alpha
+    per_cell = 300 * config.alpha if config.mac_style.uses_terms else 100 + 20 * config.alpha
     return 1500 + 40 * (config.rows + config.cols) + (per_cell - 60) * n_dsp + per_cell * (
         config.rows * config.cols - n_dsp)
 

@@ -18,7 +18,7 @@ import pytest
 from fpga import report
 from fpga.boards import board as get_board
 from fpga.build import BuildError, booth_script, build as build_bitstream, dsp_cells, multiplier_summary
-from software.config import ArrayConfig
+from spec import ArrayConfig
 
 
 def run_fpga(*args, env=None):

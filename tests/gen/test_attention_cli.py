@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from gen.attention import build_parser, main
-from software.attention_config import AttentionConfig
+from gen import cli
+from spec.attention import AttentionConfig
 
 from .test_cli import verilog_ports
 
@@ -20,7 +20,7 @@ def run_gen(*args, cwd=None):
 @pytest.fixture(scope="module")
 def small(tmp_path_factory):
     out = tmp_path_factory.mktemp("attention_small")
-    assert main(["--head-dim", "4", "--max-len", "6", "--top-k", "2", "-o", str(out)]) == 0
+    assert cli.main(["--unit", "attention", "--head-dim", "4", "--max-len", "6", "--top-k", "2", "-o", str(out)]) == 0
     return out
 
 
@@ -40,18 +40,6 @@ def test_manifest_describes_the_verilog(small):
             assert end == port["payload_width"]
 
 
-def test_manifest_latency_is_the_hardware_latency(small):
-    from hdl.attention import AttentionUnit
-    from software.attention import query_cycles
-    manifest = json.loads((small / "manifest.json").read_text())
-    config = AttentionConfig.from_dict(manifest["config"])
-    unit = AttentionUnit(config)
-    unit._MustUse__silence = True       # only its latency is wanted here, not a netlist
-    assert unit.latency == manifest["latency"]
-    for n, candidates, kept in ((1, 1, 1), (6, 3, 2), (6, 6, 6)):
-        assert unit.query_cycles(n, candidates, kept) == query_cycles(config, n, candidates, kept)
-
-
 def test_same_command_twice_is_byte_identical(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     for out in (a, b):
@@ -68,7 +56,7 @@ def test_default_output_directory_names_the_configuration(tmp_path):
 
 
 def test_help_documents_every_flag():
-    parser = build_parser()
+    parser = cli.build_parser("attention")
     text = parser.format_help()
     for action in parser._actions:
         for flag in action.option_strings:

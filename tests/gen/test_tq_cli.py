@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from gen.tq import build_parser, main
-from software import tq
+from gen import cli
+from spec.tq import FORMS, TOP, TQConfig
 from tests.gen.test_cli import verilog_ports
 
 
@@ -16,17 +16,17 @@ def run_gen(*args, cwd=None):
                           cwd=cwd)
 
 
-@pytest.mark.parametrize("form", tq.FORMS)
+@pytest.mark.parametrize("form", FORMS)
 def test_manifest_describes_the_verilog(tmp_path, form):
-    assert main(["--form", form, "--width", "6", "--no-signed", "--weight-terms", "3", "-o", str(tmp_path)]) == 0
+    assert cli.main(["--unit", "tq", "--form", form, "--width", "6", "--no-signed", "--weight-terms", "3", "-o", str(tmp_path)]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     text = (tmp_path / manifest["verilog"]).read_text()
     declared = {}
     for port in manifest["ports"]:
         declared.update(port.get("signals", {port["name"]: port.get("width")}))
     assert verilog_ports(text, manifest["top"]) == declared
-    config = tq.TQConfig.from_dict(manifest["config"])
-    assert config == tq.TQConfig(width=6, signed=False, weight_terms=3, data_terms=3, form=form)
+    config = TQConfig.from_dict(manifest["config"])
+    assert config == TQConfig(width=6, signed=False, weight_terms=3, data_terms=3, form=form)
     operands = next(p for p in manifest["ports"] if p["name"] == "operands")
     assert operands["payload_width"] == config.operands_width == 3 * config.weight_term_width + 6
     assert manifest["derived"]["product_width"] == config.product_width
@@ -36,12 +36,12 @@ def test_manifest_describes_the_verilog(tmp_path, form):
 def test_same_command_twice_is_byte_identical(tmp_path):
     for out in (tmp_path / "a", tmp_path / "b"):
         assert run_gen("--form", "parallel", "-o", str(out)).returncode == 0
-    for name in (f"{tq.TOP}.v", "manifest.json"):
+    for name in (f"{TOP}.v", "manifest.json"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
 
 def test_help_documents_every_flag():
-    parser = build_parser()
+    parser = cli.build_parser("tq")
     text = parser.format_help()
     for action in parser._actions:
         for flag in action.option_strings:
@@ -73,9 +73,8 @@ def run_array_gen(*args):
 
 
 def test_tq_array_manifest_describes_the_verilog(tmp_path):
-    from gen.cli import main as array_main
-    from software.config import ArrayConfig
-    assert array_main(["--rows", "3", "--cols", "2", "--alpha", "2", "--mac", "tq", "--weight-terms", "2",
+    from spec import ArrayConfig
+    assert cli.main(["--rows", "3", "--cols", "2", "--alpha", "2", "--mac", "tq", "--weight-terms", "2",
                        "--data-terms", "3", "-o", str(tmp_path)]) == 0
     manifest = json.loads((tmp_path / "manifest.json").read_text())
     text = (tmp_path / manifest["verilog"]).read_text()

@@ -8,9 +8,9 @@ import pytest
 from amaranth.hdl import UnusedElaboratable, Value
 from amaranth.sim import Simulator
 
-from hdl.hese import HeseEncoder, HeseEncoderStream, max_exponent, max_terms, term_list_layout
+from hdl.hese import HeseEncoder, HeseEncoderStream, term_list_layout
 from software import beats
-from software.config import term_max_exponent, term_value_max_terms, term_width
+from spec.terms import term_max_exponent, term_value_max_terms, term_width
 from software.termquant import hese_terms
 from tests.hdl.streams import run_stream
 
@@ -75,21 +75,20 @@ def encoder_outputs(width, signed, budget):
 @pytest.mark.parametrize("width", [4, 5, 6, 7, 8])
 def test_encoder_matches_golden_for_every_value_and_budget(width, signed):
     """Exhaustive: every value of the format, every budget from 1 to the most terms any value has."""
-    for budget in range(1, max_terms(width, signed) + 1):
+    for budget in range(1, term_value_max_terms(width, signed) + 1):
         for v, word in encoder_outputs(width, signed, budget).items():
             assert decode(word, width, signed, budget) == hese_terms(v, width)[:budget], (v, budget)
 
 
-def test_formats_agree_with_the_software_configuration():
-    """hdl/ derives its term formats itself; they must agree with software/config.py's."""
+def test_term_formats_are_tight():
+    """The spec's term formats (spec/terms.py), which hdl/ lays its signals out with, against the
+    encoder they describe: the layout has the spec's width, and the bound on terms is reached."""
     for width in range(2, 33):
         for signed in (True, False):
-            assert max_exponent(width, signed) == term_max_exponent(width, signed)
-            assert max_terms(width, signed) == term_value_max_terms(width, signed)
-            assert term_list_layout(max_exponent(width, signed), 1).size == term_width(width, signed)
+            assert term_list_layout(term_max_exponent(width, signed), 1).size == term_width(width, signed)
             # the bound is tight: some value has that many terms
             if width <= 12:
-                assert max(len(hese_terms(v, width)) for v in value_range(width, signed)) == max_terms(width, signed)
+                assert max(len(hese_terms(v, width)) for v in value_range(width, signed)) == term_value_max_terms(width, signed)
 
 
 def test_term_packing_matches_the_layout():

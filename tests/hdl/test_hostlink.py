@@ -14,7 +14,7 @@ from hdl.hostlink import (DESCRIPTOR_BYTES, CommandDecoder, HostLink, ResponseEn
                          result_frame_bytes)
 from software import beats
 from software.colcomb import combine
-from software.config import ArrayConfig
+from spec import ArrayConfig
 from software.golden import ArrayModel, reference_layer
 from software.schedule import schedule_layer
 from tests.hdl.uart_model import hold_low, receive_byte, send_bytes
@@ -144,8 +144,8 @@ def test_hostlink_runs_a_layer_through_its_pins():
     schedule = schedule_layer(config, layer, x)
     expected = ArrayModel(config).run(schedule)
     assert len(expected) <= dut.credits            # all results may be outstanding at once
-    n_w, n_a = (beats.weight_beat_width(config) + 7) // 8, (beats.activation_beat_width(config) + 7) // 8
-    n_r = (beats.result_beat_width(config) + 7) // 8
+    n_w, n_a = (config.weight_beat_width + 7) // 8, (config.activation_beat_width + 7) // 8
+    n_r = (config.result_beat_width + 7) // 8
     session = b"I"
     for tile in schedule.tiles:
         weight_words, act_words = beats.tile_beats(config, tile)

@@ -10,7 +10,7 @@ from amaranth.sim import Simulator
 from hdl.systolic import SystolicArray
 from software import beats
 from software.colcomb import combine
-from software.config import ArrayConfig
+from spec import ArrayConfig
 from software.cycles import layer_cycles
 from software.golden import ArrayModel, reference_layer
 from software.schedule import schedule_layer

@@ -85,7 +85,7 @@ def generate(tmp_path_factory, case):
 def digits_layer(batch):
     """The integer weights (10 x 64) and input vectors (batch x 64, unsigned 8-bit) of the last layer
     of the digits MLP, trained and exported to int8 by the front-end."""
-    from software.config import ArrayConfig
+    from spec import ArrayConfig
     from software.intmodel import export_model
     from software.models.digits import build_model, load_digits_split, train
     model = build_model(seed=0)
@@ -112,7 +112,7 @@ def layer_and_inputs(config, case, rng):
         w[rng.random(w.shape) >= case.density] = 0
         lo, hi = config.act_range
         x = rng.integers(lo, hi + 1, size=(case.batch, K))
-    if config.mac != "tq":
+    if not config.mac_style.uses_terms:
         return combine(w, config.alpha, case.gamma), x, None
     import torch
     from software.termquant import weight_terms
@@ -144,7 +144,7 @@ def test_rtl_matches_golden(design, stall):
     layer, x, terms = layer_and_inputs(config, case, np.random.default_rng(2))
     schedule = schedule_layer(config, layer, x, terms=terms)
     out, run = run_schedule(built, schedule, stall=stall, seed=11, name=f"{case.name}_stall{stall}")
-    multiplied = truncate_activations(config, x) if config.mac == "tq" else x
+    multiplied = truncate_activations(config, x) if config.mac_style.uses_terms else x
     assert np.array_equal(out, reference_layer(layer.unpack(), multiplied, config.acc_width))
     if stall == 0.0:
         assert run.cycles == layer_cycles(config, schedule.tile_batches)

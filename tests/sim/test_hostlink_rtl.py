@@ -16,7 +16,7 @@ from sim.hostlink import run_host_session
 from sim.lint import lint
 from sim.runner import build
 from software.colcomb import combine
-from software.config import ArrayConfig
+from spec import ArrayConfig
 from software.golden import reference_layer, truncate_activations
 from software.termquant import term_quantize_weights
 

@@ -10,9 +10,8 @@ import copy
 import numpy as np
 import pytest
 
-from gen.cli import build_parser, config_from_args
-from sim.model import build_array, gen_flags, main, run_model
-from software.config import ArrayConfig
+from sim.model import build_array, main, run_model
+from spec import ArrayConfig
 from software.intmodel import export_model
 from software.jointopt import ColumnCombiningSchedule
 from software.models.digits import build_model, load_digits_split, train
@@ -41,16 +40,6 @@ def built():
 def images(int_model):
     split = load_digits_split()
     return int_model.quantize_input(split.x_test[:IMAGES]), split.y_test[:IMAGES].numpy()
-
-
-@pytest.mark.parametrize("config", [
-    CONFIG,
-    ArrayConfig(rows=6, cols=3, alpha=1, act_width=4, act_signed=False, weight_width=6, acc_width=20,
-                double_buffer=False, max_batch=7),
-    ArrayConfig(rows=32, cols=32, alpha=8, act_signed=False),
-])
-def test_gen_flags_reproduce_the_config(config):
-    assert config_from_args(build_parser().parse_args(gen_flags(config))) == config
 
 
 def test_rtl_logits_equal_the_golden_integer_model(int_model, built, images):

@@ -3,11 +3,10 @@ golden model (software/tq.py): random values with every weight budget plus extre
 stalls (RTL cycles == cycle model) and with random valid/ready stalls on both streams."""
 
 import random
-import subprocess
-import sys
 
 import pytest
 
+from gen import cli
 from sim.lint import lint
 from sim.runner import build
 from sim.tq import run_products
@@ -26,9 +25,8 @@ UNITS = [
 def unit(request, tmp_path_factory):
     name, args = request.param
     out = tmp_path_factory.mktemp(name)
-    subprocess.run([sys.executable, "-m", "gen", "--unit", "tq", *args, "-o", str(out)], check=True,
-                   capture_output=True)
-    return name, out, build(out, config_type=tq.TQConfig)
+    assert cli.main(["--unit", "tq", *args, "-o", str(out)]) == 0
+    return name, out, build(out)
 
 
 def test_lint_clean(unit):

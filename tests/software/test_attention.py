@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from software import attention_beats as beats
-from software.attention import (QUERY_OVERHEAD, dense_head_cycles, float_attention, golden_head,
+from spec.attention import QUERY_OVERHEAD
+from software.attention import (dense_head_cycles, float_attention, golden_head,
                                 head_cycles, quantize_head, ranks, score_scale, unit_attention)
-from software.attention_config import AttentionConfig, ConfigError
+from spec.attention import AttentionConfig, ConfigError
 
 
 def scalar_reference(config, q, k, v, mul, shift):
@@ -188,9 +189,9 @@ def test_config_round_trips_through_a_dict():
 
 def test_beats_follow_the_manifest_description():
     config = AttentionConfig(head_dim=3, max_len=5, data_width=5, scale_width=7, out_width=6)
-    ports = {p["name"]: p for p in beats.manifest_ports(config)}
-    for name, width in (("kv", beats.kv_beat_width(config)), ("query", beats.query_beat_width(config)),
-                        ("out", beats.out_beat_width(config))):
+    ports = {p["name"]: p for p in config.ports()}
+    for name, width in (("kv", config.kv_beat_width), ("query", config.query_beat_width),
+                        ("out", config.out_beat_width)):
         port = ports[name]
         assert port["payload_width"] == width
         assert max(f["lsb"] + f["width"] * f.get("count", 1) for f in port["payload"]) == width

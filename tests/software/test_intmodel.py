@@ -13,7 +13,7 @@ from torch.nn import functional as F
 
 from software.colcomb import dense_grouping, pack
 from software.compress import dense_cost, packed_cost
-from software.config import ArrayConfig
+from spec import ArrayConfig
 from software.golden import wrap
 from software.intmodel import ExportError, IntLayer, TermBudget, export_model, golden_matmul
 from software.jointopt import ColumnCombiningSchedule

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from software.attention import dense_head_cycles, head_cycles
-from software.attention_config import AttentionConfig
+from spec.attention import AttentionConfig
 from software.models.minilm import HEAD_DIM, SENTENCES, MiniLM, model_dir, unit_head_attention
 
 # Three paraphrase pairs and two unrelated sentences (indices into SENTENCES).

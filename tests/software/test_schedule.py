@@ -5,7 +5,7 @@ import pytest
 
 from software import beats
 from software.colcomb import combine
-from software.config import ArrayConfig, ConfigError
+from spec import ArrayConfig, ConfigError
 from software.cycles import layer_cycles
 from software.golden import ArrayModel, reference_layer, wrap
 from software.schedule import ScheduleError, schedule_layer

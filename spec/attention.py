@@ -1,8 +1,8 @@
-"""Configuration of the one-head attention unit: the single source of truth.
+"""Configuration of the one-head attention unit (DESIGN.md §4): the single source of truth.
 
-Like `software.config.ArrayConfig`, one frozen dataclass, validated on construction, builds the
-Amaranth component (hdl/ reads its attributes and derives its own quantities), is written into the
-manifest, and drives the golden model, the cycle model and the testbenches.
+Like `spec.array.ArrayConfig`, one frozen dataclass, validated on construction, derives every
+width, the pipeline's clocks per query and the manifest; hdl/attention.py builds the unit from it,
+and the golden model, the cycle model and the testbenches read it.
 
 The arithmetic these fields parameterize is specified in `software.attention` (module docstring).
 """
@@ -10,7 +10,8 @@ The arithmetic these fields parameterize is specified in `software.attention` (m
 import dataclasses
 import math
 
-from .config import ConfigError, FieldsConfig, check_int, int_range, signed_width_for
+from .checks import ConfigError, FieldsConfig, check_choice, check_int, int_range, signed_width_for
+from .ports import clock_and_reset, stream_port
 
 PRUNE_MODES = ("none", "threshold", "topk", "both")
 
@@ -23,6 +24,13 @@ RECIP_GUARD_BITS = 4
 DIVIDER_BITS_PER_CLOCK = 4
 # The golden model computes in int64; the unit's widest product must fit with room to spare.
 MAX_PRODUCT_WIDTH = 62
+
+# Clocks of a query beyond n + candidates + kept + divide_cycles: the query handshake (1), the
+# scores pipeline's drain (4), the softmax pipeline's drain (4), the p.V pipeline's drain (3) and
+# the output handshake (1).
+QUERY_OVERHEAD = 13
+
+TOP = "sparsegen_attention"
 
 MAX_HEAD_DIM = 256
 MAX_LEN = 1024
@@ -63,7 +71,7 @@ class AttentionConfig(FieldsConfig):
     top_k: int | None = None
 
     def __post_init__(self):
-        set_ = lambda name, value: object.__setattr__(self, name, value)
+        set_ = self._set
         set_("head_dim", check_int("head_dim", self.head_dim, 1, MAX_HEAD_DIM))
         set_("max_len", check_int("max_len", self.max_len, 1, MAX_LEN))
         set_("data_width", check_int("data_width", self.data_width, 2, 16))
@@ -72,8 +80,7 @@ class AttentionConfig(FieldsConfig):
         set_("exp_frac_bits", check_int("exp_frac_bits", self.exp_frac_bits, 1, 10))
         set_("exp_bits", check_int("exp_bits", self.exp_bits, 2, 20))
         set_("prob_bits", check_int("prob_bits", self.prob_bits, 2, 16))
-        if self.prune not in PRUNE_MODES:
-            raise ConfigError(f"prune must be one of {', '.join(PRUNE_MODES)}, not {self.prune!r}")
+        check_choice("prune", self.prune, PRUNE_MODES)
         if self.prune in ("threshold", "both"):
             if self.threshold is None:
                 raise ConfigError(f"prune {self.prune} needs a threshold")
@@ -92,7 +99,7 @@ class AttentionConfig(FieldsConfig):
                 f"{self.scale_width} make a {self.product_width}-bit scaled score; at most "
                 f"{MAX_PRODUCT_WIDTH} bits are supported")
 
-    # Derived quantities. hdl/ derives its own from the same attributes; tests check they agree.
+    # Derived quantities: hdl/attention.py and the golden model read them from here.
 
     @property
     def data_range(self):
@@ -169,3 +176,116 @@ class AttentionConfig(FieldsConfig):
     def kept_width(self):
         """Bits of the count of kept positions (0 .. max_len)."""
         return self.max_len.bit_length()
+
+    @property
+    def exp_width(self):
+        """Unsigned bits of an exponential 2**-z in [0, 2**E]."""
+        return self.exp_bits + 1
+
+    @property
+    def prob_width(self):
+        """Unsigned bits of a probability in [0, 2**P]."""
+        return self.prob_bits + 1
+
+    def query_cycles(self, n, candidates, kept):
+        """Clocks from a query's handshake to its output's handshake, inclusive, with the output
+        always ready, for n keys: handshake 1, scores n + 4, softmax candidates + 4, divide,
+        p.V kept + 3, output 1."""
+        return n + candidates + kept + self.divide_cycles + QUERY_OVERHEAD
+
+    @property
+    def latency(self):
+        """Clocks from a query handshake to its output being valid, for a full-length sequence
+        with nothing pruned (the longest)."""
+        L = self.max_len
+        return self.query_cycles(L, L, L) - 1
+
+    @property
+    def cycle_formula(self):
+        return ("per head: n (one K/V row per clock) + sum over its queries of "
+                f"(n + candidates + kept + divide_cycles + {QUERY_OVERHEAD}), "
+                f"divide_cycles = ceil(recip_width / {DIVIDER_BITS_PER_CLOCK}) = {self.divide_cycles}; "
+                "counted from the first kv handshake to the last out handshake, inclusive, "
+                "with inputs always valid and the output always ready")
+
+    @property
+    def design_name(self):
+        name = f"attention_d{self.head_dim}_L{self.max_len}"
+        if self.threshold is not None:
+            name += f"_t{self.threshold}"
+        if self.top_k is not None:
+            name += f"_k{self.top_k}"
+        defaults = {"data_width": 8, "out_width": 8, "scale_width": 16, "exp_frac_bits": 6, "exp_bits": 12,
+                    "prob_bits": 10}
+        short = {"data_width": "x", "out_width": "o", "scale_width": "s", "exp_frac_bits": "f",
+                 "exp_bits": "e", "prob_bits": "p"}
+        for field, default in defaults.items():
+            if getattr(self, field) != default:
+                name += f"_{short[field]}{getattr(self, field)}"
+        return name
+
+    @property
+    def summary(self):
+        return f"attention unit d={self.head_dim} L={self.max_len} prune {self.prune}"
+
+    # ------------------------------------------------------------------------------------------
+    # Payloads, least significant bit first (software/attention_beats.py packs them).
+
+    @property
+    def kv_beat_width(self):
+        return 2 * self.head_dim * self.data_width + 1
+
+    @property
+    def query_beat_width(self):
+        return self.head_dim * self.data_width + self.scale_width + SHIFT_WIDTH + 1
+
+    @property
+    def out_beat_width(self):
+        return self.head_dim * self.out_width + self.kept_width
+
+    def ports(self):
+        d, w = self.head_dim, self.data_width
+        kv = [
+            {"field": "key", "count": d, "width": w, "signed": True, "lsb": 0},
+            {"field": "value", "count": d, "width": w, "signed": True, "lsb": d * w},
+            {"field": "last", "width": 1, "lsb": 2 * d * w, "note": "last row of the sequence"},
+        ]
+        S = self.scale_width
+        query = [
+            {"field": "q", "count": d, "width": w, "signed": True, "lsb": 0},
+            {"field": "scale", "width": S, "signed": False, "lsb": d * w,
+             "note": "score multiplier m: z = ((max score - score) * m) >> shift"},
+            {"field": "shift", "width": SHIFT_WIDTH, "signed": False, "lsb": d * w + S},
+            {"field": "last", "width": 1, "lsb": d * w + S + SHIFT_WIDTH,
+             "note": "last query against this K, V: then load the next sequence"},
+        ]
+        out = [
+            {"field": "out", "count": d, "width": self.out_width, "signed": True, "lsb": 0},
+            {"field": "kept", "width": self.kept_width, "signed": False, "lsb": d * self.out_width,
+             "note": "positions that survived pruning and were multiplied by V"},
+        ]
+        return [
+            *clock_and_reset(),
+            stream_port("kv", "in", self.kv_beat_width, kv),
+            stream_port("query", "in", self.query_beat_width, query),
+            stream_port("out", "out", self.out_beat_width, out),
+        ]
+
+    def derived(self):
+        return {
+            "score_width": self.score_width,
+            "diff_width": self.diff_width,
+            "scaled_score_width": self.product_width,
+            "sum_width": self.sum_width,
+            "recip_shift": self.recip_shift,
+            "recip_width": self.recip_width,
+            "acc_width": self.acc_width,
+            "kept_width": self.kept_width,
+            "exp_table": list(self.exp_table),
+        }
+
+    def manifest_extras(self):
+        return {
+            "latency_note": "clocks from a query handshake to its output valid, for max_len rows, nothing pruned",
+            "query_overhead": QUERY_OVERHEAD,
+        }

@@ -1,0 +1,58 @@
+"""The hardware of each multiply-accumulate style in spec.macs.MACS: a registry of the same names.
+
+A style gives the array what differs between MACs: the shape of a stationary weight, the shape of
+the operand a cell receives, the logic at the array's edge that turns an incoming activation into
+that operand (once per activation, not once per cell), and the product a cell computes. A new
+style is one class here and one line in MAC_HARDWARE (and its spec in spec/macs.py).
+"""
+
+from amaranth.hdl import signed, unsigned
+
+from spec.terms import term_max_exponent
+
+from .hese import HeseEncoder, term_list_layout
+from .tq import TermPairMultiply
+
+
+def value_shape(width, is_signed):
+    return signed(width) if is_signed else unsigned(width)
+
+
+class IntegerMacHardware:
+    """Integer operands; the cell multiplies (`multiply` None: `activation * weight`)."""
+
+    def weight_shape(self, config):
+        return value_shape(config.weight_width, config.weight_signed)
+
+    def operand_shape(self, config):
+        return value_shape(config.act_width, config.act_signed)
+
+    def edge_operand(self, m, config, activation, name):
+        return activation
+
+    def multiply(self, config):
+        return None
+
+
+class TermMacHardware:
+    """Term quantization: weights are term lists; each activation is HESE-encoded once at the
+    array's edge and truncated to `data_terms` terms; a cell sums its term pairs."""
+
+    def weight_shape(self, config):
+        return term_list_layout(term_max_exponent(config.weight_width, config.weight_signed), config.weight_terms)
+
+    def operand_shape(self, config):
+        return term_list_layout(term_max_exponent(config.act_width, config.act_signed), config.data_terms)
+
+    def edge_operand(self, m, config, activation, name):
+        encoder = HeseEncoder(width=config.act_width, signed=config.act_signed, budget=config.data_terms)
+        m.submodules[name] = encoder
+        m.d.comb += encoder.value.eq(activation)
+        return encoder.terms.as_value()
+
+    def multiply(self, config):
+        return TermPairMultiply(weight_max_exponent=term_max_exponent(config.weight_width, config.weight_signed),
+                                data_max_exponent=term_max_exponent(config.act_width, config.act_signed))
+
+
+MAC_HARDWARE = {"int": IntegerMacHardware(), "tq": TermMacHardware()}

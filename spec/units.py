@@ -1,0 +1,81 @@
+"""The hardware units sparsegen generates: a registry, and the manifest every unit writes.
+
+A unit is a configuration class (a frozen dataclass in this package), the top module's name, and
+the Amaranth component that builds it, named as "module:Class" so that the spec never imports
+Amaranth. A new unit is a configuration module here, a component in hdl/, and one line in UNITS.
+"""
+
+import dataclasses
+import hashlib
+
+from .array import TOP as ARRAY_TOP
+from .array import ArrayConfig
+from .attention import TOP as ATTENTION_TOP
+from .attention import AttentionConfig
+from .tq import TOP as TQ_TOP
+from .tq import TQConfig
+
+VERSION = "0.1.0"
+GENERATOR = f"sparsegen {VERSION}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Unit:
+    name: str           # what `python -m gen --unit NAME` and the manifest's "unit" say
+    manifest_name: str  # the manifest's "unit" field (kept stable for readers of old manifests)
+    config: type        # its configuration class
+    top: str            # the top module of the Verilog
+    component: str      # "module:Class" of the Amaranth component, built as Class(config)
+    summary: str
+
+
+UNITS = {unit.name: unit for unit in (
+    Unit("array", "column_combining_systolic_array", ArrayConfig, ARRAY_TOP, "hdl.systolic:SystolicArray",
+         "the column-combining systolic array"),
+    Unit("tq", "tq_multiplier", TQConfig, TQ_TOP, "hdl.tq:TQMultiplier",
+         "the term-quantization multiplier"),
+    Unit("attention", "attention", AttentionConfig, ATTENTION_TOP, "hdl.attention:AttentionUnit",
+         "the one-head attention unit"),
+)}
+
+
+def unit_of(config):
+    """The Unit whose configuration class `config` is an instance of."""
+    for unit in UNITS.values():
+        if type(config) is unit.config:
+            return unit
+    raise TypeError(f"no unit is configured by a {type(config).__name__}")
+
+
+def unit_named_in(manifest):
+    """The Unit a manifest describes (by its "unit" field)."""
+    for unit in UNITS.values():
+        if manifest.get("unit") in (unit.name, unit.manifest_name):
+            return unit
+    raise ValueError(f"unknown unit {manifest.get('unit')!r} in the manifest")
+
+
+def manifest(config, verilog_text, *, extras=None):
+    """The manifest written next to a unit's Verilog: configuration, everything derived from it,
+    ports with their payload packing, latency and cycle model, and the Verilog's hash."""
+    unit = unit_of(config)
+    return {
+        "generator": GENERATOR,
+        "unit": unit.manifest_name,
+        "top": unit.top,
+        "verilog": f"{unit.top}.v",
+        "verilog_sha256": hashlib.sha256(verilog_text.encode()).hexdigest(),
+        "design": config.design_name,
+        "config": config.as_dict(),
+        "derived": config.derived(),
+        "ports": config.ports(),
+        "latency": config.latency,
+        "cycle_model": config.cycle_formula,
+        **config.manifest_extras(),
+        **(extras or {}),
+    }
+
+
+def config_from_manifest(manifest):
+    """The configuration a manifest was generated from (ConfigError if it is not a valid one)."""
+    return unit_named_in(manifest).config.from_dict(manifest.get("config"))
