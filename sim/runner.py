@@ -132,6 +132,8 @@ def run_streams(built, inputs, expected, *, stall=0.0, seed=0, budget=None, work
         "stall": stall, "seed": seed, "budget": budget * (2 if reset_after is not None else 1),
         "drain": built.manifest["latency"] + 8 + getattr(built.config, "max_work", 0), "reset_after": reset_after,
     }, name=name)
+    if reset_after is not None and not data.get("reset_done"):
+        raise SimulationError(f"the run ended before {reset_after} output beats: the reset was never applied")
     return Run(results=[int(r, 16) for r in data["results"]], cycles=data["cycles"],
                sim_seconds=data["sim_seconds"], total_cycles=data["total_cycles"])
 

@@ -149,6 +149,7 @@ async def streams_test(dut):
     if not sink.done and error is None:
         error = f"timed out after {cycle} cycles with {len(sink.words)} of {len(sink.expected)} {sink.name} beats"
     report = {"results": [hex(w) for w in sink.words], "error": error, "total_cycles": total + cycle,
+              "reset_done": stim.get("reset_after") is not None and reset_after is None,
               "cycles": None if last is None or first is None else last - first + 1,
               "sim_seconds": time.perf_counter() - start}
     with open(os.environ["SPARSEGEN_REPORT"], "w") as f:

@@ -170,3 +170,13 @@ def test_real_minilm_heads_bit_exact(design, runs):
     else:
         assert model < dense                 # pruned positions are skipped in p.V
         assert all((k < len(h.k)).all() for h, k in zip(heads, kept) if len(h.k) > config.top_k)
+
+
+def test_mid_stream_reset_then_replay_is_exact(design):
+    """Reset while heads are streaming (under stalls), then replay: every out beat exact again."""
+    _, _, built = design
+    config = built.config
+    rng = np.random.default_rng(13)
+    heads = [random_head(rng, config, 9, 3), random_head(rng, config, config.max_len, 3)]
+    # run_heads raises SimulationError on any wrong, lost or extra beat, or if the reset never came.
+    run_heads(built, heads, stall=0.2, seed=17, reset_after=4, name="reset")

@@ -44,3 +44,11 @@ def test_rtl_matches_golden(unit, stall):
     assert products == [tq.product(config, w, x) for w, x in operands]
     if stall == 0.0:
         assert run.cycles == tq.stream_cycles(config, operands)
+
+
+def test_mid_stream_reset_then_replay_is_exact(unit):
+    name, _, built = unit
+    config = built.config
+    operands = random_operands(config, random.Random(29), 60)
+    products, _ = run_products(built, operands, stall=0.3, seed=31, reset_after=25, name="reset")
+    assert products == [tq.product(config, w, x) for w, x in operands]
