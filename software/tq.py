@@ -1,22 +1,6 @@
 """The term-quantization multiplier unit (`python -m gen --unit tq`): its golden model, cycle
-model and payload packing, for a spec.tq.TQConfig. Written from DESIGN.md §3, never from hdl/.
-
-Arithmetic. A weight is a list of at most `weight_terms` signed power-of-two terms (the
-front-end's encoding: a prefix of the HESE terms of a `width`-bit value, software/termquant.py).
-The activation, a `width`-bit integer, keeps the first `data_terms` of its HESE terms. The product
-is sum(weight terms) x (truncated activation) = the sum over term pairs of +-2**(e_w + e_x).
-
-Cycles (no stalls, products always taken). The unit has three register stages (operands with
-the encoded activation, term pairs, product) and takes the next operands in the clock its current
-job sends its last pair on. A product with n_w weight terms and n_x data terms works for
-max(1, n_w * n_x) clocks (serial) or 1 clock (parallel), so a stream of products takes
-sum_k work_k + 3 clocks from the first operand handshake to the last product handshake, inclusive.
-
-Payloads, least significant bit first (element 0 lowest):
-  operands : weight[weight_terms] terms, each valid (1 bit), sign (1 bit, 1 = negative),
-             exponent (bit_length of the largest exponent); then activation (width bits,
-             two's complement if signed)
-  products : the product, product_width bits, two's complement
+model and payload packing, for a spec.tq.TQConfig. Written from DESIGN.md §3 and the arithmetic,
+cycles and payloads described in spec/tq.py, never from hdl/.
 """
 
 from . import beats
