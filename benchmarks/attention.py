@@ -98,7 +98,8 @@ def sweep(model, texts, reference):
 
 def rtl_check(model):
     """Real heads of one passage through the generated Verilog, dense and pruned."""
-    from sim.attention import Head, build, run_heads
+    from sim.attention import Head, run_heads
+    from sim.runner import build
     from software.attention import quantize_head
     heads = [(0, 3), (3, 6), (5, 10)]
     captured = model.capture_heads(PASSAGES[0], heads)

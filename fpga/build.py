@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from hdl.hostlink import HostLink, PROTOCOL_VERSION
+from spec.units import GENERATOR
 
 from . import report, toolchain
 from .boards import Board
@@ -176,8 +177,9 @@ def check_fits(board, config):
 def link_manifest(link, *, top, verilog_text=None, board=None, baud=None):
     """What a host program needs to talk to the link: configuration, line settings, protocol."""
     manifest = {
-        "generator": "sparsegen 0.1.0",
+        "generator": GENERATOR,
         "unit": "hostlink",
+        "config_unit": "array",     # the array's configuration, behind the link
         "top": top,
         "config": link.config.as_dict(),
         "link": {

@@ -79,21 +79,33 @@ def output_problem(out):
 
 
 def write(design, out):
-    """Write `<top>.v` and `manifest.json` into directory `out` as a set: both are written into a
-    temporary directory beside it and moved in only once both exist, so a failure leaves neither
-    a half-written file nor a new Verilog beside an old manifest. Returns their paths."""
+    """Write `<top>.v` and `manifest.json` into directory `out` as a set. Both are written into a
+    staging directory inside `out` first; then the old files (if any) are set aside and the new
+    ones moved in. If any step fails, the old files are put back: a failure never leaves a
+    half-written file, or a new Verilog beside an old manifest. Returns the two paths."""
     import json
     os.makedirs(out, exist_ok=True)
     names = {f"{design.top}.v": design.verilog,
              "manifest.json": json.dumps(design.manifest, indent=2, sort_keys=True) + "\n"}
     staging = tempfile.mkdtemp(prefix=".gen-", dir=out)
+    moved, set_aside = [], []
     try:
         for name, text in names.items():
             with open(os.path.join(staging, name), "w", newline="\n") as f:
                 f.write(text)
-        # The manifest last: a reader that finds a manifest finds the Verilog it describes.
-        for name in sorted(names, key=lambda n: n == "manifest.json"):
+        for name in names:
+            if os.path.exists(os.path.join(out, name)):
+                os.replace(os.path.join(out, name), os.path.join(staging, name + ".old"))
+                set_aside.append(name)
+        for name in names:
             os.replace(os.path.join(staging, name), os.path.join(out, name))
+            moved.append(name)
+    except BaseException:
+        for name in moved:
+            os.remove(os.path.join(out, name))
+        for name in set_aside:
+            os.replace(os.path.join(staging, name + ".old"), os.path.join(out, name))
+        raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return os.path.join(out, f"{design.top}.v"), os.path.join(out, "manifest.json")

@@ -48,11 +48,13 @@ def unit_of(config):
 
 
 def unit_named_in(manifest):
-    """The Unit a manifest describes (by its "unit" field)."""
+    """The Unit whose configuration a manifest holds: its "config_unit" field for a design that
+    wraps a unit (the FPGA host link wraps the array), else its "unit" field."""
+    name = manifest.get("config_unit", manifest.get("unit"))
     for unit in UNITS.values():
-        if manifest.get("unit") in (unit.name, unit.manifest_name):
+        if name in (unit.name, unit.manifest_name):
             return unit
-    raise ValueError(f"unknown unit {manifest.get('unit')!r} in the manifest")
+    raise ValueError(f"unknown unit {name!r} in the manifest")
 
 
 def manifest(config, verilog_text, *, extras=None):

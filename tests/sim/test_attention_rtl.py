@@ -7,13 +7,13 @@ all three streams (still bit-exact). Every out beat is compared with the golden 
 testbench; sim.attention.run_heads raises on the first mismatch.
 """
 
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-from sim.attention import Head, build, run_heads
+from gen import cli
+from sim.attention import Head, run_heads
+from sim.runner import build
 from sim.lint import lint
 from software.attention import dense_head_cycles, golden_head, head_cycles, quantize_head
 from software.models.minilm import SENTENCES, MiniLM
@@ -39,8 +39,7 @@ MINILM_HEADS = [(0, 0), (2, 5), (5, 11)]
 
 def generate(tmp_path_factory, name, args):
     out = tmp_path_factory.mktemp(f"attention_{name}")
-    subprocess.run([sys.executable, "-m", "gen", "--unit", "attention", *args, "-o", str(out)],
-                   check=True, capture_output=True)
+    assert cli.main(["--unit", "attention", *args, "-o", str(out)]) == 0
     return out
 
 
