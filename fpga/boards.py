@@ -7,11 +7,13 @@ a programming tool (`required_tools` lists only the YoWASP ones) and the OrangeC
 
 import dataclasses
 
+from .families import ECP5, ICE40, Family
+
 
 @dataclasses.dataclass(frozen=True)
 class Board:
     name: str
-    family: str              # "ice40" or "ecp5"
+    family: Family
     device: str
     platform: type           # an amaranth-boards platform class
     dsps: int                # multiplier blocks of the device (SB_MAC16 / MULT18X18D)
@@ -22,8 +24,7 @@ class Board:
     extra_resources: tuple = ()
 
     def make_platform(self):
-        family_tools = {"ice40": ["yosys", "nextpnr-ice40", "icepack"],
-                        "ecp5": ["yosys", "nextpnr-ecp5", "ecppack"]}[self.family]
+        family_tools = self.family.required_tools
         base = self.platform
 
         class BuildOnlyPlatform(base):
@@ -58,17 +59,17 @@ def _boards():
                                 "(or pip install -e \".[fpga]\")") from None
     return {
         "icebreaker": Board(
-            name="icebreaker", family="ice40", device="iCE40UP5K", platform=ICEBreakerPlatform,
+            name="icebreaker", family=ICE40, device="iCE40UP5K", platform=ICEBreakerPlatform,
             dsps=8, flip_flops=5280, bitstream="bin",
             programmers=(("iceprog", ()), ("openFPGALoader", ("-b", "icebreaker"))),
             uart_note="the FTDI's second channel (the board's USB port, e.g. /dev/ttyUSB1)"),
         "ulx3s-85f": Board(
-            name="ulx3s-85f", family="ecp5", device="LFE5U-85F", platform=ULX3S_85F_Platform,
+            name="ulx3s-85f", family=ECP5, device="LFE5U-85F", platform=ULX3S_85F_Platform,
             dsps=156, flip_flops=83640, bitstream="bit",
             programmers=(("openFPGALoader", ("-b", "ulx3s", "-f")),),
             uart_note="the FT231X on the US1 USB port (e.g. /dev/ttyUSB0)"),
         "orangecrab-25f": Board(
-            name="orangecrab-25f", family="ecp5", device="LFE5U-25F", platform=OrangeCrabR0_2_25FPlatform,
+            name="orangecrab-25f", family=ECP5, device="LFE5U-25F", platform=OrangeCrabR0_2_25FPlatform,
             dsps=28, flip_flops=24288, bitstream="bit",
             programmers=(("openFPGALoader", ("-b", "orangecrab")),),
             uart_note="a 3.3 V USB-serial adapter on the Feather header: board RX = pin 0, TX = pin 1",
