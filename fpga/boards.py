@@ -74,7 +74,9 @@ class Board:
         try:
             return getattr(importlib.import_module(module), name)
         except ImportError as e:
-            if e.name == "amaranth_boards":
+            try:
+                importlib.import_module("amaranth_boards")
+            except ImportError:
                 raise UnknownBoardError("amaranth-boards is not installed: pip install amaranth-boards "
                                         "(or pip install -e \".[fpga]\")") from None
             raise UnknownBoardError(f"cannot import the {self.name}'s platform {self.platform_class}: {e}") from None
