@@ -85,7 +85,7 @@ def format_summary(summary):
     return lines
 
 
-# Why a build's LUTs were not mapped by plain ABC9 (`build.LUT_MAPPERS`): a note for one-line
+# Why a build's LUTs were not mapped by plain ABC9 (`Family.lut_mappers`): a note for one-line
 # failure reasons, and a sentence for the report.
 LUT_MAPPER_NOTES = {
     "abc9-private-names": "LUTs mapped by ABC9 on private names: it crashed on the design's names",
