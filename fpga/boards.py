@@ -3,27 +3,112 @@
 Each board's platform is used as amaranth-boards defines it, except that building never requires
 a programming tool (`required_tools` lists only the YoWASP ones) and the OrangeCrab's post-build
 `dfu-suffix` step is dropped: programming is a separate, optional step (fpga/program.py).
+
+All boards are the entries of BOARDS: adding a board is adding one. A board's device resources
+(LUTs, flip-flops, DSPs, on-chip memories) are the device's datasheet numbers, which the tests
+check against nextpnr's report; its clock is its platform's default clock. The registry imports
+amaranth-boards only when a platform is asked for, so BOARD_NAMES (and `python -m fpga --help`)
+work without it.
 """
 
 import dataclasses
+import importlib
+from collections.abc import Callable
+
+from .families import ECP5, ICE40, Family
+
+KBIT = 1024
+
+
+class UnknownBoardError(ValueError):
+    """An unknown board name, or no board definitions (amaranth-boards missing)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Memory:
+    """Blocks of one kind of on-chip memory."""
+    kind: str       # "EBR" (embedded block RAM) or "SPRAM" (the iCE40UP5K's single-port RAM)
+    count: int
+    bits: int       # of each block
+
+    @property
+    def total_bits(self):
+        return self.count * self.bits
 
 
 @dataclasses.dataclass(frozen=True)
 class Board:
+    """A board: its FPGA (family and device, with the device's resources), its amaranth-boards
+    platform, its programmers and its UART. Adding a board is one entry in BOARDS."""
     name: str
-    family: str              # "ice40" or "ecp5"
+    family: Family
     device: str
-    platform: type           # an amaranth-boards platform class
-    dsps: int                # multiplier blocks of the device (SB_MAC16 / MULT18X18D)
+    # The amaranth-boards platform class, "module:Class": imported when first needed, so that the
+    # registry (and `python -m fpga --help`) loads without amaranth-boards.
+    platform_class: str
+    luts: int                # LUT4s of the device (iCE40: logic cells, each one LUT4 and one flip-flop)
     flip_flops: int          # logic flip-flops of the device
-    bitstream: str           # suffix of the file a programmer loads
+    dsps: int                # multiplier blocks of the device (Family.dsp_cell)
+    memories: tuple          # Memory blocks on the device, one entry per kind
     programmers: tuple       # (tool, arguments before the bitstream), in order of preference
     uart_note: str           # where the host link's UART is on the board
-    extra_resources: tuple = ()
+    # A function returning the resources to add to the platform (a function because building
+    # resources imports amaranth-boards); None: the platform's own suffice.
+    extra_resources: Callable | None = None
+
+    def __post_init__(self):
+        if not isinstance(self.family, Family):
+            raise TypeError(f"{self.name}: family must be a fpga.families.Family, not {self.family!r}")
+        for field in ("luts", "flip_flops", "dsps"):
+            if getattr(self, field) <= 0:
+                raise ValueError(f"{self.name}: {field} must be positive")
+        kinds = [memory.kind for memory in self.memories]
+        if len(set(kinds)) != len(kinds) or not set(kinds) <= dict(self.family.memory_bels).keys():
+            raise ValueError(f"{self.name}: memories must be one entry per kind of the {self.family.title} "
+                             f"({', '.join(dict(self.family.memory_bels))}), not {kinds}")
+
+    @property
+    def platform(self):
+        """The amaranth-boards platform class; UnknownBoardError when amaranth-boards is missing."""
+        module, _, name = self.platform_class.partition(":")
+        try:
+            return getattr(importlib.import_module(module), name)
+        except ImportError as e:
+            try:
+                importlib.import_module("amaranth_boards")
+            except ImportError:
+                raise UnknownBoardError("amaranth-boards is not installed: pip install amaranth-boards "
+                                        "(or pip install -e \".[fpga]\")") from None
+            raise UnknownBoardError(f"cannot import the {self.name}'s platform {self.platform_class}: {e}") from None
+
+    @property
+    def clock_hz(self):
+        """The frequency of the board's default clock, as its amaranth-boards platform gives it."""
+        return self.platform().default_clk_frequency
+
+    @property
+    def clock_mhz(self):
+        return self.clock_hz / 1e6
+
+    @property
+    def bitstream(self):
+        """Suffix of the file a programmer loads."""
+        return self.family.bitstream
+
+    def memory(self, kind):
+        """The Memory of `kind` ("EBR", "SPRAM"); KeyError if the device has none."""
+        for memory in self.memories:
+            if memory.kind == kind:
+                return memory
+        raise KeyError(f"the {self.device} has no {kind}")
+
+    @property
+    def memory_bits(self):
+        """Bits of on-chip memory, all kinds together."""
+        return sum(memory.total_bits for memory in self.memories)
 
     def make_platform(self):
-        family_tools = {"ice40": ["yosys", "nextpnr-ice40", "icepack"],
-                        "ecp5": ["yosys", "nextpnr-ecp5", "ecppack"]}[self.family]
+        family_tools = self.family.required_tools
         base = self.platform
 
         class BuildOnlyPlatform(base):
@@ -38,53 +123,50 @@ class Board:
         BuildOnlyPlatform.__name__ = base.__name__
         platform = BuildOnlyPlatform()
         if self.extra_resources:
-            platform.add_resources(list(self.extra_resources))
+            platform.add_resources(list(self.extra_resources()))
         return platform
 
 
-class UnknownBoardError(ValueError):
-    """An unknown board name, or no board definitions (amaranth-boards missing)."""
-
-
-def _boards():
+def _feather_uart():
+    # The OrangeCrab has no UART of its own (its USB port goes straight to the FPGA): put one on
+    # the Feather header's RX/TX pins, where Feather boards have it.
     from amaranth.build import Attrs
-    try:
-        from amaranth_boards.icebreaker import ICEBreakerPlatform
-        from amaranth_boards.orangecrab_r0_2 import OrangeCrabR0_2_25FPlatform
-        from amaranth_boards.resources import UARTResource
-        from amaranth_boards.ulx3s import ULX3S_85F_Platform
-    except ImportError:
-        raise UnknownBoardError("amaranth-boards is not installed: pip install amaranth-boards "
-                                "(or pip install -e \".[fpga]\")") from None
-    return {
-        "icebreaker": Board(
-            name="icebreaker", family="ice40", device="iCE40UP5K", platform=ICEBreakerPlatform,
-            dsps=8, flip_flops=5280, bitstream="bin",
-            programmers=(("iceprog", ()), ("openFPGALoader", ("-b", "icebreaker"))),
-            uart_note="the FTDI's second channel (the board's USB port, e.g. /dev/ttyUSB1)"),
-        "ulx3s-85f": Board(
-            name="ulx3s-85f", family="ecp5", device="LFE5U-85F", platform=ULX3S_85F_Platform,
-            dsps=156, flip_flops=83640, bitstream="bit",
-            programmers=(("openFPGALoader", ("-b", "ulx3s", "-f")),),
-            uart_note="the FT231X on the US1 USB port (e.g. /dev/ttyUSB0)"),
-        "orangecrab-25f": Board(
-            name="orangecrab-25f", family="ecp5", device="LFE5U-25F", platform=OrangeCrabR0_2_25FPlatform,
-            dsps=28, flip_flops=24288, bitstream="bit",
-            programmers=(("openFPGALoader", ("-b", "orangecrab")),),
-            uart_note="a 3.3 V USB-serial adapter on the Feather header: board RX = pin 0, TX = pin 1",
-            # The OrangeCrab has no UART of its own (its USB port goes straight to the FPGA):
-            # put one on the Feather header's RX/TX pins, where Feather boards have it.
-            extra_resources=(UARTResource(0, rx="0", tx="1", conn=("io", 0),
-                                          attrs=Attrs(IO_TYPE="LVCMOS33", PULLMODE="UP")),)),
-    }
+    from amaranth_boards.resources import UARTResource
+    return [UARTResource(0, rx="0", tx="1", conn=("io", 0), attrs=Attrs(IO_TYPE="LVCMOS33", PULLMODE="UP"))]
 
 
-BOARD_NAMES = ("icebreaker", "ulx3s-85f", "orangecrab-25f")
+BOARDS = {b.name: b for b in (
+    Board(
+        name="icebreaker", family=ICE40, device="iCE40UP5K",
+        platform_class="amaranth_boards.icebreaker:ICEBreakerPlatform",
+        luts=5280, flip_flops=5280, dsps=8,
+        memories=(Memory("SPRAM", count=4, bits=256 * KBIT), Memory("EBR", count=30, bits=4 * KBIT)),
+        programmers=(("iceprog", ()), ("openFPGALoader", ("-b", "icebreaker"))),
+        uart_note="the FTDI's second channel (the board's USB port, e.g. /dev/ttyUSB1)"),
+    Board(
+        name="ulx3s-85f", family=ECP5, device="LFE5U-85F",
+        platform_class="amaranth_boards.ulx3s:ULX3S_85F_Platform",
+        luts=83640, flip_flops=83640, dsps=156,
+        memories=(Memory("EBR", count=208, bits=18 * KBIT),),
+        programmers=(("openFPGALoader", ("-b", "ulx3s", "-f")),),
+        uart_note="the FT231X on the US1 USB port (e.g. /dev/ttyUSB0)"),
+    Board(
+        name="orangecrab-25f", family=ECP5, device="LFE5U-25F",
+        platform_class="amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
+        luts=24288, flip_flops=24288, dsps=28,
+        memories=(Memory("EBR", count=56, bits=18 * KBIT),),
+        programmers=(("openFPGALoader", ("-b", "orangecrab")),),
+        uart_note="a 3.3 V USB-serial adapter on the Feather header: board RX = pin 0, TX = pin 1",
+        extra_resources=_feather_uart),
+)}
+
+BOARD_NAMES = tuple(BOARDS)
 
 
 def board(name):
-    """The Board called `name`; UnknownBoardError (with the known names) otherwise."""
-    boards = _boards()
-    if name not in boards:
+    """The Board called `name`; UnknownBoardError (with the known names) otherwise, or when
+    amaranth-boards is missing."""
+    if name not in BOARDS:
         raise UnknownBoardError(f"unknown board {name!r}: choose one of {', '.join(BOARD_NAMES)}")
-    return boards[name]
+    BOARDS[name].platform           # amaranth-boards missing: say so now, not halfway into a build
+    return BOARDS[name]

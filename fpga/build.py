@@ -38,18 +38,13 @@ class BuildError(RuntimeError):
 
 DSP_CHOICES = ("auto", "on", "off")
 
-# The most DSP cells "auto" gives an ECP5 array with alpha > 1. There the multiplier's A input comes
-# from the alpha-way activation multiplexer, whose LUTs crowd around each DSP block: on the
-# LFE5U-85F no alpha-2 array from 12x12 to 16x16 routed with 144 to 156 DSP cells, while 12x12 with
-# 28 did, as do the 25F's arrays with all of its 28 (README, "What fits each board").
-ECP5_MUX_FED_DSPS = 28
-
 
 def auto_dsps(board, config):
-    """How many DSP blocks "auto" may fill: all of the device's, but at most ECP5_MUX_FED_DSPS for
-    an alpha > 1 array on the ECP5."""
-    if board.family == "ecp5" and config.alpha > 1:
-        return min(board.dsps, ECP5_MUX_FED_DSPS)
+    """How many DSP blocks "auto" may fill: all of the device's, but for an alpha > 1 array at
+    most the family's `mux_fed_dsps` (28 on the ECP5, where more do not route)."""
+    limit = board.family.mux_fed_dsps
+    if limit is not None and config.alpha > 1:
+        return min(board.dsps, limit)
     return board.dsps
 
 
@@ -131,20 +126,19 @@ def private_bit_names_script():
     return f"hierarchy -top {NAME}; flatten; rename -hide {BIT_LIKE_NAMES}"
 
 
-# The LUT mappers a build tries, in order, while Yosys's ABC9 crashes: ABC9, ABC9 on private names
-# (private_bit_names_script) and, on the ECP5, the classic ABC (classic_abc_script).
-LUT_MAPPERS = {"ice40": ("abc9", "abc9-private-names"), "ecp5": ("abc9", "abc9-private-names", "abc")}
-
-
 def classic_abc_script(board, synth_opts):
-    """(synth options, commands after synthesis) that map the ECP5's LUTs with Yosys's classic ABC
-    instead of ABC9: synth_lattice up to its LUT mapping, `abc` as Yosys did it before ABC9 became
-    the only mapper (LUT4 to LUT7, the wider ones from PFU multiplexers), then the rest of synthesis.
+    """(synth options, commands after synthesis) that map the LUTs with Yosys's classic ABC instead
+    of ABC9, on a family that has this fallback (`Family.classic_abc_luts`, the ECP5's):
+    synth_lattice up to its LUT mapping, `abc` as Yosys did it before ABC9 became the only mapper
+    (on the ECP5 LUT4 to LUT7, the wider ones from PFU multiplexers), then the rest of synthesis.
     Yosys 0.70 has no -noabc9 for the ECP5, and its ABC9 crashes on some large designs."""
-    assert board.family == "ecp5"
+    family = board.family
+    if not family.classic_abc_luts:
+        raise ValueError(f"{family.title} builds have no classic ABC fallback")
     return ([*synth_opts, "-run", ":map_luts"],
-            "check -latchonly -assert; techmap -map +/lattice/latches_map.v; abc -dress -lut 4:7; clean; "
-            f"synth_ecp5 {' '.join([*synth_opts, '-top', NAME, '-run', 'map_cells:'])}\n")
+            "check -latchonly -assert; techmap -map +/lattice/latches_map.v; "
+            f"abc -dress -lut {family.classic_abc_luts}; clean; "
+            f"{family.synth_command} {' '.join([*synth_opts, '-top', NAME, '-run', 'map_cells:'])}\n")
 
 
 def multiplier_summary(config, n_dsp, booth):
@@ -326,7 +320,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     A design with more cells of a kind than the device is stopped once nextpnr has packed it.
     When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with ABC9
     on private names (`private_bit_names_script`) and, should that crash too on the ECP5, with the
-    classic ABC mapper; the summary's `lut_mapper` says which one mapped the design (LUT_MAPPERS)."""
+    classic ABC mapper; the summary's `lut_mapper` says which one mapped the design
+    (`Family.lut_mappers`)."""
     check_fits(board, config)
     check_output_dir(out_dir, BUILD_SUMMARY)
     platform = board.make_platform()
@@ -336,10 +331,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     except ValueError as e:
         raise BuildError(str(e), status=2) from None
     n_dsp = dsp_cells(board, config, dsp, booth)
-    if board.family == "ice40":
-        synth_opts = ["-dsp"] if n_dsp else []
-    else:
-        synth_opts = [] if n_dsp else ["-nodsp"]
+    synth_opts = board.family.synth_opts(dsps=n_dsp > 0)
     nextpnr_opts = ["--report", "report.json", "--timing-allow-fail"]
     if seed is not None:
         nextpnr_opts += ["--seed", str(seed)]
@@ -367,7 +359,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     start = time.perf_counter()
     try:
         # Yosys's ABC9 LUT mapper first (synth_*'s default); the next mapper whenever ABC9 crashed.
-        mappers = LUT_MAPPERS[board.family]
+        mappers = board.family.lut_mappers
         for lut_mapper in mappers:
             shutil.rmtree(staging, ignore_errors=True)
             plan(lut_mapper).extract(staging)
@@ -383,7 +375,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
                              f"{report.unfinished_stage(_logs(staging))}")
         if returncode != 0:
             reason = report.failure_reason(_logs(staging), board.device)
-            reason = reason or f"the {board.family} toolchain failed (exit status {returncode})"
+            reason = reason or f"the {board.family.name} toolchain failed (exit status {returncode})"
             if lut_mapper != "abc9":
                 reason += f" ({report.LUT_MAPPER_NOTES[lut_mapper]})"
             raise BuildError(reason)

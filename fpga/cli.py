@@ -18,6 +18,7 @@ from gen.cli import OneLineParser
 from spec import ConfigError
 
 from .boards import BOARD_NAMES
+from .families import FAMILIES
 from .toolchain import NEXTPNR_ROUTERS
 
 
@@ -53,10 +54,12 @@ def build_parser():
     b.add_argument("--board", required=True, choices=BOARD_NAMES, help="target board")
     array_flags.add_arguments(b.add_argument_group("array configuration"), default_rows=2)
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    mux_fed_limits = "".join(f" (at most {f.mux_fed_dsps} for an alpha > 1 array on the {f.title})"
+                             for f in FAMILIES.values() if f.mux_fed_dsps)
     b.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
-                   help="multipliers in DSP blocks: auto (default) as many cells as the device has DSPs (at "
-                        "most 28 for an alpha > 1 array on the ECP5), the rest in LUTs; on: every cell; "
-                        "off: none; N: the first N cells, row by row")
+                   help=f"multipliers in DSP blocks: auto (default) as many cells as the device has DSPs"
+                        f"{mux_fed_limits}, the rest in LUTs; on: every cell; off: none; N: the first N "
+                        f"cells, row by row")
     b.add_argument("--booth", action=argparse.BooleanOptionalAction, default=True,
                    help="build multipliers that are not in DSP blocks as Booth-encoded adder trees "
                         "(Yosys booth; default on: 25-35%% fewer LUTs)")

