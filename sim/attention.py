@@ -45,7 +45,7 @@ def run_heads(built, heads, *, stall=0.0, seed=0, reset_after=None, name="run"):
         model_cycles += head_cycles(config, len(head.k), golden.candidates, golden.kept)
     run = runner.run_streams(built, {"kv": kv_words, "query": query_words}, expected_words, stall=stall,
                              seed=seed, work=model_cycles, reset_after=reset_after, name=name)
-    values = [beats.out_values(config, int(w, 16)) for w in run.results]
+    values = [beats.out_values(config, w) for w in run.results]
     outs, kepts, i = [], [], 0
     for head in heads:
         m = len(head.q)

@@ -8,6 +8,8 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
+import tempfile
 import time
 
 from spec import config_from_manifest
@@ -143,8 +145,9 @@ def run_testbench(built, test_module, stimulus_data, *, name="run"):
     returns the JSON report it writes to SPARSEGEN_REPORT. Raises SimulationError on failure."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
-    run_dir = built.build_dir / name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # A directory of its own per run: two pytest-xdist workers may run the same design at once.
+    # Kept only when the run fails, for its log.
+    run_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{name}-", dir=built.build_dir))
     stimulus, report = run_dir / "stimulus.json", run_dir / "report.json"
     stimulus.write_text(json.dumps(stimulus_data))
     report.unlink(missing_ok=True)
@@ -157,5 +160,6 @@ def run_testbench(built, test_module, stimulus_data, *, name="run"):
     tests, failed = get_results(xml)
     data = json.loads(report.read_text()) if report.exists() else {}
     if failed or not tests or not data:
-        raise SimulationError(data.get("error") or f"cocotb run failed; see {run_dir / 'sim.log'}")
+        raise SimulationError((data.get("error") or "cocotb run failed") + f"; see {run_dir / 'sim.log'}")
+    shutil.rmtree(run_dir, ignore_errors=True)
     return data

@@ -103,7 +103,8 @@ async def reset(dut, clocks=2):
 
 @cocotb.test()
 async def streams_test(dut):
-    stim = json.loads(open(os.environ["SPARSEGEN_STIMULUS"]).read())
+    with open(os.environ["SPARSEGEN_STIMULUS"]) as f:
+        stim = json.load(f)
     rng = random.Random(stim["seed"])
     stall = stim["stall"]
     sources = [Source(dut, name, [int(w, 16) for w in words], rng, stall) for name, words in stim["inputs"].items()]
