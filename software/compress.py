@@ -11,8 +11,8 @@
    unstructured magnitude, N:M, tile-wise, or none (dense);
 3. integer export for the array (software.intmodel): per-channel power-of-two weights,
    calibrated power-of-two activations, requantization by shifts; optionally term quantization;
-4. packing for an R x C array with alpha activations per column (column combining's grouping, or
-   a lossless gamma=0 grouping for the other methods) and its cost on the test split from the
+4. packing for an R x C array with alpha activations per column (by the method's own grouping,
+   column combining's, or else a lossless gamma=0 grouping) and its cost on the test split from the
    cycle model (equal to the RTL's cycles, asserted in tests/sim);
 5. ``-o DIR``: ``model.npz`` (packed model, manifest inside), ``manifest.json`` (the same manifest,
    readable) and ``report.json`` (the table), each written atomically once everything succeeded.

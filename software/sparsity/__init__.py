@@ -2,8 +2,8 @@
 
 One module per method, each defining one :class:`~software.sparsity.base.SparsityMethod` (what
 it prunes while fine-tuning, how it is packed, its flags, label and checks; see base.py), and one
-line per method in :data:`SPARSITY`. software/compress.py asks the registry and never branches
-on a method's name, so a new pattern is a new module here plus its line below.
+entry per method in :data:`SPARSITY`. software/compress.py asks the registry and never branches
+on a method's name, so a new pattern is a new module here plus its import and its line below.
 """
 from .base import CompressError, Flag, SparsityMethod
 from .colcomb import ColumnCombining

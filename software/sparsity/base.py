@@ -1,11 +1,12 @@
 """What a pruning method of ``python -m software compress --method NAME`` provides.
 
-A method is a small object (one per module of this package, one line in :data:`SPARSITY
+A method is a small object (one per module of this package, registered in :data:`SPARSITY
 <software.sparsity.SPARSITY>`) that the compress pipeline asks, instead of branching on its name:
 
 - ``name``, ``summary``: the ``--method`` value and its one line in ``--help``;
 - ``flags``: the :class:`Flag` s it reads (command-line options that are also fields of
-  ``software.compress.Options``); a flag two methods share is one object, defined here;
+  ``software.compress.Options``); a flag two methods share is one object, defined here. A method
+  with a parameter of its own also adds that field (and its default) to Options;
 - ``label(options)``: how reports and tables name the compressed model;
 - ``validate(options)``: :class:`CompressError` when the options do not suit the method;
 - ``schedule(options, model)``: the pruning to run while fine-tuning (a ``masks_hook`` from
