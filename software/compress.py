@@ -6,12 +6,13 @@
 1. the model: ``digits`` (the 64->128->64->10 MLP, trained ``--epochs`` from ``--seed``) or a file
    written by ``torch.save(model)`` (an nn.Sequential of Linear/Conv2d/ReLU/Flatten/Unflatten
    taking digits images as 64 values in [0, 1]; fine-tuned ``--epochs``, default 0);
-2. pruning during ``--finetune-epochs`` of training (software.jointopt): column combining under
-   joint optimization, unstructured magnitude, N:M, tile-wise, or none (dense);
+2. pruning during ``--finetune-epochs`` of training by the ``--method`` of the registry
+   software.sparsity (one module per method): column combining under joint optimization,
+   unstructured magnitude, N:M, tile-wise, or none (dense);
 3. integer export for the array (software.intmodel): per-channel power-of-two weights,
    calibrated power-of-two activations, requantization by shifts; optionally term quantization;
-4. packing for an R x C array with alpha activations per column (column combining's grouping, or
-   a lossless gamma=0 grouping for the other methods) and its cost on the test split from the
+4. packing for an R x C array with alpha activations per column (by the method's own grouping,
+   column combining's, or else a lossless gamma=0 grouping) and its cost on the test split from the
    cycle model (equal to the RTL's cycles, asserted in tests/sim);
 5. ``-o DIR``: ``model.npz`` (packed model, manifest inside), ``manifest.json`` (the same manifest,
    readable) and ``report.json`` (the table), each written atomically once everything succeeded.
@@ -28,7 +29,9 @@ import json
 import math
 import os
 import pickle
+import shutil
 import sys
+import textwrap
 import zipfile
 
 import numpy as np
@@ -39,19 +42,14 @@ from .colcomb import dense_grouping, pack
 from spec import ArrayConfig
 from .cycles import layer_cost
 from .intmodel import IntModel, TermBudget, export_model, plan_model
-from .jointopt import ColumnCombiningSchedule, MagnitudeSchedule, NMSchedule, TileWiseSchedule
-from .pruning import prunable_layers
 from .packfile import PackedModelError, load, save, write_atomically
 from .schedule import schedule_layer
+from .sparsity import SPARSITY, CompressError, SparsityMethod, lookup, method_flags
 
-METHODS = ("colcomb", "dense", "magnitude", "nm", "tilewise")
+METHODS = tuple(SPARSITY)       # the --method names; software/sparsity/ has one module per method
 QUANTS = {"int8": 8, "int6": 6, "int4": 4, "tq": 8}
 ACC_WIDTH = 32
 DIGITS_INPUTS, DIGITS_CLASSES = 64, 10
-
-
-class CompressError(ValueError):
-    """Bad input to the compress pipeline; one line."""
 
 
 # ----------------------------------------------------------------------------------------------
@@ -63,7 +61,8 @@ class Options:
     model: str = "digits"
     method: str = "colcomb"
     alpha: int = 8
-    gamma: float = 0.5
+    # The methods' parameters (software/sparsity/: the Flags of the methods that read them).
+    gamma: float = 0.5              # colcomb
     sparsity: float = 0.75          # magnitude and tile-wise target
     nm: tuple = (2, 4)
     tile_size: int | None = None    # tile-wise: output channels per tile (default: array rows)
@@ -95,14 +94,12 @@ class Options:
                                 "positive whole number of terms per group")
         return TermBudget(group=self.term_group, weight_terms=int(round(budget)), data_terms=self.data_terms)
 
+    @property
+    def sparsity_method(self) -> SparsityMethod:
+        return lookup(self.method)
+
     def label(self) -> str:
-        if self.method == "colcomb":
-            return f"colcomb alpha={self.alpha} gamma={self.gamma:g}"
-        if self.method == "nm":
-            return f"{self.nm[0]}:{self.nm[1]}"
-        if self.method in ("magnitude", "tilewise"):
-            return f"{self.method} {self.sparsity:.0%}"
-        return "dense"
+        return self.sparsity_method.label(self)
 
     def quant_label(self) -> str:
         tb = self.term_budget()
@@ -111,27 +108,18 @@ class Options:
         return f"tq g={tb.group} w={tb.weight_terms}/{tb.group} d={tb.data_terms}"
 
     def validate(self):
-        if self.method not in METHODS:
-            raise CompressError(f"unknown method {self.method!r}; choose from {', '.join(METHODS)}")
+        method = self.sparsity_method       # CompressError on an unknown method
         if self.quant not in QUANTS:
             raise CompressError(f"unknown quantization {self.quant!r}; choose from {', '.join(QUANTS)}")
-        if not (0 <= self.gamma and math.isfinite(self.gamma)):
-            raise CompressError(f"--gamma must be a non-negative number, not {self.gamma}")
-        if not 0 <= self.sparsity < 1:
-            raise CompressError(f"--sparsity must be in [0, 1), not {self.sparsity}")
-        n, m = self.nm
-        if not 1 <= n <= m:
-            raise CompressError(f"--nm {n}:{m}: need 1 <= N <= M")
+        for flag, _ in method_flags():     # every method's parameters, whichever method runs
+            flag.validate(getattr(self, flag.dest))
         for name in ("finetune_epochs", "term_group", "data_terms"):
             value = getattr(self, name)
             if value < (0 if name == "finetune_epochs" else 1):
                 raise CompressError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'finetune_epochs' else '>= 1'}, not {value}")
         if self.epochs is not None and self.epochs < 0:
             raise CompressError(f"--epochs must be >= 0, not {self.epochs}")
-        if self.method != "dense" and self.finetune_epochs < 1:
-            raise CompressError(f"--method {self.method} prunes during fine-tuning: --finetune-epochs must be >= 1")
-        if self.tile_size is not None and self.tile_size < 1:
-            raise CompressError(f"--tile-size must be >= 1, not {self.tile_size}")
+        method.validate(self)
         self.array_config()     # ConfigError (a ValueError) on a bad array
         self.term_budget()
         return self
@@ -166,19 +154,8 @@ def check_digits_model(model: nn.Module, where: str):
 
 
 def make_schedule(opts: Options, model: nn.Module):
-    epochs = opts.finetune_epochs
-    if opts.method == "colcomb":
-        return ColumnCombiningSchedule(epochs=epochs, alpha=opts.alpha, gamma=opts.gamma)
-    if opts.method == "magnitude":
-        return MagnitudeSchedule(epochs=epochs, sparsity=opts.sparsity)
-    if opts.method == "tilewise":
-        # Tile-wise pruning removes whole output channels first: in the output layer those are classes.
-        output_layer = prunable_layers(model)[-1][0]
-        return TileWiseSchedule(epochs=epochs, sparsity=opts.sparsity, tile_size=opts.tile_size or opts.rows,
-                                skip=(output_layer,))
-    if opts.method == "nm":
-        return NMSchedule(epochs=epochs, n=opts.nm[0], m=opts.nm[1])
-    return None
+    """The method's pruning during fine-tuning (a masks_hook), or None to keep ``model`` as it is."""
+    return opts.sparsity_method.schedule(opts, model)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -309,7 +286,7 @@ def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
               progress=opts.progress, split=split)
     accuracy["pruned_float"] = float_accuracy(pruned, split.x_test, split.y_test)
 
-    groups = schedule.groups if isinstance(schedule, ColumnCombiningSchedule) else None
+    groups = None if schedule is None else opts.sparsity_method.groups(schedule)
     int_model = export_model(pruned, config, split.x_train, groups=groups, term_budget=opts.term_budget())
     x_int = int_model.quantize_input(split.x_test)
     accuracy["integer"] = accuracy_of(int_model.predict(x_int), split.y_test.numpy())
@@ -373,12 +350,36 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _nm(text):
-    try:
-        n, m = (int(v) for v in text.split(":"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected N:M such as 2:4, not {text!r}") from None
-    return n, m
+def _help_width():
+    return max(shutil.get_terminal_size().columns - 2, 40)      # as argparse.HelpFormatter
+
+
+def _fill(text, indent=""):
+    return textwrap.fill(text, _help_width(), initial_indent=indent, subsequent_indent=indent,
+                         break_on_hyphens=False)
+
+
+def methods_help() -> str:
+    """The registry as a table for --help (argparse indents it by 2): every method's name and summary."""
+    width = max(map(len, SPARSITY)) + 2
+    lines = []
+    for name, method in SPARSITY.items():
+        lines += textwrap.wrap(method.summary, _help_width() - 2, initial_indent=f"{name:<{width}}",
+                               subsequent_indent=" " * width, break_on_hyphens=False)
+    return "\n".join(lines)
+
+
+def _add_method_arguments(p):
+    """--method and the flags of the methods (software/sparsity/), defaults from Options."""
+    defaults = {f.name: f.default for f in dataclasses.fields(Options)}
+    group = p.add_argument_group("pruning methods (--method)", methods_help())
+    group.add_argument("--method", choices=tuple(SPARSITY), default=defaults["method"],
+                       help=f"pruning method, from the table above (default {defaults['method']})")
+    for flag, users in method_flags():
+        default = defaults[flag.dest]
+        text = f"{flag.help} ({', '.join(users)}; default {flag.show(default)})"
+        group.add_argument(flag.option, dest=flag.dest, type=flag.type, default=default, metavar=flag.metavar,
+                           help=text.replace("%", "%%"))
 
 
 def build_parser(prog="python -m software"):
@@ -387,22 +388,18 @@ def build_parser(prog="python -m software"):
     sub = parser.add_subparsers(dest="command", required=True, parser_class=OneLineParser)
     p = sub.add_parser(
         "compress", help="train, prune, quantize and pack a model; print its accuracy and cost",
-        description="Train (or fine-tune) a digits model, prune it while training, quantize it to integers with "
-                    "power-of-two scales, pack it for an R x C array with alpha activations per column, print "
-                    "accuracy (float dense, pruned float, integer) and the array's tiles, cycles and utilization "
-                    "dense vs packed, and write model.npz, manifest.json and report.json into -o.",
-        epilog="Example: python -m software compress --model digits --method colcomb --alpha 8 --gamma 0.5 "
-               "--quant int8 --rows 32 --cols 32 -o out/")
+        formatter_class=argparse.RawDescriptionHelpFormatter,   # keeps the methods table; the rest is _fill()ed
+        description=_fill("Train (or fine-tune) a digits model, prune it while training, quantize it to integers "
+                          "with power-of-two scales, pack it for an R x C array with alpha activations per column, "
+                          "print accuracy (float dense, pruned float, integer) and the array's tiles, cycles and "
+                          "utilization dense vs packed, and write model.npz, manifest.json and report.json into -o."),
+        epilog=_fill("Example: python -m software compress --model digits --method colcomb --alpha 8 --gamma 0.5 "
+                     "--quant int8 --rows 32 --cols 32 -o out/"))
     p.add_argument("--model", default="digits",
                    help="'digits' (the 64-128-64-10 MLP) or a file written by torch.save(model) -- unpickled, so "
                         "only files you trust (default digits)")
-    p.add_argument("--method", choices=METHODS, default="colcomb", help="pruning method (default colcomb)")
     p.add_argument("--alpha", type=int, default=8, help="activations per array column = columns combined (default 8)")
-    p.add_argument("--gamma", type=float, default=0.5,
-                   help="column combining: conflicts allowed per merge, as a fraction of the rows (default 0.5)")
-    p.add_argument("--sparsity", type=float, default=0.75, help="magnitude / tilewise target (default 0.75)")
-    p.add_argument("--nm", type=_nm, default=(2, 4), help="N:M pattern (default 2:4)")
-    p.add_argument("--tile-size", type=int, help="tilewise: output channels per tile (default: --rows)")
+    _add_method_arguments(p)
     p.add_argument("--quant", choices=tuple(QUANTS), default="int8",
                    help="integer format of weights and activations; tq = int8 with term quantization (default int8)")
     p.add_argument("--term-group", type=int, default=8, help="tq: weights per term budget group (default 8)")
@@ -440,11 +437,8 @@ def main(argv=None) -> int:
 def _compress(args) -> int:
     if os.path.exists(args.output) and not os.path.isdir(args.output):
         raise CompressError(f"output path {args.output} exists and is not a directory")
-    opts = Options(model=args.model, method=args.method, alpha=args.alpha, gamma=args.gamma, sparsity=args.sparsity,
-                   nm=args.nm, tile_size=args.tile_size, quant=args.quant, term_group=args.term_group,
-                   weight_terms=args.weight_terms, data_terms=args.data_terms, rows=args.rows, cols=args.cols,
-                   max_batch=args.max_batch, epochs=args.epochs, finetune_epochs=args.finetune_epochs,
-                   lr=args.lr, seed=args.seed, progress=not args.quiet).validate()
+    fields = {f.name for f in dataclasses.fields(Options)}
+    opts = Options(**{k: v for k, v in vars(args).items() if k in fields}, progress=not args.quiet).validate()
     result = compress(opts)
     write_outputs(result, args.output)
     print(format_result(result))
