@@ -282,6 +282,30 @@ def _stop_group(proc):
     proc.wait()
 
 
+class _StageReporter:
+    """Says which tool a build is in, once per stage, from the logs the tools write."""
+
+    def __init__(self, progress, start):
+        self.progress, self.start, self.stage = progress, start, None
+
+    def enter(self, stage):
+        if self.progress and stage != self.stage:
+            self.progress(f"{stage} ({(time.perf_counter() - self.start) / 60:.1f} min)")
+        self.stage = stage
+
+    def watch(self, staging):
+        """Called while the tools run; returns None (it never stops a build)."""
+        if self.progress:
+            text = _logs(staging)
+            stage = report.unfinished_stage(text)
+            if stage == "synthesizing":
+                stage = "synthesizing (Yosys)"
+            elif "Program finished normally" in text.split("placer", 1)[-1] and "Routing" in text:
+                stage = "packing the bitstream"
+            self.enter(stage.split(" (")[0] if stage.startswith("routing (") else stage)
+        return None
+
+
 @dataclasses.dataclass(frozen=True)
 class BuildResult:
     out_dir: str
@@ -310,7 +334,7 @@ def _over_capacity(staging, board):
 
 
 def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None,
-          time_limit=None):
+          time_limit=None, progress=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
 
     `dsp`: see `dsp_cells`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
@@ -321,7 +345,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with ABC9
     on private names (`private_bit_names_script`) and, should that crash too on the ECP5, with the
     classic ABC mapper; the summary's `lut_mapper` says which one mapped the design
-    (`Family.lut_mappers`)."""
+    (`Family.lut_mappers`). `progress`, if given, is called with a line whenever the build enters
+    a stage (elaborating, synthesizing, placing, routing, packing), with the minutes so far."""
     check_fits(board, config)
     check_output_dir(out_dir, BUILD_SUMMARY)
     platform = board.make_platform()
@@ -357,16 +382,19 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     os.makedirs(parent, exist_ok=True)
     staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(out_dir))}.partial{os.getpid()}")
     start = time.perf_counter()
+    stages = _StageReporter(progress, start)
     try:
         # Yosys's ABC9 LUT mapper first (synth_*'s default); the next mapper whenever ABC9 crashed.
         mappers = board.family.lut_mappers
         for lut_mapper in mappers:
             shutil.rmtree(staging, ignore_errors=True)
+            stages.enter(f"elaborating (Amaranth) with LUT mapper {lut_mapper}")
             plan(lut_mapper).extract(staging)
             remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start), 1)
             with open(os.path.join(staging, "build.log"), "w") as log_file:
                 returncode = _run_script(["sh", f"build_{NAME}.sh"], cwd=staging, env=env, log_file=log_file,
-                                         timeout=remaining, give_up=lambda: _over_capacity(staging, board))
+                                         timeout=remaining,
+                                         give_up=lambda: stages.watch(staging) or _over_capacity(staging, board))
             if not (returncode and lut_mapper != mappers[-1] and report.abc9_crashed(_logs(staging))):
                 break
         seconds = time.perf_counter() - start

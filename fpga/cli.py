@@ -116,7 +116,7 @@ def cmd_build(args):
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
     result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,
-                   router=args.router)
+                   router=args.router, progress=lambda line: print(f"{PROG} build: {line}", file=sys.stderr))
     for line in format_summary(result.summary):
         print(line)
     print(f"{result.bitstream}: bitstream ({result.summary['seconds']:.0f} s); report in "
