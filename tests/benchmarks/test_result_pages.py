@@ -99,3 +99,17 @@ def test_tq_page_with_the_fpga_table_only(tmp_path):
     assert "| int8 MAC, DSP | iCE40UP5K | 13 | 17 | 1 | 100.9 | 1 |" in page
     assert "Not run for this page (`--no-digits`)" in page
     assert not (tmp_path / "tq_pairs_accuracy.png").exists()
+
+
+def test_attention_page_has_its_sections_and_the_plot(tmp_path):
+    import attention
+    rows = [["none", "1.000", "1.000", 1000, "1.000", "0.9998", "0.9999"],
+            ["threshold=6", "0.800", "0.679", 856, "0.856", "0.9984", "0.9990"]]
+    sections = ["## Pruning: 2 sentences\n\n" + report.markdown_table(attention.SWEEP_HEADERS, rows)]
+    paths = attention.write_docs(str(tmp_path), ["--docs"], "Unit: d=32", sections, {"sentences": rows}, 90.0)
+    page = (tmp_path / "attention.md").read_text()
+    assert "`python benchmarks/attention.py --docs`" in page.splitlines()[2]
+    assert "| threshold=6 | 0.800 | 0.679 | 856 | 0.856 | 0.9984 | 0.9990 |" in page
+    assert "](attention_pruning.png)" in page
+    assert_png(tmp_path / "attention_pruning.png")
+    assert [p.name for p in paths] == ["attention.md", "attention_pruning.png"]
