@@ -275,8 +275,9 @@ def plot_pairs(results, directory):
                                        lambda k: results[k]["pairs"], "^", "tab:orange")):
         xs, ys = [x(k) for k in keys], [100 * results[k]["accuracy"] for k in keys]
         ax.plot(xs, ys, linestyle="none", marker=marker, color=color, label=series)
-        for k, xv, yv in zip(keys, xs, ys):
-            ax.annotate(budget_label(k), (xv, yv), fontsize=6, xytext=(3, 2), textcoords="offset points")
+        if marker == "o":   # the measured point of a quantization sits at the same accuracy, to the left
+            for k, xv, yv in zip(keys, xs, ys):
+                ax.annotate(budget_label(k), (xv, yv), fontsize=6, xytext=(3, 2), textcoords="offset points")
     ax.axhline(100 * results["float"], color="black", linewidth=0.8, linestyle="--")
     ax.annotate("float32", (0.01, 100 * results["float"]), xycoords=("axes fraction", "data"), fontsize=7,
                 va="bottom")
