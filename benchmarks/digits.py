@@ -140,9 +140,8 @@ def main(argv=None):
     print(f"\n{TARGET}, per seed:")
     print(format_table(SEED_HEADERS, seed_rows))
     print("\n" + verdict(per_seed, names))
-    minutes = (time.perf_counter() - start) / 60
-
     rtl_lines = rtl(per_seed[0][TARGET]) if args.rtl else None
+    minutes = (time.perf_counter() - start) / 60
     if args.docs:
         argv = sys.argv[1:] if argv is None else argv
         for path in write_docs(args, argv, per_seed, names, rows, seed_rows, title, minutes, rtl_lines):
@@ -218,7 +217,7 @@ def write_docs(args, argv, per_seed, names, rows, seed_rows, title, minutes, rtl
                        reference=(100 * dense_float - 1, "float dense − 1 point (the target)"))
     cycles = scatter(points, lambda p: 100 * p[4], lambda p: p[3], "sparsity of the int8 weights (%)",
                      "cycles on the array (whole test split)", args.docs, "digits_cycles_sparsity.png")
-    note = f"Seeds {' '.join(map(str, args.seeds))}; the run took {minutes:.0f} minutes."
+    note = f"Seeds {' '.join(map(str, args.seeds))}; the run took {minutes:.0f} minutes on the machine that wrote it."
     if len(args.seeds) == 1:
         note += (" Five seeds (about 15 minutes on 2 cores): "
                  "`python benchmarks/digits.py --seeds 0 1 2 3 4 --docs`.")
