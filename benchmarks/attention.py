@@ -4,6 +4,7 @@ heads, and how similarity falls as pruning cuts cycles. Prints tables; asserts n
 
     python benchmarks/attention.py           # the three tables (golden model + cycle model, 1-3 min)
     python benchmarks/attention.py --rtl     # also real heads through the Verilog in Verilator
+    python benchmarks/attention.py --docs    # also write docs/results/attention.md and its plot
 
 The golden model is bit-exact with the RTL and the cycle model equals the RTL's cycles (both
 asserted in tests/sim/test_attention_rtl.py), so the tables use them for all 6 x 12 heads.
@@ -15,6 +16,7 @@ import pathlib
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 
@@ -25,6 +27,8 @@ from software.attention import dense_head_cycles, float_attention, head_cycles, 
 from spec.attention import AttentionConfig                                       # noqa: E402
 from software.models.minilm import (HEADS, LAYERS, PASSAGES, SENTENCES, MiniLM,             # noqa: E402
                                     float_head_attention, unit_head_attention)
+
+import report  # noqa: E402
 
 PRUNING = [
     dict(),
@@ -120,37 +124,97 @@ def rtl_check(model):
     return rows
 
 
-def main():
+SWEEP_HEADERS = ["pruning", "candidates", "kept", "cycles", "vs none", "cos min", "cos mean"]
+RTL_HEADERS = ["pruning", "heads", "n", "RTL cycles", "model cycles", "bit-exact", "clk/s"]
+
+
+def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rtl", action="store_true", help="also run real heads through Verilator")
-    args = parser.parse_args()
+    report.docs_argument(parser, "attention.md")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
     model = MiniLM()
     config = AttentionConfig()
+    sections = []
 
-    print(f"Unit: d={config.head_dim}, L={config.max_len}, int{config.data_width} Q/K/V, "
-          f"exp table 2^{config.exp_frac_bits} entries, E={config.exp_bits}, P={config.prob_bits}\n")
+    unit = (f"Unit: d={config.head_dim}, L={config.max_len}, int{config.data_width} Q/K/V, "
+            f"exp table 2^{config.exp_frac_bits} entries, E={config.exp_bits}, P={config.prob_bits}")
+    print(unit + "\n")
 
     rel, worst = per_head_error(model, config, SENTENCES)
-    print(f"Relative error of each head's output, unit vs float attention "
-          f"(RMS over the {len(SENTENCES)} sentences, %):")
-    table(["layer"] + [f"h{h}" for h in range(HEADS)] + ["mean"],
-          [[layer] + [f"{100 * e:.2f}" for e in rel[layer]] + [f"{100 * rel[layer].mean():.2f}"]
-           for layer in range(LAYERS)])
-    print(f"all heads: mean {100 * rel.mean():.2f}%, worst head {100 * rel.max():.2f}%, "
-          f"worst single element {100 * worst.max():.1f}% of its row's largest\n")
+    heading = (f"Relative error of each head's output, unit vs float attention "
+               f"(RMS over the {len(SENTENCES)} sentences, %)")
+    print(heading + ":")
+    headers = ["layer"] + [f"h{h}" for h in range(HEADS)] + ["mean"]
+    rows = [[layer] + [f"{100 * e:.2f}" for e in rel[layer]] + [f"{100 * rel[layer].mean():.2f}"]
+            for layer in range(LAYERS)]
+    table(headers, rows)
+    overall = (f"all heads: mean {100 * rel.mean():.2f}%, worst head {100 * rel.max():.2f}%, "
+               f"worst single element {100 * worst.max():.1f}% of its row's largest")
+    print(overall + "\n")
+    sections.append(f"## Error of each head\n\n{heading}.\n\n{report.markdown_table(headers, rows)}\n\n"
+                    f"{overall[0].upper() + overall[1:]}.")
 
+    sweeps = {}
     for name, texts in (("sentences", SENTENCES), ("passages", PASSAGES)):
         reference = model.embed(texts)
         lengths = [len(model.encode(t).ids) for t in texts]
-        print(f"Golden unit in all {LAYERS * HEADS} heads, {len(texts)} {name} of {min(lengths)}-{max(lengths)} "
-              f"tokens: cosine of sentence embeddings to the float model, and the unit's cycles "
-              f"(cycle model = RTL) relative to no pruning:")
-        table(["pruning", "candidates", "kept", "cycles", "vs none", "cos min", "cos mean"],
-              sweep(model, texts, reference))
+        heading = (f"Golden unit in all {LAYERS * HEADS} heads, {len(texts)} {name} of {min(lengths)}-{max(lengths)} "
+                   f"tokens: cosine of sentence embeddings to the float model, and the unit's cycles "
+                   f"(cycle model = RTL) relative to no pruning")
+        print(heading + ":")
+        sweeps[name] = sweep(model, texts, reference)
+        table(SWEEP_HEADERS, sweeps[name])
+        sections.append(f"## Pruning: {len(texts)} {name}\n\n{heading}.\n\n"
+                        f"{report.markdown_table(SWEEP_HEADERS, sweeps[name])}")
 
+    rtl_rows = None
     if args.rtl:
-        print("Real heads (layers 0, 3, 5) of a 49-token passage through the Verilog in Verilator:")
-        table(["pruning", "heads", "n", "RTL cycles", "model cycles", "bit-exact", "clk/s"], rtl_check(model))
+        heading = "Real heads (layers 0, 3, 5) of a 49-token passage through the Verilog in Verilator"
+        print(heading + ":")
+        rtl_rows = rtl_check(model)
+        table(RTL_HEADERS, rtl_rows)
+        sections.append(f"## Through the RTL\n\n{heading}.\n\n{report.markdown_table(RTL_HEADERS, rtl_rows)}")
+    else:
+        sections.append("## Through the RTL\n\nNot run for this page: `--rtl` also runs three real heads of a "
+                        "passage through the generated Verilog in Verilator, dense and pruned.")
+    if args.docs:
+        argv = sys.argv[1:] if argv is None else argv
+        for path in write_docs(args.docs, argv, unit, sections, sweeps, time.perf_counter() - start):
+            print(f"wrote {path}", file=sys.stderr)
+
+
+def plot_pruning(sweeps, directory):
+    """Cosine (min over texts) against cycles relative to no pruning, one point per setting."""
+    plt = report.pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for (name, rows), color, marker in zip(sweeps.items(), ("tab:blue", "tab:orange"), ("o", "^")):
+        xs, ys = [float(r[4]) for r in rows], [float(r[5]) for r in rows]
+        ax.plot(xs, ys, linestyle="none", marker=marker, color=color, label=name)
+        for r, x, y in zip(rows, xs, ys):
+            ax.annotate(r[0], (x, y), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.set_xlabel("cycles relative to no pruning (cycle model = RTL)")
+    ax.set_ylabel("cosine of embeddings to float (min)")
+    ax.grid(True, linewidth=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return report.save_figure(fig, directory, "attention_pruning.png")
+
+
+def write_docs(directory, argv, unit, sections, sweeps, seconds):
+    plot = plot_pruning(sweeps, directory)
+    body = f"""
+The one-head attention unit (golden model, bit-exact with the RTL, and cycle model, equal to the
+RTL's cycles; both asserted in tests/sim/test_attention_rtl.py) in all 72 heads of the pretrained
+all-MiniLM-L6-v2. What the unit computes: [Attention unit](../attention.md). {unit}.
+
+![cosine against cycles, per pruning setting](attention_pruning.png)
+
+""" + "\n\n".join(sections)
+    page = report.write_page(directory, "attention.md", "Results: attention unit on MiniLM-L6",
+                             report.command("attention.py", argv), body,
+                             note=f"The run took {seconds / 60:.0f} minutes.")
+    return page, plot
 
 
 if __name__ == "__main__":

@@ -11,7 +11,7 @@ cost, a cost per row and column, and a cost per DSP cell and per LUT cell of the
 resource), build the largest R it predicts to fit, refit with that build (a design that does not
 fit still says how much it needs), and repeat between the largest R known to fit and the smallest
 known not to, until they are neighbours. Then (R+1) x R and R x (R+1) are built too, unless the
-model says they need over 5% more than the device has. Prints a Markdown table (the README's) of
+model says they need over 5% more than the device has. Prints a Markdown table of
 the largest fits with their resource use, Fmax and LUTs per cell, where LUTs per cell = (LUTs of the largest - LUTs of the 1x1) / (R*C - 1),
 so the fixed cost of the host link cancels (it averages DSP and LUT cells where both occur).
 
@@ -21,12 +21,16 @@ so the fixed cost of the host link cancels (it averages DSP and LUT cells where 
     python benchmarks/fpga_fit.py --boards ulx3s-85f --router router2 --time-limit 60
                                   # big ECP5: a build not done within an hour counts as not fitting
     python benchmarks/fpga_fit.py --boards ulx3s-85f --alphas 2 --dsp off ...
-                                  # int8 arrays with LUT multipliers only (see the README)
+                                  # int8 arrays with LUT multipliers only
+    python benchmarks/fpga_fit.py --no-build --docs
+                                  # docs/results/fpga.md and its plots, from the results alone
 
 Every build's summary is kept in --results (default benchmarks/results/fpga_fit.json, in git; sweeps
 running in parallel merge into it), so an interrupted or extended sweep only builds what is missing,
 and `--no-build` prints the table from it; the build directories are deleted after their summary is
-saved (big ECP5 netlists take hundreds of MB).
+saved (big ECP5 netlists take hundreds of MB). `--docs` also writes the result page
+docs/results/fpga.md (the table for every board and every kind of cell the results hold, and every
+build kept) with plots of LUT4 and Fmax against array size per board.
 """
 
 import argparse
@@ -48,10 +52,12 @@ from fpga.cli import dsp_argument  # noqa: E402
 from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
 from spec import ArrayConfig, ConfigError  # noqa: E402
 
+import report  # noqa: E402
+
 MODEL_SIZES = (1, 2, 3)
 # How the table marks LUTs not mapped by plain ABC9 (fpga.build.LUT_MAPPERS).
 MAPPER_MARKS = {"abc9-private-names": " (ABC9 on private names)", "abc": " (classic ABC: ABC9 crashed)"}
-# Kept in git: the measurements behind the README's table, so that a sweep (hours of builds on a
+# Kept in git: the measurements behind docs/results/fpga.md, so that a sweep (hours of builds on a
 # big ECP5) resumes on another machine and the table can be printed again with --no-build.
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "fpga_fit.json")
 
@@ -313,6 +319,224 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
             f"| {clock['achieved_mhz']:.1f}{router} | {per_cell} | {'; '.join(why)} |")
 
 
+# ---------------------------------------------------------------------------------------------
+# The result page (--docs): docs/results/fpga.md and its plots, from the results alone
+
+DOCS_ALPHAS = (1, 2, 4, 8)
+PAGE_COMMAND = "python benchmarks/fpga_fit.py --no-build --docs"
+
+
+def measured_sweeps(results):
+    """{(board, mac, dsp): alphas} of every sweep the results hold, i.e. every kind of array with
+    a 1x1 build (one-off builds with another --dsp are listed among all builds, not as sweeps)."""
+    sweeps = {}
+    for k in results:
+        board, rows, cols, alpha, mac, dsp = parse_key(k)
+        if rows == cols == 1:
+            sweeps.setdefault((board, mac, dsp), set()).add(alpha)
+    return sweeps
+
+
+def docs_rows(results_path, max_rows=64, rectangles=1.05):
+    """The fit table for every board: int8 with --dsp auto at every alpha (measured or not), then
+    every other sweep the results hold."""
+    sweeps = measured_sweeps(Sweep(results_path, "", 0, allow_build=False).results)
+    lines = []
+    for board in BOARD_NAMES:
+        kinds = {("int", "auto"): set(DOCS_ALPHAS)}
+        for (b, mac, dsp), alphas in sweeps.items():
+            if b == board:
+                kinds.setdefault((mac, dsp), set()).update(alphas)
+        order = lambda kind: (kind[0] != "int", str(kind[1]) != "auto", kind)  # noqa: E731
+        for mac, dsp in sorted(kinds, key=order):
+            sweep = Sweep(results_path, "", 0, allow_build=False, dsp=dsp)
+            lines += table(sweep, [board], sorted(kinds[mac, dsp]), [mac], max_rows, rectangles)[2:]
+    return lines
+
+
+def build_label(mac, dsp):
+    return (f"TQ {mac}" if mac != "int" else "int8") + ("" if dsp == "auto" else f", --dsp {dsp}")
+
+
+def all_builds_table(results):
+    """Every build kept, one row each."""
+    rows = []
+    ordered = sorted(results, key=lambda k: (BOARD_NAMES.index(parse_key(k)[0]), parse_key(k)[4] != "int",
+                                             str(parse_key(k)[5]), parse_key(k)[3], parse_key(k)[1:3]))
+    for k in ordered:
+        board, r, c, alpha, mac, dsp = parse_key(k)
+        entry = results[k]
+        s = entry["summary"]
+        if s:
+            res = s["resources"]
+            scarce = res.get("logic_cells", res["luts"])
+            use = f"{scarce['used']} / {scarce['available']}"
+            clock = next(iter(s["fmax"].values()))
+            fmax = f"{clock['achieved_mhz']:.1f} / {clock['constraint_mhz']:g}"
+            dsps = f"{res['dsp']['used']}"
+            router = s.get("router", NEXTPNR_ROUTERS[0])
+        else:
+            use = fmax = dsps = router = ""
+        outcome = "fits" if entry["fit"] else (entry["reason"] or "does not fit")
+        rows.append([board, f"{r}x{c}", alpha, build_label(mac, dsp), use, dsps, fmax, router,
+                     f"{entry.get('wall_seconds', 0) / 60:.1f}", outcome])
+    return report.markdown_table(
+        ["board", "array", "alpha", "cell", "logic cells (iCE40) / LUT4 (ECP5) used / available", "DSP",
+         "Fmax / clock (MHz)", "router", "minutes", "outcome"], rows)
+
+
+def plot_points(results):
+    """{board: {(mac, dsp, alpha): [(cells, scarce resource used, fits, Fmax or None, clock)]}} of
+    the sweeps (--dsp auto or off), with what nextpnr said a design that did not fit needs."""
+    points = {}
+    for k, entry in results.items():
+        board, r, c, alpha, mac, dsp = parse_key(k)
+        if dsp not in ("auto", "off"):
+            continue
+        fmax = clock = None
+        if entry["summary"]:
+            res = entry["summary"]["resources"]
+            used = res.get("logic_cells", res["luts"])["used"]
+            first = next(iter(entry["summary"]["fmax"].values()))
+            fmax, clock = first["achieved_mhz"], first["constraint_mhz"]
+        elif needs := re.search(r"needs (\d+) of (\d+) ", entry["reason"] or ""):
+            used = int(needs[1])
+        else:
+            continue        # not finished: nothing measured
+        points.setdefault(board, {}).setdefault((mac, dsp, alpha), []).append(
+            (r * c, used, entry["fit"], fmax, clock))
+    return points
+
+
+def device_capacity(results, board):
+    """(capacity of the scarce resource, its name) of a board, from any of its builds."""
+    for k, entry in results.items():
+        if parse_key(k)[0] == board and entry["summary"]:
+            res = entry["summary"]["resources"]
+            if "logic_cells" in res:
+                return res["logic_cells"]["available"], "logic cells (1 LUT4 + 1 FF each)"
+            return res["luts"]["available"], "LUT4 (TRELLIS_COMB)"
+    return None, "LUT4"
+
+
+def plot_style(mac, dsp, alpha):
+    colors = {1: "tab:blue", 2: "tab:orange", 4: "tab:green", 8: "tab:red"}
+    marker, line = ("^", ":") if mac != "int" else ("s", "--") if dsp == "off" else ("o", "-")
+    return dict(color=colors.get(alpha, "tab:gray"), marker=marker, linestyle=line,
+                label=f"{build_label(mac, dsp)}, {'dense' if alpha == 1 else f'α={alpha}'}")
+
+
+def plot_per_board(results, boards, quantity, directory, name):
+    """One panel per board: `quantity` ("use" or "fmax") against cells (rows x cols)."""
+    plt = report.pyplot()
+    points = plot_points(results)
+    fig, axes = plt.subplots(1, len(boards), figsize=(4.2 * len(boards), 3.8), squeeze=False)
+    for ax, board in zip(axes[0], boards):
+        series = points.get(board, {})
+        for kind in sorted(series, key=lambda k: (k[0] != "int", str(k[1]), k[2])):
+            pts = sorted(series[kind])
+            if quantity == "fmax":
+                pts = [p for p in pts if p[3] is not None]
+                y = [p[3] for p in pts]
+            else:
+                y = [p[1] for p in pts]
+            if not pts:
+                continue
+            style = plot_style(*kind)
+            ax.plot([p[0] for p in pts], y, color=style["color"], linestyle=style["linestyle"], linewidth=1,
+                    label=style["label"])
+            for p, v in zip(pts, y):
+                ax.plot(p[0], v, marker=style["marker"], color=style["color"], markersize=5,
+                        markerfacecolor=style["color"] if p[2] else "none")
+        if quantity == "fmax":
+            clocks = {p[4] for kind in series.values() for p in kind if p[4]}
+            for clock in clocks:
+                ax.axhline(clock, color="black", linewidth=0.8, linestyle="--")
+                ax.annotate(f"board clock {clock:g} MHz", (0.02, clock), xycoords=("axes fraction", "data"),
+                            fontsize=7, va="bottom")
+            ax.set_ylabel("Fmax (MHz, nextpnr)")
+        else:
+            capacity, label = device_capacity(results, board)
+            if capacity:
+                ax.axhline(capacity, color="black", linewidth=0.8, linestyle="--")
+                ax.annotate(f"device: {capacity}", (0.02, capacity), xycoords=("axes fraction", "data"),
+                            fontsize=7, va="bottom")
+            ax.set_ylabel(label)
+        device = next((e["summary"].get("device", "") for k, e in results.items()
+                       if parse_key(k)[0] == board and e["summary"]), "")
+        ax.set_title(f"{board} ({device})" if device else board, fontsize=9)
+        ax.set_xlabel("cells (rows x cols)")
+        ax.grid(True, linewidth=0.3)
+        if series:
+            ax.legend(fontsize=6)
+    return report.save_figure(fig, directory, name)
+
+
+def tool_versions(results):
+    versions = sorted({f"{tool} {version}" for e in results.values() if e["summary"]
+                       for tool, version in e["summary"].get("tools", {}).items()})
+    return ", ".join(versions) or "not recorded"
+
+
+def write_docs(results_path, directory, max_rows=64, rectangles=1.05):
+    """Write fpga.md, fpga_luts.png and fpga_fmax.png into `directory`; returns their paths."""
+    results = Sweep(results_path, "", 0, allow_build=False).results
+    boards = [b for b in BOARD_NAMES if any(parse_key(k)[0] == b for k in results)] or list(BOARD_NAMES)
+    luts = plot_per_board(results, boards, "use", directory, "fpga_luts.png")
+    fmax = plot_per_board(results, boards, "fmax", directory, "fpga_fmax.png")
+    header = ("| board (device, clock) | cell | alpha | largest array | LUT4 | flip-flops | block RAM | DSP "
+              "| Fmax (MHz) | LUT4 per cell | next larger sizes |")
+    fits = "\n".join([header, "|" + "---|" * (header.count("|") - 1), *docs_rows(results_path, max_rows, rectangles)])
+    command = PAGE_COMMAND
+    if os.path.abspath(results_path) != os.path.abspath(RESULTS):
+        command += f" --results {results_path}"
+    body = f"""
+What fits each board, found by building (not by estimating): for each board, kind of cell and
+alpha, the largest array (8-bit signed operands, 32-bit accumulators, double-buffered, `max_batch`
+64, behind the UART host link) that Yosys and nextpnr place and route *and* that meets the board
+clock, then one more row or one more column. How the search works, what the columns mean and how
+to extend the sweep: [FPGA and host link](../fpga.md#what-fits-each-board). Percentages are
+[device utilization](../results.md#device-utilization).
+
+Every number below comes from the build summaries in `{os.path.relpath(results_path, report.ROOT)}`
+({len(results)} builds). A row that says "not measured" names the build the results lack; build it
+with `python benchmarks/fpga_fit.py --boards BOARD --alphas ALPHA` (hours for the large ECP5
+arrays). Tools of these builds: {tool_versions(results)}.
+
+## Largest arrays
+
+{fits}
+
+"LUT4 per cell" is (LUT4 of the largest array − LUT4 of the 1x1) / (cells − 1): the host link's
+fixed cost cancels; where some cells have their multiplier in a DSP block and others in LUTs, it
+averages the two. On the iCE40 the logic cells (one LUT4 and one flip-flop each) are what runs out.
+"(router2)": the build used nextpnr's router2 (`--router router2`), the others its default router1.
+
+## LUT4 and Fmax per board
+
+![LUT4 (ECP5) or logic cells (iCE40) against array size, per board]({luts.name})
+
+Filled markers fit; hollow markers did not (nextpnr's count of what the design needs, after
+packing). The dashed line is the device's capacity.
+
+![Fmax against array size, per board]({fmax.name})
+
+Fmax as nextpnr reports it for every build that placed and routed; the dashed line is the board
+clock the design must meet.
+
+## Every build kept
+
+<details>
+<summary>{len(results)} builds</summary>
+
+{all_builds_table(results)}
+
+</details>
+"""
+    page = report.write_page(directory, "fpga.md", "Results: what fits each board", command, body)
+    return page, luts, fmax
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--boards", default=",".join(BOARD_NAMES), help="comma-separated boards (default all)")
@@ -336,6 +560,7 @@ def main(argv=None):
     p.add_argument("--results", default=RESULTS,
                    help=f"the build summaries measured so far, read and extended (default {RESULTS})")
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
+    report.docs_argument(p, "fpga.md (the table of every sweep in --results, and every build kept)")
     args = p.parse_args(argv)
     boards = [b.strip() for b in args.boards.split(",") if b.strip()]
     for b in boards:
@@ -349,6 +574,9 @@ def main(argv=None):
     sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build, router=args.router,
                   time_limit=None if args.time_limit is None else 60 * args.time_limit, dsp=args.dsp)
     print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
+    if args.docs:
+        for path in write_docs(args.results, args.docs, args.max_rows, args.rectangles):
+            print(f"wrote {path}", file=sys.stderr)
     return 0
 
 

@@ -4,6 +4,7 @@ accuracy and term pairs on the digits MLP. Prints tables; asserts nothing.
     python benchmarks/tq.py              # both tables (under 2 minutes on 2 cores: 12 Yosys + nextpnr runs)
     python benchmarks/tq.py --no-fpga    # the digits table only (about 20 s)
     python benchmarks/tq.py --no-digits  # the FPGA table only
+    python benchmarks/tq.py --docs       # also write docs/results/tq.md and its plot
 
 FPGA table. Each multiply-accumulator is synthesized alone (Yosys synth_ice40 / synth_ecp5 from the
 YoWASP wheels, then nextpnr for the iCE40UP5K-SG48 and the ECP5-85F CABGA381), out of context: a
@@ -45,6 +46,8 @@ import numpy as np
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+import report  # noqa: E402
 
 
 def table(headers, rows):
@@ -251,6 +254,88 @@ DIGITS_HEADERS = ["quantization", "weight terms", "data terms", "accuracy %", "b
                   "vs int8", "measured pairs / MAC", "vs int8", "serial clocks / MAC"]
 
 
+FPGA_HEADERS = ["design", "device", "LUTs", "FFs", "DSPs", "Fmax MHz", "clocks / MAC"]
+
+
+def budget_label(key):
+    if key in ("int8", "int4"):
+        return key
+    group, per_weight, d = key
+    return f"g={group} w={per_weight:g} d={d}"
+
+
+def plot_pairs(results, directory):
+    """Accuracy against term pairs per MAC: the budget (the bound the hardware is sized for) and
+    the pairs measured on the data, one point per quantization."""
+    plt = report.pyplot()
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    keys = ["int8", "int4", *DIGITS_BUDGETS]
+    budget = lambda k: {"int8": 64, "int4": 16}.get(k) or k[1] * k[2]  # noqa: E731
+    for series, x, marker, color in (("budget pairs / MAC (the bound)", budget, "o", "tab:blue"),
+                                      ("measured pairs / MAC (on the data)",
+                                       lambda k: results[k]["pairs"], "^", "tab:orange")):
+        xs, ys = [x(k) for k in keys], [100 * results[k]["accuracy"] for k in keys]
+        ax.plot(xs, ys, linestyle="none", marker=marker, color=color, label=series)
+        if marker == "o":   # the measured point of a quantization sits at the same accuracy, to the left
+            for k, xv, yv in zip(keys, xs, ys):
+                ax.annotate(budget_label(k), (xv, yv), fontsize=6, xytext=(3, 2), textcoords="offset points")
+    ax.axhline(100 * results["float"], color="black", linewidth=0.8, linestyle="--")
+    ax.annotate("float32", (0.01, 100 * results["float"]), xycoords=("axes fraction", "data"), fontsize=7,
+                va="bottom")
+    ax.set_xscale("log")
+    ax.set_xlabel("term pairs per dense MAC (log scale)")
+    ax.set_ylabel("accuracy on 450 test images (%)")
+    ax.grid(True, which="both", linewidth=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    return report.save_figure(fig, directory, "tq_pairs_accuracy.png")
+
+
+def write_docs(directory, argv, seeds, digits, fpga):
+    """Write tq.md (and tq_pairs_accuracy.png when the digits table ran) into `directory`.
+    `digits` = (seconds, results) or None; `fpga` = (seconds, rows) or None."""
+    paths, sections = [], []
+    if digits:
+        seconds, results = digits
+        paths.append(plot_pairs(results, directory))
+        sections.append(f"""## Term pairs and accuracy on the digits MLP
+
+Digits MLP, 450 test images, mean of seeds {' '.join(map(str, seeds))} ({seconds:.0f} s); post-training
+term quantization of the front-end's int8 model (per-channel power-of-two weights, unsigned 8-bit
+activations). g = group of weights sharing a budget ("max" = most terms one weight keeps, i.e. the
+weight slots a TQ multiplier needs). *Budget pairs*: weight terms × data terms allowed (b × b for a
+uniform b-bit MAC, what a bit-serial multiplier spends); *measured pairs*: the HESE terms of the
+actual values (untruncated for the uniform rows); *serial clocks*: what the serial TQ multiplier
+spends, max(1, pairs) per MAC. All per dense MAC (N·F·K); see [term pairs](../results.md#term-pairs).
+
+{report.markdown_table(DIGITS_HEADERS, digits_rows(results))}
+
+![accuracy against term pairs per MAC](tq_pairs_accuracy.png)
+""")
+    else:
+        sections.append("## Term pairs and accuracy on the digits MLP\n\nNot run for this page (`--no-digits`).")
+    if fpga:
+        seconds, rows = fpga
+        sections.append(f"""## One multiply-accumulator on the FPGAs
+
+8-bit signed operands, 32-bit accumulator, out of context ({seconds:.0f} s): every operand bit is
+driven from a shift register and the accumulator is XOR-reduced to one pin (the same harness in
+every row), Yosys `synth_ice40` / `synth_ecp5` and nextpnr (iCE40UP5K-SG48, ECP5-85F CABGA381) from
+the YoWASP wheels at a {TARGET_MHZ} MHz target; Fmax is what nextpnr achieved. LUTs: iCE40 LUT4s
+(Yosys), ECP5 TRELLIS_COMB (nextpnr).
+
+{report.markdown_table(FPGA_HEADERS, rows)}
+""")
+    else:
+        sections.append("## One multiply-accumulator on the FPGAs\n\nNot run for this page (`--no-fpga`): "
+                        "`python benchmarks/tq.py --docs` runs it (12 Yosys + nextpnr runs, about 2 minutes "
+                        "once the YoWASP tools are compiled).")
+    body = "What term quantization is and how the hardware uses it: [Term quantization](../tq.md).\n\n"
+    body += "\n\n".join(sections)
+    paths.insert(0, report.write_page(directory, "tq.md", "Results: term quantization",
+                                      report.command("tq.py", argv), body))
+    return paths
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--no-fpga", action="store_true", help="skip the Yosys + nextpnr table")
@@ -260,18 +345,28 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=30, help="digits training epochs (default 30)")
     p.add_argument("--tq", default="2x3,1x2",
                    help="TQ multipliers of the FPGA table as WxD budgets, comma separated (default 2x3,1x2)")
+    report.docs_argument(p, "tq.md")
     args = p.parse_args(argv)
+    digits = fpga = None
     if not args.no_digits:
         start = time.perf_counter()
         results = mean_over_seeds([digits_results(seed, args.epochs, DIGITS_BUDGETS) for seed in args.seeds])
+        digits = (time.perf_counter() - start, results)
         print(f"Digits MLP, 450 test images, mean of seeds {' '.join(map(str, args.seeds))}; post-training "
-              f"term quantization ({time.perf_counter() - start:.0f} s)\n")
+              f"term quantization ({digits[0]:.0f} s)\n")
         table(DIGITS_HEADERS, digits_rows(results))
     if not args.no_fpga:
         budgets = [tuple(int(v) for v in b.split("x")) for b in args.tq.split(",")]
         print(f"One multiply-accumulator (8-bit signed operands, 32-bit accumulator) out of context, "
               f"Yosys + nextpnr at a {TARGET_MHZ} MHz target\n", flush=True)
-        table(["design", "device", "LUTs", "FFs", "DSPs", "Fmax MHz", "clocks / MAC"], fpga_rows(budgets))
+        start = time.perf_counter()
+        rows = fpga_rows(budgets)
+        fpga = (time.perf_counter() - start, rows)
+        table(FPGA_HEADERS, rows)
+    if args.docs:
+        argv = sys.argv[1:] if argv is None else argv
+        for path in write_docs(args.docs, argv, args.seeds, digits, fpga):
+            print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":
