@@ -24,7 +24,7 @@ MAX_DIM = 256
 TOP = "sparsegen_array"
 
 # The array's patterns of weights per column group: what `python -m gen --sparsity` chooses.
-# The front-end's pruning methods (software/sparsity.py) each pack onto one of these.
+# The front-end's pruning methods (software/sparsity/) each pack onto one of these.
 ARRAY_SPARSITY = {
     "dense": "one activation per column, no multiplexer (alpha 1)",
     "colcomb": "column combining: alpha activations per column group, one kept per cell (alpha >= 2)",
