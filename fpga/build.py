@@ -186,7 +186,7 @@ def link_manifest(link, *, top, verilog_text=None, board=None, baud=None):
             "credits": link.credits,
             "descriptor": link.descriptor.hex(),
             "result_frame_bytes": link.result_frame_bytes,
-            "protocol": "see README section FPGA, or the docstring of hdl/hostlink.py",
+            "protocol": "see docs/formats.md (the host link protocol), or the docstring of hdl/hostlink.py",
         },
         "ports": [
             {"name": "clk", "direction": "in", "width": 1},

@@ -125,7 +125,7 @@ ECP5 = Family(
     # There the multiplier's A input comes from the alpha-way activation multiplexer, whose LUTs
     # crowd around each DSP block: on the LFE5U-85F no alpha-2 array from 12x12 to 16x16 routed
     # with 144 to 156 DSP cells, while 12x12 with 28 did, as do the 25F's arrays with all of its
-    # 28 (README, "What fits each board").
+    # 28 (docs/fpga.md, "What fits each board").
     mux_fed_dsps=28,
 )
 

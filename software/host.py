@@ -1,6 +1,6 @@
 """Host driver of the board's UART link: load weights, stream activations, read results.
 
-Written from the protocol description (README "FPGA", protocol version 2), not from hdl/, so that a
+Written from the protocol description (docs/formats.md, "The host link protocol", version 2), not from hdl/, so that a
 disagreement between the two shows up in the end-to-end simulation instead of hiding in both:
 
   host -> board   'I'                      identify
