@@ -23,7 +23,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from software.attention import dense_head_cycles, float_attention, head_cycles, unit_attention  # noqa: E402
+from software.golden.attention import dense_head_cycles, float_attention, head_cycles, unit_attention  # noqa: E402
 from spec.attention import AttentionConfig                                       # noqa: E402
 from software.models.minilm import (HEADS, LAYERS, PASSAGES, SENTENCES, MiniLM,             # noqa: E402
                                     float_head_attention, unit_head_attention)
@@ -104,7 +104,7 @@ def rtl_check(model):
     """Real heads of one passage through the generated Verilog, dense and pruned."""
     from sim.attention import Head, run_heads
     from sim.runner import build
-    from software.attention import quantize_head
+    from software.golden.attention import quantize_head
     heads = [(0, 3), (3, 6), (5, 10)]
     captured = model.capture_heads(PASSAGES[0], heads)
     rows = []

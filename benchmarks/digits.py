@@ -8,7 +8,7 @@
     python benchmarks/digits.py --docs          # also write docs/results/digits.md and its plots
 
 Every row starts from the same dense model (trained 30 epochs) and fine-tunes 30 epochs with its
-pruning schedule (software/jointopt.py), then is exported to int8 (power-of-two scales, unsigned
+pruning schedule (software/frontend/jointopt.py), then is exported to int8 (power-of-two scales, unsigned
 activations). Accuracy is on the fixed 450-image test split. Tiles are the weight tiles of one pass
 over the three layers; cycles, utilization and term pairs are for the whole test split (64 vectors
 per tile, layers one after the other), from the cycle model, which tests/sim asserts equal to the
@@ -28,7 +28,7 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from software.compress import Options, compress, format_table          # noqa: E402
+from software.frontend.compress import Options, compress, format_table          # noqa: E402
 from software.models.digits import build_model, load_digits_split, train  # noqa: E402
 
 import report  # noqa: E402

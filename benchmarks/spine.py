@@ -18,10 +18,10 @@ import numpy as np
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from software.colcomb import combine, dense_grouping, pack            # noqa: E402
+from software.packing.colcomb import combine, dense_grouping, pack            # noqa: E402
 from spec import ArrayConfig                                 # noqa: E402
-from software.cycles import layer_cost                                  # noqa: E402
-from software.schedule import schedule_layer                            # noqa: E402
+from software.golden.cycles import layer_cost                                  # noqa: E402
+from software.packing.schedule import schedule_layer                            # noqa: E402
 
 import report                                                           # noqa: E402
 

@@ -18,13 +18,13 @@ and once in LUTs; "TQ" rows are hdl/tq.py's TQMultiplier for 8-bit signed values
 term slots and d data terms (one term pair per clock, or all w*d pairs in one clock).
 
 Digits table. The digits MLP (64-128-64-10, software/models/digits.py) is trained in float, then
-exported to integers by the front-end (software/intmodel.py: int8 per-channel power-of-two weights,
+exported to integers by the front-end (software/frontend/intmodel.py: int8 per-channel power-of-two weights,
 unsigned activations at calibrated power-of-two scales) and run in integers on the 450 test images;
 accuracy is the mean over --seeds models. Term quantization is post-training (no retraining):
 weights keep a budget of terms per group of g consecutive weights along the input dimension
 (g = 1: per weight; "max" is the most terms one weight keeps, i.e. the slots a TQ multiplier
 needs), activations keep d terms per value, and each layer multiplies exactly what a `--mac tq`
-array multiplies (software/golden.py). Three costs per MAC (dense MAC count N*F*K):
+array multiplies (software/golden/array.py). Three costs per MAC (dense MAC count N*F*K):
   budget pairs    the paper's accounting: weight terms x data terms allowed, b x b bits for a
                   uniform b-bit MAC (what a bit-serial multiplier spends on every MAC);
   measured pairs  sum_{n,f,k} terms(W[f,k]) * terms(x[n,k]) (software/termquant.term_pairs) on
@@ -168,10 +168,10 @@ def digits_results(seed, epochs, budgets):
     """{"float": accuracy, "int8" | "int4" | budget: Measure} for one trained model."""
     import torch
     from spec import ArrayConfig
-    from software.golden import reference_layer
-    from software.intmodel import export_model
+    from software.golden.array import reference_layer
+    from software.frontend.intmodel import export_model
     from software.models.digits import build_model, evaluate, load_digits_split, train
-    from software.termquant import hese_encode, term_pairs, weight_terms
+    from software.frontend.termquant import hese_encode, term_pairs, weight_terms
 
     split = load_digits_split()
     model = build_model(seed=seed)

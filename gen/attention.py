@@ -51,5 +51,6 @@ def config_from_args(args):
 
 def manifest_extras(config):
     """The golden model's arithmetic and the stream order, for readers of the manifest."""
-    from software import attention, attention_beats
+    from software.golden import attention
+    from software.packing import attention_beats
     return {"arithmetic": attention.__doc__.strip(), "stream_order": attention_beats.__doc__.strip()}

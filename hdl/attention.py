@@ -25,7 +25,7 @@ p . V (positions pruned by the softmax pass). The filter never changes the resul
 it drops would have been pruned anyway.
 
 The output row is the accumulators rounded and saturated to out_width, with the count of kept
-positions. The exact arithmetic is specified in software/attention.py; `config` is a
+positions. The exact arithmetic is specified in software/golden/attention.py; `config` is a
 spec.attention.AttentionConfig, which derives every width and the clocks of each pass.
 
 Stalls: the input streams are ready only in the state that takes them, and the unit holds its

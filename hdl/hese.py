@@ -6,7 +6,7 @@ In hardware it is purely local: the skipped bit is always 0 and a window whose m
 never emits, so the skip never changes the result, and each bit position i emits at most one term,
 decided by its own three-bit window. Exponents strictly decrease with the position, so truncation
 to k terms keeps the k most significant emitting positions: a priority selection from the MSB.
-tests/hdl/test_hese.py checks this against software.termquant.hese_terms for every value.
+tests/hdl/test_hese.py checks this against software.frontend.termquant.hese_terms for every value.
 
 A term is StructLayout {valid, sign (1 = negative), exponent}; a term list is an ArrayLayout of
 `budget` terms, largest first, unused slots invalid (all zero).

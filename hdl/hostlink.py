@@ -4,7 +4,7 @@ Protocol, version 2 (software/host.py implements the host side from this descrip
 ------------------------------------------------------------------------------------
 Serial line: 8 data bits, no parity, 1 stop bit. Multi-byte integers are little endian. A beat is
 sent as ceil(width / 8) bytes, least significant byte first, with the bit packing of the manifest
-(software/beats.py) and zero padding in the top byte.
+(software/packing/beats.py) and zero padding in the top byte.
 
 Host to board:
   'I'                          identify: the board answers with its descriptor.
@@ -17,7 +17,7 @@ Board to host (each reply starts with a tag byte):
                                 acc_width flags max_batch-1:u16 credits:u16 weight_terms data_terms,
                                 where flags bit 0 = activations signed, bit 1 = weights signed,
                                 bit 2 = double buffered, bit 3 = term-quantized cells (mac "tq": a
-                                weight beat holds term lists, see software/beats.py); the term
+                                weight beat holds term lists, see software/packing/beats.py); the term
                                 budgets are 0 for integer cells.
   'R' result beat               one per activation beat with `emit` set, in order.
   'E' code detail               1 = unknown command (detail: the byte), 2 = receive overrun (bytes
@@ -27,7 +27,7 @@ Flow control: the line has none, so the host must never have more than `credits`
 activation beats whose result has not yet arrived. The results then always fit in the transmit
 buffer, the array never stalls on its output, and every received byte is consumed within a few
 clocks (the receive buffer covers the moments while a weight bank is still in use). Commands must
-follow the stream order of software/schedule.py, or the array may wait for a beat the host has
+follow the stream order of software/packing/schedule.py, or the array may wait for a beat the host has
 not sent yet.
 """
 

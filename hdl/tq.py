@@ -14,7 +14,7 @@ Both have three register stages (operands with the encoded activation, term pair
 product of one clock of work is valid 3 clocks after its operands' handshake (`latency`), and take
 the next operands in the clock the current ones send their last pair on: a stream of products
 with p_k pairs takes sum_k max(1, p_k) + 3 clocks from the first operand handshake to the last
-product handshake, inclusive (parallel: every p_k counts as 1). software/tq.py holds the same
+product handshake, inclusive (parallel: every p_k counts as 1). software/golden/tq.py holds the same
 model; the tests assert the RTL equals it.
 
 Product width: weights are term lists the front-end made from `width`-bit values (a prefix of

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from software import beats
-from software.golden import ArrayModel
+from software.packing import beats
+from software.golden.array import ArrayModel
 
 from .runner import run_streams
 

@@ -1,12 +1,12 @@
 """Run heads through the generated attention unit in Verilator (sim/tb_streams.py) against the
-golden model in software/attention.py."""
+golden model in software/golden/attention.py."""
 
 import dataclasses
 
 import numpy as np
 
-from software import attention_beats as beats
-from software.attention import golden_head, head_cycles
+from software.packing import attention_beats as beats
+from software.golden.attention import golden_head, head_cycles
 
 from . import runner
 

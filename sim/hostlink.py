@@ -11,7 +11,7 @@ from .runner import PROJECT_ROOT, SimulationError
 
 
 def layer_stimulus(layer, x):
-    """A packed layer (software.colcomb.ColumnCombining) and its inputs as JSON-able data."""
+    """A packed layer (software.packing.colcomb.ColumnCombining) and its inputs as JSON-able data."""
     return {
         "layer": {"groups": [list(map(int, g)) for g in layer.groups], "packed": layer.packed.tolist(),
                   "select": layer.select.tolist(), "alpha": int(layer.alpha),

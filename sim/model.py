@@ -2,7 +2,7 @@
 
 software/ (``IntModel.run_with``) does the host's part -- quantizing the input, im2col, bias,
 requantization shifts, ReLU -- and hands every layer's ``W_int x`` to the array: the layer is
-scheduled into tiles (``software.schedule``), driven through the Verilog that ``python -m gen``
+scheduled into tiles (``software.packing.schedule``), driven through the Verilog that ``python -m gen``
 generates for the model's ArrayConfig, and the result beats are assembled back into outputs. The
 testbench also checks every result beat against the golden array model, so a run that returns
 has matched it beat for beat.
@@ -26,8 +26,8 @@ import numpy as np
 from spec import ArrayConfig
 from gen.design import generate as generate_design
 from gen.design import write
-from software.cycles import layer_cycles
-from software.schedule import schedule_layer
+from software.golden.cycles import layer_cycles
+from software.packing.schedule import schedule_layer
 
 from .array import run_schedule
 from .runner import build

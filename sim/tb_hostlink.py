@@ -23,7 +23,7 @@ from cocotb.simtime import get_sim_time
 from cocotb.task import bridge, resume
 from cocotb.triggers import FallingEdge, RisingEdge, Timer
 
-from software.colcomb import ColumnCombining
+from software.packing.colcomb import ColumnCombining
 from spec import ArrayConfig
 from software.host import Board, HostLinkError, self_test
 

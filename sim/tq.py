@@ -1,7 +1,7 @@
 """Run operands through the generated TQ multiplier in Verilator and check its products against
-the golden model (software/tq.py)."""
+the golden model (software/golden/tq.py)."""
 
-from software import tq
+from software.golden import tq
 
 from .runner import run_streams
 

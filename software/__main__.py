@@ -1,6 +1,6 @@
-"""``python -m software compress ...`` / ``python -m software evaluate model.npz`` (see software/compress.py)."""
+"""``python -m software compress ...`` / ``python -m software evaluate model.npz`` (see software/frontend/compress.py)."""
 import sys
 
-from .compress import main
+from software.frontend.compress import main
 
 sys.exit(main())

@@ -27,10 +27,10 @@ import time
 
 import numpy as np
 
-from . import beats
-from .colcomb import combine
-from .golden import reference_layer, truncate_activations
-from .schedule import schedule_layer
+from software.packing import beats
+from software.packing.colcomb import combine
+from software.golden.array import reference_layer, truncate_activations
+from software.packing.schedule import schedule_layer
 
 PROTOCOL_VERSION = 2
 MAGIC = b"SG"
@@ -209,7 +209,7 @@ class Board:
         return np.array(results, dtype=np.int64).reshape(-1, self.config.rows)
 
     def run_schedule(self, schedule):
-        """Run a scheduled layer (software.schedule) in stream order; returns the result beats."""
+        """Run a scheduled layer (software.packing.schedule) in stream order; returns the result beats."""
         if schedule.config != self.config:
             raise HostLinkError("the schedule is for a different array configuration")
         for tile in schedule.tiles:
@@ -219,7 +219,7 @@ class Board:
         return self.take_results()
 
     def run_layer(self, layer, x):
-        """y = x W^T of a packed layer (software.colcomb) on the board: N x F integers."""
+        """y = x W^T of a packed layer (software.packing.colcomb) on the board: N x F integers."""
         schedule = schedule_layer(self.config, layer, x)
         return schedule.assemble(self.run_schedule(schedule))
 
@@ -259,7 +259,7 @@ def self_test(board, *, batch=16, seed=0, out_features=None, in_features=None, d
     if cfg.mac_style.uses_terms:
         # A TQ cell holds `weight_terms` terms per weight: keep each weight's largest ones.
         import torch
-        from .termquant import term_quantize_weights
+        from software.frontend.termquant import term_quantize_weights
         w = term_quantize_weights(torch.from_numpy(w), group=1, budget=cfg.weight_terms,
                                   bits=cfg.weight_width).numpy()
     layer = combine(w, cfg.alpha, gamma)

@@ -1,4 +1,4 @@
-"""The packed model file: an :class:`~software.intmodel.IntModel` as one ``.npz`` with a JSON manifest.
+"""The packed model file: an :class:`~software.frontend.intmodel.IntModel` as one ``.npz`` with a JSON manifest.
 
 Layout (``numpy.savez_compressed``, loaded with ``allow_pickle=False``):
 
@@ -24,9 +24,9 @@ import os
 
 import numpy as np
 
-from .colcomb import ColumnCombining
+from software.packing.colcomb import ColumnCombining
 from spec import ArrayConfig, ConfigError
-from .intmodel import ConvGeometry, IntLayer, IntModel, Reshape, TermBudget, check_array_config, ExportError
+from software.frontend.intmodel import ConvGeometry, IntLayer, IntModel, Reshape, TermBudget, check_array_config, ExportError
 
 FORMAT = "sparsegen-packed-model"
 VERSION = 1

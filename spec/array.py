@@ -24,7 +24,7 @@ MAX_DIM = 256
 TOP = "sparsegen_array"
 
 # The array's patterns of weights per column group: what `python -m gen --sparsity` chooses.
-# The front-end's pruning methods (software/sparsity/) each pack onto one of these.
+# The front-end's pruning methods (software/frontend/sparsity/) each pack onto one of these.
 ARRAY_SPARSITY = {
     "dense": "one activation per column, no multiplexer (alpha 1)",
     "colcomb": "column combining: alpha activations per column group, one kept per cell (alpha >= 2)",
@@ -170,7 +170,7 @@ class ArrayConfig(FieldsConfig):
 
     @property
     def cycle_formula(self):
-        """The cycle model (software/cycles.py) as text, for readers of the manifest."""
+        """The cycle model (software/golden/cycles.py) as text, for readers of the manifest."""
         return ("load_0 = 0; load_t = max(load_{t-1} + R, issue_{t-banks} + n_{t-banks} + C); "
                 "issue_0 = R; issue_t = max(issue_{t-1} + n_{t-1}, load_t + R); "
                 f"cycles = issue_last + n_last - 1 + latency + 1, latency = {self.latency}")
@@ -202,7 +202,7 @@ class ArrayConfig(FieldsConfig):
                 f"{', ' + mac if mac else ''}, latency {self.latency}")
 
     # ------------------------------------------------------------------------------------------
-    # Payloads, least significant bit first (software/beats.py packs them from this description).
+    # Payloads, least significant bit first (software/packing/beats.py packs them from this description).
 
     @property
     def weight_beat_width(self):

@@ -4,7 +4,7 @@ Like `spec.array.ArrayConfig`, one frozen dataclass, validated on construction, 
 width, the pipeline's clocks per query and the manifest; hdl/attention.py builds the unit from it,
 and the golden model, the cycle model and the testbenches read it.
 
-The arithmetic these fields parameterize is specified in `software.attention` (module docstring).
+The arithmetic these fields parameterize is specified in `software.golden.attention` (module docstring).
 """
 
 import dataclasses
@@ -18,7 +18,7 @@ PRUNE_MODES = ("none", "threshold", "topk", "both")
 # Bits of the per-query score shift (0..63): enough for any product the unit forms.
 SHIFT_WIDTH = 6
 # Guard bits of the reciprocal 2**(E + P + G) // sum: they bound the error of a probability to
-# 2**-G of its last bit before rounding (see software.attention).
+# 2**-G of its last bit before rounding (see software.golden.attention).
 RECIP_GUARD_BITS = 4
 # Quotient bits of the reciprocal the unit's divider computes per clock.
 DIVIDER_BITS_PER_CLOCK = 4
@@ -229,7 +229,7 @@ class AttentionConfig(FieldsConfig):
         return f"attention unit d={self.head_dim} L={self.max_len} prune {self.prune}"
 
     # ------------------------------------------------------------------------------------------
-    # Payloads, least significant bit first (software/attention_beats.py packs them).
+    # Payloads, least significant bit first (software/packing/attention_beats.py packs them).
 
     @property
     def kv_beat_width(self):

@@ -1,6 +1,6 @@
 """Formats of HESE terms (DESIGN.md §3): a `width`-bit integer as signed powers of two.
 
-hdl/hese.py lays its term signals out with these widths, software/termquant.py encodes values into
+hdl/hese.py lays its term signals out with these widths, software/frontend/termquant.py encodes values into
 terms, and the manifests describe them; all three read them from here.
 """
 

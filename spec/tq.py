@@ -1,7 +1,7 @@
 """The term-quantization multiplier unit's configuration (`python -m gen --unit tq`, DESIGN.md §3).
 
 Arithmetic. A weight is a list of at most `weight_terms` signed power-of-two terms (the
-front-end's encoding: a prefix of the HESE terms of a `width`-bit value, software/termquant.py).
+front-end's encoding: a prefix of the HESE terms of a `width`-bit value, software/frontend/termquant.py).
 The activation, a `width`-bit integer, keeps the first `data_terms` of its HESE terms. The product
 is sum(weight terms) x (truncated activation) = the sum over term pairs of +-2**(e_w + e_x).
 

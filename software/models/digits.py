@@ -98,7 +98,7 @@ def train(
     """Train ``model`` with Adam and cross-entropy; return the mean training loss of each epoch.
 
     ``masks_hook(model, epoch)`` runs at the start of every epoch (0-based) and after the last
-    one (``epoch == epochs``); it may prune or apply masks with ``software.pruning``. Masks
+    one (``epoch == epochs``); it may prune or apply masks with ``software.frontend.pruning``. Masks
     registered through ``torch.nn.utils.prune`` keep pruned weights at zero while training,
     because the optimizer updates ``weight_orig`` and the forward pre-hook re-applies the mask.
     """

@@ -140,7 +140,7 @@ def unit_head_attention(config, *, kept_log=None):
 
     `kept_log`, if a list, receives (n, candidates per query, kept positions per query) for every
     head: what the cycle model needs to count the unit's clocks with and without pruning."""
-    from software.attention import unit_attention
+    from software.golden.attention import unit_attention
 
     def attend(layer, head, q, k, v):
         out, result = unit_attention(config, q.double().numpy(), k.double().numpy(), v.double().numpy())

@@ -10,8 +10,8 @@ from amaranth.sim import Simulator
 from hdl.attention import AttentionUnit
 from hdl.softmax import Exp2, SerialReciprocal, exp2_table
 from hdl.topk import TopK
-from software import attention_beats as beats
-from software.attention import golden_head, head_cycles, prefix_ranks, ranks
+from software.packing import attention_beats as beats
+from software.golden.attention import golden_head, head_cycles, prefix_ranks, ranks
 from spec.attention import SHIFT_WIDTH
 from spec.attention import AttentionConfig
 

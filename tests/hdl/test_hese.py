@@ -1,4 +1,4 @@
-"""The hardware HESE encoder against the front-end's term quantizer (software/termquant.py)."""
+"""The hardware HESE encoder against the front-end's term quantizer (software/frontend/termquant.py)."""
 
 import gc
 import random
@@ -9,9 +9,9 @@ from amaranth.hdl import UnusedElaboratable, Value
 from amaranth.sim import Simulator
 
 from hdl.hese import HeseEncoder, HeseEncoderStream, term_list_layout
-from software import beats
+from software.packing import beats
 from spec.terms import term_max_exponent, term_value_max_terms, term_width
-from software.termquant import hese_terms
+from software.frontend.termquant import hese_terms
 from tests.hdl.streams import run_stream
 
 

@@ -12,11 +12,11 @@ from amaranth.sim import Simulator
 
 from hdl.hostlink import (DESCRIPTOR_BYTES, CommandDecoder, HostLink, ResponseEncoder, link_credits, link_descriptor,
                          result_frame_bytes)
-from software import beats
-from software.colcomb import combine
+from software.packing import beats
+from software.packing.colcomb import combine
 from spec import ArrayConfig
-from software.golden import ArrayModel, reference_layer
-from software.schedule import schedule_layer
+from software.golden.array import ArrayModel, reference_layer
+from software.packing.schedule import schedule_layer
 from tests.hdl.uart_model import hold_low, receive_byte, send_bytes
 
 

@@ -8,12 +8,12 @@ from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
 from hdl.systolic import SystolicArray
-from software import beats
-from software.colcomb import combine
+from software.packing import beats
+from software.packing.colcomb import combine
 from spec import ArrayConfig
-from software.cycles import layer_cycles
-from software.golden import ArrayModel, reference_layer
-from software.schedule import schedule_layer
+from software.golden.cycles import layer_cycles
+from software.golden.array import ArrayModel, reference_layer
+from software.packing.schedule import schedule_layer
 
 
 def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None):

@@ -1,5 +1,5 @@
 """TQ multipliers and the term-quantized array in Amaranth's simulator, against the golden models
-in software/ (software/tq.py for the multiplier, software/golden.py for the array)."""
+in software/ (software/golden/tq.py for the multiplier, software/golden/array.py for the array)."""
 
 import random
 
@@ -12,13 +12,13 @@ from amaranth.sim import Simulator
 
 from hdl.tq import TermPairProduct, TQMultiplier
 from spec.tq import FORMS, TQConfig
-from software import tq
-from software.colcomb import combine
+from software.golden import tq
+from software.packing.colcomb import combine
 from spec import ArrayConfig
-from software.cycles import layer_cycles
-from software.golden import ArrayModel, reference_layer, truncate_activations
-from software.schedule import schedule_layer
-from software.termquant import hese_terms, weight_terms
+from software.golden.cycles import layer_cycles
+from software.golden.array import ArrayModel, reference_layer, truncate_activations
+from software.packing.schedule import schedule_layer
+from software.frontend.termquant import hese_terms, weight_terms
 from tests.hdl.streams import run_stream
 from tests.hdl.test_systolic import simulate
 

@@ -18,10 +18,10 @@ from gen import cli
 from sim.array import run_schedule
 from sim.lint import lint
 from sim.runner import build
-from software.colcomb import combine
-from software.cycles import layer_cycles
-from software.golden import reference_layer, truncate_activations
-from software.schedule import schedule_layer
+from software.packing.colcomb import combine
+from software.golden.cycles import layer_cycles
+from software.golden.array import reference_layer, truncate_activations
+from software.packing.schedule import schedule_layer
 
 TQ_DENSE = ("--rows", "4", "--sparsity", "dense", "--mac", "tq", "--weight-terms", "1", "--data-terms", "1",
             "--acc-width", "18")
@@ -84,7 +84,7 @@ def digits_layer(batch):
     """The integer weights (10 x 64) and input vectors (batch x 64, unsigned 8-bit) of the last layer
     of the digits MLP, trained and exported to int8 by the front-end."""
     from spec import ArrayConfig
-    from software.intmodel import export_model
+    from software.frontend.intmodel import export_model
     from software.models.digits import build_model, load_digits_split, train
     model = build_model(seed=0)
     train(model, epochs=10, progress=False)
@@ -113,7 +113,7 @@ def layer_and_inputs(config, case, rng):
     if not config.mac_style.uses_terms:
         return combine(w, config.alpha, case.gamma), x, None
     import torch
-    from software.termquant import weight_terms
+    from software.frontend.termquant import weight_terms
     codes = weight_terms(torch.from_numpy(np.asarray(w, np.int64)), group=case.weight_group,
                          budget=case.group_terms or case.weight_group * config.weight_terms,
                          bits=config.weight_width)

@@ -15,7 +15,7 @@ from gen import cli
 from sim.attention import Head, run_heads
 from sim.runner import build
 from sim.lint import lint
-from software.attention import dense_head_cycles, golden_head, head_cycles, quantize_head
+from software.golden.attention import dense_head_cycles, golden_head, head_cycles, quantize_head
 from software.models.minilm import SENTENCES, MiniLM
 
 BUILDS = {

@@ -15,10 +15,10 @@ import torch
 from sim.hostlink import run_host_session
 from sim.lint import lint
 from sim.runner import build
-from software.colcomb import combine
+from software.packing.colcomb import combine
 from spec import ArrayConfig
-from software.golden import reference_layer, truncate_activations
-from software.termquant import term_quantize_weights
+from software.golden.array import reference_layer, truncate_activations
+from software.frontend.termquant import term_quantize_weights
 
 # 3 rows x 2 groups of 3: a 7 x 20 layer spans 3 row blocks and several group blocks; max_batch 4
 # cuts a batch of 6 into two chunks.

@@ -12,8 +12,8 @@ import pytest
 
 from sim.model import build_array, main, run_model
 from spec import ArrayConfig
-from software.intmodel import export_model
-from software.jointopt import ColumnCombiningSchedule
+from software.frontend.intmodel import export_model
+from software.frontend.jointopt import ColumnCombiningSchedule
 from software.models.digits import build_model, load_digits_split, train
 from software.packfile import save
 

@@ -1,5 +1,5 @@
 """The generated TQ multiplier (`python -m gen --unit tq`) in Verilator under cocotb, against the
-golden model (software/tq.py): random values with every weight budget plus extremes, without
+golden model (software/golden/tq.py): random values with every weight budget plus extremes, without
 stalls (RTL cycles == cycle model) and with random valid/ready stalls on both streams."""
 
 import random
@@ -10,7 +10,7 @@ from gen import cli
 from sim.lint import lint
 from sim.runner import build
 from sim.tq import run_products
-from software import tq
+from software.golden import tq
 from tests.hdl.test_tq import random_operands
 
 UNITS = [

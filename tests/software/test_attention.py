@@ -5,9 +5,9 @@ import math
 import numpy as np
 import pytest
 
-from software import attention_beats as beats
+from software.packing import attention_beats as beats
 from spec.attention import QUERY_OVERHEAD
-from software.attention import (dense_head_cycles, float_attention, golden_head,
+from software.golden.attention import (dense_head_cycles, float_attention, golden_head,
                                 head_cycles, quantize_head, ranks, score_scale, unit_attention)
 from spec.attention import AttentionConfig, ConfigError
 

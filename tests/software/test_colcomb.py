@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from software.colcomb import SECTION_COLUMNS, combine, dense_grouping, group_columns, pack
+from software.packing.colcomb import SECTION_COLUMNS, combine, dense_grouping, group_columns, pack
 
 
 def conflicts(nonzero, group):

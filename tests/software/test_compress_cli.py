@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from software.compress import main
+from software.frontend.compress import main
 from software.packfile import load
 
 FAST = ["--epochs", "6", "--finetune-epochs", "6", "--rows", "8", "-q"]

@@ -6,8 +6,8 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 from software.models.digits import LAYER_SIZES, build_model, evaluate, load_digits_split, train
-from software.pruning import magnitude_prune, sparsity
-from software.quant import compute_scale, export_layer, quantize, requant_shift, requant_shift_amount
+from software.frontend.pruning import magnitude_prune, sparsity
+from software.frontend.quant import compute_scale, export_layer, quantize, requant_shift, requant_shift_amount
 
 
 @pytest.fixture(scope="module")

@@ -11,16 +11,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from software.colcomb import dense_grouping, pack
-from software.compress import dense_cost, packed_cost
+from software.packing.colcomb import dense_grouping, pack
+from software.frontend.compress import dense_cost, packed_cost
 from spec import ArrayConfig
-from software.golden import wrap
-from software.intmodel import ExportError, IntLayer, TermBudget, export_model, golden_matmul
-from software.jointopt import ColumnCombiningSchedule
+from software.golden.array import wrap
+from software.frontend.intmodel import ExportError, IntLayer, TermBudget, export_model, golden_matmul
+from software.frontend.jointopt import ColumnCombiningSchedule
 from software.models.digits import build_model, evaluate, load_digits_split, train
 from software.packfile import PackedModelError, load, save
-from software.quant import quantize_tensor
-from software.termquant import hese_encode
+from software.frontend.quant import quantize_tensor
+from software.frontend.termquant import hese_encode
 
 CONFIG = ArrayConfig(rows=8, cols=8, alpha=8, act_signed=False)
 
@@ -48,7 +48,7 @@ def combined(dense):
 def torch_emulation(model, int_model, x_float):
     """The integer model, recomputed with torch float64 ops from the torch model's own layers.
 
-    Independent of software.intmodel's arithmetic: weights re-quantized from the torch module,
+    Independent of software.frontend.intmodel's arithmetic: weights re-quantized from the torch module,
     F.linear / F.conv2d on exact integer-valued float64 (all sums < 2**53), rounding by
     floor(v / 2**s + 0.5), saturation by clamp.
     """

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from software.colcomb import pack
-from software.jointopt import (
+from software.packing.colcomb import pack
+from software.frontend.jointopt import (
     ColumnCombiningSchedule,
     MagnitudeSchedule,
     NMSchedule,
@@ -17,7 +17,7 @@ from software.jointopt import (
     weight_matrix,
 )
 from software.models.digits import build_model, evaluate, train
-from software.pruning import prunable_layers
+from software.frontend.pruning import prunable_layers
 
 
 @pytest.fixture(scope="module")

@@ -4,7 +4,7 @@ and the golden attention unit in place of every one of its 72 heads."""
 import numpy as np
 import pytest
 
-from software.attention import dense_head_cycles, head_cycles
+from software.golden.attention import dense_head_cycles, head_cycles
 from spec.attention import AttentionConfig
 from software.models.minilm import HEAD_DIM, SENTENCES, MiniLM, model_dir, unit_head_attention
 

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from software.pruning import (
+from software.frontend.pruning import (
     apply_mask,
     global_magnitude_prune,
     magnitude_prune,

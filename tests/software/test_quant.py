@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from software.pruning import magnitude_prune
-from software.quant import (
+from software.frontend.pruning import magnitude_prune
+from software.frontend.quant import (
     QuantizedTensor,
     compute_scale,
     dequantize,

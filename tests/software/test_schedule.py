@@ -3,12 +3,12 @@
 import numpy as np
 import pytest
 
-from software import beats
-from software.colcomb import combine
+from software.packing import beats
+from software.packing.colcomb import combine
 from spec import ArrayConfig, ConfigError
-from software.cycles import layer_cycles
-from software.golden import ArrayModel, reference_layer, wrap
-from software.schedule import ScheduleError, schedule_layer
+from software.golden.cycles import layer_cycles
+from software.golden.array import ArrayModel, reference_layer, wrap
+from software.packing.schedule import ScheduleError, schedule_layer
 
 
 def test_wrap_is_twos_complement():

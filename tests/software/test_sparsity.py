@@ -1,4 +1,4 @@
-"""The pruning-method registry (software/sparsity/): what every method provides, the command line
+"""The pruning-method registry (software/frontend/sparsity/): what every method provides, the command line
 built from it, and a new method added by one registry entry alone."""
 import dataclasses
 import json
@@ -9,13 +9,13 @@ import sys
 import pytest
 import torch
 
-from software.compress import METHODS, CompressError, Options, main, make_schedule
-from software.jointopt import (ColumnCombiningSchedule, GradualPruning, MagnitudeSchedule, NMSchedule,
+from software.frontend.compress import METHODS, CompressError, Options, main, make_schedule
+from software.frontend.jointopt import (ColumnCombiningSchedule, GradualPruning, MagnitudeSchedule, NMSchedule,
                                TileWiseSchedule)
 from software.models.digits import build_model
 from software.packfile import load
-from software.sparsity import SPARSITY, Flag, SparsityMethod, lookup, method_flags
-from software.sparsity.base import SPARSITY_TARGET
+from software.frontend.sparsity import SPARSITY, Flag, SparsityMethod, lookup, method_flags
+from software.frontend.sparsity.base import SPARSITY_TARGET
 
 FAST = ["--epochs", "4", "--finetune-epochs", "4", "--rows", "8", "-q"]
 

@@ -4,8 +4,8 @@ import random
 import pytest
 import torch
 
-from software.quant import quantize
-from software.termquant import (
+from software.frontend.quant import quantize
+from software.frontend.termquant import (
     TermCodes,
     activation_terms,
     hese_encode,

@@ -24,7 +24,7 @@ def test_hdl_and_golden_models_import_only_the_spec_across_the_line():
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('software', 'gen', 'sim', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    code = ("import sys, software.golden, software.attention, software.tq, software.cycles, software.schedule; "
+    code = ("import sys, software.golden.array, software.golden.attention, software.golden.tq, software.golden.cycles, software.packing.schedule; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hdl', 'amaranth')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

@@ -6,7 +6,7 @@ Every nn.Linear / nn.Conv2d becomes an :class:`IntLayer` computing, for integer 
     hidden layer:  y = requant_shift(acc + bias, shift, act_width, unsigned)
     output layer:  logits = (acc + bias) << shift
 
-Scales are powers of two, so requantization is a rounding right shift (``software.quant``'s one
+Scales are powers of two, so requantization is a rounding right shift (``software.frontend.quant``'s one
 rule) and saturating to the *unsigned* activation range ``[0, 2**act_width - 1]`` is the ReLU.
 Activations are therefore unsigned throughout: the model's input must be non-negative (digits
 pixels are) and every hidden layer must be followed by nn.ReLU. The array for this model is
@@ -24,7 +24,7 @@ order); its output positions are extra input vectors of the same layer.
 The host (software/) does everything except ``W_int x``: quantizing the input, bias, shift, ReLU,
 reshapes and im2col. :meth:`IntModel.run_with` takes the ``W_int x`` of each layer from a
 function, so ``sim/`` can substitute the RTL for it; :meth:`IntModel.run_golden` uses the plain
-integer matrix product (``software.golden.reference_layer``).
+integer matrix product (``software.golden.array.reference_layer``).
 
 Term quantization (optional, :class:`TermBudget`): weights keep ``weight_terms`` HESE terms per
 group of ``group`` consecutive weights along the input dimension (applied once, at export), and
@@ -40,11 +40,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from .colcomb import ColumnCombining, group_columns, pack
+from software.packing.colcomb import ColumnCombining, group_columns, pack
 from spec import ArrayConfig
 from spec.checks import signed_width_for
-from .golden import reference_layer
-from .quant import (
+from software.golden.array import reference_layer
+from software.frontend.quant import (
     compute_scale,
     QuantizedTensor,
     power_of_two_exponent,
@@ -55,7 +55,7 @@ from .quant import (
     requant_shift,
     requant_shift_amount,
 )
-from .termquant import hese_encode, term_pairs, term_quantize_activations, term_quantize_weights
+from software.frontend.termquant import hese_encode, term_pairs, term_quantize_activations, term_quantize_weights
 
 __all__ = [
     "ExportError",

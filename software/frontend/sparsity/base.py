@@ -1,21 +1,21 @@
 """What a pruning method of ``python -m software compress --method NAME`` provides.
 
 A method is a small object (one per module of this package, registered in :data:`SPARSITY
-<software.sparsity.SPARSITY>`) that the compress pipeline asks, instead of branching on its name:
+<software.frontend.sparsity.SPARSITY>`) that the compress pipeline asks, instead of branching on its name:
 
 - ``name``, ``summary``: the ``--method`` value and its one line in ``--help``;
 - ``flags``: the :class:`Flag` s it reads (command-line options that are also fields of
-  ``software.compress.Options``); a flag two methods share is one object, defined here. A method
+  ``software.frontend.compress.Options``); a flag two methods share is one object, defined here. A method
   with a parameter of its own also adds that field (and its default) to Options;
 - ``label(options)``: how reports and tables name the compressed model;
 - ``validate(options)``: :class:`CompressError` when the options do not suit the method;
 - ``schedule(options, model)``: the pruning to run while fine-tuning (a ``masks_hook`` from
-  :mod:`software.jointopt`), or None to keep the trained model as it is;
+  :mod:`software.frontend.jointopt`), or None to keep the trained model as it is;
 - ``groups(schedule)``: the column grouping to pack by after fine-tuning, or None.
 
 Packing and the array: every method runs on the array that ``--alpha`` describes
 (``spec.ArrayConfig.sparsity``: "dense" for alpha 1, "colcomb" above). A method whose ``groups``
-is None is packed losslessly (``software.colcomb.group_columns`` with gamma 0: only columns that
+is None is packed losslessly (``software.packing.colcomb.group_columns`` with gamma 0: only columns that
 share no nonzero row are combined); column combining packs by the grouping its joint
 optimization ended with.
 """
@@ -26,13 +26,13 @@ from typing import Callable
 
 
 class CompressError(ValueError):
-    """Bad input to the compress pipeline; one line. (``software.compress.CompressError``.)"""
+    """Bad input to the compress pipeline; one line. (``software.frontend.compress.CompressError``.)"""
 
 
 @dataclasses.dataclass(frozen=True)
 class Flag:
     """A command-line option of one or more methods; ``dest`` is the field of
-    ``software.compress.Options`` it sets (its default is that field's default)."""
+    ``software.frontend.compress.Options`` it sets (its default is that field's default)."""
 
     dest: str
     help: str
@@ -74,7 +74,7 @@ class SparsityMethod:
             raise CompressError(f"--method {self.name} prunes during fine-tuning: --finetune-epochs must be >= 1")
 
     def schedule(self, options, model):
-        """A ``masks_hook(model, epoch)`` for training (software.jointopt), or None: no pruning."""
+        """A ``masks_hook(model, epoch)`` for training (software.frontend.jointopt), or None: no pruning."""
         raise NotImplementedError
 
     def groups(self, schedule):

@@ -3,14 +3,14 @@ model and payload packing, for a spec.tq.TQConfig. Written from DESIGN.md §3 an
 cycles and payloads described in spec/tq.py, never from hdl/.
 """
 
-from . import beats
+from software.packing import beats
 
 
 # ---------------------------------------------------------------------------------------------
 # Golden and cycle model
 
 def _hese_terms(value, width):
-    from .termquant import hese_terms   # torch is only loaded when values are encoded
+    from software.frontend.termquant import hese_terms   # torch is only loaded when values are encoded
     return hese_terms(value, width)
 
 

@@ -1,8 +1,8 @@
 """The front-end's pruning methods, ``python -m software compress --method NAME``: a registry.
 
-One module per method, each defining one :class:`~software.sparsity.base.SparsityMethod` (what
+One module per method, each defining one :class:`~software.frontend.sparsity.base.SparsityMethod` (what
 it prunes while fine-tuning, how it is packed, its flags, label and checks; see base.py), and one
-entry per method in :data:`SPARSITY`. software/compress.py asks the registry and never branches
+entry per method in :data:`SPARSITY`. software/frontend/compress.py asks the registry and never branches
 on a method's name, so a new pattern is a new module here plus its import and its line below.
 """
 from .base import CompressError, Flag, SparsityMethod
@@ -39,6 +39,6 @@ def method_flags() -> list[tuple[Flag, tuple[str, ...]]]:
         for flag in m.flags:
             if found.setdefault(flag.dest, flag) is not flag:
                 raise ValueError(f"methods {users[flag.dest][0]!r} and {m.name!r} define --{flag.dest} twice; "
-                                 "share one Flag (software/sparsity/base.py)")
+                                 "share one Flag (software/frontend/sparsity/base.py)")
             users.setdefault(flag.dest, []).append(m.name)
     return [(found[dest], tuple(names)) for dest, names in users.items()]

@@ -45,7 +45,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .quant import _channel_view, qrange, quantize
+from software.frontend.quant import _channel_view, qrange, quantize
 
 __all__ = [
     "max_terms",

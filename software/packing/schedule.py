@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 
-from .colcomb import ColumnCombining
+from software.packing.colcomb import ColumnCombining
 
 
 class ScheduleError(ValueError):
@@ -102,14 +102,14 @@ def packed_terms(config, layer, terms=None):
     """(signs, exponents), each F x G x weight_terms: the term list of every packed weight.
 
     `terms` holds the terms of the F x K matrix that `layer` packs (anything with `signs` and
-    `exponents` of shape F x K x T, e.g. software.termquant.TermCodes); each packed weight takes
+    `exponents` of shape F x K x T, e.g. software.frontend.termquant.TermCodes); each packed weight takes
     the terms of the column its select picks. Without `terms`, the packed integers are HESE-encoded
     in full. Either way every weight must fit `weight_terms` slots and its terms must sum to it.
     """
     F, G = layer.packed.shape
     if terms is None:
         import torch
-        from .termquant import hese_encode
+        from software.frontend.termquant import hese_encode
         # One bit more than the format: a truncated weight can reach 2**max_exponent.
         codes = hese_encode(torch.from_numpy(np.asarray(layer.packed, np.int64)), config.weight_width + 1)
         signs, exponents = codes.signs.numpy(), codes.exponents.numpy()

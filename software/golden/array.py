@@ -6,7 +6,7 @@ position into a memory of `max_batch` entries that wraps modulo 2**acc_width (tw
 `reference_layer` is the plain matrix product that packing must preserve; tests check both agree.
 
 Term-quantized arrays (mac "tq"): each weight is the sum of the terms the tile carries, and each
-activation keeps the first `data_terms` of its HESE terms (software/termquant.py's per-value
+activation keeps the first `data_terms` of its HESE terms (software/frontend/termquant.py's per-value
 budget), so the array computes reference_layer(term-quantized weights, truncate_activations(x)).
 
 NumPy int64 arithmetic wraps modulo 2**64, and 2**acc_width divides 2**64, so wrapping the int64
@@ -28,7 +28,7 @@ def wrap(values, width):
 def truncate_activations(config, x):
     """The activations a term-quantized array multiplies: each keeps its `data_terms` largest terms."""
     import torch
-    from .termquant import term_quantize_activations
+    from software.frontend.termquant import term_quantize_activations
     x = np.asarray(x, dtype=np.int64)
     return term_quantize_activations(torch.from_numpy(x), config.data_terms, config.act_width).numpy()
 

@@ -16,7 +16,7 @@ the next query is taken; after a query with `last`, the next sequence's kv beats
 
 from spec.attention import SHIFT_WIDTH
 
-from .beats import pack_fields, unpack_fields
+from software.packing.beats import pack_fields, unpack_fields
 
 
 def kv_beat(config, key, value, *, last):

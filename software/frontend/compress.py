@@ -7,9 +7,9 @@
    written by ``torch.save(model)`` (an nn.Sequential of Linear/Conv2d/ReLU/Flatten/Unflatten
    taking digits images as 64 values in [0, 1]; fine-tuned ``--epochs``, default 0);
 2. pruning during ``--finetune-epochs`` of training by the ``--method`` of the registry
-   software.sparsity (one module per method): column combining under joint optimization,
+   software.frontend.sparsity (one module per method): column combining under joint optimization,
    unstructured magnitude, N:M, tile-wise, or none (dense);
-3. integer export for the array (software.intmodel): per-channel power-of-two weights,
+3. integer export for the array (software.frontend.intmodel): per-channel power-of-two weights,
    calibrated power-of-two activations, requantization by shifts; optionally term quantization;
 4. packing for an R x C array with alpha activations per column (by the method's own grouping,
    column combining's, or else a lossless gamma=0 grouping) and its cost on the test split from the
@@ -38,15 +38,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from .colcomb import dense_grouping, pack
+from software.packing.colcomb import dense_grouping, pack
 from spec import ArrayConfig
-from .cycles import layer_cost
-from .intmodel import IntModel, TermBudget, export_model, plan_model
-from .packfile import PackedModelError, load, save, write_atomically
-from .schedule import schedule_layer
-from .sparsity import SPARSITY, CompressError, SparsityMethod, lookup, method_flags
+from software.golden.cycles import layer_cost
+from software.frontend.intmodel import IntModel, TermBudget, export_model, plan_model
+from software.packfile import PackedModelError, load, save, write_atomically
+from software.packing.schedule import schedule_layer
+from software.frontend.sparsity import SPARSITY, CompressError, SparsityMethod, lookup, method_flags
 
-METHODS = tuple(SPARSITY)       # the --method names; software/sparsity/ has one module per method
+METHODS = tuple(SPARSITY)       # the --method names; software/frontend/sparsity/ has one module per method
 QUANTS = {"int8": 8, "int6": 6, "int4": 4, "tq": 8}
 ACC_WIDTH = 32
 DIGITS_INPUTS, DIGITS_CLASSES = 64, 10
@@ -61,7 +61,7 @@ class Options:
     model: str = "digits"
     method: str = "colcomb"
     alpha: int = 8
-    # The methods' parameters (software/sparsity/: the Flags of the methods that read them).
+    # The methods' parameters (software/frontend/sparsity/: the Flags of the methods that read them).
     gamma: float = 0.5              # colcomb
     sparsity: float = 0.75          # magnitude and tile-wise target
     nm: tuple = (2, 4)
@@ -257,7 +257,7 @@ def float_accuracy(model, x, y) -> float:
 
 def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
     """Run the pipeline; ``dense_model`` (already trained) skips the dense training (benchmarks reuse it)."""
-    from .models.digits import build_model, load_digits_split, train
+    from software.models.digits import build_model, load_digits_split, train
 
     opts.validate()
     config = opts.array_config()
@@ -370,7 +370,7 @@ def methods_help() -> str:
 
 
 def _add_method_arguments(p):
-    """--method and the flags of the methods (software/sparsity/), defaults from Options."""
+    """--method and the flags of the methods (software/frontend/sparsity/), defaults from Options."""
     defaults = {f.name: f.default for f in dataclasses.fields(Options)}
     group = p.add_argument_group("pruning methods (--method)", methods_help())
     group.add_argument("--method", choices=tuple(SPARSITY), default=defaults["method"],
@@ -447,7 +447,7 @@ def _compress(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from .models.digits import load_digits_split
+    from software.models.digits import load_digits_split
     model, manifest = load(args.packed)
     split = load_digits_split()
     if int(np.prod(model.input_shape)) != DIGITS_INPUTS:

@@ -9,9 +9,9 @@ Column combining (Kung, McDanel, Zhang, ASPLOS 2019) at event ``k``, for every n
 nn.Conv2d layer (weight viewed as ``F x K``):
 
 1. magnitude-prune the layer to a total sparsity of ``rate_k * (1 - 1/alpha)``;
-2. re-pack: :func:`software.colcomb.group_columns` on the surviving nonzeros (alpha, gamma);
+2. re-pack: :func:`software.packing.colcomb.group_columns` on the surviving nonzeros (alpha, gamma);
 3. apply the column-combine mask (in every (row, group) only the largest magnitude survives)
-   through :func:`software.pruning.apply_mask` (``torch.nn.utils.prune.custom_from_mask``),
+   through :func:`software.frontend.pruning.apply_mask` (``torch.nn.utils.prune.custom_from_mask``),
    which ANDs it with the masks of earlier events.
 
 Training then continues with the masks: the optimizer updates ``weight_orig``, the forward
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .colcomb import group_columns, pack
-from .pruning import apply_mask, magnitude_prune, nm_prune, prunable_layers, tile_wise_prune
+from software.packing.colcomb import group_columns, pack
+from software.frontend.pruning import apply_mask, magnitude_prune, nm_prune, prunable_layers, tile_wise_prune
 
 __all__ = [
     "EVENTS",
