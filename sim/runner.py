@@ -13,7 +13,7 @@ import time
 from software.config import ArrayConfig
 
 from .lint import WAIVERS
-from .toolchain import use_verilator
+from .toolchain import check_prerequisites, use_compiler, use_verilator
 
 SIM_DIR = pathlib.Path(__file__).resolve().parent
 PROJECT_ROOT = SIM_DIR.parent
@@ -70,7 +70,9 @@ def build(gen_dir, build_root="sim_build", *, always=False, optimize=False, conf
     `config_type.from_dict(manifest["config"])` becomes the Build's config: another unit (e.g.
     software.tq.TQConfig for `--unit tq`) passes its own configuration class."""
     from cocotb_tools.runner import VerilatorControlFile, Verilog, get_runner
+    check_prerequisites()
     use_verilator()
+    use_compiler()
     gen_dir = pathlib.Path(gen_dir)
     manifest = json.loads((gen_dir / "manifest.json").read_text())
     suffix = "_opt" if optimize else ""
