@@ -1,14 +1,21 @@
 """Build generated Verilog with Verilator and run the cocotb stream testbench on it.
 
 Amaranth has no Verilog parameters, so every configuration is its own Verilog file and its own
-build directory (named by the Verilog's hash, so an unchanged design is not rebuilt).
+build directory. Builds live in one cache (see cache_root) under a key made of the Verilog's
+content and everything else that goes into the simulator, so an unchanged design is built once
+and reused by every later run, test worker and command.
 """
 
+import contextlib
 import dataclasses
+import hashlib
 import json
 import os
 import pathlib
+import shutil
+import tempfile
 import time
+import uuid
 
 from software.config import ArrayConfig
 
@@ -32,6 +39,73 @@ BUILD_ARGS = ["-fno-merge-cond", "--no-public-flat-rw"]
 # cocotb testbench spends most of each simulated clock in Python. Tests build at -O0; the
 # benchmark can ask for -O2 with optimize=True.
 OPT_FAST = {False: "-O0", True: "-O2"}
+
+
+# Where builds are cached when no build root is given: $SPARSEGEN_CACHE/sim, else .cache/sim in a
+# source checkout (git-ignored), else the user's cache directory (an installed package).
+CACHE_ENV = "SPARSEGEN_CACHE"
+
+# Bump when the layout of a cached build changes, so that old entries are not reused.
+CACHE_FORMAT = 1
+
+# What a finished build keeps: the simulator and the log of how it was made. The rest (C++ sources,
+# objects, two ~70 MB precompiled headers) is only needed to build again, which the cache never does.
+KEEP = ("build.log", "public_ports.vlt", "key.json")
+
+
+def cache_root():
+    """The directory under which simulator builds (and generated designs for sims) are cached."""
+    if os.environ.get(CACHE_ENV):
+        return pathlib.Path(os.environ[CACHE_ENV]).expanduser().resolve() / "sim"
+    if (PROJECT_ROOT / "pyproject.toml").exists():
+        return PROJECT_ROOT / ".cache" / "sim"
+    base = pathlib.Path(os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+    return base / "sparsegen" / "sim"
+
+
+@contextlib.contextmanager
+def locked(path):
+    """Hold an exclusive lock on the file `path` (created if needed): one process at a time builds a
+    given design; the others wait and then reuse its build. Without fcntl (Windows) it does not
+    lock, and the atomic rename in build() still keeps every build directory whole."""
+    path = pathlib.Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _sha256(path):
+    return hashlib.sha256(pathlib.Path(path).read_bytes()).hexdigest()
+
+
+def build_key(verilog, top, *, optimize=False):
+    """What decides the simulator: the Verilog's actual bytes (not the hash its manifest claims, so
+    a replaced file is never matched to an old simulator), the top, the build options, the lint
+    waivers, and the Verilator, cocotb and C++ compiler used (the binary links cocotb's libraries
+    by absolute path). Returns the dict; its sha256 names the build."""
+    from importlib.metadata import version
+
+    import cocotb_tools.config
+    from .toolchain import find_cxx
+    return {"format": CACHE_FORMAT, "verilog_sha256": _sha256(verilog), "top": top,
+            "build_args": BUILD_ARGS, "opt": OPT_FAST[bool(optimize)], "waivers_sha256": _sha256(WAIVERS),
+            "verilator": version("verilator"), "cocotb": version("cocotb"),
+            "cocotb_libs": str(cocotb_tools.config.libs_dir), "cxx": find_cxx()}
+
+
+def _prune(build_dir, top):
+    for path in build_dir.iterdir():
+        if path.name not in (top, *KEEP):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
 
 
 def _public_ports_control_file(build_dir, top):
@@ -64,8 +138,9 @@ class Build:
         return self.manifest["top"]
 
 
-def build(gen_dir, build_root="sim_build", *, always=False, optimize=False, config_type=ArrayConfig):
-    """Verilate the design `python -m gen` wrote into `gen_dir` (cached by Verilog hash).
+def build(gen_dir, build_root=None, *, always=False, optimize=False, config_type=ArrayConfig):
+    """Verilate the design `python -m gen` wrote into `gen_dir`, or reuse the build of the same
+    design (see build_key) from `build_root` (default: cache_root()). `always` builds anew.
 
     `config_type.from_dict(manifest["config"])` becomes the Build's config: another unit (e.g.
     software.tq.TQConfig for `--unit tq`) passes its own configuration class."""
@@ -75,21 +150,42 @@ def build(gen_dir, build_root="sim_build", *, always=False, optimize=False, conf
     use_compiler()
     gen_dir = pathlib.Path(gen_dir)
     manifest = json.loads((gen_dir / "manifest.json").read_text())
-    suffix = "_opt" if optimize else ""
-    build_dir = pathlib.Path(build_root).resolve() / f"{manifest['top']}_{manifest['verilog_sha256'][:16]}{suffix}"
-    binary = build_dir / manifest["top"]
-    start = time.perf_counter()
-    if always or not binary.exists():
-        _set_optimisation(optimize)
-        public = _public_ports_control_file(build_dir, manifest["top"])
-        get_runner("verilator").build(
-            sources=[VerilatorControlFile(WAIVERS), VerilatorControlFile(public),
-                     Verilog(gen_dir / manifest["verilog"])],
-            hdl_toplevel=manifest["top"], build_dir=build_dir, always=True, build_args=BUILD_ARGS,
-            log_file=build_dir / "build.log")
-        seconds = time.perf_counter() - start
-    else:
-        seconds = 0.0
+    top, verilog = manifest["top"], gen_dir / manifest["verilog"]
+    key = build_key(verilog, top, optimize=optimize)
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
+    root = pathlib.Path(build_root).resolve() if build_root is not None else cache_root()
+    build_dir = root / f"{top}_{digest[:16]}{'_opt' if optimize else ''}"
+    seconds = 0.0
+    with locked(root / "locks" / f"{build_dir.name}.lock"):
+        if always or not (build_dir / top).exists():
+            start = time.perf_counter()
+            # Build beside the final place and rename: a crash or a kill never leaves a directory
+            # that looks finished, and a reader never sees one half written.
+            partial = root / f".partial-{build_dir.name}-{uuid.uuid4().hex[:8]}"
+            try:
+                _set_optimisation(optimize)
+                public = _public_ports_control_file(partial, top)
+                (partial / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
+                try:
+                    get_runner("verilator").build(
+                        sources=[VerilatorControlFile(WAIVERS), VerilatorControlFile(public), Verilog(verilog)],
+                        hdl_toplevel=top, build_dir=partial, always=True, build_args=BUILD_ARGS,
+                        log_file=partial / "build.log")
+                except RuntimeError as e:      # cocotb: "Command failed with return code: N"
+                    log = root / "failed" / f"{build_dir.name}.log"
+                    log.parent.mkdir(exist_ok=True)
+                    if (partial / "build.log").exists():
+                        shutil.copyfile(partial / "build.log", log)
+                    raise RuntimeError(f"building the simulator of {verilog} failed ({e}); see {log}") from None
+                _prune(partial, top)
+                if build_dir.exists():
+                    old = root / f".old-{build_dir.name}-{uuid.uuid4().hex[:8]}"
+                    build_dir.rename(old)
+                    shutil.rmtree(old, ignore_errors=True)
+                partial.rename(build_dir)
+            finally:
+                shutil.rmtree(partial, ignore_errors=True)
+            seconds = time.perf_counter() - start
     return Build(build_dir=build_dir, manifest=manifest,
                  config=config_type.from_dict(manifest["config"]), seconds=seconds)
 
@@ -126,11 +222,13 @@ def run_testbench(built, test_module, stimulus_data, *, name="run"):
     returns the JSON report it writes to SPARSEGEN_REPORT. Raises SimulationError on failure."""
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
-    run_dir = built.build_dir / name
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Each run gets its own directory (runs of one cached build may happen at the same time in
+    # several processes); it is removed after a passing run and kept, with its log, after a failure.
+    runs = built.build_dir / "runs"
+    runs.mkdir(parents=True, exist_ok=True)
+    run_dir = pathlib.Path(tempfile.mkdtemp(prefix=f"{name}-", dir=runs))
     stimulus, report = run_dir / "stimulus.json", run_dir / "report.json"
     stimulus.write_text(json.dumps(stimulus_data))
-    report.unlink(missing_ok=True)
     env = {"SPARSEGEN_STIMULUS": str(stimulus), "SPARSEGEN_REPORT": str(report),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     runner = get_runner("verilator")
@@ -140,5 +238,6 @@ def run_testbench(built, test_module, stimulus_data, *, name="run"):
     tests, failed = get_results(xml)
     data = json.loads(report.read_text()) if report.exists() else {}
     if failed or not tests or not data:
-        raise SimulationError(data.get("error") or f"cocotb run failed; see {run_dir / 'sim.log'}")
+        raise SimulationError(f"{data.get('error') or 'cocotb run failed'}; see {run_dir / 'sim.log'}")
+    shutil.rmtree(run_dir, ignore_errors=True)
     return data

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from sim import toolchain
+from sim import runner, toolchain
 
 
 @pytest.fixture
@@ -46,4 +46,12 @@ def test_any_one_compiler_will_do_and_make_is_told_which(only, monkeypatch):
     monkeypatch.setenv("CXX", "g++")       # a user's $CXX comes first, if it exists
     only("g++", "clang++", "make", "perl")
     assert toolchain.find_cxx() == "/usr/bin/g++"
+
+
+def test_build_checks_before_writing_anything(only, monkeypatch, tmp_path):
+    monkeypatch.setenv(runner.CACHE_ENV, str(tmp_path / "cache"))
+    only("perl")
+    with pytest.raises(toolchain.ToolchainError, match=r"^Verilator needs a C\+\+ compiler .* and make, "):
+        runner.build(tmp_path / "no-design-here")
+    assert list(tmp_path.iterdir()) == []
 
