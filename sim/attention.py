@@ -12,7 +12,7 @@ from software.attention_config import AttentionConfig
 from . import runner
 
 
-def build(gen_dir, build_root="sim_build", *, always=False, optimize=False):
+def build(gen_dir, build_root=None, *, always=False, optimize=False):
     """Verilate what `python -m gen --unit attention` wrote into `gen_dir` (sim.runner.build with
     the manifest's configuration read as an AttentionConfig)."""
     return runner.build(gen_dir, build_root, always=always, optimize=optimize, config_type=AttentionConfig)
