@@ -13,6 +13,7 @@ import json
 import os
 import pathlib
 import shutil
+import sys
 import tempfile
 import time
 import uuid
@@ -102,6 +103,59 @@ def build_key(verilog, top, *, optimize=False):
             "cocotb_libs": str(cocotb_tools.config.libs_dir), "cxx": find_cxx()}
 
 
+# Verilator's runtime (verilated.cpp, verilated_vpi.cpp, verilated_threads.cpp, ...) is compiled
+# into every build with the same command: four fifths of a small design's build time. Verilator's
+# makefile prefixes every compile with $(OBJCACHE) (meant for ccache); this one caches only the
+# runtime's objects, under the whole command line, the source's bytes and the compiler's identity,
+# and runs every other compile (the design's own C++) unchanged. It is written into the cache as a
+# standalone script, because make runs it, perhaps without this package on its path.
+OBJCACHE_SCRIPT = """\
+import hashlib, os, shutil, subprocess, sys
+store, cmd = sys.argv[1], sys.argv[2:]
+include = os.path.join(os.environ.get("VERILATOR_ROOT", "/nonexistent"), "include") + os.sep
+source = cmd[-1] if cmd else ""
+if "-o" not in cmd or not source.endswith(".cpp") or not os.path.abspath(source).startswith(include):
+    os.execvp(cmd[0], cmd)
+out = cmd.index("-o") + 1
+compiler = os.path.realpath(shutil.which(cmd[0]) or cmd[0])
+stat = os.stat(compiler)
+key = hashlib.sha256("\\0".join(cmd[:out] + cmd[out + 1:] + [compiler, str(stat.st_size), str(stat.st_mtime_ns)])
+                     .encode() + open(source, "rb").read()).hexdigest()
+cached = os.path.join(store, key + ".o")
+if os.path.exists(cached):
+    shutil.copyfile(cached, cmd[out])
+    sys.exit(0)
+status = subprocess.call(cmd)
+if status == 0:
+    os.makedirs(store, exist_ok=True)
+    shutil.copyfile(cmd[out], f"{cached}.{os.getpid()}")
+    os.replace(f"{cached}.{os.getpid()}", cached)
+sys.exit(status)
+"""
+
+
+@contextlib.contextmanager
+def _runtime_object_cache(root, key):
+    """Set OBJCACHE for the builds inside (unless the user set one, e.g. ccache, or a path has a space
+    that make would split)."""
+    script = root / "runtime" / "objcache.py"
+    store = root / "runtime" / hashlib.sha256(json.dumps([key["verilator"], key["cxx"]]).encode()).hexdigest()[:16]
+    command = f"{sys.executable} {script} {store}"
+    if os.environ.get("OBJCACHE") or len(command.split()) != 3:
+        yield
+        return
+    if not script.exists() or script.read_text() != OBJCACHE_SCRIPT:
+        script.parent.mkdir(parents=True, exist_ok=True)
+        partial = script.with_name(f".objcache-{uuid.uuid4().hex[:8]}.py")
+        partial.write_text(OBJCACHE_SCRIPT)
+        partial.replace(script)
+    os.environ["OBJCACHE"] = command
+    try:
+        yield
+    finally:
+        del os.environ["OBJCACHE"]
+
+
 def _prune(build_dir, top):
     for path in build_dir.iterdir():
         if path.name not in (top, *KEEP):
@@ -167,10 +221,11 @@ def build(gen_dir, build_root=None, *, always=False, optimize=False, config_type
                 public = _public_ports_control_file(partial, top)
                 (partial / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
                 try:
-                    get_runner("verilator").build(
-                        sources=[VerilatorControlFile(WAIVERS), VerilatorControlFile(public), Verilog(verilog)],
-                        hdl_toplevel=top, build_dir=partial, always=True, build_args=BUILD_ARGS,
-                        log_file=partial / "build.log")
+                    with _runtime_object_cache(root, key):
+                        get_runner("verilator").build(
+                            sources=[VerilatorControlFile(WAIVERS), VerilatorControlFile(public), Verilog(verilog)],
+                            hdl_toplevel=top, build_dir=partial, always=True, build_args=BUILD_ARGS,
+                            log_file=partial / "build.log")
                 except RuntimeError as e:      # cocotb: "Command failed with return code: N"
                     log = root / "failed" / f"{build_dir.name}.log"
                     log.parent.mkdir(exist_ok=True)

@@ -86,4 +86,12 @@ def test_processes_building_the_same_design_share_one_build(tmp_path, cache):
     assert all(p.returncode == 0 for p in procs)
     assert results[0][0] == results[1][0]                        # the same directory
     assert [built for _, built in results] == ["False", "True"]  # built once
-    assert sorted(p.name for p in cache.iterdir()) == sorted(["locks", os.path.basename(results[0][0])])
+    assert sorted(p.name for p in cache.iterdir()) == sorted(["locks", "runtime", os.path.basename(results[0][0])])
+
+    # Verilator's runtime was compiled once; another design's build takes its objects from the cache.
+    def runtime_objects():
+        return {p.name: p.stat().st_mtime_ns for p in (cache / "runtime").glob("*/*.o")}
+    compiled = runtime_objects()
+    assert len(compiled) >= 3                    # verilated, verilated_vpi, verilated_threads, ...
+    runner.build(generate(tmp_path / "other", "--rows", "1", "--sparsity", "dense", "--acc-width", "19"))
+    assert runtime_objects() == compiled
