@@ -44,7 +44,8 @@ def generate(tmp_path_factory, name, args):
     return out
 
 
-@pytest.fixture(scope="module", params=list(BUILDS))
+# The fast set runs the pruned build (its datapath is the dense one's plus the pruning); --all adds the dense.
+@pytest.fixture(scope="module", params=[pytest.param("dense", marks=pytest.mark.slow), "pruned"])
 def design(request, tmp_path_factory):
     gen_dir = generate(tmp_path_factory, request.param, BUILDS[request.param])
     return request.param, gen_dir, build(gen_dir)

@@ -18,7 +18,8 @@ UNITS = [
     ("serial_w8_t2x3", ("--form", "serial", "--weight-terms", "2", "--data-terms", "3")),
     ("parallel_w6_unsigned_t3x4", ("--form", "parallel", "--width", "6", "--no-signed",
                                    "--weight-terms", "3", "--data-terms", "4")),
-    ("serial_w8_t5x5", ("--form", "serial", "--weight-terms", "5", "--data-terms", "5")),
+    pytest.param(("serial_w8_t5x5", ("--form", "serial", "--weight-terms", "5", "--data-terms", "5")),
+                 marks=pytest.mark.slow),
 ]
 
 
