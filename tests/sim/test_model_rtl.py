@@ -66,11 +66,9 @@ def test_rtl_logits_and_cycles_on_two_images(int_model, built, images):
 @pytest.mark.slow
 def test_rtl_logits_equal_the_golden_integer_model(int_model, built, images):
     x_int, labels = images
-    assert built.config == CONFIG
     golden = int_model.run_golden(x_int)
     logits, runs = run_model(int_model, x_int, built, name="digits")
     assert np.array_equal(logits, golden)
-    assert np.array_equal(logits.argmax(1), golden.argmax(1))
     assert (logits.argmax(1) == labels).mean() >= 0.8
     assert [r.name for r in runs] == [layer.name for layer in int_model.layers]
     for r in runs:
