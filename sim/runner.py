@@ -135,11 +135,13 @@ sys.exit(status)
 
 
 @contextlib.contextmanager
-def _runtime_object_cache(root, key):
+def _runtime_object_cache(key):
     """Set OBJCACHE for the builds inside (unless the user set one, e.g. ccache, or a path has a space
-    that make would split)."""
-    script = root / "runtime" / "objcache.py"
-    store = root / "runtime" / hashlib.sha256(json.dumps([key["verilator"], key["cxx"]]).encode()).hexdigest()[:16]
+    that make would split). The runtime's objects live in the cache even for a build given its own
+    build root."""
+    runtime = cache_root() / "runtime"
+    script = runtime / "objcache.py"
+    store = runtime / hashlib.sha256(json.dumps([key["verilator"], key["cxx"]]).encode()).hexdigest()[:16]
     command = f"{sys.executable} {script} {store}"
     if os.environ.get("OBJCACHE") or len(command.split()) != 3:
         yield
@@ -221,7 +223,7 @@ def build(gen_dir, build_root=None, *, always=False, optimize=False, config_type
                 public = _public_ports_control_file(partial, top)
                 (partial / "key.json").write_text(json.dumps(key, indent=1, sort_keys=True))
                 try:
-                    with _runtime_object_cache(root, key):
+                    with _runtime_object_cache(key):
                         get_runner("verilator").build(
                             sources=[VerilatorControlFile(WAIVERS), VerilatorControlFile(public), Verilog(verilog)],
                             hdl_toplevel=top, build_dir=partial, always=True, build_args=BUILD_ARGS,
