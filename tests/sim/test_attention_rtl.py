@@ -37,13 +37,20 @@ LINT_ONLY = {
 MINILM_HEADS = [(0, 0), (2, 5), (5, 11)]
 
 
+GENERATED = {}
+
+
 def generate(tmp_path_factory, name, args):
-    out = tmp_path_factory.mktemp(f"attention_{name}")
-    assert cli.main(["--unit", "attention", *args, "-o", str(out)]) == 0
-    return out
+    if name not in GENERATED:
+        out = tmp_path_factory.mktemp(f"attention_{name}")
+        assert cli.main(["--unit", "attention", *args, "-o", str(out)]) == 0
+        GENERATED[name] = out
+    return GENERATED[name]
 
 
-@pytest.fixture(scope="module", params=list(BUILDS))
+# The fast set simulates the pruned build (the dense datapath plus threshold and top-k pruning) and
+# lints both; --all simulates the dense one too.
+@pytest.fixture(scope="module", params=[pytest.param("dense", marks=pytest.mark.slow), "pruned"])
 def design(request, tmp_path_factory):
     gen_dir = generate(tmp_path_factory, request.param, BUILDS[request.param])
     return request.param, gen_dir, build(gen_dir)
@@ -94,9 +101,10 @@ def real_heads(config, minilm_heads):
     return heads
 
 
-def test_lint_clean(design):
-    _, gen_dir, built = design
-    ok, warnings = lint(gen_dir / built.manifest["verilog"], built.top)
+@pytest.mark.parametrize("name", list(BUILDS))
+def test_lint_clean(tmp_path_factory, name):
+    verilog, = generate(tmp_path_factory, name, BUILDS[name]).glob("*.v")
+    ok, warnings = lint(verilog, verilog.stem)
     assert ok, "\n".join(warnings[:20])
 
 

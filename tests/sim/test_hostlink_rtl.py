@@ -40,7 +40,9 @@ def test_lint_clean(built):
     assert ok, "\n".join(warnings[:20])
 
 
-@pytest.mark.parametrize("skew", [1.0, 1.02, 0.98])
+# The receiver's tolerance of skew is tested in Amaranth (tests/hdl/test_uart.py); in RTL only with --all.
+@pytest.mark.parametrize("skew", [1.0, pytest.param(1.02, marks=pytest.mark.slow),
+                                  pytest.param(0.98, marks=pytest.mark.slow)])
 def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
     """`skew`: the host's baud rate is 2% off the board's, as with a real crystal and divisor."""
     _, b = built
@@ -75,6 +77,7 @@ def built_tq(tmp_path_factory):
     return out, build(out)
 
 
+@pytest.mark.slow
 def test_host_driver_runs_a_term_quantized_layer_over_the_uart(built_tq):
     """A TQ array behind the link: weights travel as term lists, and the board describes its budgets."""
     _, b = built_tq

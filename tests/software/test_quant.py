@@ -73,7 +73,12 @@ def test_power_of_two_scales_round_up_exactly():
     assert rounded.tolist() == [0.5, 0.25, 1.0, 4.0, 2.0**-16, 2.0**-19]
     exponents = power_of_two_exponent(rounded)
     assert exponents.tolist() == [-1, -2, 0, 2, -16, -19]
-    assert bool((rounded >= raw).all()) and bool((rounded < 2 * raw).all())
+    # The smallest power of two >= the scale, for scales across many magnitudes.
+    rng = torch.Generator().manual_seed(0)
+    many = (torch.rand(2000, generator=rng) + 0.01) * 10.0 ** torch.arange(-10, 10).repeat(100)
+    rounded = round_scale_to_power_of_two(many)
+    assert bool((rounded >= many).all()) and bool((rounded < 2 * many).all())
+    assert torch.equal(2.0 ** power_of_two_exponent(rounded).double(), rounded.double())
     w = torch.randn(5, 7)
     scale = compute_scale(w, 8, per_channel=True, power_of_two=True)
     power_of_two_exponent(scale)  # raises if any scale is not a power of two
