@@ -14,9 +14,9 @@ import pytest
 
 from sim import runner
 from sim.array import run_schedule
-from software.colcomb import combine
-from software.golden import reference_layer
-from software.schedule import schedule_layer
+from software.packing.colcomb import combine
+from software.golden.array import reference_layer
+from software.packing.schedule import schedule_layer
 
 # The smallest array: its build takes seconds.
 TINY = ("--rows", "1", "--sparsity", "dense", "--acc-width", "17")
