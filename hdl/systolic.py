@@ -45,7 +45,7 @@ Latency (spec.ArrayConfig.latency): the input register, C - 1 clocks of skew, th
 stages, the accumulator's add, and the result FIFO.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -97,9 +97,17 @@ class SystolicArray(wiring.Component):
     results     : Out(stream.Signature(layouts.results))    one beat per `emit` vector.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, shared_cell=None):
+        """`shared_cell`: a module name. The cells then become instances of that one module, which
+        `shared_modules` holds for the generator to emit once (hierarchical Verilog: one cell
+        module instead of R x C copies); None keeps them Amaranth submodules, which Amaranth's
+        simulator needs."""
         self.config = config
         self.layouts = ArrayLayouts(config)
+        self.shared_cell = shared_cell
+        self.shared_modules = {}
+        if shared_cell is not None:
+            self.shared_modules[shared_cell] = self._make_cell()
         super().__init__({
             "weights": In(stream.Signature(self.layouts.weight_row)),
             "activations": In(stream.Signature(self.layouts.activations)),
@@ -110,6 +118,27 @@ class SystolicArray(wiring.Component):
     def latency(self):
         """Clocks from an activation handshake to its result being valid, without stalls."""
         return self.config.latency
+
+    def _make_cell(self):
+        cfg, lay = self.config, self.layouts
+        return ColumnCombiningCell(alpha=cfg.alpha, act_shape=lay.operand, weight_shape=lay.weight,
+                                   acc_width=cfg.acc_width, banks=cfg.banks, multiply=MAC_HARDWARE[cfg.mac].multiply(cfg))
+
+    def _add_cell(self, m, name, inputs):
+        """Cell `name` with its inputs connected; returns its partial-sum output. As a submodule,
+        or as an instance of the shared cell module wired straight to the signals it reads (no
+        per-cell copies of them: they are most of a flat netlist)."""
+        acc = signed(self.config.acc_width)
+        if self.shared_cell is None:
+            cell = self._make_cell()
+            m.submodules[name] = cell
+            m.d.comb += [getattr(cell, port).eq(value) for port, value in inputs.items()]
+            return cell.psum_out
+        psum_out = Signal(acc, name=f"{name}_psum")
+        ports = {f"i_{port}": Value.cast(value) for port, value in inputs.items()}
+        m.submodules[name] = Instance(self.shared_cell, i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
+                                      o_psum_out=psum_out, **ports)
+        return psum_out
 
     def elaborate(self, platform):
         m = Module()
@@ -217,25 +246,15 @@ class SystolicArray(wiring.Component):
 
         # ---------------------------------------------------------------------------------
         # The cells.
-        multiply = mac.multiply(cfg)
         row_sums = []
         for r in range(rows):
             psum = Const(0, signed(cfg.acc_width))
             for c in range(cols):
-                cell = ColumnCombiningCell(alpha=alpha, act_shape=lay.operand, weight_shape=lay.weight,
-                                           acc_width=cfg.acc_width, banks=banks, multiply=multiply)
-                m.submodules[f"cell_r{r}_c{c}"] = cell
-                m.d.comb += [
-                    cell.activations.eq(skewed[c]),
-                    cell.bank.eq(tokens[c].bank),
-                    cell.psum_in.eq(psum),
-                    cell.load.eq(row_load[r]),
-                    cell.load_bank.eq(row_bank[r]),
-                    cell.load_weight.eq(beat.weights[c]),
-                ]
+                inputs = {"activations": skewed[c], "bank": tokens[c].bank, "psum_in": psum,
+                          "load": row_load[r], "load_bank": row_bank[r], "load_weight": beat.weights[c]}
                 if alpha > 1:
-                    m.d.comb += cell.load_select.eq(beat.selects[c])
-                psum = cell.psum_out
+                    inputs["load_select"] = beat.selects[c]
+                psum = self._add_cell(m, f"cell_r{r}_c{c}", inputs)
             row_sums.append(psum)
 
         # ---------------------------------------------------------------------------------
