@@ -151,7 +151,7 @@ class SystolicArray(wiring.Component):
         # Tokens: stage k holds the token of the vector that entered k + 1 clocks ago. Stage c
         # is aligned with column c's cell inputs; stage cols + 2 with the row sums, stage
         # cols + 3 with the accumulated sums.
-        depth = cols + 4
+        depth = cols + 5
         valid = [Signal(name=f"valid_{k}") for k in range(depth)]
         tokens = [Signal(lay.token, name=f"token_{k}", reset_less=True) for k in range(depth)]
         for k in range(1, depth):
@@ -258,24 +258,32 @@ class SystolicArray(wiring.Component):
             row_sums.append(psum)
 
         # ---------------------------------------------------------------------------------
-        # Accumulator: read the vector's entry one clock ahead (token stage cols + 1), add at
-        # stage cols + 2, register the sums (stage cols + 3) and write them back. The entry the
-        # previous vector is writing in this clock is forwarded; older writes reach the read
-        # through the port's transparency.
-        at_read, at_add, at_write = cols + 1, cols + 2, cols + 3
+        # Accumulator: read the vector's entry two clocks ahead (token stage cols), register the
+        # memory's output (block RAM is slow from clock to output: the second register is its
+        # own output register), add at stage cols + 2, register the sums (stage cols + 3) and
+        # write them back. The two entries written since the read was issued are forwarded from
+        # the sums registers; older writes reach the read through the port's transparency.
+        at_read, at_add, at_write = cols, cols + 2, cols + 3
         acc_mem = memory.Memory(shape=lay.results, depth=max(cfg.max_batch, 2), init=[])
         m.submodules.acc_mem = acc_mem
         acc_write = acc_mem.write_port()
         acc_read = acc_mem.read_port(transparent_for=(acc_write,))
-        sums = Signal(lay.results, reset_less=True)
-        forward = Signal()
-        m.d.comb += [
-            acc_read.addr.eq(tokens[at_read].addr),
-            acc_read.en.eq(1),
-            forward.eq(valid[at_write] & (tokens[at_write].addr == tokens[at_add].addr)),
-        ]
+        read_data = Signal(lay.results, reset_less=True)
+        sums = Signal(lay.results, reset_less=True)           # the sums of token stage at_write
+        sums_before = Signal(lay.results, reset_less=True)    # ... of stage at_write + 1
+        m.d.sync += [read_data.eq(acc_read.data), sums_before.eq(sums)]
+        m.d.comb += [acc_read.addr.eq(tokens[at_read].addr), acc_read.en.eq(1)]
+
+        def writes_entry_of(stage):
+            return valid[stage] & (tokens[stage].addr == tokens[at_add].addr)
+
         previous = Signal(lay.results)
-        m.d.comb += previous.eq(Mux(forward, sums, acc_read.data))
+        with m.If(writes_entry_of(at_write)):
+            m.d.comb += previous.eq(sums)
+        with m.Elif(writes_entry_of(at_write + 1)):
+            m.d.comb += previous.eq(sums_before)
+        with m.Else():
+            m.d.comb += previous.eq(read_data)
         for r in range(rows):
             m.d.sync += sums[r].eq(row_sums[r] + Mux(tokens[at_add].clear, 0, previous[r]))
         m.d.comb += [
