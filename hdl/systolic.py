@@ -274,13 +274,18 @@ class SystolicArray(wiring.Component):
         m.d.sync += [read_data.eq(acc_read.data), sums_before.eq(sums)]
         m.d.comb += [acc_read.addr.eq(tokens[at_read].addr), acc_read.en.eq(1)]
 
-        def writes_entry_of(stage):
-            return valid[stage] & (tokens[stage].addr == tokens[at_add].addr)
-
+        # Which sums to forward is decided a clock ahead, from the same tokens one stage earlier
+        # (the pipeline never stalls), so the add's path starts at a register.
+        forward_sums = Signal()          # stage at_write writes the entry stage at_add reads
+        forward_sums_before = Signal()   # stage at_write + 1 wrote it
+        m.d.sync += [
+            forward_sums.eq(valid[at_add] & (tokens[at_add].addr == tokens[at_add - 1].addr)),
+            forward_sums_before.eq(valid[at_write] & (tokens[at_write].addr == tokens[at_add - 1].addr)),
+        ]
         previous = Signal(lay.results)
-        with m.If(writes_entry_of(at_write)):
+        with m.If(forward_sums):
             m.d.comb += previous.eq(sums)
-        with m.Elif(writes_entry_of(at_write + 1)):
+        with m.Elif(forward_sums_before):
             m.d.comb += previous.eq(sums_before)
         with m.Else():
             m.d.comb += previous.eq(read_data)
