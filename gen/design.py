@@ -31,10 +31,10 @@ class Design:
         return len(self.verilog.splitlines())
 
 
-def component(config):
+def component(config, **options):
     """The unit's Amaranth component for `config`, e.g. hdl.systolic.SystolicArray(config)."""
     module, name = unit_of(config).component.split(":")
-    return getattr(importlib.import_module(module), name)(config)
+    return getattr(importlib.import_module(module), name)(config, **options)
 
 
 def unit_flags(name):
@@ -55,8 +55,14 @@ def generate(config):
     # Imported here so that `--help` and bad arguments answer without loading Amaranth.
     from amaranth.back import verilog
     unit = unit_of(config)
+    options = {"shared_cell": f"{unit.top}_cell"} if unit.shared_cell else {}
+    top = component(config, **options)
     # emit_src=False: no source paths in the output, so it is identical on every machine.
-    text = verilog.convert(component(config), name=unit.top, emit_src=False)
+    text = verilog.convert(top, name=unit.top, emit_src=False)
+    # Modules the component instantiates many times are emitted once, before it.
+    shared = [verilog.convert(module, name=name, emit_src=False)
+              for name, module in sorted(getattr(top, "shared_modules", {}).items())]
+    text = "".join(shared) + text
     return Design(config=config, verilog=text, manifest=spec_manifest(config, text, extras=manifest_extras(config)))
 
 

@@ -293,7 +293,12 @@ class HostLink(wiring.Component):
         m.d.comb += receiver.rx.eq(self.rx)
 
         def resettable(name, component):
-            m.submodules[name] = ResetInserter({"sync": receiver.line_break})(component)
+            # The break resets each block through a register of its own: no combinational path
+            # from the line to the resets, and a short net per block (DESIGN.md §9). Only the
+            # blocks' state is reset; the array's datapath is reset-less.
+            reset = Signal(name=f"{name}_reset")
+            m.d.sync += reset.eq(receiver.line_break)
+            m.submodules[name] = ResetInserter({"sync": reset})(component)
             return component
 
         rx_fifo = resettable("rx_fifo", fifo.SyncFIFOBuffered(width=8, depth=self.rx_buffer))

@@ -3,51 +3,59 @@
 Dataflow
 --------
 Rows are output channels, columns are column groups. Cell (r, c) holds a weight and a select index
-and adds its product into the partial sum running left to right along row r, one register per cell.
-A vector enters the array at column 0 and reaches column c after c clocks, so the activations of
-group c are delayed by c clocks (the input skew), and each vector carries a token (valid, weight
-bank, flags, accumulator address) down a pipeline beside it. Activations are broadcast down each
-column rather than pipelined from row to row: on an FPGA the fan-out is cheap, and it makes every
-row's result leave the array in the same clock, so no output de-skew buffer is needed.
+per bank and adds its product into the partial sum running left to right along row r, one register
+per cell. A vector enters at column 0 and reaches column c after c clocks, so the activations of
+group c are delayed by c clocks (the input skew, hdl/delay.py: memories where the delay is long),
+and each vector carries a token (valid, weight bank, flags, accumulator address) down a pipeline
+beside it. Activations are broadcast down each column rather than pipelined from row to row, so
+every row's result leaves the array in the same clock and no output de-skew buffer is needed.
+
+Timing closure by construction (DESIGN.md §9)
+---------------------------------------------
+The array never stalls: every pipeline register loads every clock, without an enable, and none of
+the datapath registers is reset (only valid bits, counters and the bank state are). Back-pressure
+is handled at the edges, from registers:
+  * an activation vector is accepted only when the result buffer (a FIFO of `result_buffer`
+    entries) is sure to have room for it: `credits` counts its free entries less the results
+    still in flight, so a result never has to wait inside the array;
+  * a weight beat is accepted when its bank is empty and no vector in flight still reads it;
+    the beat is registered, and the next clock writes its row through a per-row registered load
+    enable (no stream handshake reaches more than one row of cells);
+  * the result stream's ready only reads the FIFO.
+Each cell has three register stages (operand select, product, accumulate; hdl/cell.py), and the
+accumulator memory's read-modify-write is pipelined with forwarding.
 
 Tiles and accumulation
 ----------------------
 A layer larger than the array is cut into tiles of R rows x C groups. The partial sums of the tiles
-of one output block are accumulated *after* the array, in an accumulator memory of `max_batch`
+of one output block are accumulated after the array, in an accumulator memory of `max_batch`
 vectors of R sums, rather than by feeding them back through a partial-sum input: the host then
-streams each activation tile once and receives only finished outputs, which is what matters when
-the host link (a UART) is the bottleneck. Each activation beat says whether it starts (`clear`) or
-finishes (`emit`) an accumulation; only finishing beats produce a result beat.
+streams each activation tile once and receives only finished outputs. Each activation beat says
+whether it starts (`clear`) or finishes (`emit`) an accumulation; only finishing beats produce a
+result beat.
 
-Weights are double-buffered: two banks per cell. The next tile's weights shift into the idle bank
-while the current tile computes, and a bank becomes writable again once no vector in flight in the
-array still uses it. A bank is filled by R beats, one row each, shifted in from the bottom: after R
-beats the first beat sits in row 0.
+Weights are double-buffered: two banks per cell. The next tile's weights load into the idle bank
+while the current tile computes. A bank is filled by R beats, row 0 first.
 
-Stalls: the whole pipeline advances whenever the result register is empty or being read, so a
-blocked result stream stalls the array without losing or duplicating a beat.
+Term quantization and other MAC styles (hdl/macs.py): the style's edge logic turns each activation
+into the operand the cells see once, at the array's edge (a TQ array HESE-encodes it), and the
+cell's product is the style's.
 
-Term quantization (mac "tq", DESIGN.md §3): weight registers hold term lists that the front-end
-encoded, each activation is HESE-encoded and truncated to `data_terms` terms once, in front of the
-stage-0 register, and the skew lines carry its terms down the column; a cell sums the
-+-2**(e_w + e_x) of all its term pairs in one clock (hdl/tq.py's parallel datapath) instead of
-multiplying. Throughput and latency are those of the integer array.
+Latency (spec.ArrayConfig.latency): the input register, C - 1 clocks of skew, the cell's three
+stages, the accumulator's add, and the result FIFO.
 """
 
-from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
+from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cell import ColumnCombiningCell
+from .delay import DelayLine
 from .macs import MAC_HARDWARE, value_shape
 
 
 class ArrayLayouts:
-    """Payload layouts of the array's streams, derived from a configuration.
-
-    With mac "tq" a weight is a term list (hdl/hese.py) and so is the operand a cell receives:
-    activations arrive as integers and are HESE-encoded at the array's edge.
-    """
+    """Payload layouts of the array's streams, derived from a configuration."""
 
     def __init__(self, config):
         mac = MAC_HARDWARE[config.mac]
@@ -67,10 +75,9 @@ class ArrayLayouts:
             "emit": 1,    # last tile of an output block: send the accumulated sums out
         })
         self.results = data.ArrayLayout(signed(config.acc_width), config.rows)
+        # What travels beside a vector (its valid bit travels separately: it is reset).
         self.token = data.StructLayout({
-            "valid": 1,
             "bank": 1,
-            "last": 1,
             "clear": 1,
             "emit": 1,
             "addr": range(max(config.max_batch, 2)),
@@ -80,7 +87,8 @@ class ArrayLayouts:
 class SystolicArray(wiring.Component):
     """An R x C column-combining systolic array with streaming weights, activations and results.
 
-    `config` is a spec.array.ArrayConfig: every width, the MAC style and the latency come from it.
+    `config` is a spec.array.ArrayConfig: every width, the MAC style, the pipeline depth and the
+    result buffer come from it.
 
     Members
     -------
@@ -89,9 +97,17 @@ class SystolicArray(wiring.Component):
     results     : Out(stream.Signature(layouts.results))    one beat per `emit` vector.
     """
 
-    def __init__(self, config):
+    def __init__(self, config, *, shared_cell=None):
+        """`shared_cell`: a module name. The cells then become instances of that one module, which
+        `shared_modules` holds for the generator to emit once (hierarchical Verilog: one cell
+        module instead of R x C copies); None keeps them Amaranth submodules, which Amaranth's
+        simulator needs."""
         self.config = config
         self.layouts = ArrayLayouts(config)
+        self.shared_cell = shared_cell
+        self.shared_modules = {}
+        if shared_cell is not None:
+            self.shared_modules[shared_cell] = self._make_cell()
         super().__init__({
             "weights": In(stream.Signature(self.layouts.weight_row)),
             "activations": In(stream.Signature(self.layouts.activations)),
@@ -103,85 +119,100 @@ class SystolicArray(wiring.Component):
         """Clocks from an activation handshake to its result being valid, without stalls."""
         return self.config.latency
 
+    def _make_cell(self):
+        cfg, lay = self.config, self.layouts
+        return ColumnCombiningCell(alpha=cfg.alpha, act_shape=lay.operand, weight_shape=lay.weight,
+                                   acc_width=cfg.acc_width, banks=cfg.banks, multiply=MAC_HARDWARE[cfg.mac].multiply(cfg))
+
+    def _add_cell(self, m, name, inputs):
+        """Cell `name` with its inputs connected; returns its partial-sum output. As a submodule,
+        or as an instance of the shared cell module wired straight to the signals it reads (no
+        per-cell copies of them: they are most of a flat netlist)."""
+        acc = signed(self.config.acc_width)
+        if self.shared_cell is None:
+            cell = self._make_cell()
+            m.submodules[name] = cell
+            m.d.comb += [getattr(cell, port).eq(value) for port, value in inputs.items()]
+            return cell.psum_out
+        psum_out = Signal(acc, name=f"{name}_psum")
+        ports = {f"i_{port}": Value.cast(value) for port, value in inputs.items()}
+        m.submodules[name] = Instance(self.shared_cell, i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
+                                      o_psum_out=psum_out, **ports)
+        return psum_out
+
     def elaborate(self, platform):
         m = Module()
         cfg, lay = self.config, self.layouts
-        rows, cols, alpha = cfg.rows, cfg.cols, cfg.alpha
-        banks = cfg.banks
+        rows, cols, alpha, banks = cfg.rows, cfg.cols, cfg.alpha, cfg.banks
         mac = MAC_HARDWARE[cfg.mac]
+        addr_shape = range(max(cfg.max_batch, 2))
 
-        # The pipeline moves unless a result is waiting and not being taken.
-        advance = Signal()
-        m.d.comb += advance.eq(~self.results.valid | self.results.ready)
+        # ---------------------------------------------------------------------------------
+        # Tokens: stage k holds the token of the vector that entered k + 1 clocks ago. Stage c
+        # is aligned with column c's cell inputs; stage cols + 2 with the row sums, stage
+        # cols + 3 with the accumulated sums.
+        depth = cols + 5
+        valid = [Signal(name=f"valid_{k}") for k in range(depth)]
+        tokens = [Signal(lay.token, name=f"token_{k}", reset_less=True) for k in range(depth)]
+        for k in range(1, depth):
+            m.d.sync += [valid[k].eq(valid[k - 1]), tokens[k].eq(tokens[k - 1])]
 
-        # Token pipeline: stage c travels beside the vector while column c computes on it;
-        # stage `cols` is aligned with the finished row sums, stage `cols + 1` with the result.
-        tokens = [Signal(lay.token, name=f"token_{k}") for k in range(cols + 2)]
-        with m.If(advance):
-            for k in range(1, cols + 2):
-                m.d.sync += tokens[k].eq(tokens[k - 1])
-
-        # Weight banks: bank[b][r][c] and its select, shifted in one row per weight beat.
-        weight = [[[Signal(lay.weight, name=f"w_b{b}_r{r}_c{c}") for c in range(cols)]
-                   for r in range(rows)] for b in range(banks)]
-        # Dense cells (alpha = 1) have no select registers at all.
-        select = [[[Signal(lay.select, name=f"s_b{b}_r{r}_c{c}") if alpha > 1 else None
-                    for c in range(cols)] for r in range(rows)] for b in range(banks)]
+        # ---------------------------------------------------------------------------------
+        # Bank state: which bank loads and which computes, which banks are full, and how many
+        # vectors in flight still read each bank (they read it at their column's select stage).
         full = Signal(banks)
-        # With a single bank both indices are the constant 0 rather than zero-width registers.
+        users = [Signal(range(cols + 2), name=f"users_b{b}") for b in range(banks)]
         load_bank = Signal(name="load_bank") if banks == 2 else Const(0, 1)
         compute_bank = Signal(name="compute_bank") if banks == 2 else Const(0, 1)
         load_row = Signal(range(max(rows, 2)))
-
-        # A bank is in use while any vector in columns 0..cols-1 still reads it.
-        in_use = Signal(banks)
+        bank_idle = Signal(banks)
         for b in range(banks):
-            m.d.comb += in_use[b].eq(Cat(t.valid & (t.bank == b) for t in tokens[:cols]).any())
+            m.d.comb += bank_idle[b].eq(users[b] == 0)
 
-        m.d.comb += self.weights.ready.eq(~full.bit_select(load_bank, 1) &
-                                          ~in_use.bit_select(load_bank, 1))
-        with m.If(self.weights.valid & self.weights.ready):
-            for b in range(banks):
-                with m.If(load_bank == b):
-                    for c in range(cols):
-                        for r in range(rows - 1):
-                            m.d.sync += weight[b][r][c].eq(weight[b][r + 1][c])
-                            if alpha > 1:
-                                m.d.sync += select[b][r][c].eq(select[b][r + 1][c])
-                        m.d.sync += weight[b][rows - 1][c].eq(self.weights.payload.weights[c])
-                        if alpha > 1:
-                            m.d.sync += select[b][rows - 1][c].eq(self.weights.payload.selects[c])
+        # Weight beats: registered, then written into their row the next clock.
+        m.d.comb += self.weights.ready.eq(~full.bit_select(load_bank, 1) & bank_idle.bit_select(load_bank, 1))
+        weight_taken = Signal()
+        m.d.comb += weight_taken.eq(self.weights.valid & self.weights.ready)
+        beat = Signal(lay.weight_row, reset_less=True)
+        row_load = Signal(rows)                           # one registered load enable per row
+        row_bank = Signal(rows, reset_less=True)          # the bank it writes, replicated per row
+        m.d.sync += beat.eq(self.weights.payload)
+        for r in range(rows):
+            m.d.sync += [row_load[r].eq(weight_taken & (load_row == r)), row_bank[r].eq(load_bank)]
+        with m.If(weight_taken):
             with m.If(load_row == rows - 1):
-                m.d.sync += load_row.eq(0)
-                m.d.sync += full.bit_select(load_bank, 1).eq(1)
+                m.d.sync += [load_row.eq(0), full.bit_select(load_bank, 1).eq(1)]
                 if banks == 2:
                     m.d.sync += load_bank.eq(~load_bank)
             with m.Else():
                 m.d.sync += load_row.eq(load_row + 1)
 
-        # Issue: one vector per clock while the current bank is full and the pipeline moves.
-        batch_addr = Signal(range(max(cfg.max_batch, 2)))
+        # ---------------------------------------------------------------------------------
+        # Results: a FIFO that is never asked to take a result it has no room for.
+        m.submodules.result_fifo = result_fifo = fifo.SyncFIFOBuffered(
+            width=lay.results.size, depth=cfg.result_buffer)
+        in_flight = Signal(range(cfg.result_buffer + 1))  # accepted emitting vectors not yet in the FIFO
+        has_credit = Signal()
+        m.d.comb += has_credit.eq(in_flight + result_fifo.level < cfg.result_buffer)
+
+        # Issue: one vector per clock while the compute bank is full and a result would fit.
+        batch_addr = Signal(addr_shape)
         accept = Signal()
-        beat = self.activations.payload
+        act = self.activations.payload
         m.d.comb += [
-            self.activations.ready.eq(advance & full.bit_select(compute_bank, 1)),
+            self.activations.ready.eq(full.bit_select(compute_bank, 1) & has_credit),
             accept.eq(self.activations.valid & self.activations.ready),
         ]
-        with m.If(advance):
-            m.d.sync += [
-                tokens[0].valid.eq(accept),
-                tokens[0].bank.eq(compute_bank),
-                tokens[0].last.eq(beat.last),
-                tokens[0].clear.eq(beat.clear),
-                tokens[0].emit.eq(beat.emit),
-                tokens[0].addr.eq(batch_addr),
-            ]
+        m.d.sync += [
+            valid[0].eq(accept),
+            tokens[0].bank.eq(compute_bank),
+            tokens[0].clear.eq(act.clear),
+            tokens[0].emit.eq(act.emit),
+            tokens[0].addr.eq(batch_addr),
+        ]
         with m.If(accept):
-            with m.If(beat.last):
-                m.d.sync += [
-                    batch_addr.eq(0),
-                    full.bit_select(compute_bank, 1).eq(0),
-                ]
+            with m.If(act.last):
+                m.d.sync += [batch_addr.eq(0), full.bit_select(compute_bank, 1).eq(0)]
                 if banks == 2:
                     m.d.sync += compute_bank.eq(~compute_bank)
             with m.Elif(batch_addr == cfg.max_batch - 1):
@@ -189,61 +220,86 @@ class SystolicArray(wiring.Component):
             with m.Else():
                 m.d.sync += batch_addr.eq(batch_addr + 1)
 
-        # The MAC style's operand of every activation, made once at the array's edge (before the
-        # stage-0 register; a TQ array HESE-encodes it), so the skew lines carry it to the column.
-        operands = [mac.edge_operand(m, cfg, beat.data[k], f"hese_{k}") for k in range(cols * alpha)]
-        group_input = lambda g: Cat(operands[g * alpha:(g + 1) * alpha])
+        # A vector stops reading its bank after column cols - 1's select stage (token stage cols - 1).
+        for b in range(banks):
+            issued = accept & (compute_bank == b)
+            done = valid[cols - 1] & (tokens[cols - 1].bank == b)
+            m.d.sync += users[b].eq(users[b] + issued - done)
 
-        # Input skew: group g is registered at stage 0 and delayed g more clocks.
+        # Credits: an emitting vector holds one from its acceptance until its result is in the FIFO.
+        stored = Signal()
+        m.d.sync += in_flight.eq(in_flight + (accept & act.emit) - stored)
+
+        # ---------------------------------------------------------------------------------
+        # The edge: each activation becomes the MAC style's operand (once, not once per cell)
+        # and is registered; group g is then delayed g more clocks.
+        operands = [mac.edge_operand(m, cfg, act.data[k], f"edge_{k}") for k in range(cols * alpha)]
         group_layout = data.ArrayLayout(lay.operand, alpha)
+        groups_in = Signal(data.ArrayLayout(group_layout, cols), name="edge", reset_less=True)
+        m.d.sync += groups_in.as_value().eq(Cat(operands))
         skewed = []
         for g in range(cols):
-            line = [Signal(group_layout, name=f"x_g{g}_d{d}") for d in range(g + 1)]
-            with m.If(advance):
-                m.d.sync += line[0].eq(group_input(g))
-                for d in range(1, g + 1):
-                    m.d.sync += line[d].eq(line[d - 1])
-            skewed.append(line[g])
+            line = DelayLine(group_layout, g)
+            m.submodules[f"skew_{g}"] = line
+            m.d.comb += line.i.eq(groups_in[g])
+            skewed.append(line.o)
 
+        # ---------------------------------------------------------------------------------
         # The cells.
-        multiply = mac.multiply(cfg)
         row_sums = []
         for r in range(rows):
             psum = Const(0, signed(cfg.acc_width))
             for c in range(cols):
-                cell = ColumnCombiningCell(alpha=alpha, act_shape=lay.operand, weight_shape=lay.weight,
-                                           acc_width=cfg.acc_width, multiply=multiply)
-                m.submodules[f"cell_r{r}_c{c}"] = cell
-                bank = tokens[c].bank if banks == 2 else 0
-                m.d.comb += [
-                    cell.activations.eq(skewed[c]),
-                    cell.weight.eq(Array(Value.cast(weight[b][r][c]) for b in range(banks))[bank]),
-                    cell.psum_in.eq(psum),
-                    cell.enable.eq(advance),
-                ]
+                inputs = {"activations": skewed[c], "bank": tokens[c].bank, "psum_in": psum,
+                          "load": row_load[r], "load_bank": row_bank[r], "load_weight": beat.weights[c]}
                 if alpha > 1:
-                    m.d.comb += cell.select.eq(Array(select[b][r][c] for b in range(banks))[bank])
-                psum = cell.psum_out
+                    inputs["load_select"] = beat.selects[c]
+                psum = self._add_cell(m, f"cell_r{r}_c{c}", inputs)
             row_sums.append(psum)
 
-        # Accumulator: partial sums of the tiles of one output block, one entry per vector.
+        # ---------------------------------------------------------------------------------
+        # Accumulator: read the vector's entry two clocks ahead (token stage cols), register the
+        # memory's output (block RAM is slow from clock to output: the second register is its
+        # own output register), add at stage cols + 2, register the sums (stage cols + 3) and
+        # write them back. The two entries written since the read was issued are forwarded from
+        # the sums registers; older writes reach the read through the port's transparency.
+        at_read, at_add, at_write = cols, cols + 2, cols + 3
         acc_mem = memory.Memory(shape=lay.results, depth=max(cfg.max_batch, 2), init=[])
         m.submodules.acc_mem = acc_mem
         acc_write = acc_mem.write_port()
-        # Transparent: with one-vector tiles, a vector reads the entry written in the same clock.
         acc_read = acc_mem.read_port(transparent_for=(acc_write,))
-        sums = Signal(lay.results)
-        at_sums, at_result = tokens[cols], tokens[cols + 1]
-        for r in range(rows):
-            m.d.comb += sums[r].eq(row_sums[r] + Mux(at_sums.clear, 0, acc_read.data[r]))
-        m.d.comb += [
-            acc_read.addr.eq(tokens[cols - 1].addr),
-            acc_read.en.eq(advance),
-            acc_write.addr.eq(at_sums.addr),
-            acc_write.data.eq(sums),
-            acc_write.en.eq(advance & at_sums.valid),
+        read_data = Signal(lay.results, reset_less=True)
+        sums = Signal(lay.results, reset_less=True)           # the sums of token stage at_write
+        sums_before = Signal(lay.results, reset_less=True)    # ... of stage at_write + 1
+        m.d.sync += [read_data.eq(acc_read.data), sums_before.eq(sums)]
+        m.d.comb += [acc_read.addr.eq(tokens[at_read].addr), acc_read.en.eq(1)]
+
+        # Which sums to forward is decided a clock ahead, from the same tokens one stage earlier
+        # (the pipeline never stalls), so the add's path starts at a register.
+        forward_sums = Signal()          # stage at_write writes the entry stage at_add reads
+        forward_sums_before = Signal()   # stage at_write + 1 wrote it
+        m.d.sync += [
+            forward_sums.eq(valid[at_add] & (tokens[at_add].addr == tokens[at_add - 1].addr)),
+            forward_sums_before.eq(valid[at_write] & (tokens[at_write].addr == tokens[at_add - 1].addr)),
         ]
-        with m.If(advance):
-            m.d.sync += self.results.payload.eq(sums)
-        m.d.comb += self.results.valid.eq(at_result.valid & at_result.emit)
+        previous = Signal(lay.results)
+        with m.If(forward_sums):
+            m.d.comb += previous.eq(sums)
+        with m.Elif(forward_sums_before):
+            m.d.comb += previous.eq(sums_before)
+        with m.Else():
+            m.d.comb += previous.eq(read_data)
+        for r in range(rows):
+            m.d.sync += sums[r].eq(row_sums[r] + Mux(tokens[at_add].clear, 0, previous[r]))
+        m.d.comb += [
+            acc_write.addr.eq(tokens[at_write].addr),
+            acc_write.data.eq(sums),
+            acc_write.en.eq(valid[at_write]),
+            stored.eq(valid[at_write] & tokens[at_write].emit),
+            result_fifo.w_data.eq(sums),
+            result_fifo.w_en.eq(stored),
+            self.results.valid.eq(result_fifo.r_rdy),
+            self.results.payload.eq(result_fifo.r_data),
+            result_fifo.r_en.eq(self.results.ready),
+        ]
         return m

@@ -23,6 +23,12 @@ MAX_DIM = 256
 
 TOP = "sparsegen_array"
 
+# Pipeline stages (hdl/systolic.py and hdl/cell.py build exactly these; the RTL's cycle counts are
+# asserted equal to the cycle model that reads them).
+CELL_STAGES = 3             # operand select, product, accumulate
+RESULT_FIFO_LATENCY = 2     # clocks from a write into the result FIFO to its output being valid
+RESULT_BUFFER_SLACK = 8     # result FIFO entries beyond the columns
+
 # The array's patterns of weights per column group: what `python -m gen --sparsity` chooses.
 # The front-end's pruning methods (software/frontend/sparsity/) each pack onto one of these.
 ARRAY_SPARSITY = {
@@ -164,9 +170,18 @@ class ArrayConfig(FieldsConfig):
     def latency(self):
         """Clocks from an activation vector's handshake to its result being valid.
 
-        One input register, one partial-sum register per column, one accumulator register.
+        The edge register (1), the input skew of the last column (cols - 1), the cell's stages
+        (CELL_STAGES: operand select, product, accumulate), the accumulator's add (1) and the
+        result FIFO (RESULT_FIFO_LATENCY).
         """
-        return self.cols + 2
+        return 1 + (self.cols - 1) + CELL_STAGES + 1 + RESULT_FIFO_LATENCY
+
+    @property
+    def result_buffer(self):
+        """Entries of the result FIFO. A vector is accepted only with a free entry reserved for
+        its result, so the array never waits for the result stream; this many entries keep one
+        vector per clock flowing while results are taken as they come."""
+        return self.cols + RESULT_BUFFER_SLACK
 
     @property
     def cycle_formula(self):
@@ -245,6 +260,9 @@ class ArrayConfig(FieldsConfig):
             "inputs_per_vector": self.inputs,
             "min_acc_width": self.min_acc_width,
             "weight_banks": self.banks,
+            "result_buffer": self.result_buffer,
+            "pipeline": {"edge": 1, "skew": self.cols - 1, "cell": CELL_STAGES, "accumulate": 1,
+                         "result_fifo": RESULT_FIFO_LATENCY},
             "cells": self.cells,
             **self.mac_style.derived(self),
         }
@@ -253,6 +271,8 @@ class ArrayConfig(FieldsConfig):
         return {
             "sparsity": self.sparsity,
             "throughput": "one activation vector per clock once the pipeline is full",
+            "back_pressure": "activations are accepted only while the result FIFO (result_buffer entries) has "
+                             "room for every result in flight; the array itself never stalls",
             "stream_order": STREAM_ORDER,
             "accumulation": "tiles of one output block accumulate in an on-chip memory of max_batch vectors; "
                             "sums wrap modulo 2**acc_width",

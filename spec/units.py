@@ -27,11 +27,12 @@ class Unit:
     top: str            # the top module of the Verilog
     component: str      # "module:Class" of the Amaranth component, built as Class(config)
     summary: str
+    shared_cell: bool = False   # its component instantiates one cell module many times
 
 
 UNITS = {unit.name: unit for unit in (
     Unit("array", "column_combining_systolic_array", ArrayConfig, ARRAY_TOP, "hdl.systolic:SystolicArray",
-         "the column-combining systolic array"),
+         "the column-combining systolic array", shared_cell=True),
     Unit("tq", "tq_multiplier", TQConfig, TQ_TOP, "hdl.tq:TQMultiplier",
          "the term-quantization multiplier"),
     Unit("attention", "attention", AttentionConfig, ATTENTION_TOP, "hdl.attention:AttentionUnit",

@@ -103,6 +103,11 @@ CASES = [
     dict(config=dict(rows=3, cols=5, alpha=4, act_signed=False), shape=(7, 40), n=6, density=0.3),
     dict(config=dict(rows=4, cols=2, alpha=2, double_buffer=False, max_batch=4), shape=(6, 9), n=9, density=0.5),
     dict(config=dict(rows=2, cols=2, alpha=3, act_width=4, weight_width=4, acc_width=12), shape=(3, 14), n=1, density=0.4),
+    # Tiles of 2 and 3 vectors across 5 group blocks: the accumulator entry a vector reads was
+    # written 2 (forwarded from the older sums register) or 3 clocks before (through the read
+    # port's transparency); n = 1 above covers the sums written in the same clock.
+    dict(config=dict(rows=2, cols=3, alpha=2), shape=(2, 30), n=2, density=0.6),
+    dict(config=dict(rows=2, cols=3, alpha=2), shape=(2, 30), n=3, density=0.6),
 ]
 
 
