@@ -213,6 +213,9 @@ def build(gen_dir, build_root=None, *, always=False, optimize=False):
     with locked(root / "locks" / f"{build_dir.name}.lock"):
         if always or not (build_dir / top).exists():
             start = time.perf_counter()
+            # A long step: say what is happening (on stderr, so outputs stay clean).
+            print(f"verilating {verilog.name} ({top}); the simulator is cached in {build_dir}",
+                  file=sys.stderr, flush=True)
             # Build beside the final place and rename: a crash or a kill never leaves a directory
             # that looks finished, and a reader never sees one half written.
             partial = root / f".partial-{build_dir.name}-{uuid.uuid4().hex[:8]}"
