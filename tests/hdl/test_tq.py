@@ -136,17 +136,22 @@ ARRAY_CASES = [
     dict(rows=2, cols=3, alpha=2, mac="tq", weight_terms=2, data_terms=3),
     dict(rows=3, cols=2, alpha=1, mac="tq", weight_terms=1, data_terms=1, act_signed=False, acc_width=18,
          double_buffer=False, max_batch=3),
+    # Unsigned weights (exponents up to 8 in a 4-bit field) in three slots: the shift-add cell's
+    # three-operand adder tree with its sign carries.
+    dict(rows=2, cols=2, alpha=3, mac="tq", weight_terms=3, data_terms=4, weight_signed=False),
 ]
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.4])
-@pytest.mark.parametrize("case", ARRAY_CASES, ids=["colcomb_2x3_a2_t2x3", "dense_3x2_t1x1_acc18"])
+@pytest.mark.parametrize("case", ARRAY_CASES, ids=["colcomb_2x3_a2_t2x3", "dense_3x2_t1x1_acc18",
+                                                   "colcomb_2x2_a3_t3x4_unsigned_weights"])
 def test_tq_array_matches_golden(case, stall):
     config = ArrayConfig(**case)
     rng = np.random.default_rng(3)
-    w = rng.integers(-128, 128, size=(5, 13))
+    w_lo, w_hi = (-128, 127) if config.weight_signed else (0, 255)
+    w = rng.integers(w_lo, w_hi + 1, size=(5, 13))
     w[rng.random(w.shape) > 0.6] = 0
-    w[0, :] = 127                                  # rounds up to 128 with one term
+    w[0, :] = w_hi                                 # rounds up to 2**max exponent with one term
     codes = weight_terms(torch.from_numpy(w), group=2, budget=2 * config.weight_terms, bits=8)
     codes = codes.mask(torch.arange(codes.signs.shape[-1]) < config.weight_terms)   # slots per weight
     layer = combine(codes.values().numpy(), config.alpha, 0.5)
