@@ -1,10 +1,27 @@
-"""Term quantization numbers: what the TQ multipliers cost on an FPGA, and what term budgets cost in
-accuracy and term pairs on the digits MLP. Prints tables; asserts nothing.
+"""Term quantization numbers: what a TQ array cell and the TQ multipliers cost on an FPGA, and what
+term budgets cost in accuracy and term pairs on the digits MLP. Prints tables; asserts nothing.
 
-    python benchmarks/tq.py              # both tables (under 2 minutes on 2 cores: 12 Yosys + nextpnr runs)
-    python benchmarks/tq.py --no-fpga    # the digits table only (about 20 s)
-    python benchmarks/tq.py --no-digits  # the FPGA table only
-    python benchmarks/tq.py --docs       # also write docs/results/tq.md and its plot
+    python benchmarks/tq.py                          # all three tables (about 5 minutes on 2 cores)
+    python benchmarks/tq.py --no-fpga --no-digits    # the array-cell table only (20 Yosys + nextpnr runs, ~2 min)
+    python benchmarks/tq.py --no-cells --no-digits   # the multiplier table only (12 runs, ~2 min)
+    python benchmarks/tq.py --no-fpga --no-cells     # the digits table only (about 30 s)
+    python benchmarks/tq.py --docs                   # also write docs/results/tq.md and its plot
+
+Cell table. ONE array cell as the array builds it (hdl/cell.py's ColumnCombiningCell with the MAC
+style's operand, weight and product from hdl/macs.py; 8-bit signed operands, 32-bit partial sum,
+registered), at alpha = 1 (dense) and 8 (column combining: an 8-way operand multiplexer). Every
+input of the cell comes from a flip-flop of a shift register fed by one pin, as in the array where
+every cell input is a register; its outputs are XOR-reduced to one pin. Yosys keeps the hierarchy
+(`-noflatten`) so that the cell module's own cells are counted: LUT4 = iCE40 SB_LUT4, or ECP5 LUT4
++ 2 x CCU2C (a carry cell takes a slice's two LUT4s); no DSP blocks (`synth_ecp5 -nodsp`); the
+int8 multiplier is Booth-encoded (Yosys `booth`, as fpga/build.py builds LUT multipliers). Fmax is
+nextpnr's for the flattened harness (one cell between registers) at a 250 MHz target. Rows: int8;
+the tq style's shift-add cell ("TQ shift-add WxD"); the tq cell it replaced, which summed all W x D
+term pairs ("term pairs", hdl/tq.py's TermPairMultiply on HESE term lists); and a term-serial
+cell (one term pair per clock) built here only, not in the array (term_serial_cell).
+Throughput: MACs per clock (1 for every cell but the term-serial one: 1 / (W x D)); term pairs per
+clock: W x D for a TQ cell, 1 for the term-serial one, and 64 for int8 by the TQ paper's
+accounting (an 8-bit x 8-bit MAC is 8 x 8 pairs, as the digits table's "budget pairs").
 
 FPGA table. Each multiply-accumulator is synthesized alone (Yosys synth_ice40 / synth_ecp5 from the
 YoWASP wheels, then nextpnr for the iCE40UP5K-SG48 and the ECP5-85F CABGA381), out of context: a
@@ -162,6 +179,201 @@ def fpga_rows(budgets):
 
 
 # ---------------------------------------------------------------------------------------------
+# FPGA: one array cell
+
+CELL_ALPHAS = (1, 8)
+INT8_PAIRS = 64     # term pairs per int8 MAC, by the paper's accounting: 8 bits x 8 bits
+
+
+def term_serial_cell(alpha, weight_terms, data_terms, acc_width=ACC_WIDTH):
+    """A term-serial TQ cell, for this table only (not in the array, whose throughput and control
+    it would change): one term pair per clock, as the TQ paper's tMAC. Its operands are term lists
+    (the data terms HESE-encoded at the array's edge, as the term-pair cell's); the pair a clock
+    works on (`weight_index`, `data_index`) and `first` (the MAC's first pair) would come from the
+    array's control, shared by every cell; the partial sum is psum_in + the first pair, then + one
+    pair per clock, so a MAC takes weight_terms x data_terms clocks."""
+    from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+    from amaranth.lib import data, wiring
+    from amaranth.lib.wiring import In, Out
+    from hdl.hese import term_list_layout
+    from spec.terms import term_max_exponent, term_product_width
+
+    max_exp = term_max_exponent(8, True)
+    weight_layout = term_list_layout(max_exp, weight_terms)
+    data_layout = term_list_layout(max_exp, data_terms)
+
+    class TermSerialCell(wiring.Component):
+        def __init__(self):
+            members = {
+                "activations": In(data.ArrayLayout(data_layout, alpha)),
+                "weight": In(weight_layout),
+                "weight_index": In(range(weight_terms)),
+                "data_index": In(range(data_terms)),
+                "first": In(1),
+                "psum_in": In(signed(acc_width)),
+                "psum_out": Out(signed(acc_width)),
+                "enable": In(1),
+            }
+            if alpha > 1:
+                members["select"] = In(range(alpha))
+            super().__init__(members)
+
+        def elaborate(self, platform):
+            m = Module()
+            operand = self.activations[0] if alpha == 1 else self.activations[self.select]
+            data_term = Signal(data_layout.elem_shape)
+            weight_term = Signal(weight_layout.elem_shape)
+            m.d.comb += [
+                weight_term.eq(self.weight[self.weight_index] if weight_terms > 1 else self.weight[0]),
+                data_term.eq(operand[self.data_index] if data_terms > 1 else operand[0]),
+            ]
+            # +2**e as a one-hot (exponent decoders, as hdl/tq.py's pair_term); -2**e as its
+            # complement plus one, the one a carry-in of the accumulator's adder.
+            width = term_product_width(max_exp, max_exp)
+            exponent = Signal(len(weight_term.exponent) + 1)
+            negative = Signal()
+            one_hot = Signal(width)
+            m.d.comb += [
+                exponent.eq(weight_term.exponent + data_term.exponent),
+                negative.eq(weight_term.valid & data_term.valid & (weight_term.sign ^ data_term.sign)),
+                one_hot.eq(Cat((exponent == k) & weight_term.valid & data_term.valid for k in range(width))),
+            ]
+            addend = Cat(one_hot, Const(0, acc_width - width)) ^ negative.replicate(acc_width)
+            with m.If(self.enable):
+                m.d.sync += self.psum_out.eq(Mux(self.first, self.psum_in, self.psum_out) + addend + negative)
+            return m
+
+    return TermSerialCell()
+
+
+def array_cell(kind, alpha, weight_terms=2, data_terms=3):
+    """(cell, MACs per clock, term pairs per clock) of one 8-bit signed array cell: "int8" and
+    "tq" as the array builds them (hdl/macs.py's registry, hdl/cell.py's ColumnCombiningCell),
+    "tq-pairs" the tq cell before the shift-add (a sum over all term pairs), "tq-serial"
+    term_serial_cell."""
+    from hdl.cell import ColumnCombiningCell
+    from hdl.hese import term_list_layout
+    from hdl.macs import MAC_HARDWARE
+    from hdl.tq import TermPairMultiply
+    from spec import ArrayConfig
+
+    if kind == "tq-serial":
+        return term_serial_cell(alpha, weight_terms, data_terms), 1 / (weight_terms * data_terms), 1
+    terms = dict(weight_terms=weight_terms, data_terms=data_terms) if kind != "int8" else {}
+    config = ArrayConfig(rows=1, cols=1, alpha=alpha, acc_width=ACC_WIDTH, mac="int" if kind == "int8" else "tq",
+                         **terms)
+    hardware = MAC_HARDWARE[config.mac]
+    if kind == "tq-pairs":
+        act_shape = term_list_layout(7, data_terms)
+        multiply = TermPairMultiply(weight_max_exponent=7, data_max_exponent=7)
+    else:
+        act_shape, multiply = hardware.operand_shape(config), hardware.multiply(config)
+    cell = ColumnCombiningCell(alpha=alpha, act_shape=act_shape, weight_shape=hardware.weight_shape(config),
+                               acc_width=config.acc_width, multiply=multiply)
+    return cell, 1, (INT8_PAIRS if kind == "int8" else weight_terms * data_terms)
+
+
+def cell_harness(cell):
+    """An Elaboratable with ports din, dout around one cell: every input port of the cell is driven
+    from a shift register fed by din (so every cell input comes from a flip-flop, as in the array),
+    every output is XOR-reduced into a register that drives dout."""
+    from amaranth.hdl import Cat, Elaboratable, Module, Signal, Value
+    from amaranth.lib.wiring import Flow
+
+    class CellHarness(Elaboratable):
+        def __init__(self):
+            self.din, self.dout = Signal(), Signal()
+
+        def elaborate(self, platform):
+            m = Module()
+            m.submodules.cell = cell
+            inputs, outputs = [], []
+            for path, member, value in cell.signature.flatten(cell):
+                (inputs if member.flow == Flow.In else outputs).append(Value.cast(value))
+            chain = Signal(sum(len(v) for v in inputs))
+            m.d.sync += chain.eq(Cat(self.din, chain[:-1]))
+            lsb = 0
+            for value in inputs:
+                m.d.comb += value.eq(chain[lsb:lsb + len(value)])
+                lsb += len(value)
+            m.d.sync += self.dout.eq(Cat(outputs).xor())
+            return m
+
+    return CellHarness()
+
+
+def synthesize_cell(design, family, work_dir):
+    """Yosys (hierarchy kept, so the cell's own cells can be counted) + nextpnr on one harness:
+    {"luts": LUT4 of the cell module, "ffs": its flip-flops, "fmax": MHz nextpnr achieved}."""
+    from amaranth.back import verilog
+    from fpga import toolchain
+    os.makedirs(work_dir, exist_ok=True)
+    text = verilog.convert(design, name="top", ports=[design.din, design.dout], emit_src=False)
+    with open(os.path.join(work_dir, "top.v"), "w") as f:
+        f.write(text)
+    env = toolchain.tool_environment(["yosys", f"nextpnr-{family}"])
+    synth = "synth_ice40" if family == "ice40" else "synth_ecp5 -nodsp"
+    # `booth`, as fpga/build.py's LUT multipliers: the int8 cell's $mul becomes a Booth adder tree.
+    script = (f"read_verilog top.v; hierarchy -top top; proc; booth; {synth} -noflatten -top top; "
+              f"tee -q -o stat.json stat -json; flatten; write_json top.json")
+    subprocess.run([env["YOSYS"], "-q", "-p", script], cwd=work_dir, env=env, check=True, capture_output=True)
+    nextpnr = env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"]
+    subprocess.run([nextpnr, *DEVICES[family]["nextpnr"], "--json", "top.json", "--report", "report.json",
+                    "--freq", str(TARGET_MHZ), "--timing-allow-fail", "--seed", "1", "-q"],
+                   cwd=work_dir, env=env, check=True, capture_output=True)
+    with open(os.path.join(work_dir, "stat.json")) as f:
+        modules = json.load(f)["modules"]
+    cells = next(stat for name, stat in modules.items() if name.endswith("cell"))["num_cells_by_type"]
+    with open(os.path.join(work_dir, "report.json")) as f:
+        fmax = min(float(entry["achieved"]) for entry in json.load(f)["fmax"].values())
+    if family == "ice40":
+        luts = cells.get("SB_LUT4", 0)
+        ffs = sum(n for c, n in cells.items() if c.startswith("SB_DFF"))
+    else:
+        # A CCU2C (two bits of a carry chain) takes the two LUT4s of a slice.
+        luts = cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+        ffs = cells.get("TRELLIS_FF", 0)
+    return {"luts": luts, "ffs": ffs, "fmax": fmax}
+
+
+CELL_KINDS = [
+    # (label, kind, weight terms, data terms)
+    ("int8 (Booth, no DSP)", "int8", None, None),
+    ("TQ shift-add 2x3", "tq", 2, 3),
+    ("TQ shift-add 1x2", "tq", 1, 2),
+    ("TQ term pairs 2x3 (before)", "tq-pairs", 2, 3),
+    ("TQ term-serial 2x3 (standalone)", "tq-serial", 2, 3),
+]
+
+
+def cell_rows(kinds=CELL_KINDS, alphas=CELL_ALPHAS):
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="sparsegen_tq_cell_") as tmp:
+        for family in DEVICES:
+            int8 = {}
+            for alpha in alphas:
+                for label, kind, wt, dt in kinds:
+                    start = time.perf_counter()
+                    terms = {} if wt is None else dict(weight_terms=wt, data_terms=dt)
+                    cell, macs, pairs = array_cell(kind, alpha, **terms)
+                    result = synthesize_cell(cell_harness(cell), family, os.path.join(tmp, f"{family}_{len(rows)}"))
+                    if kind == "int8":
+                        int8[alpha] = result["luts"]
+                    luts, fmax = result["luts"], result["fmax"]
+                    rows.append([label, DEVICES[family]["label"], alpha, luts,
+                                 f"{luts / int8[alpha]:.2f}x" if alpha in int8 else "-", result["ffs"],
+                                 f"{fmax:.1f}", f"{macs:.3g}", f"{pairs:g}",
+                                 f"{fmax * macs / luts:.3f}", f"{fmax * pairs / luts:.2f}"])
+                    print(f"  {family} alpha={alpha} {label}: {time.perf_counter() - start:.0f} s",
+                          file=sys.stderr, flush=True)
+    return rows
+
+
+CELL_HEADERS = ["cell", "device", "alpha", "LUT4", "vs int8", "FFs", "Fmax MHz", "MACs / clock",
+                "term pairs / clock", "MMAC/s per LUT4", "M term pairs/s per LUT4"]
+
+
+# ---------------------------------------------------------------------------------------------
 # Digits: accuracy and term pairs
 
 def digits_results(seed, epochs, budgets):
@@ -290,10 +502,44 @@ def plot_pairs(results, directory):
     return report.save_figure(fig, directory, "tq_pairs_accuracy.png")
 
 
-def write_docs(directory, argv, seeds, digits, fpga):
+def write_docs(directory, argv, seeds, digits, fpga, cells=None):
     """Write tq.md (and tq_pairs_accuracy.png when the digits table ran) into `directory`.
-    `digits` = (seconds, results) or None; `fpga` = (seconds, rows) or None."""
+    `digits` = (seconds, results) or None; `fpga`, `cells` = (seconds, rows) or None."""
     paths, sections = [], []
+    if cells:
+        seconds, rows = cells
+        sections.append(f"""## One array cell on the FPGAs
+
+One cell of the array as `python -m gen --mac ...` builds it ({seconds:.0f} s): hdl/cell.py's
+`ColumnCombiningCell` with the MAC style's operand, weight and product (hdl/macs.py), 8-bit signed
+operands, a 32-bit partial sum, every input from a flip-flop (as in the array), at α = 1 (dense)
+and α = 8 (an 8-way operand multiplexer in the cell). LUT4 are the cell module's own, counted with
+the hierarchy kept (`synth_* -noflatten`): iCE40 SB_LUT4, ECP5 LUT4 + 2 × CCU2C. No DSP blocks; the
+int8 product is a Booth adder tree (Yosys `booth`, as `fpga build` makes LUT multipliers). "vs int8"
+is the LUT4 ratio to the int8 cell of the same device and α. Fmax: nextpnr on the cell alone between
+registers (iCE40UP5K-SG48, ECP5-85F CABGA381, {TARGET_MHZ} MHz target, seed 1).
+
+- *TQ shift-add W×D*: the `--mac tq` cell: the array's edge truncates each activation to its D
+  largest HESE terms and passes its magnitude and sign; the cell shifts it by each of the W weight
+  terms' exponents and adds (hdl/tq.py `ShiftAddMultiply`).
+- *TQ term pairs 2x3 (before)*: the `--mac tq` cell this replaced, a sum over all W × D term pairs
+  of ±2^(e_w + e_x) on HESE term lists (hdl/tq.py `TermPairMultiply`).
+- *TQ term-serial 2x3 (standalone)*: one term pair per clock into the partial sum (a MAC takes
+  W × D = 6 clocks), built by this script only; the array has no term-serial cells (they would change
+  its throughput and control).
+
+Throughput per LUT4 = Fmax × (per clock) / LUT4. *MACs / clock*: one product per clock for every
+cell but the term-serial one. *Term pairs / clock*: W × D for the TQ cells, one for the term-serial
+cell, and 64 for int8 by the TQ paper's accounting (an 8-bit × 8-bit MAC is 8 × 8 pairs, as the
+digits table's budget pairs): by that count int8 does far more work per clock, by MACs the cells do
+the same (a TQ MAC being the approximate one the digits table measures).
+
+{report.markdown_table(CELL_HEADERS, rows)}
+""")
+    else:
+        sections.append("## One array cell on the FPGAs\n\nNot run for this page (`--no-cells`): "
+                        "`python benchmarks/tq.py --no-fpga --no-digits --docs` runs it (20 Yosys + nextpnr "
+                        "runs, about 2 minutes).")
     if digits:
         seconds, results = digits
         paths.append(plot_pairs(results, directory))
@@ -338,7 +584,8 @@ the YoWASP wheels at a {TARGET_MHZ} MHz target; Fmax is what nextpnr achieved. L
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--no-fpga", action="store_true", help="skip the Yosys + nextpnr table")
+    p.add_argument("--no-cells", action="store_true", help="skip the array-cell table (Yosys + nextpnr)")
+    p.add_argument("--no-fpga", action="store_true", help="skip the multiplier table (Yosys + nextpnr)")
     p.add_argument("--no-digits", action="store_true", help="skip the digits accuracy table")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="digits models to train and average over (default 0 1 2)")
@@ -347,7 +594,14 @@ def main(argv=None):
                    help="TQ multipliers of the FPGA table as WxD budgets, comma separated (default 2x3,1x2)")
     report.docs_argument(p, "tq.md")
     args = p.parse_args(argv)
-    digits = fpga = None
+    digits = fpga = cells = None
+    if not args.no_cells:
+        print("One array cell (8-bit signed operands, 32-bit partial sum, registered inputs), Yosys "
+              f"-noflatten for the cell's LUT4, nextpnr at a {TARGET_MHZ} MHz target for Fmax\n", flush=True)
+        start = time.perf_counter()
+        rows = cell_rows()
+        cells = (time.perf_counter() - start, rows)
+        table(CELL_HEADERS, rows)
     if not args.no_digits:
         start = time.perf_counter()
         results = mean_over_seeds([digits_results(seed, args.epochs, DIGITS_BUDGETS) for seed in args.seeds])
@@ -365,7 +619,7 @@ def main(argv=None):
         table(FPGA_HEADERS, rows)
     if args.docs:
         argv = sys.argv[1:] if argv is None else argv
-        for path in write_docs(args.docs, argv, args.seeds, digits, fpga):
+        for path in write_docs(args.docs, argv, args.seeds, digits, fpga, cells):
             print(f"wrote {path}", file=sys.stderr)
 
 

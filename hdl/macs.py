@@ -10,8 +10,8 @@ from amaranth.hdl import signed, unsigned
 
 from spec.terms import term_max_exponent
 
-from .hese import HeseEncoder, term_list_layout
-from .tq import TermPairMultiply
+from .hese import term_list_layout
+from .tq import ShiftAddMultiply, TruncatedActivation, truncated_layout
 
 
 def value_shape(width, is_signed):
@@ -35,24 +35,27 @@ class IntegerMacHardware:
 
 
 class TermMacHardware:
-    """Term quantization: weights are term lists; each activation is HESE-encoded once at the
-    array's edge and truncated to `data_terms` terms; a cell sums its term pairs."""
+    """Term quantization as a shift-add (DESIGN.md §3, §9): weights are term lists; each activation
+    is HESE-encoded once at the array's edge, truncated to `data_terms` terms and passed on as the
+    magnitude and sign of its truncated value (hdl.tq.TruncatedActivation); a cell shifts that
+    magnitude by each weight term's exponent and adds the signed results (hdl.tq.ShiftAddMultiply).
+    No multiplier, and no term pairs: the cell's cost grows with `weight_terms` only."""
 
     def weight_shape(self, config):
         return term_list_layout(term_max_exponent(config.weight_width, config.weight_signed), config.weight_terms)
 
     def operand_shape(self, config):
-        return term_list_layout(term_max_exponent(config.act_width, config.act_signed), config.data_terms)
+        return truncated_layout(config.act_width, config.act_signed)
 
     def edge_operand(self, m, config, activation, name):
-        encoder = HeseEncoder(width=config.act_width, signed=config.act_signed, budget=config.data_terms)
-        m.submodules[name] = encoder
-        m.d.comb += encoder.value.eq(activation)
-        return encoder.terms.as_value()
+        edge = TruncatedActivation(width=config.act_width, signed=config.act_signed, budget=config.data_terms)
+        m.submodules[name] = edge
+        m.d.comb += edge.value.eq(activation)
+        return edge.operand.as_value()
 
     def multiply(self, config):
-        return TermPairMultiply(weight_max_exponent=term_max_exponent(config.weight_width, config.weight_signed),
-                                data_max_exponent=term_max_exponent(config.act_width, config.act_signed))
+        return ShiftAddMultiply(weight_max_exponent=term_max_exponent(config.weight_width, config.weight_signed),
+                                act_width=config.act_width, act_signed=config.act_signed)
 
 
 MAC_HARDWARE = {"int": IntegerMacHardware(), "tq": TermMacHardware()}

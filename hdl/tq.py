@@ -21,16 +21,21 @@ Product width: weights are term lists the front-end made from `width`-bit values
 their HESE terms), so |w| <= 2**max_exponent, and so is the truncated activation; the product
 therefore fits max_exponent_w + max_exponent_x + 2 signed bits. Every sum is taken modulo
 2**product_width, which is exact whenever the final product fits, whatever the order of the terms.
+
+The array's cells (`--mac tq`, hdl/macs.py) compute the same product as a shift-add instead:
+`TruncatedActivation` turns each activation, once at the array's edge, into the magnitude and
+sign of its truncated value, and `ShiftAddMultiply` shifts that magnitude by each weight term's
+exponent and adds the signed results (no multiplier, no term pairs): see their docstrings.
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from spec.terms import term_product_width
+from spec.terms import term_max_exponent, term_product_width, truncated_range
 from spec.tq import TQConfig
 
-from .hese import encode, term_list_layout, value_shape
+from .hese import check_format, encode, term_list_layout, value_shape
 
 
 def pair_term(m, weight_term, data_term, width):
@@ -76,9 +81,11 @@ def term_pair_sum(m, weight_terms, data_terms, width):
 
 
 class TermPairMultiply:
-    """The product of a term-quantized array cell: (data terms, weight terms) -> their pair sum.
+    """A cell product over term pairs: (data terms, weight terms) -> their pair sum.
 
-    A callable with a `shape`, as hdl.cell.ColumnCombiningCell's `multiply` expects."""
+    A callable with a `shape`, as hdl.cell.ColumnCombiningCell's `multiply` expects. The array's
+    TQ cells used it before `ShiftAddMultiply`, which is several times smaller; benchmarks/tq.py
+    still builds it to measure the difference."""
 
     def __init__(self, *, weight_max_exponent, data_max_exponent):
         self.width = term_product_width(weight_max_exponent, data_max_exponent)
@@ -86,6 +93,182 @@ class TermPairMultiply:
 
     def __call__(self, m, operand, weight):
         return term_pair_sum(m, weight, operand, self.width)
+
+
+# ---------------------------------------------------------------------------------------------
+# The array's shift-add cell: the truncated activation as an integer, shifted by each weight term
+
+def truncated_layout(width, signed):
+    """The operand a shift-add cell receives: the magnitude of a `width`-bit activation truncated
+    to its largest HESE terms, up to 2**term_max_exponent (signed 127 -> 128; unsigned 255 -> 256,
+    one bit more than the value), and, for signed activations, its sign."""
+    fields = {"magnitude": truncated_range(width, signed)[1].bit_length()}
+    if signed:
+        fields["negative"] = 1
+    return data.StructLayout(fields)
+
+
+def truncated_magnitude(m, value, *, width, signed, budget):
+    """Combinational: (magnitude, negative) of `value` truncated to its `budget` largest HESE terms,
+    the magnitude as an integer of truncated_layout's width, without building the term list.
+
+    hdl/hese.py's rule is local: bit position i of |value| emits a term when its bit is 1 and its
+    window is not 111, and truncation keeps the `budget` most significant emitting positions. With
+    c the last kept position, the kept terms sum to the bits of |value| from c up, plus 2**c when
+    c is the top of a run of ones (window 011: it emits +2**(c+1) where the bits from c up count
+    2**c; the run's -2**bottom lies below c and is dropped). A run whose bottom is kept is kept
+    whole, and the bits count it exactly (2**(top+1) - 2**bottom). So the truncation is a mask
+    and one addition, not a sum of terms. tests/hdl/test_macs.py checks it against the front-end's
+    truncation for every value of 2- to 8-bit formats at every budget."""
+    width, signed, budget = check_format(width, signed, budget)
+    magnitude = Signal(width, name="magnitude")
+    negative = Signal(name="negative")
+    if signed:
+        m.d.comb += [
+            negative.eq(value[width - 1]),
+            # -(-2**(width-1)) is 2**(width-1), which fits `width` unsigned bits.
+            magnitude.eq(Mux(negative, -value, value)[:width]),
+        ]
+    else:
+        m.d.comb += magnitude.eq(value)
+
+    def bit(i):
+        return magnitude[i] if 0 <= i < width else Const(0, 1)
+
+    # found[k]: exactly k emitting positions above this one (none of them set once k > budget),
+    # a one-hot built from the MSB down as in hese.encode.
+    count = Const(1, budget + 1)
+    keep, run_top = [], []
+    for i in reversed(range(width)):
+        found = Signal(budget + 1, name=f"found_above_{i}")
+        emit = Signal(name=f"emit_{i}")
+        m.d.comb += [found.eq(count), emit.eq(bit(i) & ~(bit(i + 1) & bit(i - 1)))]
+        keep.append(found[:budget].any())                           # fewer than budget above
+        run_top.append(emit & found[budget - 1] & bit(i - 1))       # the last kept one, window 011
+        count = Mux(emit, Cat(Const(0, 1), found[:budget]), found)
+    keep, run_top = Cat(reversed(keep)), Cat(reversed(run_top))
+    truncated = Signal(truncated_range(width, signed)[1].bit_length(), name="truncated")
+    m.d.comb += truncated.eq((magnitude & keep) + run_top)
+    return truncated, negative
+
+
+class TruncatedActivation(wiring.Component):
+    """The edge of a shift-add TQ array: one activation to the operand its cells receive, the
+    magnitude and sign of its value truncated to `budget` HESE terms (combinational).
+
+    Members
+    -------
+    value   : In(signed(width) or unsigned(width))
+    operand : Out(truncated_layout(width, signed))
+    """
+
+    def __init__(self, *, width, signed, budget):
+        self.width, self.signed, self.budget = check_format(width, signed, budget)
+        super().__init__({
+            "value": In(value_shape(self.width, self.signed)),
+            "operand": Out(truncated_layout(self.width, self.signed)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        magnitude, negative = truncated_magnitude(m, self.value, width=self.width, signed=self.signed,
+                                                  budget=self.budget)
+        m.d.comb += self.operand.magnitude.eq(magnitude)
+        if self.signed:
+            m.d.comb += self.operand.negative.eq(negative)
+        return m
+
+
+def shift_left(m, value, amount, width, *, name):
+    """`value` (sign- or zero-extended) << `amount`, modulo 2**width, for every value `amount`
+    holds: one level of 2:1 multiplexers per bit of `amount`, each choosing between its input and
+    the input shifted by a constant. No shifter cell: Yosys's `share` pass would SAT-compare every
+    pair of them (see pair_term), and constant shifts are wiring."""
+    stage = Signal(width, name=f"{name}_in")
+    m.d.comb += stage.eq(value)
+    for k in range(len(amount)):
+        step = 1 << k
+        moved = Cat(Const(0, step), stage[:width - step]) if step < width else Const(0, width)
+        shifted = Signal(width, name=f"{name}_by{step}")
+        m.d.comb += shifted.eq(Mux(amount[k], moved, stage))
+        stage = shifted
+    return stage
+
+
+def sum_with_carries(m, addends, width, *, name):
+    """Sum of `addends` = [(value, carry-in or None)] modulo 2**width, as a balanced tree of
+    two-operand adders, each taking at most one pending carry-in (a 1-bit value) into its carry
+    chain. With one addend without a carry and every other with one, every adder takes exactly one
+    (a subtree without the first addend has one carry more than adders), so the carries cost no
+    adder of their own.
+
+    Each partial sum is a wire Yosys keeps: without it Yosys's `alumacc` merges the tree (and the
+    cell's accumulation after it) into one many-operand $macc, which it builds from LUT full
+    adders instead of carry chains (a 3-term ECP5 cell: 305 LUT4 instead of 204)."""
+    nodes = [(value, [] if carry is None else [carry]) for value, carry in addends]
+    level = 0
+    while len(nodes) > 1:
+        paired = []
+        for k in range(0, len(nodes) - 1, 2):
+            (a, carries_a), (b, carries_b) = nodes[k], nodes[k + 1]
+            carries = carries_a + carries_b
+            total = Signal(width, name=f"{name}_l{level}_{k // 2}", attrs={"keep": 1})
+            m.d.comb += total.eq(a + b + carries.pop(0) if carries else a + b)
+            paired.append((total, carries))
+        nodes = paired + nodes[len(nodes) - len(nodes) % 2:]
+        level += 1
+    value, carries = nodes[0]
+    for carry in carries:       # none with ShiftAddMultiply's addends (see above)
+        total = Signal(width, name=f"{name}_carry")
+        m.d.comb += total.eq(value + carry)
+        value = total
+    return value
+
+
+class ShiftAddMultiply:
+    """The product of a shift-add TQ array cell: (truncated activation, weight terms) ->
+    sum over the weight's slots of valid ? +-(magnitude << exponent) : 0, signed by the term's sign
+    and the activation's.
+
+    A callable with a `shape`, as hdl.cell.ColumnCombiningCell's `multiply` expects: the operand
+    is a View of truncated_layout (made at the array's edge by TruncatedActivation), the weight a
+    View of term_list_layout. No multiplier and no term pairs: per weight slot one shifter (a
+    multiplexer level per exponent bit) and one adder. Signs cost no adder of their own: the first
+    slot negates the (narrow) magnitude before shifting; every other slot's shifted magnitude is
+    inverted when negative and its +1 enters an adder of the tree as a carry-in
+    (sum_with_carries).
+
+    Exact: every value is taken modulo 2**width (term_product_width), which holds the product of
+    any weight of `weight_max_exponent` with any truncated activation; for any bits in the slots
+    (any exponent, any order) the result is the true sum modulo 2**width, as TermPairMultiply's.
+    """
+
+    def __init__(self, *, weight_max_exponent, act_width, act_signed):
+        self.act_signed = act_signed
+        self.operand_layout = truncated_layout(act_width, act_signed)
+        self.width = term_product_width(weight_max_exponent, term_max_exponent(act_width, act_signed))
+        self.shape = signed(self.width)
+
+    def __call__(self, m, operand, weight):
+        P = self.width
+        magnitude = operand.magnitude
+        addends = []
+        for k, term in enumerate(weight):
+            negate = Signal(name=f"term{k}_negate")
+            m.d.comb += negate.eq(term.sign ^ operand.negative if self.act_signed else term.sign)
+            if k == 0:
+                # +-magnitude, one bit wider (the negation of the largest magnitude), then shifted.
+                base = Signal(signed(len(magnitude) + 1), name=f"term{k}_base")
+                flipped = Cat(magnitude, Const(0, 1)) ^ negate.replicate(len(base))
+                m.d.comb += base.eq(Mux(term.valid, flipped + negate, 0))
+                addends.append((shift_left(m, base, term.exponent, P, name=f"term{k}_shift"), None))
+            else:
+                base = Signal(len(magnitude), name=f"term{k}_base")
+                m.d.comb += base.eq(Mux(term.valid, magnitude, 0))
+                shifted = shift_left(m, base, term.exponent, P, name=f"term{k}_shift")
+                # -(s) = ~s + 1: the + 1 is a carry-in of the tree (an unused slot gives ~0 + 1 = 0).
+                addends.append((shifted ^ negate.replicate(P), negate))
+        return sum_with_carries(m, addends, P, name="terms")
 
 
 class TermPairProduct(wiring.Component):

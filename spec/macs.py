@@ -1,8 +1,9 @@
 """The multiply-accumulate styles of the array's cells: a registry.
 
 A style says what a weight is on the weight stream (an integer or a list of terms), which operand
-values the cells can see, which fields of an ArrayConfig it needs, and how its payloads are
-described in the manifest. A new style is a new class here plus one line in MACS; hdl/ keeps a
+values the cells can see, which fields of an ArrayConfig it needs, what a cell computes (`cell`,
+written into the manifest's "derived" section), and how its payloads are described in the
+manifest. A new style is a new class here plus one line in MACS; hdl/ keeps a
 registry of the same names for the hardware that computes it (hdl/macs.py).
 """
 
@@ -24,6 +25,7 @@ class IntegerMac:
 
     name = "int"
     summary = "integer multiply-accumulate"
+    cell = "activation * weight; one product per cell per clock"
     uses_terms = False
 
     def validate(self, config):
@@ -45,7 +47,7 @@ class IntegerMac:
         return ""
 
     def derived(self, config):
-        return {}
+        return {"cell": self.cell}
 
     def label(self, config):
         return ""
@@ -55,14 +57,20 @@ class IntegerMac:
 
 
 class TermMac:
-    """Term quantization (DESIGN.md §3): weights arrive as lists of `weight_terms` signed
-    power-of-two terms encoded by the front-end, activations are HESE-encoded at the array's edge
-    and truncated to `data_terms` terms, and each cell sums the +-2**(e_w + e_x) of its term pairs
-    in one clock."""
+    """Term quantization (DESIGN.md §3, §9): weights arrive as lists of `weight_terms` signed
+    power-of-two terms encoded by the front-end; the array's edge HESE-encodes each activation
+    once, truncates it to its `data_terms` largest terms and passes the truncated value on as an
+    integer (magnitude and sign); each cell shifts that value by each of its weight's terms and
+    adds the signed results, in one clock, without a multiplier. The product is the same as the sum
+    over term pairs of +-2**(e_w + e_x): weight terms x truncated activation."""
 
     name = "tq"
     summary = ("term quantization: weights are term lists from the front-end, activations are "
-               "HESE-encoded at the array's edge, each cell sums its term pairs in one clock")
+               "truncated to their largest HESE terms at the array's edge, each cell shifts the "
+               "truncated activation by each weight term and adds (no multiplier), one MAC per clock")
+    cell = ("sum over the weight's term slots of (valid ? sign * (truncated activation << exponent) : 0), "
+            "the truncated activation being the sum of the activation's data_terms largest HESE terms; "
+            "one product per cell per clock, no multiplier")
     uses_terms = True
     default_terms = {"weight_terms": 2, "data_terms": 3}
 
@@ -95,12 +103,19 @@ class TermMac:
                             "fields": term_fields(tw)}}
 
     def activation_note(self, config):
-        return f"; the array HESE-encodes each and keeps its {config.data_terms} largest terms"
+        return (f"; the array truncates each to its {config.data_terms} largest HESE terms and multiplies "
+                f"that value")
+
+    def truncated_activation_width(self, config):
+        """Bits of the truncated activation a cell receives: its magnitude (up to
+        2**term_max_exponent) and, if signed, its sign."""
+        return truncated_range(config.act_width, config.act_signed)[1].bit_length() + int(config.act_signed)
 
     def derived(self, config):
         return {"weight_term_width": self.weight_term_width(config),
-                "activation_term_width": term_width(config.act_width, config.act_signed),
-                "operand_ranges": [list(r) for r in self.operand_ranges(config)]}
+                "truncated_activation_width": self.truncated_activation_width(config),
+                "operand_ranges": [list(r) for r in self.operand_ranges(config)],
+                "cell": self.cell}
 
     def label(self, config):
         return f"TQ {config.weight_terms}x{config.data_terms} terms"

@@ -102,6 +102,16 @@ def test_tq_page_with_the_fpga_table_only(tmp_path):
     assert not (tmp_path / "tq_pairs_accuracy.png").exists()
 
 
+
+def test_tq_page_with_the_cell_table_only(tmp_path):
+    import tq
+    rows = [["TQ shift-add 2x3", "ECP5-85F", 1, 152, "0.64x", 32, "89.9", "1", "6", "0.591", "3.55"]]
+    tq.write_docs(str(tmp_path), ["--no-fpga", "--no-digits", "--docs"], [0], None, None, (60.0, rows))
+    page = (tmp_path / "tq.md").read_text()
+    assert "| TQ shift-add 2x3 | ECP5-85F | 1 | 152 | 0.64x | 32 | 89.9 | 1 | 6 | 0.591 | 3.55 |" in page
+    assert "## One array cell on the FPGAs" in page
+    assert "Not run for this page (`--no-fpga`)" in page and "Not run for this page (`--no-digits`)" in page
+
 def test_attention_page_has_its_sections_and_the_plot(tmp_path):
     import attention
     rows = [["none", "1.000", "1.000", 1000, "1.000", "0.9998", "0.9999"],
