@@ -242,7 +242,8 @@ def test_the_product_has_no_multiplier_and_no_shifter():
 def test_cell_accumulates_shift_add_products(alpha, act_signed):
     """hdl.cell.ColumnCombiningCell with the tq style's operand, weight and multiply: psum_out is
     psum_in + weight x truncated activations[select], wrapped to acc_width, for seeded random
-    operands, selects, partial sums and enables."""
+    operands, selects, banks and partial sums, through the cell's three stages (the activations
+    at clock t, psum_in at t + 2, psum_out after t + 3)."""
     config = tq_config(act_signed=act_signed, weight_terms=2, data_terms=3, alpha=alpha)
     hardware = MAC_HARDWARE["tq"]
     acc_width = 20
@@ -259,25 +260,28 @@ def test_cell_accumulates_shift_add_products(alpha, act_signed):
     weights = list(value_range(8, True))
 
     async def testbench(ctx):
-        psum_out = 0
         for _ in range(150):
             xs = [rng.choice(acts) for _ in range(alpha)]
             w = pack_terms(hese_terms(rng.choice(weights), 8)[:rng.randint(0, 2)], config)
             select = rng.randrange(alpha)
+            bank = rng.randrange(2)
             psum_in = rng.randrange(-(1 << (acc_width - 1)), 1 << (acc_width - 1))
-            enable = rng.random() < 0.8
+            ctx.set(cell.load, 1)
+            ctx.set(cell.load_bank, bank)
+            ctx.set(cell.load_weight.as_value(), w)
+            if alpha > 1:
+                ctx.set(cell.load_select, select)
+            await ctx.tick()
+            ctx.set(cell.load, 0)
             for x, signal in zip(xs, activations):
                 ctx.set(signal, x)
-            ctx.set(cell.weight.as_value(), w)
-            if alpha > 1:
-                ctx.set(cell.select, select)
+            ctx.set(cell.bank, bank)
+            await ctx.tick()                    # operand select
+            await ctx.tick()                    # product
             ctx.set(cell.psum_in, psum_in)
-            ctx.set(cell.enable, enable)
-            await ctx.tick()
+            await ctx.tick()                    # accumulate
             truncated = int(truncate_activations(config, [xs[select]])[0])
-            if enable:
-                psum_out = int(wrap(psum_in + slots_value(w, config) * truncated, acc_width))
-            assert ctx.get(cell.psum_out) == psum_out
+            assert ctx.get(cell.psum_out) == int(wrap(psum_in + slots_value(w, config) * truncated, acc_width))
 
     sim = Simulator(top)
     sim.add_clock(1e-6)
