@@ -15,11 +15,14 @@ def _cells(stat):
     return stat.get("design", stat)["num_cells_by_type"]
 
 
-def summarize(family, nextpnr_report, yosys_stat):
-    """{'resources': {name: {'used', 'available'}}, 'fmax': {clock: {...}}, 'timing_pass': bool}.
+def summarize(family, nextpnr_report, yosys_stat, array_clock=None):
+    """{'resources': {name: {'used', 'available'}}, 'fmax': {clock: {...}}, 'array_clock': name,
+    'timing_pass': bool}.
 
     `family`: a fpga.families.Family or its name; which resources come from nextpnr's bels and
-    which from Yosys's cells is the family's (`Family.placed`, `Family.mapped`)."""
+    which from Yosys's cells is the family's (`Family.placed`, `Family.mapped`). `array_clock`: the
+    name of the array's clock net (the PLL's output), None for the board's clock (see
+    `find_array_clock`). Timing passes when every clock meets its constraint, the array's included."""
     family = families.family(family)
     util = nextpnr_report["utilization"]
 
@@ -37,15 +40,35 @@ def summarize(family, nextpnr_report, yosys_stat):
 
     fmax = {}
     for clock, entry in nextpnr_report.get("fmax", {}).items():
-        name = re.sub(r"^\$glbnet\$", "", clock)
+        name = clock_name(clock)
         achieved, constraint = float(entry["achieved"]), float(entry["constraint"])
         fmax[name] = {"achieved_mhz": round(achieved, 2), "constraint_mhz": round(constraint, 2),
                       "pass": achieved >= constraint}
+    clock = find_array_clock(fmax, array_clock)
     return {
         "resources": resources,
         "fmax": fmax,
-        "timing_pass": bool(fmax) and all(f["pass"] for f in fmax.values()),
+        "array_clock": clock,
+        "timing_pass": clock is not None and all(f["pass"] for f in fmax.values()),
     }
+
+
+def clock_name(name):
+    """A clock as the summary names it: nextpnr's clock event ("posedge $glbnet$clk") without the
+    edge and the global-buffer prefix ("clk")."""
+    return re.sub(r"^\$glbnet\$", "", re.sub(r"^(?:pos|neg)edge ", "", name))
+
+
+def find_array_clock(fmax, array_clock=None):
+    """The array's clock among the clocks of a report's `fmax` (summary names): `array_clock` when
+    given (the PLL's output), otherwise the only clock, or the one of Amaranth's "sync" domain;
+    None if there is none such (nextpnr found no constrained clock of that name)."""
+    if array_clock is not None:
+        return array_clock if array_clock in fmax else None
+    if len(fmax) == 1:
+        return next(iter(fmax))
+    sync = [name for name in fmax if "sync" in name]
+    return sync[0] if len(sync) == 1 else None
 
 
 _LABELS = {"luts": "LUT4", "flip_flops": "flip-flops", "logic_cells": "logic cells",
@@ -69,20 +92,38 @@ def format_summary(summary):
     lines = [f"{summary['board']} ({summary['device']}): {cfg['rows']}x{cfg['cols']} array, alpha {cfg['alpha']}, "
              f"{cfg['act_width']}-bit x {cfg['weight_width']}-bit, acc {cfg['acc_width']}, "
              f"multipliers: {describe_multipliers(summary['multipliers'])}, UART {summary['baud']} baud"]
+    lines.append(f"  {'clock':<12} {describe_clock(summary)}")
     for name in _LABELS:
         if name not in summary["resources"]:
             continue
         r = summary["resources"][name]
         share = f" ({100 * r['used'] / r['available']:.1f}%)" if r["available"] else ""
         lines.append(f"  {_LABELS.get(name, name):<12} {r['used']:>7} / {r['available']}{share}")
+    array = summary.get("array_clock")
     for clock, f in summary["fmax"].items():
         verdict = "PASS" if f["pass"] else "FAIL"
-        lines.append(f"  Fmax {clock}: {f['achieved_mhz']:.2f} MHz (board clock {f['constraint_mhz']:.2f} MHz) {verdict}")
+        role = "array clock, " if clock == array and len(summary["fmax"]) > 1 else ""
+        lines.append(f"  Fmax {clock}: {f['achieved_mhz']:.2f} MHz ({role}constraint {f['constraint_mhz']:.2f} MHz) "
+                     f"{verdict}")
     if not summary["fmax"]:
         lines.append("  Fmax: nextpnr reported no constrained clock")
+    elif array is None and "array_clock" in summary:
+        lines.append(f"  Fmax: nextpnr reported no Fmax for the array's clock ({', '.join(summary['fmax'])} only)")
     if summary.get("lut_mapper", "abc9") != "abc9":
         lines.append(f"  LUT mapping: {LUT_MAPPER_EXPLANATIONS[summary['lut_mapper']]}")
     return lines
+
+
+def describe_clock(summary):
+    """The array's clock of a build summary: the board's, or the PLL's with its setting."""
+    pll = summary.get("pll")
+    if not pll:
+        return f"{summary['clock_mhz']:g} MHz, the board's clock"
+    dividers = ", ".join(f"{name} {value}" for name, value in pll["dividers"].items())
+    requested = ("" if pll["output_mhz"] == pll["requested_mhz"]
+                 else f" (nearest to the {pll['requested_mhz']:g} MHz asked for)")
+    return (f"{pll['output_mhz']:.6g} MHz{requested} from the board's {pll['input_mhz']:g} MHz by "
+            f"{pll['primitive']} ({dividers}; VCO {pll['vco_mhz']:.6g} MHz); constrained at {pll['output_mhz']:.6g} MHz")
 
 
 # Why a build's LUTs were not mapped by plain ABC9 (`Family.lut_mappers`): a note for one-line
