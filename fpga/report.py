@@ -17,7 +17,7 @@ def _cells(stat):
 
 def summarize(family, nextpnr_report, yosys_stat, array_clock=None):
     """{'resources': {name: {'used', 'available'}}, 'fmax': {clock: {...}}, 'array_clock': name,
-    'timing_pass': bool}.
+    'critical_path': {...} or None, 'timing_pass': bool}.
 
     `family`: a fpga.families.Family or its name; which resources come from nextpnr's bels and
     which from Yosys's cells is the family's (`Family.placed`, `Family.mapped`). `array_clock`: the
@@ -49,6 +49,7 @@ def summarize(family, nextpnr_report, yosys_stat, array_clock=None):
         "resources": resources,
         "fmax": fmax,
         "array_clock": clock,
+        "critical_path": critical_path(nextpnr_report, clock) if clock else None,
         "timing_pass": clock is not None and all(f["pass"] for f in fmax.values()),
     }
 
@@ -69,6 +70,81 @@ def find_array_clock(fmax, array_clock=None):
         return next(iter(fmax))
     sync = [name for name in fmax if "sync" in name]
     return sync[0] if len(sync) == 1 else None
+
+
+# Segments of a nextpnr critical path that are inside cells (the rest, "routing", is wires).
+CELL_SEGMENTS = ("clk-to-q", "source", "logic", "setup")
+# Input ports of the carry chains (ECP5 CCU2C: FCI; iCE40 logic cell: CIN): a logic segment from
+# one is a step along an adder's carry chain, not a level of LUTs.
+CARRY_INPUTS = ("FCI", "CIN", "CI")
+# Where Yosys and nextpnr append to a name of the design the primitives they made of it:
+# `link.receiver.timer_SB_DFFESR_Q_3_D_SB_LUT4_O_LC` is a logic cell of link.receiver.timer.
+_PRIMITIVE_SUFFIX = re.compile(r"_(?:SB_|TRELLIS_|ICESTORM_|DP16KD|PDPW16KD|MULT18X18D|ALU54B|CCU2C|LUT4|"
+                               r"PFUMX|L6MUX21|DPR16X4C|DFF)")
+
+
+def short_name(name):
+    """A design name without the primitives appended to it ("link.receiver.timer"), or None for
+    a name Yosys made up ("$abc$123$...")."""
+    name = _PRIMITIVE_SUFFIX.split(name, 1)[0]
+    return None if not name or name.startswith("$") else name
+
+
+def critical_path(nextpnr_report, clock):
+    """The worst path from `clock` to `clock` in nextpnr's report (its `critical_paths`), summarized:
+    {'clock', 'from', 'to', 'to_port', 'from_cell', 'to_cell', 'delay_ns', 'logic_ns', 'routing_ns',
+    'logic_levels', 'carry_steps', 'through'}: start and end as design names (`short_name`, else
+    the nets next to them), the delay inside cells (clock-to-out, LUTs, carries, DSPs, setup) and
+    on wires, the logic levels (LUTs, DSPs, the entry into a carry chain) and the steps along carry
+    chains, and the parts of the design its logic cells are named after, in order (Yosys names a
+    LUT after a net near it, so this is a hint, not a proof). None without such a path."""
+    paths = [p for p in nextpnr_report.get("critical_paths", [])
+             if clock_name(p["from"]) == clock_name(p["to"]) == clock and p["path"]]
+    if not paths:
+        return None
+    path = max(paths, key=lambda p: sum(segment["delay"] for segment in p["path"]))["path"]
+    nets = [segment["net"] for segment in path if segment.get("net")]
+    first, last = path[0]["from"], path[-1]["to"]
+
+    def named(cell, net):
+        return short_name(cell) or (short_name(net) if net else None) or cell
+    logic = sum(s["delay"] for s in path if s["type"] in CELL_SEGMENTS)
+    routing = sum(s["delay"] for s in path if s["type"] not in CELL_SEGMENTS)
+    through = []
+    for segment in path:
+        if segment["type"] == "logic":
+            part = (short_name(segment["from"]["cell"]) or "").rpartition(".")[0]
+            if part and (not through or through[-1] != part):
+                through.append(part)
+    return {
+        "clock": clock,
+        "from": named(first["cell"], nets[0] if nets else None),
+        "to": named(last["cell"], nets[-1] if nets else None),
+        "to_port": last["port"],
+        "from_cell": first["cell"],
+        "to_cell": last["cell"],
+        "delay_ns": round(logic + routing, 3),
+        "logic_ns": round(logic, 3),
+        "routing_ns": round(routing, 3),
+        "logic_levels": sum(1 for s in path if s["type"] == "logic" and s["from"]["port"] not in CARRY_INPUTS),
+        "carry_steps": sum(1 for s in path if s["type"] == "logic" and s["from"]["port"] in CARRY_INPUTS),
+        "through": through,
+    }
+
+
+def describe_critical_path(path):
+    """Lines for a report: start -> end, the delay split into logic and routing, the levels."""
+    if not path:
+        return ["  critical path: none reported"]
+    total = path["delay_ns"] or 1
+    lines = [f"  critical path ({path['clock']}): {path['from']} -> {path['to']} ({path['to_port']}): "
+             f"{path['delay_ns']:.2f} ns = {path['logic_ns']:.2f} ns logic ({100 * path['logic_ns'] / total:.0f}%) + "
+             f"{path['routing_ns']:.2f} ns routing ({100 * path['routing_ns'] / total:.0f}%), "
+             f"{path['logic_levels']} logic levels" + (f" + {path['carry_steps']} carry steps"
+                                                       if path.get("carry_steps") else "")]
+    if path.get("through"):
+        lines.append(f"    via cells that Yosys named after {', '.join(path['through'])}")
+    return lines
 
 
 _LABELS = {"luts": "LUT4", "flip_flops": "flip-flops", "logic_cells": "logic cells",
@@ -109,6 +185,8 @@ def format_summary(summary):
         lines.append("  Fmax: nextpnr reported no constrained clock")
     elif array is None and "array_clock" in summary:
         lines.append(f"  Fmax: nextpnr reported no Fmax for the array's clock ({', '.join(summary['fmax'])} only)")
+    if "critical_path" in summary:
+        lines += describe_critical_path(summary["critical_path"])
     if summary.get("lut_mapper", "abc9") != "abc9":
         lines.append(f"  LUT mapping: {LUT_MAPPER_EXPLANATIONS[summary['lut_mapper']]}")
     return lines

@@ -73,14 +73,31 @@ def check_common(out, stdout, summary, bitstream, clock_mhz):
     assert clock == summary["array_clock"] and summary["clock_mhz"] == clock_mhz
     assert fmax["constraint_mhz"] == pytest.approx(clock_mhz, rel=1e-3)
     assert fmax["achieved_mhz"] > clock_mhz and fmax["pass"] and summary["timing_pass"]
+    check_critical_path(summary)
     # What was printed is what was saved.
     assert (out / "report.txt").read_text().strip() in stdout
     assert f"Fmax {clock}: {fmax['achieved_mhz']:.2f} MHz (constraint {clock_mhz:.2f} MHz) PASS" in stdout
+    path = summary["critical_path"]
+    assert (f"  critical path ({clock}): {path['from']} -> {path['to']} ({path['to_port']}): {path['delay_ns']:.2f} ns = "
+            f"{path['logic_ns']:.2f} ns logic") in stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"] == summary["config"] and manifest["link"]["baud"] == 115200
     assert manifest["link"]["divisor"] == summary["divisor"] == round(clock_mhz * 1e6 / 115200)
     assert not [p for p in out.parent.iterdir() if "partial" in p.name]
     assert summary["lut_mapper"] == "abc9"      # the classic ABC only when ABC9 crashes
+
+
+def check_critical_path(summary):
+    """The worst path of the array's clock: it sets the Fmax, starts and ends at cells the design
+    names, and its parts add up."""
+    path = summary["critical_path"]
+    fmax = summary["fmax"][summary["array_clock"]]
+    assert path["clock"] == summary["array_clock"]
+    assert path["delay_ns"] == pytest.approx(1000 / fmax["achieved_mhz"], rel=0.01)
+    assert path["logic_ns"] + path["routing_ns"] == pytest.approx(path["delay_ns"], abs=0.002)
+    assert path["logic_ns"] > 0 and path["routing_ns"] > 0 and path["logic_levels"] >= 1
+    for end in ("from", "to"):
+        assert path[end] and not path[end].startswith("$") and "_SB_" not in path[end] and "TRELLIS" not in path[end]
 
 
 def check_board(out, summary):
