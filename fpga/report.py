@@ -50,8 +50,29 @@ def summarize(family, nextpnr_report, yosys_stat, array_clock=None):
         "fmax": fmax,
         "array_clock": clock,
         "critical_path": critical_path(nextpnr_report, clock) if clock else None,
+        "split_paths": split_paths(nextpnr_report, clock, fmax) if clock else None,
         "timing_pass": clock is not None and all(f["pass"] for f in fmax.values()),
     }
+
+
+def split_paths(nextpnr_report, clock, fmax):
+    """Paths of `clock` that nextpnr times in two halves, through a cell it takes for clocked on a
+    clock without an Fmax of its own: nextpnr-ice40 times a combinational SB_MAC16 (its registers
+    bypassed, CLK tied low) as clocked by "$PACKER_GND_NET_$glb_clk", so a path through the DSP
+    ends at its inputs and starts again at its outputs, and neither half is in `critical_path`.
+    {'clock', 'into_ns', 'out_ns', 'bound_ns'}: the worst half into such cells, the worst out of
+    them and their sum, which bounds the whole path; None without such paths."""
+    into, out, other = 0.0, 0.0, None
+    for path in nextpnr_report.get("critical_paths", []):
+        start, end = (clock_name(path[side]) for side in ("from", "to"))
+        delay = sum(segment["delay"] for segment in path["path"])
+        if start == clock and end not in fmax and end != "<async>":
+            into, other = max(into, delay), end
+        elif end == clock and start not in fmax and start != "<async>":
+            out, other = max(out, delay), start
+    if other is None:
+        return None
+    return {"clock": other, "into_ns": round(into, 3), "out_ns": round(out, 3), "bound_ns": round(into + out, 3)}
 
 
 def clock_name(name):
@@ -132,6 +153,16 @@ def critical_path(nextpnr_report, clock):
     }
 
 
+def describe_split_paths(split, path):
+    """One line on the paths nextpnr timed in two halves (see split_paths)."""
+    longest = path["delay_ns"] if path else 0
+    verdict = ("within the critical path" if split["bound_ns"] <= longest
+               else "LONGER than the critical path: the Fmax above may be too high")
+    return (f"  paths through cells nextpnr clocks by {split['clock']} (combinational DSPs) are timed in two "
+            f"halves: {split['into_ns']:.2f} ns in + {split['out_ns']:.2f} ns out = at most {split['bound_ns']:.2f} ns, "
+            f"{verdict}")
+
+
 def describe_critical_path(path):
     """Lines for a report: start -> end, the delay split into logic and routing, the levels."""
     if not path:
@@ -187,6 +218,8 @@ def format_summary(summary):
         lines.append(f"  Fmax: nextpnr reported no Fmax for the array's clock ({', '.join(summary['fmax'])} only)")
     if "critical_path" in summary:
         lines += describe_critical_path(summary["critical_path"])
+    if summary.get("split_paths"):
+        lines.append(describe_split_paths(summary["split_paths"], summary.get("critical_path")))
     if summary.get("lut_mapper", "abc9") != "abc9":
         lines.append(f"  LUT mapping: {LUT_MAPPER_EXPLANATIONS[summary['lut_mapper']]}")
     return lines

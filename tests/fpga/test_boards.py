@@ -196,6 +196,27 @@ def test_critical_path_of_a_made_up_report():
     assert report.describe_critical_path(None) == ["  critical path: none reported"]
 
 
+def test_paths_through_combinational_dsps_are_bounded():
+    """nextpnr-ice40 clocks a combinational SB_MAC16 by a GND net: the paths into and out of it are
+    summed into a bound, said to be within the critical path or not."""
+    gnd = "posedge $PACKER_GND_NET_$glb_clk"
+    dsp = "link.array.cell_r1_c0.product_SB_MAC16_O_DSP"
+    halves = dict(MADE_UP_REPORT, critical_paths=MADE_UP_REPORT["critical_paths"] + [
+        {"from": "posedge array_clk", "to": gnd, "path": [segment("routing", 9.0, (LC, "O"), (dsp, "A_8"), "a")]},
+        {"from": gnd, "to": "posedge array_clk", "path": [segment("routing", 5.0, (dsp, "O_3"), (END, "I0"), "b")]},
+        {"from": gnd, "to": "posedge array_clk", "path": [segment("routing", 4.0, (dsp, "O_1"), (END, "I1"), "c")]},
+    ])
+    summary = report.summarize(ICE40, halves, ICE40_STAT, array_clock="array_clk")
+    split = summary["split_paths"]
+    assert split == {"clock": "$PACKER_GND_NET_$glb_clk", "into_ns": 9.0, "out_ns": 5.0, "bound_ns": 14.0}
+    assert report.describe_split_paths(split, summary["critical_path"]).endswith(
+        "9.00 ns in + 5.00 ns out = at most 14.00 ns, within the critical path")
+    longer = dict(split, bound_ns=20.0)
+    assert "LONGER than the critical path" in report.describe_split_paths(longer, summary["critical_path"])
+    # Paths between two timed clocks, or to and from the pins, are not such halves.
+    assert report.summarize(ICE40, MADE_UP_REPORT, ICE40_STAT, array_clock="array_clk")["split_paths"] is None
+
+
 def test_names_of_cells_and_nets():
     assert report.short_name(LC) == "link.receiver.timer" and report.short_name(LUT) is None
     assert report.short_name(CCU) == "link.array.acc_mem.0.1_DIB9"
