@@ -68,8 +68,9 @@ def build_parser():
     b.add_argument("--clock-mhz", type=positive_mhz, metavar="MHZ",
                    help="clock the array at this frequency from the FPGA's PLL (iCE40 SB_PLL40, ECP5 EHXPLLL), "
                         "the nearest it can make, constrained there so that nextpnr optimises for it; the "
-                        "UART divisor follows it. Default: the board's clock, no PLL (iCEBreaker 12, ULX3S 25, "
-                        "OrangeCrab 48 MHz), until the pipelined array that closes timing higher lands")
+                        "UART divisor follows it. Default (or the board's own frequency): the board's clock, no "
+                        "PLL (iCEBreaker 12, ULX3S 25, OrangeCrab 48 MHz), until the pipelined array that closes "
+                        "timing higher lands")
     mux_fed_limits = "".join(f" (at most {f.mux_fed_dsps} for an alpha > 1 array on the {f.title})"
                              for f in FAMILIES.values() if f.mux_fed_dsps)
     b.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
@@ -141,8 +142,9 @@ def cmd_build(args):
     print(f"{result.bitstream}: bitstream ({result.summary['seconds']:.0f} s); report in "
           f"{os.path.join(out, 'report.txt')} and summary.json")
     if not result.summary["timing_pass"]:
-        raise CommandError(f"timing fails at the {result.summary['clock_mhz']:g} MHz constraint (see Fmax above); "
-                           "the bitstream is written but may not work"
+        why = (f"timing fails at the {result.summary['clock_mhz']:g} MHz constraint (see Fmax above)"
+               if result.summary["array_clock"] else "nextpnr did not time the array's clock (see Fmax above)")
+        raise CommandError(f"{why}; the bitstream is written but may not work"
                            + (", and was not programmed" if programmer else ""), EXIT_FAILED)
     if programmer:
         tool = program(board, result.bitstream, programmer)

@@ -172,6 +172,24 @@ def test_ecp5_pll_bitstream_and_report(orangecrab_pll):
     assert "constraining clock net 'array_clk' to 60.00 MHz" in timing and "ignoring clock constraint" not in timing
 
 
+def test_a_clock_the_design_cannot_meet_fails_with_the_bitstream_written(tmp_path):
+    """150 MHz on the iCE40 (the PLL makes it, the array does not): exit 1, one error line naming the
+    constraint, the bitstream and the report written, timing_pass false."""
+    out = tmp_path / "out"
+    proc = run_fpga("build", "--board", "icebreaker", "--rows", "1", "--alpha", "2", "--clock-mhz", "150",
+                    "-o", str(out))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == ("python -m fpga build: error: timing fails at the 150 MHz "
+                                                    "constraint (see Fmax above); the bitstream is written but "
+                                                    "may not work")
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["timing_pass"] and (out / "top.bin").exists()
+    fmax = summary["fmax"]["array_clk"]
+    assert fmax["constraint_mhz"] == pytest.approx(150, rel=1e-3) and not fmax["pass"]
+    assert f"(constraint {fmax['constraint_mhz']:.2f} MHz) FAIL" in proc.stdout    # nextpnr's, in whole ps
+    assert summary["critical_path"]["delay_ns"] > 1000 / 150
+
+
 def test_ecp5_bitstream_and_report(orangecrab):
     out, stdout, summary = orangecrab
     check_common(out, stdout, summary, "top.bit", 48.0)
