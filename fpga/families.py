@@ -43,7 +43,7 @@ PLL_TOLERANCE = 0.02
 @dataclasses.dataclass(frozen=True)
 class PLLSetting:
     """One configuration of a family's PLL: its primitive, its dividers and the frequencies they
-    give. `instance` builds the Amaranth Instance (imported only then)."""
+    give. The family's `pll_instance` builds the Amaranth Instance of it."""
     primitive: str
     input_hz: float
     requested_hz: float
@@ -74,8 +74,9 @@ class PLLSetting:
 
 
 def _closest(candidates, input_hz, target_hz, limits, family_title):
-    """The candidate (error, tie-break, PLLSetting-args) nearest to the target; PLLError (one line)
-    when the target is outside the output range or nothing comes within PLL_TOLERANCE."""
+    """The candidate nearest to the target: candidates are (error, tie-break, frequencies inside
+    the PLL, output frequency), the least wins. PLLError (one line) when the reference clock or the
+    target is outside the PLL's range, or nothing comes within PLL_TOLERANCE."""
     lo, hi = limits.output
     if not limits.input[0] <= input_hz <= limits.input[1]:
         raise PLLError(f"the {family_title} PLL needs a reference clock of {limits.input[0] / MHZ:g}-"
@@ -129,7 +130,7 @@ def ice40_pll(input_hz, target_hz, *, dedicated_pad=False):
                     if _within(out, limits.output):
                         yield abs(out - target), (divr, divf, divq), (pfd, vco), out
 
-    error, (divr, divf, divq), (pfd, vco), out = _closest(candidates(), input_hz, target_hz, limits, "iCE40")
+    _, (divr, divf, divq), (pfd, vco), out = _closest(candidates(), input_hz, target_hz, limits, "iCE40")
     return PLLSetting(primitive="SB_PLL40_PAD" if dedicated_pad else "SB_PLL40_CORE", input_hz=float(fin),
                       requested_hz=float(target), output_hz=float(out), pfd_hz=float(pfd), vco_hz=float(vco),
                       dividers=(("DIVR", divr), ("DIVF", divf), ("DIVQ", divq),

@@ -17,7 +17,7 @@ def _cells(stat):
 
 def summarize(family, nextpnr_report, yosys_stat, array_clock=None):
     """{'resources': {name: {'used', 'available'}}, 'fmax': {clock: {...}}, 'array_clock': name,
-    'critical_path': {...} or None, 'timing_pass': bool}.
+    'critical_path': {...} or None, 'split_paths': {...} or None, 'timing_pass': bool}.
 
     `family`: a fpga.families.Family or its name; which resources come from nextpnr's bels and
     which from Yosys's cells is the family's (`Family.placed`, `Family.mapped`). `array_clock`: the
