@@ -2,8 +2,8 @@
 
 For every board, every alpha and every multiplier kind (int8, and term-quantized with --tq WxD),
 the largest square array (R x R, alpha activations per group, 32-bit accumulators, double-buffered,
-max_batch 64, behind the UART host link) that Yosys and nextpnr place and route *and* that meets the
-board clock. Multipliers go to the device's DSP blocks first and to Booth LUT multipliers after
+max_batch 64, behind the UART host link) that Yosys and nextpnr place and route *and* that meets its
+clock (the board's, or with --clock-mhz the PLL's, constrained there). Multipliers go to the device's DSP blocks first and to Booth LUT multipliers after
 that (`python -m fpga build`'s default, --dsp auto).
 
 The search: build 1x1, 2x2 and 3x3 (and 3x3 without DSPs), fit a resource model to them (a fixed
@@ -12,8 +12,11 @@ resource), build the largest R it predicts to fit, refit with that build (a desi
 fit still says how much it needs), and repeat between the largest R known to fit and the smallest
 known not to, until they are neighbours. Then (R+1) x R and R x (R+1) are built too, unless the
 model says they need over 5% more than the device has. Prints a Markdown table of
-the largest fits with their resource use, Fmax and LUTs per cell, where LUTs per cell = (LUTs of the largest - LUTs of the 1x1) / (R*C - 1),
-so the fixed cost of the host link cancels (it averages DSP and LUT cells where both occur).
+the largest fits with their resource use, Fmax, throughput, LUTs per cell and critical path, where
+LUTs per cell = (LUTs of the largest - LUTs of the 1x1) / (R*C - 1), so the fixed cost of the host
+link cancels (it averages DSP and LUT cells where both occur), and throughput = useful MACs per
+second = cells x utilization x Fmax, with the cycle model's utilization on a dense 256x256 layer
+at batch 64 (`reference_utilization`).
 
     python benchmarks/fpga_fit.py                                   # everything (hours: big ECP5 builds)
     python benchmarks/fpga_fit.py --boards icebreaker --alphas 1,2  # a part of it
@@ -22,6 +25,8 @@ so the fixed cost of the host link cancels (it averages DSP and LUT cells where 
                                   # big ECP5: a build not done within an hour counts as not fitting
     python benchmarks/fpga_fit.py --boards ulx3s-85f --alphas 2 --dsp off ...
                                   # int8 arrays with LUT multipliers only
+    python benchmarks/fpga_fit.py --boards orangecrab-25f --clock-mhz 60
+                                  # arrays clocked by the PLL at 60 MHz, which they must meet
     python benchmarks/fpga_fit.py --no-build --docs
                                   # docs/results/fpga.md and its plots, from the results alone
 
@@ -47,8 +52,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fpga.boards import BOARD_NAMES, board as get_board  # noqa: E402
-from fpga.build import BuildError, build, dsp_cells, parse_dsp  # noqa: E402
-from fpga.cli import dsp_argument  # noqa: E402
+from fpga.build import BuildError, array_clock, build, dsp_cells, parse_dsp  # noqa: E402
+from fpga.cli import dsp_argument, positive_mhz  # noqa: E402
 from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
 from spec import ArrayConfig, ConfigError  # noqa: E402
 
@@ -72,20 +77,23 @@ def parse_mac(text):
     return {"mac": "tq", "weight_terms": int(m[1]), "data_terms": int(m[2])}
 
 
-def key(board, rows, cols, alpha, mac="int", dsp="auto"):
-    suffix = ("" if mac == "int" else f"/tq{mac}") + ("" if dsp == "auto" else f"/dsp-{dsp}")
+def key(board, rows, cols, alpha, mac="int", dsp="auto", clock=None):
+    """The results' name of a build; `clock`: the array clock in MHz from the PLL, None for the
+    board's clock (`python -m fpga build --clock-mhz`)."""
+    suffix = (("" if mac == "int" else f"/tq{mac}") + ("" if dsp == "auto" else f"/dsp-{dsp}")
+              + ("" if clock is None else f"/{clock:g}mhz"))
     return f"{board}/{rows}x{cols}/a{alpha}{suffix}"
 
 
 KEY = re.compile(r"(?P<board>[^/]+)/(?P<rows>\d+)x(?P<cols>\d+)/a(?P<alpha>\d+)(?:/tq(?P<mac>\d+x\d+))?"
-                 r"(?:/dsp-(?P<dsp>on|off|\d+))?")
+                 r"(?:/dsp-(?P<dsp>on|off|\d+))?(?:/(?P<clock>\d+(?:\.\d+)?)mhz)?")
 
 
 def parse_key(k):
-    """The inverse of `key`: (board, rows, cols, alpha, mac, dsp)."""
+    """The inverse of `key`: (board, rows, cols, alpha, mac, dsp, clock)."""
     m = KEY.fullmatch(k)
     return (m["board"], int(m["rows"]), int(m["cols"]), int(m["alpha"]), m["mac"] or "int",
-            parse_dsp(m["dsp"] or "auto"))
+            parse_dsp(m["dsp"] or "auto"), float(m["clock"]) if m["clock"] else None)
 
 
 class NotMeasured(Exception):
@@ -94,10 +102,11 @@ class NotMeasured(Exception):
 
 class Sweep:
     def __init__(self, results_path, work_dir, baud, allow_build=True, router=None, time_limit=None,
-                 dsp="auto"):
+                 dsp="auto", clock_mhz=None):
         self.results_path, self.work_dir, self.baud, self.router = results_path, work_dir, baud, router
         self.time_limit = time_limit
         self.dsp = dsp          # `python -m fpga build --dsp` of the arrays searched
+        self.clock_mhz = clock_mhz  # `python -m fpga build --clock-mhz` (None: the board's clock)
         self.allow_build = allow_build
         self.results = self._load()
 
@@ -126,7 +135,7 @@ class Sweep:
         """{'fit': bool, 'reason': str | None, 'summary': dict | None, 'needed': int | None}, cached."""
         cols = rows if cols is None else cols
         dsp = self.dsp_of(mac, dsp)
-        k = key(board_name, rows, cols, alpha, mac, dsp)
+        k = key(board_name, rows, cols, alpha, mac, dsp, self.clock_mhz)
         self.results.update({n: v for n, v in self._load().items() if n not in self.results})
         if k in self.results:
             return self.results[k]
@@ -139,11 +148,12 @@ class Sweep:
         try:
             config = ArrayConfig(rows=rows, cols=cols, alpha=alpha, **parse_mac(mac))
             result = build(board, config, out, baud=self.baud, dsp=dsp, router=self.router,
-                           time_limit=self.time_limit)
+                           time_limit=self.time_limit, clock_mhz=self.clock_mhz)
             summary = result.summary
             fit = summary["timing_pass"]
-            reason = None if fit else "timing: " + ", ".join(
-                f"{f['achieved_mhz']:.1f} < {f['constraint_mhz']:.1f} MHz" for f in summary["fmax"].values())
+            failing = [f"{f['achieved_mhz']:.1f} < {f['constraint_mhz']:.1f} MHz"
+                       for f in summary["fmax"].values() if not f["pass"]]
+            reason = None if fit else "timing: " + (", ".join(failing) or "nextpnr did not time the array's clock")
         except (BuildError, ConfigError) as e:
             summary, fit, reason = None, False, str(e)
         finally:
@@ -156,10 +166,11 @@ class Sweep:
         return entry
 
     def builds(self, board_name, alpha, mac):
-        """(rows, cols, dsp, entry) of every measured build of this board, alpha and mac."""
+        """(rows, cols, dsp, entry) of every measured build of this board, alpha and mac, at the
+        sweep's clock."""
         for k, entry in self.results.items():
-            b, rows, cols, a, m, dsp = parse_key(k)
-            if (b, a, m) == (board_name, alpha, mac):
+            b, rows, cols, a, m, dsp, clock = parse_key(k)
+            if (b, a, m, clock) == (board_name, alpha, mac, self.clock_mhz):
                 yield rows, cols, dsp, entry
 
     def usage_points(self, board_name, alpha, mac):
@@ -235,17 +246,25 @@ class Sweep:
 
 
 def labels(sweep, alpha, mac):
-    """The table's cell and alpha columns: int8 (with the sweep's --dsp unless auto) or TQ WxD, and
-    dense or the alpha."""
-    dsp = sweep.dsp_of(mac)
-    cell = f"TQ {mac}" if mac != "int" else "int8" if dsp == "auto" else f"int8, --dsp {dsp}"
-    return cell, "dense" if alpha == 1 else f"{alpha}"
+    """The table's cell and alpha columns: int8 (with the sweep's --dsp unless auto) or TQ WxD, at
+    the sweep's PLL clock if any, and dense or the alpha."""
+    return build_label(mac, sweep.dsp_of(mac), sweep.clock_mhz), "dense" if alpha == 1 else f"{alpha}"
+
+
+TABLE_COLUMNS = ("board (device, clock)", "cell", "alpha", "largest array", "LUT4", "flip-flops", "block RAM",
+                 "DSP", "Fmax (MHz)", "GMAC/s (utilization)", "LUT4 per cell", "critical path", "next larger sizes")
+TABLE_HEADER = "| " + " | ".join(TABLE_COLUMNS) + " |"
+NO_VALUE = "—"      # a measurement an older build summary does not have (e.g. its critical path)
+
+
+def table_row(*cells):
+    """A row of the table of largest arrays: the given cells, the rest empty."""
+    cells = [str(c) for c in cells] + [""] * (len(TABLE_COLUMNS) - len(cells))
+    return "| " + " | ".join(cells) + " |"
 
 
 def table(sweep, boards, alphas, macs, max_rows, rectangles):
-    header = ("| board (device, clock) | cell | alpha | largest array | LUT4 | flip-flops | block RAM | DSP "
-              "| Fmax (MHz) | LUT4 per cell | next larger sizes |")
-    lines = [header, "|" + "---|" * (header.count("|") - 1)]
+    lines = [TABLE_HEADER, "|" + "---|" * len(TABLE_COLUMNS)]
     for board_name in boards:
         board = get_board(board_name)
         for mac in macs:
@@ -254,18 +273,75 @@ def table(sweep, boards, alphas, macs, max_rows, rectangles):
                     lines.append(row(sweep, board, alpha, mac, max_rows, rectangles))
                 except NotMeasured as e:
                     cell, kind = labels(sweep, alpha, mac)
-                    lines.append(f"| {board.name} | {cell} | {kind} "
-                                 f"| not measured ({e} missing) | | | | | | | |")
+                    lines.append(table_row(board.name, cell, kind, f"not measured ({e} missing)"))
     return lines
+
+
+# The reference workload of the throughput column: a dense layer of 256 inputs and 256 outputs
+# on a batch of 64 vectors (the arrays' max_batch), tiled onto the array.
+REFERENCE_LAYER = {"inputs": 256, "outputs": 256, "batch": 64}
+
+
+def reference_utilization(config):
+    """Useful MACs per cell per clock on REFERENCE_LAYER, from the cycle model
+    (software.golden.cycles, equal to the RTL's cycles): ceil(inputs / R) x ceil(outputs / C) tiles
+    of `batch` vectors each. Below 1 where the layer does not divide into whole tiles and where
+    weight loads are not hidden behind the vectors (R + C > batch). On a dense layer column
+    combining gives nothing; on a layer pruned so that alpha columns combine, an alpha-way cell
+    does the useful work of up to alpha dense cells."""
+    from software.golden.cycles import layer_cycles
+    layer = REFERENCE_LAYER
+    tiles = -(-layer["inputs"] // config.rows) * -(-layer["outputs"] // config.cols)
+    cycles = layer_cycles(config, [layer["batch"]] * tiles)
+    return layer["inputs"] * layer["outputs"] * layer["batch"] / (config.rows * config.cols * cycles)
+
+
+def array_fmax(summary):
+    """The Fmax entry of the array's clock in a build summary ({'achieved_mhz', 'constraint_mhz',
+    'pass'}); older summaries have one clock, the board's. None if nextpnr timed none."""
+    fmax = summary["fmax"]
+    return fmax.get(summary.get("array_clock")) or next(iter(fmax.values()), None)
+
+
+def throughput(summary):
+    """(useful MACs per second, utilization): cells x utilization on REFERENCE_LAYER x the
+    array clock's achieved Fmax."""
+    config = ArrayConfig.from_dict(summary["config"])
+    utilization = reference_utilization(config)
+    fmax = array_fmax(summary)
+    macs = config.rows * config.cols * utilization * fmax["achieved_mhz"] * 1e6 if fmax else None
+    return macs, utilization
+
+
+def describe_throughput(summary):
+    macs, utilization = throughput(summary)
+    return NO_VALUE if macs is None else f"{macs / 1e9:.2f} ({100 * utilization:.0f}%)"
+
+
+def describe_critical_path(summary):
+    """The critical path of a build summary in a few words, NO_VALUE for older summaries."""
+    path = summary.get("critical_path")
+    if not path:
+        return NO_VALUE
+    carry = f" + {path['carry_steps']} carry" if path.get("carry_steps") else ""
+    return (f"{path['from']} → {path['to']} ({path['to_port']}): {path['delay_ns']:.1f} ns, "
+            f"{100 * path['routing_ns'] / path['delay_ns']:.0f}% routing, {path['logic_levels']} levels{carry}")
+
+
+def describe_board(board, summary):
+    """The first column: board, device and the array's clock (the constraint), "PLL" if made by it."""
+    fmax = array_fmax(summary)
+    clock = fmax["constraint_mhz"] if fmax else summary["clock_mhz"]
+    return f"{board.name} ({board.device}, {clock:g} MHz{' PLL' if summary.get('pll') else ''})"
 
 
 def row(sweep, board, alpha, mac, max_rows, rectangles):
     cell, kind = labels(sweep, alpha, mac)
-    built = lambda r, c: key(board.name, r, c, alpha, mac, sweep.dsp_of(mac))  # noqa: E731
+    built = lambda r, c: key(board.name, r, c, alpha, mac, sweep.dsp_of(mac), sweep.clock_mhz)  # noqa: E731
     rows, fail = sweep.largest(board.name, alpha, mac, max_rows)
     if rows == 0:
         reason = sweep.results[built(1, 1)]["reason"]
-        return f"| {board.name} | {cell} | {kind} | none: {reason} | | | | | | | |"
+        return table_row(board.name, cell, kind, f"none: {reason}")
     tried = [] if fail is None else [(fail, fail)]
     best, fitting, not_built = (rows, rows), [], []
     if rectangles and fail is not None:
@@ -288,7 +364,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     res = s["resources"]
     base = sweep.results[built(1, 1)]["summary"]["resources"]["luts"]["used"]
     per_cell = f"{(res['luts']['used'] - base) / (r * c - 1):.0f}" if r * c > 1 else "-"
-    clock = next(iter(s["fmax"].values()))
+    clock = array_fmax(s)
     default_router = NEXTPNR_ROUTERS[0]
     router = f" ({s['router']})" if s.get("router", default_router) != default_router else ""
     why = []
@@ -314,9 +390,9 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     luts = (f"{res['luts']['used']} in {used('logic_cells')} logic cells" if "logic_cells" in res
             else used("luts"))
     luts += MAPPER_MARKS.get(s.get("lut_mapper"), "")
-    return (f"| {board.name} ({board.device}, {clock['constraint_mhz']:g} MHz) | {cell} | {kind} | {r}x{c} "
-            f"| {luts} | {used('flip_flops')} | {used('block_ram')} | {used('dsp')} "
-            f"| {clock['achieved_mhz']:.1f}{router} | {per_cell} | {'; '.join(why)} |")
+    return table_row(describe_board(board, s), cell, kind, f"{r}x{c}", luts, used("flip_flops"),
+                     used("block_ram"), used("dsp"), f"{clock['achieved_mhz']:.1f}{router}", describe_throughput(s),
+                     per_cell, describe_critical_path(s), "; ".join(why))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -327,13 +403,13 @@ PAGE_COMMAND = "python benchmarks/fpga_fit.py --no-build --docs"
 
 
 def measured_sweeps(results):
-    """{(board, mac, dsp): alphas} of every sweep the results hold, i.e. every kind of array with
-    a 1x1 build (one-off builds with another --dsp are listed among all builds, not as sweeps)."""
+    """{(board, mac, dsp, clock): alphas} of every sweep the results hold, i.e. every kind of array
+    with a 1x1 build (one-off builds with another --dsp are listed among all builds, not as sweeps)."""
     sweeps = {}
     for k in results:
-        board, rows, cols, alpha, mac, dsp = parse_key(k)
+        board, rows, cols, alpha, mac, dsp, clock = parse_key(k)
         if rows == cols == 1:
-            sweeps.setdefault((board, mac, dsp), set()).add(alpha)
+            sweeps.setdefault((board, mac, dsp, clock), set()).add(alpha)
     return sweeps
 
 
@@ -343,67 +419,73 @@ def docs_rows(results_path, max_rows=64, rectangles=1.05):
     sweeps = measured_sweeps(Sweep(results_path, "", 0, allow_build=False).results)
     lines = []
     for board in BOARD_NAMES:
-        kinds = {("int", "auto"): set(DOCS_ALPHAS)}
-        for (b, mac, dsp), alphas in sweeps.items():
+        kinds = {("int", "auto", None): set(DOCS_ALPHAS)}
+        for (b, mac, dsp, clock), alphas in sweeps.items():
             if b == board:
-                kinds.setdefault((mac, dsp), set()).update(alphas)
-        order = lambda kind: (kind[0] != "int", str(kind[1]) != "auto", kind)  # noqa: E731
-        for mac, dsp in sorted(kinds, key=order):
-            sweep = Sweep(results_path, "", 0, allow_build=False, dsp=dsp)
-            lines += table(sweep, [board], sorted(kinds[mac, dsp]), [mac], max_rows, rectangles)[2:]
+                kinds.setdefault((mac, dsp, clock), set()).update(alphas)
+        order = lambda kind: (kind[0] != "int", str(kind[1]) != "auto", kind[2] is not None, str(kind))  # noqa: E731
+        for mac, dsp, clock in sorted(kinds, key=order):
+            sweep = Sweep(results_path, "", 0, allow_build=False, dsp=dsp, clock_mhz=clock)
+            lines += table(sweep, [board], sorted(kinds[mac, dsp, clock]), [mac], max_rows, rectangles)[2:]
     return lines
 
 
-def build_label(mac, dsp):
-    return (f"TQ {mac}" if mac != "int" else "int8") + ("" if dsp == "auto" else f", --dsp {dsp}")
+def build_label(mac, dsp, clock=None):
+    """int8 or TQ WxD, with the --dsp unless auto and the PLL clock (--clock-mhz) if any."""
+    return ((f"TQ {mac}" if mac != "int" else "int8") + ("" if dsp == "auto" else f", --dsp {dsp}")
+            + ("" if clock is None else f", {clock:g} MHz PLL"))
 
 
 def all_builds_table(results):
     """Every build kept, one row each."""
     rows = []
-    ordered = sorted(results, key=lambda k: (BOARD_NAMES.index(parse_key(k)[0]), parse_key(k)[4] != "int",
-                                             str(parse_key(k)[5]), parse_key(k)[3], parse_key(k)[1:3]))
-    for k in ordered:
-        board, r, c, alpha, mac, dsp = parse_key(k)
+    def order(k):
+        board, rows, cols, alpha, mac, dsp, clock = parse_key(k)
+        return BOARD_NAMES.index(board), mac != "int", str(dsp), clock or 0, alpha, (rows, cols)
+    for k in sorted(results, key=order):
+        board, r, c, alpha, mac, dsp, clock = parse_key(k)
         entry = results[k]
         s = entry["summary"]
         if s:
             res = s["resources"]
             scarce = res.get("logic_cells", res["luts"])
             use = f"{scarce['used']} / {scarce['available']}"
-            clock = next(iter(s["fmax"].values()))
-            fmax = f"{clock['achieved_mhz']:.1f} / {clock['constraint_mhz']:g}"
+            array = array_fmax(s)
+            fmax = f"{array['achieved_mhz']:.1f} / {array['constraint_mhz']:g}" if array else NO_VALUE
             dsps = f"{res['dsp']['used']}"
             router = s.get("router", NEXTPNR_ROUTERS[0])
+            path = describe_critical_path(s)
         else:
-            use = fmax = dsps = router = ""
+            use = fmax = dsps = router = path = ""
         outcome = "fits" if entry["fit"] else (entry["reason"] or "does not fit")
-        rows.append([board, f"{r}x{c}", alpha, build_label(mac, dsp), use, dsps, fmax, router,
+        rows.append([board, f"{r}x{c}", alpha, build_label(mac, dsp, clock), use, dsps, fmax, router, path,
                      f"{entry.get('wall_seconds', 0) / 60:.1f}", outcome])
     return report.markdown_table(
         ["board", "array", "alpha", "cell", "logic cells (iCE40) / LUT4 (ECP5) used / available", "DSP",
-         "Fmax / clock (MHz)", "router", "minutes", "outcome"], rows)
+         "Fmax / clock (MHz)", "router", "critical path", "minutes", "outcome"], rows)
 
 
 def plot_points(results):
-    """{board: {(mac, dsp, alpha): [(cells, scarce resource used, fits, Fmax or None, clock)]}} of
-    the sweeps (--dsp auto or off), with what nextpnr said a design that did not fit needs."""
+    """{board: {(mac, dsp, clock, alpha): [(cells, scarce resource used, fits, Fmax or None,
+    constraint)]}} of the sweeps (--dsp auto or off), with what nextpnr said a design that did not
+    fit needs; `clock` is the sweep's PLL clock (None: the board's)."""
     points = {}
     for k, entry in results.items():
-        board, r, c, alpha, mac, dsp = parse_key(k)
+        board, r, c, alpha, mac, dsp, pll = parse_key(k)
         if dsp not in ("auto", "off"):
             continue
         fmax = clock = None
         if entry["summary"]:
             res = entry["summary"]["resources"]
             used = res.get("logic_cells", res["luts"])["used"]
-            first = next(iter(entry["summary"]["fmax"].values()))
-            fmax, clock = first["achieved_mhz"], first["constraint_mhz"]
+            array = array_fmax(entry["summary"])
+            if array:
+                fmax, clock = array["achieved_mhz"], array["constraint_mhz"]
         elif needs := re.search(r"needs (\d+) of (\d+) ", entry["reason"] or ""):
             used = int(needs[1])
         else:
             continue        # not finished: nothing measured
-        points.setdefault(board, {}).setdefault((mac, dsp, alpha), []).append(
+        points.setdefault(board, {}).setdefault((mac, dsp, pll, alpha), []).append(
             (r * c, used, entry["fit"], fmax, clock))
     return points
 
@@ -419,11 +501,13 @@ def device_capacity(results, board):
     return None, "LUT4"
 
 
-def plot_style(mac, dsp, alpha):
+def plot_style(mac, dsp, clock, alpha):
     colors = {1: "tab:blue", 2: "tab:orange", 4: "tab:green", 8: "tab:red"}
     marker, line = ("^", ":") if mac != "int" else ("s", "--") if dsp == "off" else ("o", "-")
+    if clock is not None:
+        marker, line = "D", "-."
     return dict(color=colors.get(alpha, "tab:gray"), marker=marker, linestyle=line,
-                label=f"{build_label(mac, dsp)}, {'dense' if alpha == 1 else f'α={alpha}'}")
+                label=f"{build_label(mac, dsp, clock)}, {'dense' if alpha == 1 else f'α={alpha}'}")
 
 
 def plot_per_board(results, boards, quantity, directory, name):
@@ -433,7 +517,7 @@ def plot_per_board(results, boards, quantity, directory, name):
     fig, axes = plt.subplots(1, len(boards), figsize=(4.2 * len(boards), 3.8), squeeze=False)
     for ax, board in zip(axes[0], boards):
         series = points.get(board, {})
-        for kind in sorted(series, key=lambda k: (k[0] != "int", str(k[1]), k[2])):
+        for kind in sorted(series, key=lambda k: (k[0] != "int", str(k[1]), k[2] or 0, k[3])):
             pts = sorted(series[kind])
             if quantity == "fmax":
                 pts = [p for p in pts if p[3] is not None]
@@ -452,7 +536,7 @@ def plot_per_board(results, boards, quantity, directory, name):
             clocks = {p[4] for kind in series.values() for p in kind if p[4]}
             for clock in clocks:
                 ax.axhline(clock, color="black", linewidth=0.8, linestyle="--")
-                ax.annotate(f"board clock {clock:g} MHz", (0.02, clock), xycoords=("axes fraction", "data"),
+                ax.annotate(f"constraint {clock:g} MHz", (0.02, clock), xycoords=("axes fraction", "data"),
                             fontsize=7, va="bottom")
             ax.set_ylabel("Fmax (MHz, nextpnr)")
         else:
@@ -484,17 +568,15 @@ def write_docs(results_path, directory, max_rows=64, rectangles=1.05):
     boards = [b for b in BOARD_NAMES if any(parse_key(k)[0] == b for k in results)] or list(BOARD_NAMES)
     luts = plot_per_board(results, boards, "use", directory, "fpga_luts.png")
     fmax = plot_per_board(results, boards, "fmax", directory, "fpga_fmax.png")
-    header = ("| board (device, clock) | cell | alpha | largest array | LUT4 | flip-flops | block RAM | DSP "
-              "| Fmax (MHz) | LUT4 per cell | next larger sizes |")
-    fits = "\n".join([header, "|" + "---|" * (header.count("|") - 1), *docs_rows(results_path, max_rows, rectangles)])
+    fits = "\n".join([TABLE_HEADER, "|" + "---|" * len(TABLE_COLUMNS), *docs_rows(results_path, max_rows, rectangles)])
     command = PAGE_COMMAND
     if os.path.abspath(results_path) != os.path.abspath(RESULTS):
         command += f" --results {results_path}"
     body = f"""
 What fits each board, found by building (not by estimating): for each board, kind of cell and
 alpha, the largest array (8-bit signed operands, 32-bit accumulators, double-buffered, `max_batch`
-64, behind the UART host link) that Yosys and nextpnr place and route *and* that meets the board
-clock, then one more row or one more column. How the search works, what the columns mean and how
+64, behind the UART host link) that Yosys and nextpnr place and route *and* that meets its clock
+constraint (the board's clock, or the PLL's with `--clock-mhz`), then one more row or one more column. How the search works, what the columns mean and how
 to extend the sweep: [FPGA and host link](../fpga.md#what-fits-each-board). Percentages are
 [device utilization](../results.md#device-utilization).
 
@@ -511,6 +593,21 @@ arrays). Tools of these builds: {tool_versions(results)}.
 fixed cost cancels; where some cells have their multiplier in a DSP block and others in LUTs, it
 averages the two. On the iCE40 the logic cells (one LUT4 and one flip-flop each) are what runs out.
 "(router2)": the build used nextpnr's router2 (`--router router2`), the others its default router1.
+The clock in the first column is the constraint the array was built for ("PLL": made by the FPGA's
+PLL from the board's clock, `--clock-mhz`); "Fmax" is what nextpnr achieved on the array's clock.
+
+"GMAC/s" is useful multiply-accumulates per second: cells × utilization × Fmax, at the achieved
+Fmax, with the utilization (useful MACs per cell per clock, in brackets) of the cycle model
+(`software/golden/cycles.py`, equal to the RTL's cycles) on a dense layer of
+{REFERENCE_LAYER['inputs']} inputs × {REFERENCE_LAYER['outputs']} outputs and a batch of
+{REFERENCE_LAYER['batch']}, tiled onto the array. On that dense layer column combining gives
+nothing; on a layer pruned so that α columns combine into one, an α-way cell does the useful work
+of up to α dense cells, while a dense array spends the same share of its MACs on zeros.
+
+"critical path" is the worst path of the array's clock in nextpnr's report: its start and end (as
+the design names them, with the end's port), its delay, the share of it on wires, its logic levels
+and carry-chain steps ([reports that explain](../fpga.md#build-bitstream-and-report)). {NO_VALUE}: the
+build predates critical paths in the summaries.
 
 ## LUT4 and Fmax per board
 
@@ -521,8 +618,8 @@ packing). The dashed line is the device's capacity.
 
 ![Fmax against array size, per board]({fmax.name})
 
-Fmax as nextpnr reports it for every build that placed and routed; the dashed line is the board
-clock the design must meet.
+Fmax of the array's clock as nextpnr reports it for every build that placed and routed; the dashed
+lines are the clock constraints the designs must meet (the board's clock, or the PLL's).
 
 ## Every build kept
 
@@ -557,6 +654,9 @@ def main(argv=None):
                    help="stop a build after this long and count it as not fitting (default: no limit)")
     p.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
                    help="where the int8 arrays' multipliers go (python -m fpga build --dsp; default auto)")
+    p.add_argument("--clock-mhz", type=positive_mhz, metavar="MHZ",
+                   help="clock the arrays from the FPGA's PLL at this frequency and require them to meet it "
+                        "(python -m fpga build --clock-mhz; default: the board's clock)")
     p.add_argument("--results", default=RESULTS,
                    help=f"the build summaries measured so far, read and extended (default {RESULTS})")
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
@@ -564,7 +664,10 @@ def main(argv=None):
     args = p.parse_args(argv)
     boards = [b.strip() for b in args.boards.split(",") if b.strip()]
     for b in boards:
-        get_board(b)
+        try:
+            array_clock(get_board(b), args.clock_mhz)
+        except BuildError as e:
+            p.error(str(e))
     alphas = [int(a) for a in args.alphas.split(",")]
     macs = ["int"] * args.with_int + [t.strip() for t in args.tq.split(",") if t.strip()]
     for mac in macs:
@@ -572,7 +675,8 @@ def main(argv=None):
     if args.time_limit is not None and args.time_limit <= 0:
         p.error("--time-limit must be positive")
     sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build, router=args.router,
-                  time_limit=None if args.time_limit is None else 60 * args.time_limit, dsp=args.dsp)
+                  time_limit=None if args.time_limit is None else 60 * args.time_limit, dsp=args.dsp,
+                  clock_mhz=args.clock_mhz)
     print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
     if args.docs:
         for path in write_docs(args.results, args.docs, args.max_rows, args.rectangles):

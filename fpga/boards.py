@@ -6,7 +6,8 @@ a programming tool (`required_tools` lists only the YoWASP ones) and the OrangeC
 
 All boards are the entries of BOARDS: adding a board is adding one. A board's device resources
 (LUTs, flip-flops, DSPs, on-chip memories) are the device's datasheet numbers, which the tests
-check against nextpnr's report; its clock is its platform's default clock. The registry imports
+check against nextpnr's report; its clock is its platform's default clock, which also feeds the
+family's PLL when a build asks for another array clock. The registry imports
 amaranth-boards only when a platform is asked for, so BOARD_NAMES (and `python -m fpga --help`)
 work without it.
 """
@@ -55,6 +56,9 @@ class Board:
     # A function returning the resources to add to the platform (a function because building
     # resources imports amaranth-boards); None: the platform's own suffice.
     extra_resources: Callable | None = None
+    # The default clock's pin is the PLL's own input pad (iCE40: the PLL must then be the _PAD
+    # variant, fed from the pin itself, not from the clock's global buffer).
+    clock_pad_feeds_pll: bool = False
 
     def __post_init__(self):
         if not isinstance(self.family, Family):
@@ -89,6 +93,11 @@ class Board:
     @property
     def clock_mhz(self):
         return self.clock_hz / 1e6
+
+    def pll(self, target_hz):
+        """The PLL setting (fpga.families.PLLSetting) that makes the clock nearest `target_hz` from
+        the board's clock; fpga.families.PLLError (one line) if the family's PLL cannot."""
+        return self.family.pll(self.clock_hz, target_hz, dedicated_pad=self.clock_pad_feeds_pll)
 
     @property
     def bitstream(self):
@@ -142,7 +151,9 @@ BOARDS = {b.name: b for b in (
         luts=5280, flip_flops=5280, dsps=8,
         memories=(Memory("SPRAM", count=4, bits=256 * KBIT), Memory("EBR", count=30, bits=4 * KBIT)),
         programmers=(("iceprog", ()), ("openFPGALoader", ("-b", "icebreaker"))),
-        uart_note="the FTDI's second channel (the board's USB port, e.g. /dev/ttyUSB1)"),
+        uart_note="the FTDI's second channel (the board's USB port, e.g. /dev/ttyUSB1)",
+        # The 12 MHz oscillator is on pin 35, the UP5K's PLL input pad.
+        clock_pad_feeds_pll=True),
     Board(
         name="ulx3s-85f", family=ECP5, device="LFE5U-85F",
         platform_class="amaranth_boards.ulx3s:ULX3S_85F_Platform",

@@ -19,7 +19,8 @@ from spec.units import GENERATOR
 
 from . import report, toolchain
 from .boards import Board
-from .top import BoardTop
+from .families import PLLError
+from .top import ARRAY_CLOCK, BoardTop
 
 NAME = "top"
 BUILD_SUMMARY = "summary.json"
@@ -333,9 +334,25 @@ def _over_capacity(staging, board):
         return report.over_capacity(f.read(), board.device)
 
 
+def array_clock(board, clock_mhz):
+    """The PLL setting (fpga.families.PLLSetting) that clocks the array at `clock_mhz`, or None for
+    the board's own clock (`clock_mhz` None or the board's clock frequency). BuildError (status 2,
+    one line) for a frequency the family's PLL cannot make."""
+    if clock_mhz is None or clock_mhz * 1e6 == board.clock_hz:
+        return None
+    try:
+        return board.pll(clock_mhz * 1e6)
+    except PLLError as e:
+        raise BuildError(f"cannot clock the {board.name} at {clock_mhz:g} MHz: {e}", status=2) from None
+
+
 def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None,
-          time_limit=None, progress=None):
+          time_limit=None, progress=None, clock_mhz=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
+
+    `clock_mhz`: the array's clock; None (or the board's clock frequency): the board's clock;
+    otherwise the family's PLL makes the nearest frequency it can (`array_clock`), which the
+    design is constrained at, and the UART divisor is computed for.
 
     `dsp`: see `dsp_cells`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
@@ -349,10 +366,12 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     a stage (elaborating, synthesizing, placing, routing, packing), with the minutes so far."""
     check_fits(board, config)
     check_output_dir(out_dir, BUILD_SUMMARY)
+    pll = array_clock(board, clock_mhz)
     platform = board.make_platform()
     env = toolchain.tool_environment(platform.required_tools)
     try:
-        top = BoardTop(config, clk_frequency=platform.default_clk_frequency, baud=baud)
+        top = BoardTop(config, clk_frequency=platform.default_clk_frequency, baud=baud, pll=pll,
+                       family=board.family)
     except ValueError as e:
         raise BuildError(str(e), status=2) from None
     n_dsp = dsp_cells(board, config, dsp, booth)
@@ -417,7 +436,10 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "config": config.as_dict(),
             "baud": baud,
             "divisor": top.divisor,
-            "clock_mhz": platform.default_clk_frequency / 1e6,
+            # The array's clock: the board's, or the PLL's output; the design is constrained at it.
+            "clock_mhz": top.clk_frequency / 1e6,
+            "board_clock_mhz": board.clock_mhz,
+            "pll": pll.as_dict() if pll else None,
             "multipliers": multipliers,
             "dsp_cells": n_dsp,
             "seed": seed,
@@ -425,7 +447,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "lut_mapper": lut_mapper,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),
-            **report.summarize(board.family, nextpnr_report, yosys_stat),
+            **report.summarize(board.family, nextpnr_report, yosys_stat,
+                               array_clock=ARRAY_CLOCK if pll else None),
             "bitstream": f"{NAME}.{board.bitstream}",
         }
         _write_json(os.path.join(staging, BUILD_SUMMARY), summary)

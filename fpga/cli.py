@@ -31,6 +31,17 @@ def dsp_argument(text):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def positive_mhz(text):
+    """argparse type of --clock-mhz: a positive number of MHz."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"--clock-mhz wants a positive number of MHz, not {text!r}")
+    return value
+
+
 PROG = "python -m fpga"
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
@@ -54,6 +65,12 @@ def build_parser():
     b.add_argument("--board", required=True, choices=BOARD_NAMES, help="target board")
     array_flags.add_arguments(b.add_argument_group("array configuration"), default_rows=2)
     b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    b.add_argument("--clock-mhz", type=positive_mhz, metavar="MHZ",
+                   help="clock the array at this frequency from the FPGA's PLL (iCE40 SB_PLL40, ECP5 EHXPLLL), "
+                        "the nearest it can make, constrained there so that nextpnr optimises for it; the "
+                        "UART divisor follows it. Default (or the board's own frequency): the board's clock, no "
+                        "PLL (iCEBreaker 12, ULX3S 25, OrangeCrab 48 MHz), until the pipelined array that closes "
+                        "timing higher lands")
     mux_fed_limits = "".join(f" (at most {f.mux_fed_dsps} for an alpha > 1 array on the {f.title})"
                              for f in FAMILIES.values() if f.mux_fed_dsps)
     b.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
@@ -66,7 +83,8 @@ def build_parser():
     b.add_argument("--seed", type=int, help="nextpnr placement seed")
     b.add_argument("--router", choices=NEXTPNR_ROUTERS,
                    help="nextpnr router (default router1, nextpnr's own default)")
-    b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>[_tq<W>x<D>])")
+    b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>"
+                                          "[_tq<W>x<D>][_<MHZ>mhz])")
     b.add_argument("--program", action="store_true",
                    help="load the bitstream onto the board afterwards (iceprog or openFPGALoader)")
 
@@ -95,7 +113,8 @@ def build_parser():
 
 
 def _default_output(args, config):
-    return os.path.join("build", "fpga", f"{args.board}_{config.design_name}")
+    clock = "" if args.clock_mhz is None else f"_{args.clock_mhz:g}mhz"
+    return os.path.join("build", "fpga", f"{args.board}_{config.design_name}{clock}")
 
 
 def _load_summary(build_dir):
@@ -116,14 +135,17 @@ def cmd_build(args):
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
     result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,
-                   router=args.router, progress=lambda line: print(f"{PROG} build: {line}", file=sys.stderr))
+                   router=args.router, clock_mhz=args.clock_mhz,
+                   progress=lambda line: print(f"{PROG} build: {line}", file=sys.stderr))
     for line in format_summary(result.summary):
         print(line)
     print(f"{result.bitstream}: bitstream ({result.summary['seconds']:.0f} s); report in "
           f"{os.path.join(out, 'report.txt')} and summary.json")
     if not result.summary["timing_pass"]:
-        raise CommandError("timing fails at the board clock (see Fmax above); the bitstream is written but "
-                           "may not work" + (", and was not programmed" if programmer else ""), EXIT_FAILED)
+        why = (f"timing fails at the {result.summary['clock_mhz']:g} MHz constraint (see Fmax above)"
+               if result.summary["array_clock"] else "nextpnr did not time the array's clock (see Fmax above)")
+        raise CommandError(f"{why}; the bitstream is written but may not work"
+                           + (", and was not programmed" if programmer else ""), EXIT_FAILED)
     if programmer:
         tool = program(board, result.bitstream, programmer)
         print(f"programmed the {board.name} with {os.path.basename(tool)}")

@@ -35,14 +35,22 @@ def simulated(monkeypatch):
 
     def build(board, config, out, **kwargs):
         built.append((config.rows, config.cols, config.alpha, kwargs["dsp"]))
+        clock = kwargs.get("clock_mhz") or 48.0
         luts = simulated_luts(config, kwargs["dsp"])
         if luts > 24288:
             raise BuildError(f"the design does not fit the {board.device}: it needs {luts} of 24288 TRELLIS_COMB")
         summary = {
+            "config": config.as_dict(),
+            "clock_mhz": clock,
+            "pll": {"output_mhz": clock} if kwargs.get("clock_mhz") else None,
             "dsp_cells": dsp_cells(board, config, kwargs["dsp"]),
             "router": "router1",
             "timing_pass": True,
-            "fmax": {"cd_sync.clk": {"achieved_mhz": 60.0, "constraint_mhz": 48.0, "pass": True}},
+            "fmax": {"array_clk": {"achieved_mhz": 60.0 + clock, "constraint_mhz": clock, "pass": True}},
+            "array_clock": "array_clk",
+            "critical_path": {"clock": "array_clk", "from": "link.array.acc_mem.0.0", "to": "link.array.acc_mem.0.1",
+                              "to_port": "DIB6", "delay_ns": 10.0, "logic_ns": 6.0, "routing_ns": 4.0,
+                              "logic_levels": 2, "carry_steps": 26},
             "resources": {name: {"used": used, "available": available} for name, used, available in (
                 ("luts", luts, 24288), ("flip_flops", 1000, 24288), ("block_ram", 4, 56),
                 ("dsp", dsp_cells(board, config, kwargs["dsp"]), 28))},
@@ -79,7 +87,12 @@ def test_results_are_cached_and_the_table_prints_from_them(tmp_path, simulated, 
     config = lambda r, c: fpga_fit.ArrayConfig(rows=r, cols=c)  # noqa: E731
     luts = simulated_luts(config(n + 1, n), "auto")
     assert row[4] == f"{luts} / 24288 ({100 * luts / 24288:.0f}%)"
-    assert row[9] == f"{(luts - simulated_luts(config(1, 1), 'auto')) / ((n + 1) * n - 1):.0f}"
+    # 108 MHz (60 above the 48 MHz clock) x cells x the cycle model's utilization on the reference layer.
+    assert row[8] == "108.0"
+    utilization = fpga_fit.reference_utilization(config(n + 1, n))
+    assert row[9] == f"{(n + 1) * n * utilization * 108e6 / 1e9:.2f} ({100 * utilization:.0f}%)"
+    assert row[10] == f"{(luts - simulated_luts(config(1, 1), 'auto')) / ((n + 1) * n - 1):.0f}"
+    assert row[11] == "link.array.acc_mem.0.0 → link.array.acc_mem.0.1 (DIB6): 10.0 ns, 40% routing, 2 levels + 26 carry"
     other = simulated_luts(config(n, n + 1), "auto")
     assert row[-1] == (f"{n + 1}x{n + 1}: needs {simulated_luts(config(n + 1, n + 1), 'auto')} of 24288 TRELLIS_COMB; "
                        f"{n}x{n + 1} fits too ({other} LUT4, {100 * other / 24288:.0f}%) |")
@@ -112,9 +125,52 @@ def test_a_missing_measurement_is_reported_not_built(tmp_path, simulated, capsys
 
 
 def test_key_round_trip():
-    for args in [(BOARD, 3, 4, 2, "int", "auto"), ("icebreaker", 1, 1, 8, "2x3", "off"),
-                 (BOARD, 16, 16, 2, "int", 28)]:
+    for args in [(BOARD, 3, 4, 2, "int", "auto", None), ("icebreaker", 1, 1, 8, "2x3", "off", None),
+                 (BOARD, 16, 16, 2, "int", 28, None), (BOARD, 2, 2, 4, "int", "auto", 60.0),
+                 ("icebreaker", 2, 3, 2, "2x3", "off", 24.75)]:
         assert fpga_fit.parse_key(fpga_fit.key(*args)) == args
+    assert fpga_fit.key(BOARD, 2, 2, 4, clock=60.0) == f"{BOARD}/2x2/a4/60mhz"
+    assert fpga_fit.key(BOARD, 2, 2, 4) == f"{BOARD}/2x2/a4"      # the keys of builds at the board's clock
+
+
+def test_a_sweep_at_a_pll_clock_is_its_own(tmp_path, simulated, capsys):
+    """--clock-mhz builds every array at that PLL clock, keeps them apart from the board-clock
+    builds and names the clock in the table."""
+    results = str(tmp_path / "results.json")
+    args = ["--boards", BOARD, "--alphas", "2", "--rectangles", "0", "--results", results,
+            "--work-dir", str(tmp_path / "work")]
+    assert fpga_fit.main(args + ["--clock-mhz", "60"]) == 0
+    row = capsys.readouterr().out.splitlines()[2].split(" | ")
+    assert row[0] == f"| {BOARD} (LFE5U-25F, 60 MHz PLL)" and row[1] == "int8, 60 MHz PLL"
+    with open(results) as f:
+        assert all(k.endswith("/60mhz") for k in json.load(f))
+    # At the board's clock nothing is measured yet.
+    assert fpga_fit.main(args + ["--no-build"]) == 0
+    assert f"not measured ({BOARD}/1x1/a2 missing)" in capsys.readouterr().out
+
+
+def test_a_clock_the_pll_cannot_make_is_refused(tmp_path, simulated, capsys):
+    with pytest.raises(SystemExit) as exit:
+        fpga_fit.main(["--boards", "icebreaker", "--clock-mhz", "300", "--results", str(tmp_path / "r.json")])
+    assert exit.value.code == 2 and simulated == []
+    assert "the iCE40 PLL makes 16-275 MHz, not 300 MHz" in capsys.readouterr().err
+
+
+def test_reference_utilization_follows_the_cycle_model():
+    """Whole tiles with their weight loads hidden: close to 1; a layer that does not divide into
+    tiles wastes the rest of the last ones; loads not hidden behind 64 vectors show."""
+    ArrayConfig = fpga_fit.ArrayConfig
+    assert 0.95 < fpga_fit.reference_utilization(ArrayConfig(rows=16, cols=16, alpha=4)) <= 1
+    assert fpga_fit.reference_utilization(ArrayConfig(rows=17, cols=17, alpha=4)) <= (256 / 272) ** 2
+    assert fpga_fit.reference_utilization(ArrayConfig(rows=64, cols=64)) < 0.75
+
+
+def test_old_summaries_show_no_critical_path_and_their_one_clock():
+    old = {"config": fpga_fit.ArrayConfig(rows=2, cols=2).as_dict(), "clock_mhz": 25.0,
+           "fmax": {"cd_sync.clk": {"achieved_mhz": 50.0, "constraint_mhz": 25.0, "pass": True}}}
+    assert fpga_fit.describe_critical_path(old) == fpga_fit.NO_VALUE
+    assert fpga_fit.array_fmax(old)["achieved_mhz"] == 50.0
+    assert fpga_fit.describe_board(get_board("ulx3s-85f"), old) == "ulx3s-85f (LFE5U-85F, 25 MHz)"
 
 
 def test_a_sweep_without_dsps_builds_and_names_only_lut_multipliers(tmp_path, simulated, capsys):
@@ -144,13 +200,13 @@ def test_docs_page_and_plots_from_the_kept_results_without_building(tmp_path, si
         results = json.load(f)
     # Every build kept is a row of the page, with its outcome.
     for k, entry in results.items():
-        board, rows, cols, alpha, mac, dsp = fpga_fit.parse_key(k)
-        cells = [board, f"{rows}x{cols}", str(alpha), fpga_fit.build_label(mac, dsp)]
+        board, rows, cols, alpha, mac, dsp, clock = fpga_fit.parse_key(k)
+        cells = [board, f"{rows}x{cols}", str(alpha), fpga_fit.build_label(mac, dsp, clock)]
         assert "| " + " | ".join(cells) + " | " in page, k
     # Every sweep the results hold has its row in the table of largest arrays.
-    for (board, mac, dsp), alphas in fpga_fit.measured_sweeps(results).items():
+    for (board, mac, dsp, clock), alphas in fpga_fit.measured_sweeps(results).items():
         for alpha in alphas:
-            cell, kind = fpga_fit.build_label(mac, dsp), "dense" if alpha == 1 else str(alpha)
+            cell, kind = fpga_fit.build_label(mac, dsp, clock), "dense" if alpha == 1 else str(alpha)
             assert any(line.startswith(f"| {board}") and f" | {cell} | {kind} | " in line
                        for line in page.splitlines()), (board, mac, dsp, alpha)
     for name in ("fpga_luts.png", "fpga_fmax.png"):
@@ -169,5 +225,6 @@ def test_docs_page_of_a_sweep_just_built(tmp_path, simulated):
     assert f"`python benchmarks/fpga_fit.py --no-build --docs --results {results}`" in page
     n = true_largest(1)
     assert f"| {BOARD} (LFE5U-25F, 48 MHz) | int8 | dense | {n + 1}x{n} | " in page
+    assert "| critical path |" in page and "GMAC/s (utilization)" in page
     assert f"({len(simulated)} builds)" in page
     assert all(report.is_png(out / name) for name in ("fpga_luts.png", "fpga_fmax.png"))

@@ -133,6 +133,118 @@ def test_summarize_ecp5(family):
         report.summarize("xilinx", ECP5_REPORT, {"num_cells_by_type": {}})
 
 
+def segment(kind, delay, source, sink, net=None):
+    """A segment of a critical path as nextpnr's --report writes it."""
+    (from_cell, from_port), (to_cell, to_port) = source, sink
+    entry = {"type": kind, "delay": delay, "from": {"cell": from_cell, "port": from_port, "loc": [1, 2]},
+             "to": {"cell": to_cell, "port": to_port, "loc": [3, 4]}}
+    if net:
+        entry["net"], entry["sources"] = net, ["hdl/systolic.py:1"]
+    return entry
+
+
+# Made up after the reports of real builds: an iCE40 path through two LUTs, an ECP5 path from a
+# block RAM along a carry chain into another, and the paths to and from the pins (<async>) and
+# between clocks that the summary leaves out.
+LC = "link.receiver.timer_SB_DFFESR_Q_3_D_SB_LUT4_O_LC"
+LUT = "$abc$1234$auto$blifparse.cc:396:parse_blif$5678_LC"
+END = "link.transmitter.frame_SB_DFFESR_Q_3_D_SB_LUT4_O_LC"
+CCU = "link.array.acc_mem.0.1_DIB9_CCU2C_S1_CIN_CCU2C_COUT$CCU2_COMB0"
+MADE_UP_REPORT = {
+    "utilization": ICE40_REPORT["utilization"],
+    "fmax": {"array_clk": {"achieved": 40.0, "constraint": 24.0}, "$glbnet$other": {"achieved": 90.0, "constraint": 12.0}},
+    "critical_paths": [
+        {"from": "posedge array_clk", "to": "posedge array_clk", "path": [
+            segment("clk-to-q", 1.0, (LC, "O"), (LC, "O")),
+            segment("routing", 3.0, (LC, "O"), (LUT, "I0"), "link.receiver.timer[4]"),
+            segment("logic", 1.5, (LUT, "I0"), (LUT, "O")),
+            segment("routing", 10.0, (LUT, "O"), (END, "CEN"), "link.encoder.ready_SB_LUT4_O_I3"),
+            segment("logic", 0.0, (END, "CIN"), (END, "COUT")),
+            segment("setup", 0.5, (END, "CEN"), (END, "CEN")),
+        ]},
+        {"from": "<async>", "to": "posedge array_clk", "path": [segment("routing", 30.0, (LC, "O"), (END, "I"), "x")]},
+        {"from": "posedge array_clk", "to": "posedge $glbnet$other", "path": [segment("routing", 31.0, (LC, "O"), (END, "I"), "x")]},
+        {"from": "posedge $glbnet$other", "to": "posedge $glbnet$other", "path": [
+            segment("clk-to-q", 4.0, ("link.array.acc_mem.0.0", "DOB16"), ("link.array.acc_mem.0.0", "DOB16")),
+            segment("routing", 1.0, ("link.array.acc_mem.0.0", "DOB16"), (CCU, "B1"), "link.array.acc_mem.0.0_DOB16"),
+            segment("logic", 0.2, (CCU, "B1"), (CCU, "FCO")),
+            segment("logic", 0.1, (CCU, "FCI"), (CCU, "FCO")),
+            segment("logic", 0.3, (CCU, "FCI"), (CCU, "F")),
+            segment("routing", 1.0, (CCU, "F"), ("link.array.acc_mem.0.1", "DIB6"), "y"),
+            segment("setup", 0.1, ("link.array.acc_mem.0.1", "DIB6"), ("link.array.acc_mem.0.1", "DIB6")),
+        ]},
+    ],
+}
+
+
+def test_critical_path_of_a_made_up_report():
+    path = report.critical_path(MADE_UP_REPORT, "array_clk")
+    assert path == {
+        "clock": "array_clk", "from": "link.receiver.timer", "to": "link.transmitter.frame", "to_port": "CEN",
+        "from_cell": LC, "to_cell": END, "delay_ns": 16.0, "logic_ns": 3.0, "routing_ns": 13.0,
+        "logic_levels": 1, "carry_steps": 1, "through": ["link.transmitter"]}
+    assert report.describe_critical_path(path) == [
+        "  critical path (array_clk): link.receiver.timer -> link.transmitter.frame (CEN): 16.00 ns = "
+        "3.00 ns logic (19%) + 13.00 ns routing (81%), 1 logic levels + 1 carry steps",
+        "    via cells that Yosys named after link.transmitter"]
+    # A block RAM along a carry chain into another, on a clock with a $glbnet$ prefix.
+    ecp5 = report.critical_path(MADE_UP_REPORT, "other")
+    assert (ecp5["from"], ecp5["to"], ecp5["to_port"]) == ("link.array.acc_mem.0.0", "link.array.acc_mem.0.1", "DIB6")
+    assert (ecp5["logic_levels"], ecp5["carry_steps"]) == (1, 2)      # into the chain, then along it
+    assert ecp5["delay_ns"] == 6.7 and ecp5["logic_ns"] == 4.7 and ecp5["through"] == ["link.array.acc_mem.0"]
+    assert report.critical_path(MADE_UP_REPORT, "missing") is None
+    assert report.describe_critical_path(None) == ["  critical path: none reported"]
+
+
+def test_paths_through_combinational_dsps_are_bounded():
+    """nextpnr-ice40 clocks a combinational SB_MAC16 by a GND net: the paths into and out of it are
+    summed into a bound, said to be within the critical path or not."""
+    gnd = "posedge $PACKER_GND_NET_$glb_clk"
+    dsp = "link.array.cell_r1_c0.product_SB_MAC16_O_DSP"
+    halves = dict(MADE_UP_REPORT, critical_paths=MADE_UP_REPORT["critical_paths"] + [
+        {"from": "posedge array_clk", "to": gnd, "path": [segment("routing", 9.0, (LC, "O"), (dsp, "A_8"), "a")]},
+        {"from": gnd, "to": "posedge array_clk", "path": [segment("routing", 5.0, (dsp, "O_3"), (END, "I0"), "b")]},
+        {"from": gnd, "to": "posedge array_clk", "path": [segment("routing", 4.0, (dsp, "O_1"), (END, "I1"), "c")]},
+    ])
+    summary = report.summarize(ICE40, halves, ICE40_STAT, array_clock="array_clk")
+    split = summary["split_paths"]
+    assert split == {"clock": "$PACKER_GND_NET_$glb_clk", "into_ns": 9.0, "out_ns": 5.0, "bound_ns": 14.0}
+    assert report.describe_split_paths(split, summary["critical_path"]).endswith(
+        "9.00 ns in + 5.00 ns out = at most 14.00 ns, within the critical path")
+    longer = dict(split, bound_ns=20.0)
+    assert "LONGER than the critical path" in report.describe_split_paths(longer, summary["critical_path"])
+    # Paths between two timed clocks, or to and from the pins, are not such halves.
+    assert report.summarize(ICE40, MADE_UP_REPORT, ICE40_STAT, array_clock="array_clk")["split_paths"] is None
+
+
+def test_names_of_cells_and_nets():
+    assert report.short_name(LC) == "link.receiver.timer" and report.short_name(LUT) is None
+    assert report.short_name(CCU) == "link.array.acc_mem.0.1_DIB9"
+    assert report.short_name("link.array.cell_r0_c1.psum_out_TRELLIS_FF_Q_12") == "link.array.cell_r0_c1.psum_out"
+    assert report.short_name("link.array.acc_mem.0.0") == "link.array.acc_mem.0.0"
+    assert report.clock_name("posedge $glbnet$clk") == "clk" and report.clock_name("negedge x") == "x"
+    # A start cell Yosys named itself: the net it drives names the start instead.
+    unnamed = {"critical_paths": [{"from": "posedge c", "to": "posedge c", "path": [
+        segment("clk-to-q", 1.0, (LUT, "O"), (LUT, "O")),
+        segment("routing", 1.0, (LUT, "O"), (END, "I3"), "link.uart.shift_SB_DFFE_Q_D[2]"),
+        segment("setup", 0.1, (END, "I3"), (END, "I3"))]}]}
+    assert report.critical_path(unnamed, "c")["from"] == "link.uart.shift"
+
+
+def test_summary_of_a_pll_build():
+    """The array's clock is the PLL's output net; timing passes only when nextpnr timed it."""
+    summary = report.summarize(ICE40, MADE_UP_REPORT, ICE40_STAT, array_clock="array_clk")
+    assert summary["array_clock"] == "array_clk" and summary["timing_pass"]
+    assert summary["critical_path"]["to"] == "link.transmitter.frame"
+    assert set(summary["fmax"]) == {"array_clk", "other"}
+    lost = report.summarize(ICE40, MADE_UP_REPORT, ICE40_STAT, array_clock="pll_out")
+    assert lost["array_clock"] is None and lost["critical_path"] is None and not lost["timing_pass"]
+    # Without a PLL: the one clock, or the one of the "sync" domain.
+    assert report.summarize(ICE40, ICE40_REPORT, ICE40_STAT)["array_clock"] == "clk"
+    assert report.find_array_clock({"cd_sync.clk": {}, "por_clk": {}}) == "cd_sync.clk"
+    assert report.find_array_clock({"a": {}, "b": {}}) is None
+
+
 def test_registry_is_one_table():
     assert BOARD_NAMES == tuple(BOARDS) == tuple(DATASHEET)
     assert all(name == b.name for name, b in BOARDS.items())
@@ -214,7 +326,7 @@ def test_boards_agree_with_the_recorded_fit_builds():
         assert (available["luts"], available["flip_flops"], available["dsp"]) == (board.luts, board.flip_flops,
                                                                                  board.dsps), name
         assert available["block_ram"] == board.memory("EBR").count, name
-        assert summary["clock_mhz"] == board.clock_mhz, name
+        assert summary.get("board_clock_mhz", summary["clock_mhz"]) == board.clock_mhz, name
 
 
 def test_no_family_name_compares_in_fpga():

@@ -1,5 +1,5 @@
-"""`python -m fpga`: two small bitstreams (iCE40 and ECP5) with the YoWASP tools, their reports, and
-one-line errors for bad input with nothing written.
+"""`python -m fpga`: small bitstreams (iCE40 and ECP5, on the board's clock and on a PLL's) with the
+YoWASP tools, their reports, and one-line errors for bad input with nothing written.
 
 The first YoWASP call on a machine compiles the tools' WebAssembly (minutes, cached afterwards in
 ~/.cache/yowasp); each build then takes about half a minute.
@@ -45,6 +45,16 @@ def icebreaker(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def icebreaker_pll(tmp_path_factory):
+    return build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--clock-mhz", "24")
+
+
+@pytest.fixture(scope="module")
+def orangecrab_pll(tmp_path_factory):
+    return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2", "--clock-mhz", "60")
+
+
+@pytest.fixture(scope="module")
 def orangecrab(tmp_path_factory):
     # Without DSPs, so that the other multiplier path (Booth-encoded LUTs) is built too, and with
     # nextpnr's other router (the one the fit benchmark uses for the big ECP5 builds).
@@ -60,15 +70,34 @@ def check_common(out, stdout, summary, bitstream, clock_mhz):
     assert 0 < res["flip_flops"]["used"] < res["flip_flops"]["available"]
     assert res["block_ram"]["used"] > 0        # the accumulator memory and the UART buffers
     (clock, fmax), = summary["fmax"].items()
+    assert clock == summary["array_clock"] and summary["clock_mhz"] == clock_mhz
     assert fmax["constraint_mhz"] == pytest.approx(clock_mhz, rel=1e-3)
     assert fmax["achieved_mhz"] > clock_mhz and fmax["pass"] and summary["timing_pass"]
+    check_critical_path(summary)
     # What was printed is what was saved.
     assert (out / "report.txt").read_text().strip() in stdout
-    assert f"Fmax {clock}: {fmax['achieved_mhz']:.2f} MHz" in stdout and "PASS" in stdout
+    assert f"Fmax {clock}: {fmax['achieved_mhz']:.2f} MHz (constraint {clock_mhz:.2f} MHz) PASS" in stdout
+    path = summary["critical_path"]
+    assert (f"  critical path ({clock}): {path['from']} -> {path['to']} ({path['to_port']}): {path['delay_ns']:.2f} ns = "
+            f"{path['logic_ns']:.2f} ns logic") in stdout
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"] == summary["config"] and manifest["link"]["baud"] == 115200
+    assert manifest["link"]["divisor"] == summary["divisor"] == round(clock_mhz * 1e6 / 115200)
     assert not [p for p in out.parent.iterdir() if "partial" in p.name]
     assert summary["lut_mapper"] == "abc9"      # the classic ABC only when ABC9 crashes
+
+
+def check_critical_path(summary):
+    """The worst path of the array's clock: it sets the Fmax, starts and ends at cells the design
+    names, and its parts add up."""
+    path = summary["critical_path"]
+    fmax = summary["fmax"][summary["array_clock"]]
+    assert path["clock"] == summary["array_clock"]
+    assert path["delay_ns"] == pytest.approx(1000 / fmax["achieved_mhz"], rel=0.01)
+    assert path["logic_ns"] + path["routing_ns"] == pytest.approx(path["delay_ns"], abs=0.002)
+    assert path["logic_ns"] > 0 and path["routing_ns"] > 0 and path["logic_levels"] >= 1
+    for end in ("from", "to"):
+        assert path[end] and not path[end].startswith("$") and "_SB_" not in path[end] and "TRELLIS" not in path[end]
 
 
 def check_board(out, summary):
@@ -77,7 +106,7 @@ def check_board(out, summary):
     board = get_board(summary["board"])
     family, res = board.family, summary["resources"]
     assert (res["luts"]["available"], res["flip_flops"]["available"]) == (board.luts, board.flip_flops)
-    assert res["dsp"]["available"] == board.dsps and summary["clock_mhz"] == board.clock_mhz
+    assert res["dsp"]["available"] == board.dsps and summary["board_clock_mhz"] == board.clock_mhz
     utilization = json.loads((out / "report.json").read_text())["utilization"]
     for memory in board.memories:
         assert utilization[dict(family.memory_bels)[memory.kind]]["available"] == memory.count, memory
@@ -99,6 +128,67 @@ def test_icebreaker_bitstream_and_report(icebreaker):
     assert summary["multipliers"] == "dsp" and res["dsp"] == {"used": 4, "available": 8}
     assert "multipliers: DSP blocks" in stdout
     assert res["luts"]["used"] <= res["logic_cells"]["used"] <= res["logic_cells"]["available"]
+    # nextpnr-ice40 times the paths through the combinational SB_MAC16s in two halves; together
+    # they stay within the critical path here.
+    split = summary["split_paths"]
+    assert split is None or split["bound_ns"] <= summary["critical_path"]["delay_ns"]
+    assert split is None or "are timed in two halves" in stdout
+
+
+def test_board_clock_builds_have_no_pll(icebreaker, orangecrab):
+    for out, stdout, summary in (icebreaker, orangecrab):
+        assert summary["pll"] is None and summary["clock_mhz"] == summary["board_clock_mhz"]
+        assert f"  clock        {summary['clock_mhz']:g} MHz, the board's clock\n" in stdout
+        assert "SB_PLL40" not in (out / "top.il").read_text() and "EHXPLLL" not in (out / "top.il").read_text()
+
+
+def test_icebreaker_pll_bitstream_and_report(icebreaker_pll):
+    """--clock-mhz 24 on the iCEBreaker: its 12 MHz pin feeds SB_PLL40_PAD, whose output clocks the
+    array and the UART, constrained at 24 MHz; nextpnr times that clock against 24 MHz."""
+    out, stdout, summary = icebreaker_pll
+    check_common(out, stdout, summary, "top.bin", 24.0)
+    check_board(out, summary)
+    assert summary["board_clock_mhz"] == 12.0 and summary["array_clock"] == "array_clk"
+    assert summary["pll"] == {"primitive": "SB_PLL40_PAD", "input_mhz": 12.0, "requested_mhz": 24.0,
+                              "output_mhz": 24.0, "pfd_mhz": 12.0, "vco_mhz": 768.0,
+                              "dividers": {"DIVR": 0, "DIVF": 63, "DIVQ": 5, "FILTER_RANGE": 1}}
+    assert summary["divisor"] == 208
+    assert ("  clock        24 MHz from the board's 12 MHz by SB_PLL40_PAD (DIVR 0, DIVF 63, DIVQ 5, FILTER_RANGE 1; "
+            "VCO 768 MHz); constrained at 24 MHz") in stdout
+    assert "set_frequency array_clk 24.0" in (out / "top.pcf").read_text()
+    timing = (out / "top.tim").read_text()
+    assert "ICESTORM_PLL:       1/      1" in timing and "ignoring clock constraint" not in timing
+    assert json.loads((out / "report.json").read_text())["fmax"]["array_clk"]["constraint"] == pytest.approx(24.0, rel=1e-4)  # in whole ps
+
+
+def test_ecp5_pll_bitstream_and_report(orangecrab_pll):
+    """--clock-mhz 60 on the OrangeCrab: EHXPLLL from its 48 MHz clock, constrained at 60 MHz."""
+    out, stdout, summary = orangecrab_pll
+    check_common(out, stdout, summary, "top.bit", 60.0)
+    check_board(out, summary)
+    assert summary["pll"]["primitive"] == "EHXPLLL" and summary["pll"]["output_mhz"] == 60.0
+    assert summary["pll"]["dividers"] == {"CLKI_DIV": 4, "CLKFB_DIV": 5, "CLKOP_DIV": 10, "CLKOP_CPHASE": 5}
+    assert 'FREQUENCY NET "array_clk" 60000000.0 HZ;' in (out / "top.lpf").read_text()
+    timing = (out / "top.tim").read_text()
+    assert "constraining clock net 'array_clk' to 60.00 MHz" in timing and "ignoring clock constraint" not in timing
+
+
+def test_a_clock_the_design_cannot_meet_fails_with_the_bitstream_written(tmp_path):
+    """150 MHz on the iCE40 (the PLL makes it, the array does not): exit 1, one error line naming the
+    constraint, the bitstream and the report written, timing_pass false."""
+    out = tmp_path / "out"
+    proc = run_fpga("build", "--board", "icebreaker", "--rows", "1", "--alpha", "2", "--clock-mhz", "150",
+                    "-o", str(out))
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == ("python -m fpga build: error: timing fails at the 150 MHz "
+                                                    "constraint (see Fmax above); the bitstream is written but "
+                                                    "may not work")
+    summary = json.loads((out / "summary.json").read_text())
+    assert not summary["timing_pass"] and (out / "top.bin").exists()
+    fmax = summary["fmax"]["array_clk"]
+    assert fmax["constraint_mhz"] == pytest.approx(150, rel=1e-3) and not fmax["pass"]
+    assert f"(constraint {fmax['constraint_mhz']:.2f} MHz) FAIL" in proc.stdout    # nextpnr's, in whole ps
+    assert summary["critical_path"]["delay_ns"] > 1000 / 150
 
 
 @pytest.mark.slow
@@ -201,6 +291,14 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "ulx3s-85f", "--router", "router3"], "invalid choice: 'router3'"),
     (["--board", "icebreaker", "--dsp", "some"], "--dsp wants auto, on, off or a number of cells, not 'some'"),
     (["--board", "icebreaker", "--rows", "3", "--dsp", "9"], "--dsp 9: the iCE40UP5K has 8 DSP blocks"),
+    (["--board", "icebreaker", "--clock-mhz", "300"],
+     "error: cannot clock the icebreaker at 300 MHz: the iCE40 PLL makes 16-275 MHz, not 300 MHz"),
+    (["--board", "orangecrab-25f", "--clock-mhz", "500"], "the ECP5 PLL makes 3.125-400 MHz, not 500 MHz"),
+    (["--board", "ulx3s-85f", "--clock-mhz", "0"], "--clock-mhz wants a positive number of MHz, not '0'"),
+    (["--board", "ulx3s-85f", "--clock-mhz", "fast"], "--clock-mhz wants a positive number of MHz, not 'fast'"),
+    # The UART divisor is the PLL's: 16.2 MHz asked, 16.125 MHz made.
+    (["--board", "icebreaker", "--clock-mhz", "16.2", "--baud", "5000000"],
+     "5000000 baud is too fast for a 16.125 MHz clock"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, args, message):
     out = tmp_path / "out"
