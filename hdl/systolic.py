@@ -38,8 +38,8 @@ Weights are double-buffered: two banks per cell. The next tile's weights load in
 while the current tile computes. A bank is filled by R beats, row 0 first.
 
 Term quantization and other MAC styles (hdl/macs.py): the style's edge logic turns each activation
-into the operand the cells see once, at the array's edge (a TQ array truncates it to its first data_terms HESE terms), and the
-cell's product is the style's.
+into the operand the cells see once, at the array's edge (a TQ array truncates it to its first
+`data_terms` HESE terms), and the cell's product is the style's.
 
 Latency (spec.ArrayConfig.latency): the input register, C - 1 clocks of skew, the cell's three
 stages, the accumulator's add, and the result FIFO.
