@@ -320,7 +320,9 @@ class HostLink(wiring.Component):
                 source.ready.eq(sink.ready),
             ]
         wiring.connect(m, decoder.control, encoder.control)
-        m.d.comb += [
+        # The receiver's error strobes come from its bit timer's comparisons: registered, so they
+        # do not reach the encoder's state through logic (the iCE40 4x4's critical path).
+        m.d.sync += [
             encoder.overrun.eq(receiver.overrun),
             encoder.framing_error.eq(receiver.framing_error),
         ]
