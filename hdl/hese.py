@@ -48,11 +48,8 @@ def check_format(width, signed, budget):
     return width, signed, budget
 
 
-def encode(m, value, *, width, signed, budget):
-    """Combinational HESE encoding of `value` truncated to `budget` terms; returns the term list
-    as a plain Value (Cat of the slots, laid out as term_list_layout)."""
-    max_exp = term_max_exponent(width, signed)
-    exp_width = exponent_width(max_exp)
+def sign_magnitude(m, value, *, width, signed):
+    """(negative, |value| as `width` unsigned bits, bit(i) of the magnitude with 0 outside it)."""
     magnitude = Signal(width, name="magnitude")
     negative = Signal(name="negative")
     if signed:
@@ -66,6 +63,15 @@ def encode(m, value, *, width, signed, budget):
 
     def bit(i):
         return magnitude[i] if 0 <= i < width else Const(0, 1)
+    return negative, magnitude, bit
+
+
+def encode(m, value, *, width, signed, budget):
+    """Combinational HESE encoding of `value` truncated to `budget` terms; returns the term list
+    as a plain Value (Cat of the slots, laid out as term_list_layout)."""
+    max_exp = term_max_exponent(width, signed)
+    exp_width = exponent_width(max_exp)
+    negative, magnitude, bit = sign_magnitude(m, value, width=width, signed=signed)
 
     # Position i emits unless its window is 111 (inside a run) or its middle bit is 0.
     emits, exponents, signs = [], [], []

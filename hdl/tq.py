@@ -35,7 +35,7 @@ from amaranth.lib.wiring import In, Out
 from spec.terms import term_max_exponent, term_product_width, truncated_range
 from spec.tq import TQConfig
 
-from .hese import check_format, encode, term_list_layout, value_shape
+from .hese import check_format, encode, sign_magnitude, term_list_layout, value_shape
 
 
 def pair_term(m, weight_term, data_term, width):
@@ -121,19 +121,7 @@ def truncated_magnitude(m, value, *, width, signed, budget):
     and one addition, not a sum of terms. tests/hdl/test_macs.py checks it against the front-end's
     truncation for every value of 2- to 8-bit formats at every budget."""
     width, signed, budget = check_format(width, signed, budget)
-    magnitude = Signal(width, name="magnitude")
-    negative = Signal(name="negative")
-    if signed:
-        m.d.comb += [
-            negative.eq(value[width - 1]),
-            # -(-2**(width-1)) is 2**(width-1), which fits `width` unsigned bits.
-            magnitude.eq(Mux(negative, -value, value)[:width]),
-        ]
-    else:
-        m.d.comb += magnitude.eq(value)
-
-    def bit(i):
-        return magnitude[i] if 0 <= i < width else Const(0, 1)
+    negative, magnitude, bit = sign_magnitude(m, value, width=width, signed=signed)
 
     # found[k]: exactly k emitting positions above this one (none of them set once k > budget),
     # a one-hot built from the MSB down as in hese.encode.
