@@ -19,8 +19,11 @@ is handled at the edges, from registers:
     entries) is sure to have room for it: `credits` counts its free entries less the results
     still in flight, so a result never has to wait inside the array;
   * a weight beat is accepted when its bank is empty and no vector in flight still reads it;
-    the beat is registered, and the next clock writes its row through a per-row registered load
-    enable (no stream handshake reaches more than one row of cells);
+    the beat is registered and then written systolically, like the activations: column c's
+    weight and the row's load strobe reach cell (r, c) c clocks after cell (r, 0), each cell's
+    strobe from a register of its own (no stream handshake, and no wide load enable, reaches more
+    than one cell). Column c's first vector of a tile reads its weight c clocks late too, so the
+    weights are always in place in time;
   * the result stream's ready only reads the FIFO.
 Each cell has three register stages (operand select, product, accumulate; hdl/cell.py), and the
 accumulator memory's read-modify-write is pipelined with forwarding.
@@ -245,15 +248,36 @@ class SystolicArray(wiring.Component):
             skewed.append(line.o)
 
         # ---------------------------------------------------------------------------------
+        # Weight loading, skewed like the activations: column c's weight and select are delayed c
+        # clocks (shared by every row), and each row's load strobe and bank pass from cell to
+        # cell through a register each.
+        column_layout = data.StructLayout({"weight": lay.weight, **({"select": lay.select} if alpha > 1 else {})})
+        column_beats = []
+        for c in range(cols):
+            line = DelayLine(column_layout, c)
+            m.submodules[f"weight_skew_{c}"] = line
+            m.d.comb += line.i.weight.eq(beat.weights[c])
+            if alpha > 1:
+                m.d.comb += line.i.select.eq(beat.selects[c])
+            column_beats.append(line.o)
+        strobes = [[Signal(name=f"load_r{r}_c{c}") if c else row_load[r] for c in range(cols)] for r in range(rows)]
+        strobe_banks = [[Signal(name=f"load_bank_r{r}_c{c}", reset_less=True) if c else row_bank[r]
+                         for c in range(cols)] for r in range(rows)]
+        for r in range(rows):
+            for c in range(1, cols):
+                m.d.sync += [strobes[r][c].eq(strobes[r][c - 1]), strobe_banks[r][c].eq(strobe_banks[r][c - 1])]
+
+        # ---------------------------------------------------------------------------------
         # The cells.
         row_sums = []
         for r in range(rows):
             psum = Const(0, signed(cfg.acc_width))
             for c in range(cols):
                 inputs = {"activations": skewed[c], "bank": tokens[c].bank, "psum_in": psum,
-                          "load": row_load[r], "load_bank": row_bank[r], "load_weight": beat.weights[c]}
+                          "load": strobes[r][c], "load_bank": strobe_banks[r][c],
+                          "load_weight": column_beats[c].weight}
                 if alpha > 1:
-                    inputs["load_select"] = beat.selects[c]
+                    inputs["load_select"] = column_beats[c].select
                 psum = self._add_cell(m, f"cell_r{r}_c{c}", inputs)
             row_sums.append(psum)
 
