@@ -31,7 +31,6 @@ follow the stream order of software/packing/schedule.py, or the array may wait f
 not sent yet.
 """
 
-import operator
 
 from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import fifo, stream, wiring
@@ -39,6 +38,7 @@ from amaranth.lib.wiring import In, Out
 
 from .systolic import SystolicArray
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
+from spec.checks import positive_int
 
 PROTOCOL_VERSION = 2
 CMD_IDENTIFY, CMD_WEIGHTS, CMD_ACTIVATIONS = ord("I"), ord("W"), ord("A")
@@ -50,16 +50,6 @@ DESCRIPTOR_BYTES = 16
 def beat_bytes(width):
     """Bytes that carry a beat of `width` bits on the line."""
     return (width + 7) // 8
-
-
-def _positive(name, value):
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be at least 1, not {value}")
-    return value
 
 
 class CommandDecoder(wiring.Component):
@@ -75,8 +65,8 @@ class CommandDecoder(wiring.Component):
     """
 
     def __init__(self, *, weight_width, activation_width):
-        self.weight_width = _positive("weight_width", weight_width)
-        self.activation_width = _positive("activation_width", activation_width)
+        self.weight_width = positive_int("weight_width", weight_width)
+        self.activation_width = positive_int("activation_width", activation_width)
         super().__init__({
             "bytes": In(stream.Signature(8)),
             "weights": Out(stream.Signature(self.weight_width)),
@@ -164,7 +154,7 @@ class ResponseEncoder(wiring.Component):
     """
 
     def __init__(self, *, result_width, descriptor):
-        self.result_width = _positive("result_width", result_width)
+        self.result_width = positive_int("result_width", result_width)
         self.descriptor = bytes(descriptor)
         super().__init__({
             "results": In(stream.Signature(self.result_width)),
@@ -274,8 +264,8 @@ class HostLink(wiring.Component):
     def __init__(self, config, *, divisor, rx_buffer=32, tx_buffer=512):
         self.config = config
         self.divisor = check_divisor(divisor)
-        self.rx_buffer = _positive("rx_buffer", rx_buffer)
-        self.tx_buffer = _positive("tx_buffer", tx_buffer)
+        self.rx_buffer = positive_int("rx_buffer", rx_buffer)
+        self.tx_buffer = positive_int("tx_buffer", tx_buffer)
         self.credits = link_credits(config, self.tx_buffer)
         self.descriptor = link_descriptor(config, self.credits)
         self.result_frame_bytes = result_frame_bytes(config)

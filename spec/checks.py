@@ -24,6 +24,20 @@ def check_int(name, value, lo, hi):
     return value
 
 
+def positive_int(name, value):
+    """`value` as an int of at least 1, or a one-line ValueError naming it (for the parameters of
+    components and functions, where a configuration's ConfigError is not the right kind)."""
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be an integer, not {value!r}")
+    try:
+        value = operator.index(value)
+    except TypeError:
+        raise ValueError(f"{name} must be an integer, not {value!r}") from None
+    if value < 1:
+        raise ValueError(f"{name} must be at least 1, not {value}")
+    return value
+
+
 def check_bool(name, value):
     if not isinstance(value, bool):
         raise ConfigError(f"{name} must be True or False, not {value!r}")

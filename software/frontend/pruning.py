@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 from torch.nn.utils import prune
+from spec.checks import positive_int
 
 __all__ = [
     "PRUNABLE",
@@ -63,16 +64,6 @@ def _check_fraction(value, name: str) -> float:
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}") from None
     if not 0.0 <= value <= 1.0:
         raise ValueError(f"{name} must be in [0, 1], got {value}")
-    return value
-
-
-def _positive_int(value, name: str) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
     return value
 
 
@@ -211,8 +202,8 @@ class NMStructured(prune.BasePruningMethod):
     PRUNING_TYPE = "global"
 
     def __init__(self, n: int, m: int):
-        self.n = _positive_int(n, "n")
-        self.m = _positive_int(m, "m")
+        self.n = positive_int("n", n)
+        self.m = positive_int("m", m)
         if self.n > self.m:
             raise ValueError(f"N:M pruning needs n <= m, got n={self.n}, m={self.m}")
 
@@ -231,8 +222,8 @@ class NMStructured(prune.BasePruningMethod):
 def nm_prune(module: nn.Module, n: int, m: int) -> nn.Module:
     """Apply N:M pruning (e.g. ``n=2, m=4``) to ``module``; see :class:`NMStructured`."""
     _check_layer(module, "nm_prune")
-    n = _positive_int(n, f"nm_prune({_describe(module)}): n")
-    m = _positive_int(m, f"nm_prune({_describe(module)}): m")
+    n = positive_int(f"nm_prune({_describe(module)}): n", n)
+    m = positive_int(f"nm_prune({_describe(module)}): m", m)
     if n > m:
         raise ValueError(f"nm_prune({_describe(module)}): n={n} must be <= m={m}")
     NMStructured.apply(module, "weight", n, m, importance_scores=_current_weight(module))
@@ -271,7 +262,7 @@ class TileWise(prune.BasePruningMethod):
 
     def __init__(self, sparsity: float, tile_size: int, row_norm: int = 2):
         self.sparsity = _check_fraction(sparsity, "sparsity")
-        self.tile_size = _positive_int(tile_size, "tile_size")
+        self.tile_size = positive_int("tile_size", tile_size)
         if row_norm not in (1, 2):
             raise ValueError(f"row_norm must be 1 or 2, got {row_norm!r}")
         self.row_norm = row_norm
@@ -313,7 +304,7 @@ def tile_wise_prune(module: nn.Module, sparsity: float, tile_size: int = 128, ro
     _check_layer(module, "tile_wise_prune")
     where = f"tile_wise_prune({_describe(module)})"
     sparsity = _check_fraction(sparsity, f"{where}: sparsity")
-    tile_size = _positive_int(tile_size, f"{where}: tile_size")
+    tile_size = positive_int(f"{where}: tile_size", tile_size)
     if row_norm not in (1, 2):
         raise ValueError(f"{where}: row_norm must be 1 or 2, got {row_norm!r}")
     TileWise.apply(module, "weight", sparsity, tile_size, row_norm, importance_scores=_current_weight(module))

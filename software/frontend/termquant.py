@@ -46,6 +46,7 @@ from dataclasses import dataclass
 import torch
 
 from software.frontend.quant import _channel_view, qrange, quantize
+from spec.checks import positive_int
 
 __all__ = [
     "max_terms",
@@ -65,18 +66,8 @@ __all__ = [
 ]
 
 
-def _positive_int(value, name: str) -> int:
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, got {value!r}") from None
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return value
-
-
 def _check_bits(bits) -> int:
-    bits = _positive_int(bits, "bits")
+    bits = positive_int("bits", bits)
     if bits > 31:
         raise ValueError(f"bits must be <= 31, got {bits}")
     return bits
@@ -211,7 +202,7 @@ def hese_encode(x, bits: int = 8) -> TermCodes:
 
 def truncate_per_value(codes: TermCodes, budget: int) -> TermCodes:
     """Keep the first (largest) ``budget`` terms of every value."""
-    budget = _positive_int(budget, "budget")
+    budget = positive_int("budget", budget)
     slot_index = torch.arange(codes.signs.shape[-1])
     return codes.mask((slot_index < budget).expand_as(codes.signs))
 
@@ -223,8 +214,8 @@ def truncate_groups(codes: TermCodes, group: int, budget: int) -> TermCodes:
     to the lower index in the group. Implemented as one sort per group by the key
     ``(-exponent, index)``, which is unique because a value's exponents are distinct.
     """
-    group = _positive_int(group, "group")
-    budget = _positive_int(budget, "budget")
+    group = positive_int("group", group)
+    budget = positive_int("budget", budget)
     if codes.signs.ndim < 2:
         raise ValueError("truncate_groups needs values with at least one dimension to group along")
     length, slots = codes.signs.shape[-2:]
@@ -326,10 +317,10 @@ class TermFakeQuant(torch.autograd.Function):
 
 def term_fake_quant_weight(w: torch.Tensor, scale, bits: int, group: int, budget: int) -> torch.Tensor:
     """Differentiable term quantization of a weight (signed, group budget, STE)."""
-    return TermFakeQuant.apply(w, scale, _check_bits(bits), True, _positive_int(group, "group"),
-                               _positive_int(budget, "budget"))
+    return TermFakeQuant.apply(w, scale, _check_bits(bits), True, positive_int("group", group),
+                               positive_int("budget", budget))
 
 
 def term_fake_quant_activation(x: torch.Tensor, scale, bits: int, budget: int, signed: bool = False) -> torch.Tensor:
     """Differentiable term quantization of activations (per-value budget, STE)."""
-    return TermFakeQuant.apply(x, scale, _check_bits(bits), bool(signed), None, _positive_int(budget, "budget"))
+    return TermFakeQuant.apply(x, scale, _check_bits(bits), bool(signed), None, positive_int("budget", budget))

@@ -93,7 +93,7 @@ def test_hese_terms_rejects_out_of_range():
         hese_terms(16, 4)
     with pytest.raises(ValueError, match="does not fit"):
         hese_terms(-16, 4)
-    with pytest.raises(ValueError, match="bits must be >= 1"):
+    with pytest.raises(ValueError, match="bits must be at least 1"):
         hese_terms(1, 0)
 
 
@@ -197,9 +197,9 @@ def test_generous_budget_is_lossless():
 
 def test_truncate_groups_validation():
     codes = hese_encode(torch.tensor([[1, 2]]), 4)
-    with pytest.raises(ValueError, match="group must be >= 1"):
+    with pytest.raises(ValueError, match="group must be at least 1"):
         truncate_groups(codes, 0, 1)
-    with pytest.raises(ValueError, match="budget must be >= 1"):
+    with pytest.raises(ValueError, match="budget must be at least 1"):
         truncate_groups(codes, 2, 0)
     with pytest.raises(ValueError, match="same shape"):
         TermCodes(torch.zeros(2, 3, dtype=torch.int8), torch.zeros(2, 2, dtype=torch.int8))
