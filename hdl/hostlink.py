@@ -77,20 +77,32 @@ class CommandDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         n_weight, n_act = beat_bytes(self.weight_width), beat_bytes(self.activation_width)
-        top = 8 * max(n_weight, n_act)
-        # Bytes shift in from the top, so a beat of n bytes ends up in the top n bytes.
-        shift = Signal(top)
+        lanes = max(n_weight, n_act)
+        # A beat of n bytes is assembled in the top n byte lanes, byte i in lane lanes - n + i.
+        # Each byte is written a clock after it arrives, through a registered write enable per
+        # lane: no decision of the state machine reaches every bit of a wide beat (the ULX3S
+        # 16x16's critical path was the shift of the whole beat).
+        beat = Signal(8 * lanes, reset_less=True)
+        lane_write = Signal(lanes)
+        pending = Signal(8, reset_less=True)
+        lane = Signal(range(lanes + 1))          # the lane the next payload byte goes to
         is_weights = Signal()
         count = Signal(16)
-        index = Signal(range(max(n_weight, n_act)))
+        index = Signal(range(lanes))
         last_byte = Mux(is_weights, n_weight - 1, n_act - 1)
         byte = self.bytes.payload
         take = Signal()
+        payload_byte = Signal()
         m.d.comb += [
             take.eq(self.bytes.valid & self.bytes.ready),
-            self.weights.payload.eq(shift[top - 8 * n_weight:]),
-            self.activations.payload.eq(shift[top - 8 * n_act:]),
+            self.weights.payload.eq(beat[8 * (lanes - n_weight):]),
+            self.activations.payload.eq(beat[8 * (lanes - n_act):]),
         ]
+        m.d.sync += pending.eq(byte)
+        for k in range(lanes):
+            m.d.sync += lane_write[k].eq(payload_byte & (lane == k))
+            with m.If(lane_write[k]):
+                m.d.sync += beat[8 * k:8 * (k + 1)].eq(pending)
         with m.If(self.control.ready):
             m.d.sync += self.control.valid.eq(0)
 
@@ -111,17 +123,20 @@ class CommandDecoder(wiring.Component):
             with m.State("count_high"):
                 m.d.comb += self.bytes.ready.eq(1)
                 with m.If(take):
-                    m.d.sync += [count[8:].eq(byte), index.eq(0)]
+                    m.d.sync += [count[8:].eq(byte), index.eq(0),
+                                 lane.eq(Mux(is_weights, lanes - n_weight, lanes - n_act))]
                     with m.If((byte == 0) & (count[:8] == 0)):
                         m.next = "opcode"
                     with m.Else():
                         m.next = "payload"
             with m.State("payload"):
-                m.d.comb += self.bytes.ready.eq(1)
+                m.d.comb += [self.bytes.ready.eq(1), payload_byte.eq(take)]
                 with m.If(take):
-                    m.d.sync += [shift.eq(Cat(shift[8:], byte)), index.eq(index + 1)]
+                    m.d.sync += [index.eq(index + 1), lane.eq(lane + 1)]
                     with m.If(index == last_byte):
-                        m.next = "deliver"
+                        m.next = "settle"
+            with m.State("settle"):         # the last byte is written into its lane
+                m.next = "deliver"
             with m.State("deliver"):
                 m.d.comb += [
                     self.weights.valid.eq(is_weights),
@@ -129,7 +144,8 @@ class CommandDecoder(wiring.Component):
                 ]
                 with m.If((self.weights.valid & self.weights.ready) |
                           (self.activations.valid & self.activations.ready)):
-                    m.d.sync += [count.eq(count - 1), index.eq(0)]
+                    m.d.sync += [count.eq(count - 1), index.eq(0),
+                                 lane.eq(Mux(is_weights, lanes - n_weight, lanes - n_act))]
                     with m.If(count == 1):
                         m.next = "opcode"
                     with m.Else():
