@@ -153,7 +153,7 @@ class SystolicArray(wiring.Component):
         # ---------------------------------------------------------------------------------
         # Tokens: stage k holds the token of the vector that entered k + 1 clocks ago. Stage c
         # is aligned with column c's cell inputs; stage cols + 2 with the row sums, stage
-        # cols + 3 with the accumulated sums.
+        # cols + 3 with the accumulated sums, stage cols + 4 with the sums written before them.
         depth = cols + 5
         valid = [Signal(name=f"valid_{k}") for k in range(depth)]
         tokens = [Signal(lay.token, name=f"token_{k}", reset_less=True) for k in range(depth)]
@@ -172,7 +172,8 @@ class SystolicArray(wiring.Component):
         for b in range(banks):
             m.d.comb += bank_idle[b].eq(users[b] == 0)
 
-        # Weight beats: registered, then written into their row the next clock.
+        # Weight beats: registered, then loaded into their row (systolically, below), one
+        # registered load strobe per row to start.
         m.d.comb += self.weights.ready.eq(~full.bit_select(load_bank, 1) & bank_idle.bit_select(load_bank, 1))
         weight_taken = Signal()
         m.d.comb += weight_taken.eq(self.weights.valid & self.weights.ready)
