@@ -59,6 +59,7 @@ DIGITS_INPUTS, DIGITS_CLASSES = 64, 10
 @dataclasses.dataclass(frozen=True)
 class Options:
     model: str = "digits"
+    trust_pickle: bool = False      # unpickle a whole-module --model file (runs code from the file)
     method: str = "colcomb"
     alpha: int = 8
     # The methods' parameters (software/frontend/sparsity/: the Flags of the methods that read them).
@@ -129,15 +130,25 @@ class Options:
 # Models
 
 
-def load_model_file(path) -> nn.Module:
-    """A model written by ``torch.save(model)``; CompressError naming the file if it is not one."""
+def load_model_file(path, *, trust_pickle=False) -> nn.Module:
+    """A model written by ``torch.save(model)``; CompressError naming the file if it is not one.
+
+    Such a file is a pickle of the whole module, and unpickling runs whatever code the file names.
+    So it is read with ``weights_only=True`` (tensors and plain containers only, nothing executed)
+    unless ``trust_pickle`` says the user trusts the file."""
     if not os.path.isfile(path):
         raise CompressError(f"{path}: no such model file (give 'digits' or a file written by torch.save(model))")
     try:
-        model = torch.load(path, map_location="cpu", weights_only=False)
+        model = torch.load(path, map_location="cpu", weights_only=not trust_pickle)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, AttributeError, ImportError,
             ModuleNotFoundError, ValueError, OSError, IndexError, KeyError, TypeError) as e:
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        text = str(e).strip()
+        if not trust_pickle and "unsupported global" in text.lower():     # the file names a class or function
+            raise CompressError(f"{path}: a pickled module, and unpickling it would run code from the file; "
+                                "pass --trust-pickle only if you trust where it came from") from None
+        # weights_only's own complaint is a paragraph: keep its line that says what was wrong.
+        details = [line.strip() for line in text.splitlines() if "WeightsUnpickler error" in line or "Unsupported" in line]
+        reason = (details[-1] if details else text.splitlines()[0]) if text else type(e).__name__
         raise CompressError(f"{path}: not a readable torch model file ({reason})") from None
     if not isinstance(model, nn.Module):
         raise CompressError(f"{path}: holds a {type(model).__name__}, not an nn.Module (save the model itself, "
@@ -267,7 +278,7 @@ def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
             model, epochs = build_model(seed=opts.seed), 30 if opts.epochs is None else opts.epochs
             where = "digits"
         else:
-            model, epochs = load_model_file(opts.model), opts.epochs or 0
+            model, epochs = load_model_file(opts.model, trust_pickle=opts.trust_pickle), opts.epochs or 0
             where = opts.model
         check_digits_model(model, where)     # before spending time on training
         if epochs:
@@ -396,8 +407,12 @@ def build_parser(prog="python -m software"):
         epilog=_fill("Example: python -m software compress --model digits --method colcomb --alpha 8 --gamma 0.5 "
                      "--quant int8 --rows 32 --cols 32 -o out/"))
     p.add_argument("--model", default="digits",
-                   help="'digits' (the 64-128-64-10 MLP) or a file written by torch.save(model) -- unpickled, so "
-                        "only files you trust (default digits)")
+                   help="'digits' (the 64-128-64-10 MLP) or a file written by torch.save(model), which needs "
+                        "--trust-pickle (default digits)")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow --model to be a pickled whole module: unpickling runs code named in the file, so a "
+                        "hostile file can do anything your account can; without this flag such a file is refused "
+                        "and nothing in it runs")
     p.add_argument("--alpha", type=int, default=8, help="activations per array column = columns combined (default 8)")
     _add_method_arguments(p)
     p.add_argument("--quant", choices=tuple(QUANTS), default="int8",

@@ -87,11 +87,11 @@ def test_bad_input_gets_one_line_naming_it(tmp_path, capsys, case, message):
     args = ["compress", *FAST, "-o", str(out)]
     if case == "unsupported":
         args += ["--model", str(_saved(tmp_path, nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(),
-                                                                  nn.Linear(32, 10))))]
+                                                                  nn.Linear(32, 10)))), "--trust-pickle"]
     elif case == "shape":
-        args += ["--model", str(_saved(tmp_path, nn.Sequential(nn.Linear(100, 32), nn.ReLU(), nn.Linear(32, 10))))]
+        args += ["--model", str(_saved(tmp_path, nn.Sequential(nn.Linear(100, 32), nn.ReLU(), nn.Linear(32, 10)))), "--trust-pickle"]
     elif case == "classes":
-        args += ["--model", str(_saved(tmp_path, nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3))))]
+        args += ["--model", str(_saved(tmp_path, nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 3)))), "--trust-pickle"]
     elif case == "corrupt":
         path = tmp_path / "model.pt"
         path.write_bytes(b"\x80\x04garbage" * 10)
@@ -121,10 +121,39 @@ def test_a_model_file_is_fine_tuned_and_packed(tmp_path, capsys):
     model = nn.Sequential(nn.Unflatten(1, (1, 8, 8)), nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(),
                           nn.Linear(4 * 36, 10))
     out = tmp_path / "out"
-    assert main(["compress", "--model", str(_saved(tmp_path, model)), "--epochs", "3", "--finetune-epochs", "3",
+    assert main(["compress", "--model", str(_saved(tmp_path, model)), "--trust-pickle", "--epochs", "3", "--finetune-epochs", "3",
                  "--alpha", "4", "--rows", "4", "-q", "-o", str(out)]) == 0
     packed, manifest = load(out / "model.npz")
     assert packed.layers[0].conv is not None and manifest["steps"][0] == {"reshape": "0", "shape": [1, 8, 8]}
+
+
+class _Hostile:
+    """Unpickling this runs `touch`: what a hostile model file can do."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        import os
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_hostile_model_file_runs_nothing_without_trust_pickle(tmp_path):
+    """The file's code never runs: one line, exit 2, nothing written; the marker stays absent."""
+    marker, out = tmp_path / "code-ran", tmp_path / "out"
+    path = tmp_path / "hostile.pt"
+    torch.save({"model": _Hostile(marker)}, path)
+    done = run_cli("compress", *FAST, "--model", str(path), "-o", str(out))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and "pass --trust-pickle only if you trust" in done.stderr
+    assert not marker.exists() and not out.exists()
+
+
+def test_a_pickled_module_needs_trust_pickle(tmp_path, capsys):
+    path = _saved(tmp_path, nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10)))
+    assert main(["compress", *FAST, "--model", str(path), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a pickled module, and unpickling it would run code" in err
 
 
 def test_evaluate_rejects_a_corrupt_file(tmp_path, capsys):
