@@ -8,6 +8,7 @@ beside its golden models.
 
 import dataclasses
 import importlib
+import json
 import os
 import shutil
 import tempfile
@@ -89,7 +90,6 @@ def write(design, out):
     staging directory inside `out` first; then the old files (if any) are set aside and the new
     ones moved in. If any step fails, the old files are put back: a failure never leaves a
     half-written file, or a new Verilog beside an old manifest. Returns the two paths."""
-    import json
     os.makedirs(out, exist_ok=True)
     names = {f"{design.top}.v": design.verilog,
              "manifest.json": json.dumps(design.manifest, indent=2, sort_keys=True) + "\n"}

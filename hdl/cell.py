@@ -6,9 +6,9 @@ from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-# Register stages from the cell's activation inputs to its partial sum: operand select, product,
-# accumulate. The array's latency and the cycle model count them (spec.array.CELL_STAGES).
-STAGES = 3
+# Register stages from the cell's activation inputs to its partial sum (operand select, product,
+# accumulate): the spec's latency and cycle model count them, elaborate() builds exactly these.
+from spec.array import CELL_STAGES
 
 
 class ColumnCombiningCell(wiring.Component):
@@ -69,7 +69,7 @@ class ColumnCombiningCell(wiring.Component):
 
     @property
     def latency(self):
-        return STAGES
+        return CELL_STAGES
 
     def elaborate(self, platform):
         m = Module()

@@ -6,16 +6,10 @@ that operand (once per activation, not once per cell), and the product a cell co
 style is one class here and one line in MAC_HARDWARE (and its spec in spec/macs.py).
 """
 
-from amaranth.hdl import signed, unsigned
-
 from spec.terms import term_max_exponent
 
-from .hese import term_list_layout
+from .hese import term_list_layout, value_shape
 from .tq import ShiftAddMultiply, TruncatedActivation, truncated_layout
-
-
-def value_shape(width, is_signed):
-    return signed(width) if is_signed else unsigned(width)
 
 
 class IntegerMacHardware:

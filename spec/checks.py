@@ -11,14 +11,19 @@ class ConfigError(ValueError):
     """An invalid configuration. The message is one line, fit for a command line."""
 
 
+def _integer(name, value, error):
+    """`value` as an int (not a bool), or `error` naming the field."""
+    if isinstance(value, bool):
+        raise error(f"{name} must be an integer, not {value!r}")
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise error(f"{name} must be an integer, not {value!r}") from None
+
+
 def check_int(name, value, lo, hi):
     """`value` as an int in [lo, hi], or a one-line ConfigError naming the field."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{name} must be an integer, not {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ConfigError(f"{name} must be an integer, not {value!r}") from None
+    value = _integer(name, value, ConfigError)
     if not lo <= value <= hi:
         raise ConfigError(f"{name} must be between {lo} and {hi}, not {value}")
     return value
@@ -27,12 +32,7 @@ def check_int(name, value, lo, hi):
 def positive_int(name, value):
     """`value` as an int of at least 1, or a one-line ValueError naming it (for the parameters of
     components and functions, where a configuration's ConfigError is not the right kind)."""
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be an integer, not {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError:
-        raise ValueError(f"{name} must be an integer, not {value!r}") from None
+    value = _integer(name, value, ValueError)
     if value < 1:
         raise ValueError(f"{name} must be at least 1, not {value}")
     return value
