@@ -42,6 +42,7 @@ from software.packing.colcomb import dense_grouping, pack
 from spec import ArrayConfig
 from software.golden.cycles import layer_cost
 from software.frontend.intmodel import IntModel, TermBudget, export_model, plan_model
+from software.output_set import output_problem, output_set
 from software.packfile import PackedModelError, load, save, write_atomically
 from software.packing.schedule import schedule_layer
 from software.frontend.sparsity import SPARSITY, CompressError, SparsityMethod, lookup, method_flags
@@ -50,6 +51,7 @@ METHODS = tuple(SPARSITY)       # the --method names; software/frontend/sparsity
 QUANTS = {"int8": 8, "int6": 6, "int4": 4, "tq": 8}
 ACC_WIDTH = 32
 DIGITS_INPUTS, DIGITS_CLASSES = 64, 10
+DIGITS_PIXEL_MAX = 1.0         # software.models.digits scales pixels to [0, 1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -341,13 +343,33 @@ def format_result(result: Result) -> str:
     return "\n\n".join([head, accuracy, array, summary])
 
 
+OUTPUT_MARKER = "model.npz"     # what makes a directory an earlier output of compress
+
+
 def write_outputs(result: Result, out_dir):
-    """model.npz, manifest.json, report.json into ``out_dir``, each atomically."""
-    os.makedirs(out_dir, exist_ok=True)
+    """model.npz, manifest.json, report.json as directory ``out_dir``, written as a set
+    (software.output_set): all three or, on any failure, the previous output untouched."""
     report = result.report()
-    manifest = save(result.int_model, os.path.join(out_dir, "model.npz"), info=report)
-    write_atomically(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    write_atomically(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    with output_set(out_dir, marker=OUTPUT_MARKER) as staging:
+        manifest = save(result.int_model, os.path.join(staging, OUTPUT_MARKER), info=report)
+        write_atomically(os.path.join(staging, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_atomically(os.path.join(staging, "report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def check_digits_input(model: IntModel, path):
+    """A packed model that the digits commands can run: 64 inputs, and an input scale that does
+    not saturate the pixels (0 to 1): with 2**e * (2**act_width - 1) < 1 every bright pixel would
+    become the same largest value and the model would answer from clipped images."""
+    if int(np.prod(model.input_shape)) != DIGITS_INPUTS:
+        raise PackedModelError(f"{path}: takes inputs of shape {model.input_shape}, digits images have "
+                               f"{DIGITS_INPUTS} values")
+    top = (1 << model.act_bits) - 1
+    if 2.0 ** model.input_exponent * top < DIGITS_PIXEL_MAX:
+        least = math.ceil(math.log2(DIGITS_PIXEL_MAX / top))
+        raise PackedModelError(f"{path}: input scale 2**{model.input_exponent} saturates digits pixels (0 to "
+                               f"{DIGITS_PIXEL_MAX:g}); a {model.act_bits}-bit input needs an exponent of at least "
+                               f"{least}")
+    return model
 
 
 # ----------------------------------------------------------------------------------------------
@@ -450,8 +472,8 @@ def main(argv=None) -> int:
 
 
 def _compress(args) -> int:
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise CompressError(f"output path {args.output} exists and is not a directory")
+    if problem := output_problem(args.output, OUTPUT_MARKER):      # before minutes of training
+        raise CompressError(problem)
     fields = {f.name for f in dataclasses.fields(Options)}
     opts = Options(**{k: v for k, v in vars(args).items() if k in fields}, progress=not args.quiet).validate()
     result = compress(opts)
@@ -465,9 +487,7 @@ def _evaluate(args) -> int:
     from software.models.digits import load_digits_split
     model, manifest = load(args.packed)
     split = load_digits_split()
-    if int(np.prod(model.input_shape)) != DIGITS_INPUTS:
-        raise PackedModelError(f"{args.packed}: takes inputs of shape {model.input_shape}, digits images have "
-                               f"{DIGITS_INPUTS} values")
+    check_digits_input(model, args.packed)
     x_int = model.quantize_input(split.x_test)
     accuracy = accuracy_of(model.predict(x_int), split.y_test.numpy())
     cfg = model.config
