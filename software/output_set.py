@@ -55,8 +55,17 @@ def output_problem(out, marker=None):
         if not os.path.isdir(probe):
             return f"cannot create {out}: {probe} is not a directory"
         parent = probe
-    if not os.access(parent, os.W_OK | os.X_OK):
-        return f"cannot write to {parent}: permission denied"
+    return _unwritable(parent)
+
+
+def _unwritable(directory):
+    """Why nothing can be created in ``directory``, or None. Tried, not guessed from permission
+    bits: root passes every os.access check, and a read-only file system (/proc, a mounted image)
+    refuses writes whatever the bits say."""
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".sparsegen-probe-", dir=directory))
+    except OSError as e:
+        return f"cannot write to {directory}: {e.strerror or e}"
     return None
 
 
@@ -118,6 +127,4 @@ def directory_problem(path):
         probe = _first_existing(os.path.dirname(path))
         if not os.path.isdir(probe):
             return f"cannot create {path}: {probe} is not a directory"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"cannot write to {probe}: permission denied"
-    return None
+    return _unwritable(probe)

@@ -182,9 +182,10 @@ def _first_line(e):
 
 
 def _read_members(path):
-    with np.load(path, allow_pickle=False) as npz:
-        if not hasattr(npz, "files"):
-            raise ValueError("a single .npy array, not an .npz archive")
+    npz = np.load(path, allow_pickle=False)
+    if not isinstance(npz, np.lib.npyio.NpzFile):
+        raise ValueError("a single .npy array, not an .npz archive")
+    with npz:
         return {name: npz[name] for name in npz.files}   # reads every member: zip CRCs are checked
 
 

@@ -120,6 +120,10 @@ class Options:
             value = getattr(self, name)
             if value < (0 if name == "finetune_epochs" else 1):
                 raise CompressError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'finetune_epochs' else '>= 1'}, not {value}")
+        for name in ("lr", "weight_terms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise CompressError(f"--{name.replace('_', '-')} must be a positive number, not {value}")
         if self.epochs is not None and self.epochs < 0:
             raise CompressError(f"--epochs must be >= 0, not {self.epochs}")
         method.validate(self)

@@ -22,7 +22,6 @@ def read(path):
     with np.load(path, allow_pickle=False) as npz:
         members = {name: npz[name] for name in npz.files}
     members["manifest"] = json.loads(members["manifest"].tobytes().decode())
-    del members[DIGEST]
     return members
 
 
@@ -214,3 +213,16 @@ def crafted_files(valid, out_dir):
         path = pathlib.Path(out_dir) / f"crafted{i:02d}.npz"
         write(members, path)
         yield name, path, where
+
+
+def make_packed(path, *, seed=0):
+    """A valid packed model of the digits MLP (untrained weights, calibrated on the digits training
+    split: seconds), written to ``path``; returns its IntModel."""
+    from software.frontend.intmodel import export_model
+    from software.models.digits import build_model, load_digits_split
+    from software.packfile import save
+    from spec import ArrayConfig
+    config = ArrayConfig(rows=8, cols=8, alpha=8, act_signed=False)
+    model = export_model(build_model(seed=seed), config, load_digits_split().x_train)
+    save(model, path)
+    return model
