@@ -134,8 +134,13 @@ def members_of(manifest, arrays):
 def save(model: IntModel, path, info=None):
     """Write ``model`` to ``path`` atomically (a temporary file renamed into place); returns the manifest."""
     manifest, arrays = manifest_and_arrays(model, info)
+    members = members_of(manifest, arrays)
+    try:        # what load() would refuse is never written (a layer the export let through, say)
+        _validate(_manifest(members), members)
+    except _Invalid as e:
+        raise PackedModelError(f"{os.fspath(path)}: not written, the model is not a valid packed model ({e})") from None
     buffer = io.BytesIO()
-    np.savez_compressed(buffer, **members_of(manifest, arrays))
+    np.savez_compressed(buffer, **members)
     write_atomically(path, buffer.getvalue())
     return manifest
 

@@ -8,7 +8,7 @@ import pytest
 from software.frontend import compress
 from software.frontend.compress import check_digits_input
 from software.models.digits import load_digits_split
-from software.packfile import PackedModelError, load
+from software.packfile import PackedModelError, load, save
 from tests.reliability import crafted
 
 
@@ -70,3 +70,13 @@ def test_any_member_edited_without_a_new_hash_is_refused(valid, tmp_path):
         crafted.write(members, tmp_path / "stale.npz", recompute=False)
         with pytest.raises(PackedModelError, match="corrupt packed model .checksum mismatch"):
             load(tmp_path / "stale.npz")
+
+
+def test_save_never_writes_what_load_would_refuse(valid, tmp_path):
+    import dataclasses
+    model, _ = load(valid)
+    first = model.layers[0]
+    bad = dataclasses.replace(model, steps=(dataclasses.replace(first, shift=first.shift - 40),) + model.steps[1:])
+    with pytest.raises(PackedModelError, match="not written.*hidden-layer shifts"):
+        save(bad, tmp_path / "bad.npz")
+    assert not list(tmp_path.iterdir())
