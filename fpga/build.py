@@ -223,8 +223,8 @@ def write_link_verilog(config, out_dir, *, divisor, rx_buffer=32, tx_buffer=512)
     """The host link (UART + decoder + array) as Verilog, top `sparsegen_hostlink`, with a manifest
     that sim/runner.py and any host program can read, written as a set. Returns the manifest."""
     from amaranth.back import verilog
+    check_output_dir(out_dir, "manifest.json")     # before elaborating: a refused link is not left unused
     link = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, tx_buffer=tx_buffer)
-    check_output_dir(out_dir, "manifest.json")
     text = verilog.convert(link, name=LINK_TOP, emit_src=False)
     manifest = link_manifest(link, top=LINK_TOP, verilog_text=text)
     with output_set(out_dir, marker="manifest.json") as staging:
