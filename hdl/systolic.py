@@ -126,6 +126,14 @@ class SystolicArray(wiring.Component):
         })
 
     @property
+    def chain_width(self):
+        """Width of the partial sums along a row: enough for any sum of `cols` products (one tile
+        row), no more. A row's sum is exact at this width, so the accumulator after the array,
+        `acc_width` wide, sign-extends it and wraps exactly as a full-width chain would; the
+        narrower chain saves each cell's adder and register bits."""
+        return min(self.config.acc_width, self.config.min_acc_width)
+
+    @property
     def latency(self):
         """Clocks from an activation handshake to its result being valid, without stalls."""
         return self.config.latency
@@ -133,14 +141,14 @@ class SystolicArray(wiring.Component):
     def _make_cell(self, dsp=False):
         cfg, lay = self.config, self.layouts
         return ColumnCombiningCell(dsp=dsp, alpha=cfg.alpha, act_shape=lay.operand, weight_shape=lay.weight,
-                                   acc_width=cfg.acc_width, banks=cfg.banks, multiply=MAC_HARDWARE[cfg.mac].multiply(cfg),
+                                   acc_width=self.chain_width, banks=cfg.banks, multiply=MAC_HARDWARE[cfg.mac].multiply(cfg),
                                    product_stages=cfg.product_stages)
 
     def _add_cell(self, m, name, index, inputs):
         """Cell `name` with its inputs connected; returns its partial-sum output. As a submodule,
         or as an instance of the shared cell module wired straight to the signals it reads (no
         per-cell copies of them: they are most of a flat netlist)."""
-        acc = signed(self.config.acc_width)
+        acc = signed(self.chain_width)
         if self.shared_cell is None:
             cell = self._make_cell(dsp=index < self.dsp_cells)
             m.submodules[name] = cell
@@ -282,7 +290,7 @@ class SystolicArray(wiring.Component):
         # The cells.
         row_sums = []
         for r in range(rows):
-            psum = Const(0, signed(cfg.acc_width))
+            psum = Const(0, signed(self.chain_width))
             for c in range(cols):
                 inputs = {"activations": skewed[c], "bank": tokens[c].bank, "psum_in": psum,
                           "load": strobes[r][c], "load_bank": strobe_banks[r][c],

@@ -141,20 +141,31 @@ def test_array_matches_golden(case, stall):
 
 
 @pytest.mark.parametrize("settings", [dict(), dict(act_signed=False), dict(weight_signed=False),
-                                      dict(act_signed=False, weight_signed=False), dict(multiplier="parallel")],
+                                      dict(act_signed=False, weight_signed=False), dict(multiplier="parallel"),
+                                      # 40 products of up to 64 wrap a 10-bit accumulator; the
+                                      # partial sums along a row are 9 bits (chain_width)
+                                      dict(act_width=4, weight_width=4, acc_width=10, in_features=40)],
                          ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()) or "signed")
 def test_extreme_operands(settings):
     """Every pairing of the smallest and largest activation and weight (-128 x -128 and the like),
     in LUT-form cells (split multipliers) and DSP-form cells of one array."""
+    settings = dict(settings)
+    in_features = settings.pop("in_features", 4)
     config = ArrayConfig(rows=4, cols=2, alpha=2, **settings)
     rng = np.random.default_rng(11)
     (w_lo, w_hi), (x_lo, x_hi) = config.weight_range, config.act_range
-    w = rng.choice([w_lo, w_hi, w_lo + 1, w_hi - 1], size=(4, 4))
-    x = rng.choice([x_lo, x_hi], size=(6, 4))
+    w = rng.choice([w_lo, w_hi, w_lo + 1, w_hi - 1], size=(4, in_features))
+    x = rng.choice([x_lo, x_hi], size=(6, in_features))
+    if in_features > 4:     # same signs everywhere, so that the sums grow until they wrap
+        w, x = rng.choice([w_lo, w_lo + 1], size=w.shape), rng.choice([x_lo, x_lo + 1], size=x.shape)
     layer = combine(w, config.alpha, gamma=1.0)
     schedule = schedule_layer(config, layer, x)
     got, _ = simulate(config, schedule, dsp_cells=4)
-    assert np.array_equal(schedule.assemble(got), reference_layer(layer.unpack(), x, config.acc_width))
+    expected = reference_layer(layer.unpack(), x, config.acc_width)
+    assert np.array_equal(schedule.assemble(got), expected)
+    if in_features > 4:
+        wide = reference_layer(layer.unpack(), x, 64)
+        assert not np.array_equal(expected, wide), "the sums were meant to wrap"
 
 
 def test_reset_in_the_middle_of_a_stream():
