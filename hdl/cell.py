@@ -24,8 +24,9 @@ class ColumnCombiningCell(wiring.Component):
                two, an integer product is split at the weight's middle bit: the first stage holds
                operand x low half and operand x high half (two LUT multipliers of half the
                depth), the second their sum. A `dsp` cell, whose product goes to one DSP block,
-               and a MAC style's product are instead computed whole and registered twice (the
-               registers a DSP block can hold: iCE40 SB_MAC16 takes them in);
+               computes it whole and registers it twice (the registers a DSP block can hold:
+               iCE40 SB_MAC16 takes them in). A MAC style's `multiply` registers its own
+               intermediate values when called with split=True;
       psum     psum_in + product, one register per cell: what makes the row systolic.
     An activation presented at clock t reaches psum_out at t + `latency`; psum_in must come one
     clock earlier.
@@ -37,7 +38,8 @@ class ColumnCombiningCell(wiring.Component):
     `dsp`: the integer product is for a DSP block (see stage "product" above); the result is the same.
 
     `multiply`, if given, replaces the integer product `operand * weight`: a callable
-    (module, operand, weight) -> Value with a `shape` attribute (hdl/macs.py).
+    (module, operand, weight, *, split) -> Value with a `shape` attribute (hdl/macs.py); with
+    split=True it registers its intermediate values once, so its value comes a clock later.
 
     Members
     -------
@@ -95,16 +97,17 @@ class ColumnCombiningCell(wiring.Component):
         """The registered product of the registered `operand` and `weight`, `product_stages`
         clocks after them."""
         if self.multiply is not None:
-            shape = self.multiply.shape
-            full = self.multiply(m, operand, weight)
-        else:
-            width = Shape.cast(self.act_shape).width + Shape.cast(self.weight_shape).width + 1
-            shape = signed(width)
-            full = operand * weight
+            # Two stages: the style registers its own intermediate values (split=True).
+            product = Signal(self.multiply.shape, name="product", reset_less=True)
+            m.d.sync += product.eq(self.multiply(m, operand, weight, split=self.product_stages == 2))
+            return product
+        width = Shape.cast(self.act_shape).width + Shape.cast(self.weight_shape).width + 1
+        shape = signed(width)
+        full = operand * weight
         product = Signal(shape, name="product", reset_less=True)
         if self.product_stages == 1:
             m.d.sync += product.eq(full)
-        elif self.multiply is not None or self.dsp:
+        elif self.dsp:
             early = Signal(shape, name="product_early", reset_less=True)
             m.d.sync += [early.eq(full), product.eq(early)]
         else:
