@@ -518,8 +518,10 @@ One cell of the array as `python -m gen --mac ...` builds it ({seconds:.0f} s): 
 operands, a 32-bit partial sum, every input from a flip-flop (as in the array), at α = 1 (dense)
 and α = 8 (an 8-way operand multiplexer in the cell). LUT4 are the cell module's own, counted with
 the hierarchy kept (`synth_* -noflatten`): iCE40 SB_LUT4, ECP5 LUT4 + 2 × CCU2C. No DSP blocks; the
-int8 product is a Booth adder tree (Yosys `booth`, as `fpga build` makes LUT multipliers). "vs int8"
-is the LUT4 ratio to the int8 cell of the same device and α. Fmax: nextpnr on the cell alone between
+int8 product is a Booth adder tree (Yosys `booth`, as `fpga build` makes LUT multipliers). Every
+cell has the array's default two product stages (`--multiplier pipelined`: the int8 cell's two
+half products, then their sum; the TQ cells' shifted terms, then their sum) except *int8 one-stage
+product* (`--multiplier parallel`). "vs int8" is the LUT4 ratio to the int8 cell of the same device and α. Fmax: nextpnr on the cell alone between
 registers (iCE40UP5K-SG48, ECP5-85F CABGA381, {TARGET_MHZ} MHz target, seed 1).
 
 - *TQ shift-add W×D*: the `--mac tq` cell: the array's edge truncates each activation to its D
