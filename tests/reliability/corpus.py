@@ -38,19 +38,14 @@ MODULES = {          # command -> (module run by python -m, its main, the argv p
 class Case:
     command: str
     argv: tuple
-    why: str = ""
 
     @property
     def id(self):
-        return f"{self.command}: {self.why or ' '.join(self.argv)}"
+        return f"{self.command}: {' '.join(self.argv)}"
 
 
 def _cases(command, *argvs):
     return [Case(command, tuple(a.split()) if isinstance(a, str) else tuple(a)) for a in argvs]
-
-
-def _why(command, pairs):
-    return [Case(command, tuple(argv.split()), why) for why, argv in pairs]
 
 
 OUT = "-o {out}"
