@@ -137,7 +137,8 @@ def summary_columns(plan):
     varying = [RENAMED_SETTINGS.get(n, n) for n in SETTINGS
                if n != "label" and len({repr(p.settings[n]) for p in plan.points}) > 1]
     outputs = [n for n, c in OUTPUTS.items() if c.stage in plan.stages and c.title
-               and n not in ("dense_utilization", "critical_path", "rtl_model_cycles")]
+               and n not in ("float_dense_accuracy", "pruned_float_accuracy", "dense_tiles", "dense_cycles",
+                             "dense_utilization", "critical_path", "rtl_model_cycles", "clock_mhz")]
     if "fpga" in plan.stages and "cycles" in plan.stages:
         outputs.append("images_per_s")
     return ["label", *varying, *dict.fromkeys(outputs), "status"]
