@@ -53,6 +53,7 @@ OUTPUTS = {
     "clock_mhz": Column("fpga", None, "array clock (MHz)", "{:g}"),
     "timing_pass": Column("fpga", None, "meets clock"),
     "critical_path": Column("fpga", None, "critical path"),
+    "fpga_seconds": Column("fpga", None, "build seconds", "{:.0f}"),
     "images_per_s": Column("fpga", "max", "images/s at Fmax", "{:.0f}"),
 }
 BOOKKEEPING = {
@@ -138,7 +139,8 @@ def summary_columns(plan):
                if n != "label" and len({repr(p.settings[n]) for p in plan.points}) > 1]
     outputs = [n for n, c in OUTPUTS.items() if c.stage in plan.stages and c.title
                and n not in ("float_dense_accuracy", "pruned_float_accuracy", "dense_tiles", "dense_cycles",
-                             "dense_utilization", "critical_path", "rtl_model_cycles", "clock_mhz")]
+                             "dense_utilization", "critical_path", "rtl_model_cycles", "clock_mhz",
+                             "fpga_seconds")]
     if "fpga" in plan.stages and "cycles" in plan.stages:
         outputs.append("images_per_s")
     return ["label", *varying, *dict.fromkeys(outputs), "status"]
