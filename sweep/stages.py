@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import pathlib
 import shutil
+import tempfile
 import time
 
 from .cache import Cache
@@ -168,14 +170,15 @@ def run_fpga(config, parents, staging):
     with open(parents["design"]["entry"] + "/design/manifest.json") as f:
         hardware = config_from_manifest(json.load(f))
     board = get_board(config["board"])
-    out = staging / "build"
-    result = build(board, hardware, str(out), baud=config["baud"], dsp=config["dsp"],
-                   clock_mhz=config["clock_mhz"], time_limit=config["time_limit"])
-    summary = result.summary
-    # Keep the summary, report, link manifest and bitstream; the netlists can take hundreds of MB.
-    for path in out.iterdir():
-        if path.name not in (*KEEP_FROM_BUILD, summary["bitstream"]):
-            shutil.rmtree(path) if path.is_dir() else path.unlink()
+    # The tools work on the worker's local disk (their netlists can take hundreds of MB); only the
+    # summary, report, link manifest and bitstream go into the cache, which may be a shared file system.
+    with tempfile.TemporaryDirectory(prefix="sweep-fpga-") as local:
+        result = build(board, hardware, os.path.join(local, "build"), baud=config["baud"], dsp=config["dsp"],
+                       clock_mhz=config["clock_mhz"], time_limit=config["time_limit"])
+        summary = result.summary
+        os.makedirs(staging / "build")
+        for name in (*KEEP_FROM_BUILD, summary["bitstream"]):
+            shutil.copy2(os.path.join(local, "build", name), staging / "build" / name)
     resources = summary["resources"]
     used = lambda name: resources.get(name, {}).get("used")   # noqa: E731
     clock = summary["array_clock"]
