@@ -27,7 +27,8 @@ sys.path.insert(0, str(ROOT))
 import report  # noqa: E402
 
 SWEEP = ROOT / "examples" / "sweeps" / "scaling.toml"
-HEADERS = ["run", "workers", "points", "tasks run", "wall seconds", "vs 1 worker", "load average before"]
+HEADERS = ["run", "workers", "points", "tasks run", "wall seconds", "vs 1 worker", "stage seconds (sum)",
+           "stage seconds / wall", "load average before"]
 
 
 def timed_sweep(sweep_file, workers, cache, out):
@@ -40,6 +41,19 @@ def timed_sweep(sweep_file, workers, cache, out):
     if proc.returncode != 0:
         sys.exit(f"{' '.join(command)} failed: {proc.stderr.strip().splitlines()[-1:]}")
     return seconds, proc.stdout
+
+
+def stage_seconds(cache):
+    """The seconds the workers spent in stages (start to end of each, from the cache's events.jsonl;
+    a shared stage counts once): the work, against which the wall time shows the parallelism."""
+    starts, busy = {}, 0.0
+    for line in (cache / "events.jsonl").read_text().splitlines():
+        event = json.loads(line)
+        if event["event"] == "start":
+            starts[event["key"]] = event["time"]
+        elif event["key"] in starts:
+            busy += event["time"] - starts.pop(event["key"])
+    return busy
 
 
 def tasks_run(output):
@@ -61,13 +75,14 @@ def main(argv=None):
             seconds, output = timed_sweep(args.sweep, workers, cache, pathlib.Path(tmp) / f"out{workers}")
             first = first or seconds
             points = len(json.loads((pathlib.Path(tmp) / f"out{workers}" / "results.json").read_text()))
+            busy = stage_seconds(cache)
             rows.append(["empty cache", workers, points, tasks_run(output), f"{seconds:.1f}",
-                         f"{first / seconds:.2f}x", f"{load:.1f}"])
+                         f"{first / seconds:.2f}x", f"{busy:.1f}", f"{busy / seconds:.2f}", f"{load:.1f}"])
             print(f"  {workers} workers: {seconds:.1f} s", file=sys.stderr, flush=True)
         load = os.getloadavg()[0]
         seconds, output = timed_sweep(args.sweep, args.workers[-1], cache, pathlib.Path(tmp) / "rerun")
         rows.append(["rerun, every result cached", "(none started)", points, tasks_run(output), f"{seconds:.1f}",
-                     f"{first / seconds:.2f}x", f"{load:.1f}"])
+                     f"{first / seconds:.2f}x", "0", "0", f"{load:.1f}"])
     table = report.markdown_table(HEADERS, rows)
     print(table)
     if args.docs:

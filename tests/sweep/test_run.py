@@ -108,3 +108,18 @@ def test_command_writes_csv_json_and_pareto_plot(client, tmp_path, capsys):
     assert cli.main([str(path), "-o", str(out), "--cache", str(cache), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "0 tasks to run, 5 results from the cache" in printed and "dashboard" not in printed
+
+
+@pytest.mark.slow
+def test_smoke_example_runs_on_a_local_cluster_of_processes(tmp_path):
+    """The README's command, as a user runs it: two worker processes, every point ok."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "sweep", "examples/sweeps/smoke.toml", "-o", str(tmp_path / "out"),
+                           "--cache", str(tmp_path / "cache"), "--workers", "2", "--no-progress"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "Dask: LocalCluster, 2 workers; dashboard http" in proc.stdout
+    rows = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert len(rows) == 4 and all(r["status"] == "ok" for r in rows)
+    assert (tmp_path / "out" / "pareto_int_accuracy_vs_cycles.png").exists()
