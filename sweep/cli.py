@@ -101,6 +101,8 @@ def main(argv=None) -> int:
         plan = load(args.file)
     except SweepFileError as e:
         return fail(str(e))
+    if args.docs and not plan.page:
+        return fail(f"--docs: {args.file} names no result page (page = ...)")
     if args.workers < 1:
         return fail(f"--workers must be at least 1, not {args.workers}")
     out_dir = args.output or os.path.join("out", "sweeps", plan.name)

@@ -112,6 +112,17 @@ def test_command_line_refusal_has_no_traceback(tmp_path):
     assert proc.returncode == 2 and len(proc.stderr.splitlines()) == 1 and "rows must be an integer" in proc.stderr
 
 
+def test_docs_needs_a_page(tmp_path, capsys):
+    path = write(tmp_path, GOOD)
+    assert cli.main([str(path), "--docs", str(tmp_path / "docs"), "--cache", str(tmp_path / "cache")]) == 2
+    assert capsys.readouterr().err == f"python -m sweep: error: --docs: {path} names no result page (page = ...)\n"
+    assert not (tmp_path / "docs").exists()
+
+
 def test_examples_parse():
     smoke = load("examples/sweeps/smoke.toml")
     assert 1 <= len(smoke.points) <= 4 and smoke.stages == ("compress", "cycles")
+    digits = load("examples/sweeps/digits.toml")
+    assert len(digits.points) == 70 and digits.page == "digits" and digits.stages == ("compress", "cycles", "rtl")
+    assert [p.settings["rtl_images"] for p in digits.points].count(450) == 5
+    assert len(load("examples/sweeps/scaling.toml").points) == 12
