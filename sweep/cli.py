@@ -53,8 +53,12 @@ def fail(message) -> int:
     return 2
 
 
+class ClusterUnavailable(Exception):
+    """The scheduler cannot be reached or the LocalCluster not started; the message is one line."""
+
+
 def start_client(args):
-    """(client, cluster or None); a scheduler that cannot be reached is a SweepFileError-like one line."""
+    """(client, cluster or None): a LocalCluster of args.workers processes, or the --scheduler's client."""
     from distributed import Client, LocalCluster
     if args.scheduler:
         return Client(args.scheduler, timeout="20s"), None
@@ -116,7 +120,13 @@ def main(argv=None) -> int:
     def connect():
         """Start the LocalCluster or reach the scheduler, once, when the first task is submitted."""
         if not opened:
-            client, cluster = start_client(args)
+            try:
+                client, cluster = start_client(args)
+            except (OSError, TimeoutError) as e:
+                where = f"the Dask scheduler {args.scheduler}" if args.scheduler else "a LocalCluster"
+                text = str(e).strip()
+                raise ClusterUnavailable(f"cannot start or reach {where}: "
+                                         f"{text.splitlines()[0] if text else type(e).__name__}") from None
             opened.extend([client, cluster])
             workers = len(client.scheduler_info().get("workers", {}))
             where = "scheduler " + args.scheduler if args.scheduler else "LocalCluster"
@@ -127,9 +137,8 @@ def main(argv=None) -> int:
 
     try:
         rows, _ = run(plan, connect, cache, progress_bar=not args.no_progress)
-    except (OSError, TimeoutError) as e:
-        where = f"the Dask scheduler {args.scheduler}" if args.scheduler else "a LocalCluster"
-        return fail(f"cannot start or reach {where}: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}")
+    except ClusterUnavailable as e:
+        return fail(str(e))
     except KeyboardInterrupt:
         print(f"\ninterrupted: finished stages are stored in {cache.root}; run the same command to resume",
               file=sys.stderr)
