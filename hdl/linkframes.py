@@ -1,0 +1,358 @@
+"""The host link's framing layer (protocol version 3, see hdl/hostlink.py): frames in, checked and
+applied once; replies out, each with the sequence number it answers and a CRC.
+
+Both CRCs are CRC-16/CCITT-FALSE (`amaranth.lib.crc.catalog.CRC16_CCITT_FALSE`: polynomial 0x1021,
+initial value 0xFFFF, no reflection), computed a byte per clock over every byte after the start
+byte and sent most significant byte first, so that the receiver's CRC over a whole good frame,
+CRC included, is the algorithm's residue (0).
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import crc, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.checks import positive_int
+
+PROTOCOL_VERSION = 3
+START_OF_FRAME = 0xA5
+CRC = crc.catalog.CRC16_CCITT_FALSE
+# Commands (host to board).
+CMD_IDENTIFY, CMD_WEIGHTS, CMD_ACTIVATIONS, CMD_READ = (ord(c) for c in "IWAR")
+# Replies (board to host).
+REPLY_ACK, REPLY_NONE, REPLY_DESCRIPTOR, REPLY_RESULT, REPLY_ERROR = (ord(c) for c in "KNDRE")
+# Error codes (the detail byte in brackets).
+ERROR_CRC = 1              # the CRC does not check
+ERROR_LENGTH = 2           # [count] a beat count the command does not allow
+ERROR_COMMAND = 3          # [command] an unknown command
+ERROR_TIMEOUT = 4          # the line went quiet in the middle of a frame
+ERROR_NO_ROOM = 5          # the frame buffer is full: send the frame again later
+ERROR_OVERRUN = 6          # the receiver lost a byte
+ERROR_FRAMING = 7          # a byte with a bad stop bit
+ERROR_CODES = (ERROR_CRC, ERROR_LENGTH, ERROR_COMMAND, ERROR_TIMEOUT, ERROR_NO_ROOM, ERROR_OVERRUN,
+               ERROR_FRAMING)
+HEADER_BYTES = 4           # start, sequence, command, count (host to board)
+REPLY_HEADER_BYTES = 3     # start, sequence, kind (board to host)
+CRC_BYTES = 2
+
+
+class FrameReceiver(wiring.Component):
+    """Receives frames, checks them, and applies each at most once.
+
+    A weight or activation frame's command, count and payload are written into the frame buffer
+    as they arrive and committed only when the frame's CRC checks and its sequence number is not
+    the one applied last; a repeated frame (the host did not get the reply) is answered again,
+    exactly as the first time, and rolled back. A rejected frame (bad CRC, count or command, a
+    lost or corrupted byte, a line that goes quiet in the middle) is answered with an error and
+    rolled back; the receiver then ignores the line until it has been quiet for `timeout_clocks`,
+    so that the rest of a damaged frame cannot pass for a new one. A frame that ends while the
+    encoder is still sending a reply is dropped unanswered: the host times out and sends it again.
+
+    Replies are requested from the encoder with the registered `reply_start` strobe and fields.
+    A read ('R') first drops the result sent in the previous reply, if the previous accepted
+    frame got one (the host has it: it has moved on to a new sequence number), then answers with
+    the next result or with "none yet".
+    """
+
+    def __init__(self, *, weight_bytes, activation_bytes, max_weight_beats, max_activation_beats,
+                 timeout_clocks):
+        self.weight_bytes = positive_int("weight_bytes", weight_bytes)
+        self.activation_bytes = positive_int("activation_bytes", activation_bytes)
+        self.max_weight_beats = positive_int("max_weight_beats", max_weight_beats)
+        self.max_activation_beats = positive_int("max_activation_beats", max_activation_beats)
+        self.timeout_clocks = positive_int("timeout_clocks", timeout_clocks)
+        if max(self.max_weight_beats, self.max_activation_beats) > 255:
+            raise ValueError("a frame carries at most 255 beats")
+        super().__init__({
+            "bytes": In(stream.Signature(8)),
+            "overrun": In(1),
+            "framing_error": In(1),
+            # The frame buffer.
+            "write_data": Out(8),
+            "write": Out(1),
+            "full": In(1),
+            "commit": Out(1),
+            "rollback": Out(1),
+            # The reply encoder.
+            "reply_start": Out(1),
+            "reply_kind": Out(8),
+            "reply_seq": Out(8),
+            "reply_code": Out(8),
+            "reply_detail": Out(8),
+            "encoder_busy": In(1),
+            # The result store.
+            "result_available": In(1),
+            "pop": Out(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.crc = checker = CRC(data_width=8).create()
+        byte = self.bytes.payload
+        take = Signal()
+        m.d.comb += take.eq(self.bytes.valid & self.bytes.ready)
+
+        # Clocks since the last byte, saturating: the quiet line that ends a damaged frame.
+        quiet = Signal(range(self.timeout_clocks + 1))
+        timed_out = Signal()
+        with m.If(take):
+            m.d.sync += [quiet.eq(0), timed_out.eq(0)]
+        with m.Elif(quiet == self.timeout_clocks):
+            m.d.sync += timed_out.eq(1)
+        with m.Else():
+            m.d.sync += quiet.eq(quiet + 1)
+
+        seq, command, count = Signal(8), Signal(8), Signal(8)
+        is_weights = Signal()
+        carries_beats = Signal()              # 'W' or 'A': the frame goes into the buffer
+        beats_left = Signal(8)
+        byte_index = Signal(range(max(self.weight_bytes, self.activation_bytes)))
+        last_byte = Mux(is_weights, self.weight_bytes - 1, self.activation_bytes - 1)
+        overflow = Signal()                   # a byte did not fit the buffer
+        last_seq, last_seq_valid = Signal(8), Signal()
+        result_sent = Signal()                # the last accepted frame was answered with a result
+
+        m.d.sync += [self.reply_start.eq(0), self.commit.eq(0), self.rollback.eq(0), self.pop.eq(0)]
+
+        def reply(kind, code=0, detail=0):
+            m.d.sync += [self.reply_start.eq(1), self.reply_kind.eq(kind), self.reply_seq.eq(seq),
+                         self.reply_code.eq(code), self.reply_detail.eq(detail)]
+
+        def reject(code, detail=0):
+            reply(REPLY_ERROR, code, detail)
+            m.d.sync += self.rollback.eq(1)
+            m.next = "discard"
+
+        def store(value):
+            # Only weight and activation frames reach the buffer.
+            m.d.comb += [self.write_data.eq(value), self.write.eq(take & carries_beats)]
+            with m.If(take & carries_beats & self.full):
+                m.d.sync += overflow.eq(1)
+
+        def in_frame():
+            """What ends a frame early, whatever part of it is arriving (called last in a state, so
+            that it wins over what the byte would have done)."""
+            m.d.comb += [self.bytes.ready.eq(1), checker.data.eq(byte), checker.valid.eq(take)]
+            with m.If(self.framing_error):
+                reject(ERROR_FRAMING)
+            with m.Elif(self.overrun):
+                reject(ERROR_OVERRUN)
+            with m.Elif(timed_out & ~take):
+                reject(ERROR_TIMEOUT)
+
+        def answer_again():
+            """The reply a frame got the first time (the host asks again with the same number)."""
+            with m.If((command == CMD_WEIGHTS) | (command == CMD_ACTIVATIONS)):
+                reply(REPLY_ACK)
+            with m.Elif(command == CMD_IDENTIFY):
+                reply(REPLY_DESCRIPTOR)
+            with m.Elif(result_sent):
+                reply(REPLY_RESULT)
+            with m.Else():
+                reply(REPLY_NONE)
+
+        with m.FSM():
+            with m.State("hunt"):
+                m.d.comb += [self.bytes.ready.eq(1), checker.start.eq(1)]
+                with m.If(take & (byte == START_OF_FRAME)):
+                    m.d.sync += [seq.eq(0), overflow.eq(0)]
+                    m.next = "seq"
+            with m.State("seq"):
+                with m.If(take):
+                    m.d.sync += seq.eq(byte)
+                    m.next = "command"
+                in_frame()
+            with m.State("command"):
+                with m.If(take):
+                    beats = (byte == CMD_WEIGHTS) | (byte == CMD_ACTIVATIONS)
+                    m.d.sync += [command.eq(byte), is_weights.eq(byte == CMD_WEIGHTS),
+                                 carries_beats.eq(beats)]
+                    m.d.comb += [self.write_data.eq(byte), self.write.eq(take & beats)]
+                    with m.If(beats | (byte == CMD_IDENTIFY) | (byte == CMD_READ)):
+                        m.next = "count"
+                    with m.Else():
+                        reject(ERROR_COMMAND, byte)
+                in_frame()
+            with m.State("count"):
+                with m.If(take):
+                    store(byte)
+                    m.d.sync += [count.eq(byte), beats_left.eq(byte), byte_index.eq(0)]
+                    limit = Mux(is_weights, self.max_weight_beats, self.max_activation_beats)
+                    with m.If(carries_beats & (byte != 0) & (byte <= limit)):
+                        m.next = "payload"
+                    with m.Elif(~carries_beats & (byte == 0)):
+                        m.next = "crc_high"
+                    with m.Else():
+                        reject(ERROR_LENGTH, byte)
+                in_frame()
+            with m.State("payload"):
+                with m.If(take):
+                    store(byte)
+                    m.d.sync += byte_index.eq(byte_index + 1)
+                    with m.If(byte_index == last_byte):
+                        m.d.sync += [byte_index.eq(0), beats_left.eq(beats_left - 1)]
+                        with m.If(beats_left == 1):
+                            m.next = "crc_high"
+                in_frame()
+            with m.State("crc_high"):
+                with m.If(take):
+                    m.next = "crc_low"
+                in_frame()
+            with m.State("crc_low"):
+                with m.If(take):
+                    m.next = "check"
+                in_frame()
+            with m.State("check"):
+                # The CRC register has taken the last byte. Nothing else arrives within a clock.
+                with m.If(self.encoder_busy | self.reply_start):
+                    m.d.sync += self.rollback.eq(1)
+                    m.next = "hunt"
+                with m.Elif(~checker.match_detected):
+                    reject(ERROR_CRC)
+                with m.Elif(last_seq_valid & (seq == last_seq)):
+                    answer_again()
+                    m.d.sync += self.rollback.eq(1)
+                    m.next = "hunt"
+                with m.Elif(overflow):
+                    reject(ERROR_NO_ROOM)
+                with m.Else():
+                    # Accepted: applied once, from here on a repeat is answered, not applied.
+                    m.d.sync += [last_seq.eq(seq), last_seq_valid.eq(1), self.pop.eq(result_sent),
+                                 result_sent.eq(0)]
+                    with m.If(carries_beats):
+                        m.d.sync += self.commit.eq(1)
+                        reply(REPLY_ACK)
+                        m.next = "hunt"
+                    with m.Elif(command == CMD_IDENTIFY):
+                        reply(REPLY_DESCRIPTOR)
+                        m.next = "hunt"
+                    with m.Else():
+                        m.next = "read_pop"
+            with m.State("read_pop"):
+                m.next = "read"        # the store takes the pop
+            with m.State("read"):
+                # A clock after the pop, `result_available` tells about the next result.
+                with m.If(self.result_available):
+                    m.d.sync += result_sent.eq(1)
+                    reply(REPLY_RESULT)
+                with m.Else():
+                    reply(REPLY_NONE)
+                m.next = "hunt"
+            with m.State("discard"):
+                m.d.comb += self.bytes.ready.eq(1)
+                with m.If(timed_out & ~take):
+                    m.next = "hunt"
+        return m
+
+
+class ReplyEncoder(wiring.Component):
+    """Sends one reply frame at a time: start byte, sequence number, kind, payload, CRC.
+
+    Payloads: an error's code and detail, the descriptor, or the head of the result store (read a
+    byte at a time through `read_index` / `read_data`, a clock late). Each byte is prepared in a
+    register before it is offered to the transmitter.
+
+    Members
+    -------
+    start, kind, seq, code, detail : In   a reply request (ignored while busy)
+    busy      : Out(1)
+    read_index: Out(range(result_bytes)), read_data: In(8)   the result store's head
+    bytes     : Out(stream.Signature(8))
+    """
+
+    def __init__(self, *, result_bytes, descriptor):
+        self.result_bytes = positive_int("result_bytes", result_bytes)
+        self.descriptor = bytes(descriptor)
+        super().__init__({
+            "start": In(1),
+            "kind": In(8),
+            "seq": In(8),
+            "code": In(8),
+            "detail": In(8),
+            "busy": Out(1),
+            "read_index": Out(range(self.result_bytes)),
+            "read_data": In(8),
+            "bytes": Out(stream.Signature(8)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.crc = generator = CRC(data_width=8).create()
+        kind, seq, code, detail = Signal(8), Signal(8), Signal(8), Signal(8)
+        payload_bytes = max(self.result_bytes, len(self.descriptor), 2)
+        index = Signal(range(payload_bytes))          # payload byte being sent
+        length = Signal(range(payload_bytes + 1))     # payload bytes of this reply
+        header = Signal(range(REPLY_HEADER_BYTES))
+        descriptor = Const(int.from_bytes(self.descriptor, "little"), 8 * len(self.descriptor))
+        descriptor_byte = Signal(8)
+        m.d.comb += [descriptor_byte.eq(descriptor.word_select(index, 8)),
+                     self.read_index.eq(index)]
+        sent = Signal()
+        m.d.comb += sent.eq(self.bytes.valid & self.bytes.ready)
+
+        def offer(value, next_state):
+            """Present a prepared byte; on to `next_state` when the transmitter takes it."""
+            m.d.sync += [self.bytes.payload.eq(value), self.bytes.valid.eq(1)]
+            m.next = next_state
+
+        with m.If(sent):
+            m.d.sync += self.bytes.valid.eq(0)
+        # Nothing offered or sent in the clock before: `index` has held still for a clock, so
+        # read_data is the store's byte at `index`.
+        settled, prepare = Signal(), Signal()
+        m.d.sync += settled.eq(~self.bytes.valid & ~sent)
+        m.d.comb += prepare.eq(~self.bytes.valid & ~sent & settled)
+
+        with m.FSM():
+            with m.State("idle"):
+                m.d.comb += generator.start.eq(1)
+                with m.If(self.start):
+                    lengths = {REPLY_ERROR: 2, REPLY_DESCRIPTOR: len(self.descriptor),
+                               REPLY_RESULT: self.result_bytes}
+                    m.d.sync += [kind.eq(self.kind), seq.eq(self.seq), code.eq(self.code),
+                                 detail.eq(self.detail), header.eq(0), index.eq(0), length.eq(0)]
+                    for value, n in lengths.items():
+                        with m.If(self.kind == value):
+                            m.d.sync += length.eq(n)
+                    offer(START_OF_FRAME, "header")
+            with m.State("header"):
+                m.d.comb += self.busy.eq(1)
+                # The start byte is outside the CRC; the sequence number and kind are in it.
+                m.d.comb += [generator.data.eq(self.bytes.payload), generator.valid.eq(sent & (header != 0))]
+                with m.If(sent):
+                    m.d.sync += header.eq(header + 1)
+                    with m.If(header == 0):
+                        offer(seq, "header")
+                    with m.Elif(header == 1):
+                        offer(kind, "header")
+                    with m.Elif(length == 0):
+                        m.next = "crc_high"
+                    with m.Else():
+                        m.next = "payload"
+            with m.State("payload"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(prepare):
+                    with m.If(kind == REPLY_ERROR):
+                        offer(Mux(index == 0, code, detail), "payload")
+                    with m.Elif(kind == REPLY_DESCRIPTOR):
+                        offer(descriptor_byte, "payload")
+                    with m.Else():
+                        offer(self.read_data, "payload")
+                m.d.comb += [generator.data.eq(self.bytes.payload), generator.valid.eq(sent)]
+                with m.If(sent):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(index == length - 1):
+                        m.next = "crc_high"
+            with m.State("crc_high"):
+                # The CRC register took the last byte the clock it was sent.
+                m.d.comb += self.busy.eq(1)
+                with m.If(prepare):
+                    offer(generator.crc[8:], "crc_low")
+            with m.State("crc_low"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(sent):
+                    offer(generator.crc[:8], "last")
+            with m.State("last"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(sent):
+                    m.next = "idle"
+        return m
