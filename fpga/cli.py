@@ -42,6 +42,17 @@ def positive_mhz(text):
     return value
 
 
+def positive_count(text):
+    """argparse type of --batch: a whole number of at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"wants a whole number of at least 1, not {text!r}")
+    return value
+
+
 PROG = "python -m fpga"
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
@@ -98,7 +109,12 @@ def build_parser():
                                    "sparsegen_hostlink, ports clk rst rx tx, and a manifest.json.")
     array_flags.add_arguments(v.add_argument_group("array configuration"), default_rows=2)
     v.add_argument("--divisor", type=int, required=True, help="clocks per UART bit (board clock / baud)")
-    v.add_argument("--tx-buffer", type=int, default=512, help="reply buffer in bytes (sets the credits)")
+    v.add_argument("--rx-buffer", type=int, default=512,
+                   help="frame buffer in bytes, a power of two (sets the beats per frame; default 512)")
+    v.add_argument("--tx-buffer", type=int, default=512,
+                   help="result store in bytes, a power of two (sets the credits; default 512)")
+    v.add_argument("--frame-timeout", type=int, default=64, metavar="BYTE_TIMES",
+                   help="quiet time that ends a frame cut off in the middle (default 64 byte times)")
     v.add_argument("-o", "--output", required=True, help="output directory")
 
     r = sub.add_parser("run", help="run a random packed layer on a programmed board",
@@ -107,7 +123,7 @@ def build_parser():
                                    "the results with the golden model.")
     r.add_argument("build_dir", help="directory written by `python -m fpga build`")
     r.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
-    r.add_argument("--batch", type=int, default=16, help="input vectors (default 16)")
+    r.add_argument("--batch", type=positive_count, default=16, help="input vectors (default 16)")
     r.add_argument("--seed", type=int, default=0, help="random seed of the layer (default 0)")
     return p
 
@@ -166,7 +182,8 @@ def cmd_verilog(args):
     from .build import LINK_TOP, write_link_verilog
     config = array_flags.config_from_args(args)
     try:
-        manifest = write_link_verilog(config, args.output, divisor=args.divisor, tx_buffer=args.tx_buffer)
+        manifest = write_link_verilog(config, args.output, divisor=args.divisor, rx_buffer=args.rx_buffer,
+                                      tx_buffer=args.tx_buffer, frame_timeout=args.frame_timeout)
     except (TypeError, ValueError) as e:
         raise CommandError(str(e)) from None
     print(f"{os.path.join(args.output, LINK_TOP + '.v')}: host link of a {config.rows}x{config.cols} array, "

@@ -86,7 +86,7 @@ class FrameReceiver(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc = checker = CRC(data_width=8).create()
+        m.submodules.crc_check = checker = CRC(data_width=8).create()
         byte = self.bytes.payload
         take = Signal()
         m.d.comb += take.eq(self.bytes.valid & self.bytes.ready)
@@ -276,7 +276,7 @@ class ReplyEncoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc = generator = CRC(data_width=8).create()
+        m.submodules.crc_generator = generator = CRC(data_width=8).create()
         kind, seq, code, detail = Signal(8), Signal(8), Signal(8), Signal(8)
         payload_bytes = max(self.result_bytes, len(self.descriptor), 2)
         index = Signal(range(payload_bytes))          # payload byte being sent

@@ -1,8 +1,10 @@
 """The whole host path in Verilator under cocotb: the Python host driver (software/host.py) -> UART
 bits -> the generated Verilog of the host link and the array -> UART bits -> the host driver.
 
-The design is what `python -m fpga verilog` writes, a small array with a small reply buffer (two
-credits), so the driver's flow control is exercised; results must equal the golden model.
+The design is what `python -m fpga verilog` writes, a small array with a small result store (two
+credits) and frame buffer (8 activation beats a frame), so the driver's flow control and frame
+splitting are exercised; results must equal the golden model. Fault campaigns damage frames both
+ways (bit flips, drops, duplicates, truncations, garbage): no session may end with a wrong result.
 """
 
 import subprocess
@@ -12,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from sim.hostlink import run_host_session
+from sim.hostlink import run_fault_campaign, run_host_session
+from sim.linkfaults import DIRECTIONS, FAULT_KINDS, tabulate
 from sim.lint import lint
 from sim.runner import build
 from software.packing.colcomb import combine
@@ -23,7 +26,7 @@ from software.frontend.termquant import term_quantize_weights
 # 3 rows x 2 groups of 3: a 7 x 20 layer spans 3 row blocks and several group blocks; max_batch 4
 # cuts a batch of 6 into two chunks.
 GEN_ARGS = ("--rows", "3", "--cols", "2", "--alpha", "3", "--max-batch", "4", "--divisor", "8",
-            "--tx-buffer", "32")
+            "--tx-buffer", "32", "--rx-buffer", "64", "--frame-timeout", "16")
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +66,13 @@ def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
         d = report[key]
         assert (d["rows"], d["cols"], d["alpha"], d["max_batch"], d["credits"]) == (3, 2, 3, 4, 2)
         assert (d["mac"], d["weight_terms"], d["data_terms"]) == ("int", None, None)
-    assert report["unknown_command"] == "board reports unknown command 0x5a"
+        assert (d["version"], d["max_weight_beats"], d["max_act_beats"], d["frame_timeout"]) == (3, 20, 8, 16)
+    # The unknown command was refused, and the identify frame after it sent again.
+    assert report["stats_after_error"]["error_replies"] == {"unknown command": 1}
+    assert report["stats_after_error"]["retries"] == 1
+    # On a clean line nothing else is ever retried or dropped.
+    stats = report["stats"]
+    assert (stats["retries"], stats["damaged_replies"], stats["stale_replies"], stats["timeouts"]) == (1, 0, 0, 0)
     # What `python -m fpga run` does on a board, here in simulation.
     assert report["self_test"]["ok"] and report["self_test"]["mismatches"] == 0
     assert report["framing_errors"] == 0
