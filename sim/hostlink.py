@@ -61,10 +61,11 @@ def run_host_session(built, layer, x, *, skew=1.0, self_test_batch=4, timeout_fr
 
 
 def run_fault_campaign(built, *, sessions, probability, seed=0, shape=(4, 9, 2), retries=8,
-                       kinds=FAULT_KINDS, directions=DIRECTIONS, name="faults"):
+                       kinds=FAULT_KINDS, directions=DIRECTIONS, limit=None, name="faults"):
     """Sessions of random layers (`shape`: out features, in features, batch) over a line that
-    damages a frame with `probability`, both ways (sim/linkfaults.py). Returns the report:
-    `sessions` (faults and outcome of each) and the driver's summed `stats`."""
+    damages a frame with `probability`, both ways, at most `limit` frames a session (None: no
+    limit; sim/linkfaults.py). Returns the report: `sessions` (faults and outcome of each) and
+    the driver's summed `stats`."""
     return _run(built, {"skew": 1.0, "timeout_frames": quiet_frames(built), "faults": {
         "sessions": sessions, "probability": probability, "seed": seed, "shape": list(shape),
-        "retries": retries, "kinds": list(kinds), "directions": list(directions)}}, name)
+        "retries": retries, "kinds": list(kinds), "directions": list(directions), "limit": limit}}, name)

@@ -15,9 +15,10 @@ START = 0xA5
 
 class FaultInjector:
     """Damages frames at random: with `probability` a frame gets one fault of a kind drawn from
-    `kinds`. `log` lists (direction, kind) of every fault, in order."""
+    `kinds`, until `limit` faults (None: no limit) since the last `start_session()`. `log` lists
+    (direction, kind) of every fault, in order."""
 
-    def __init__(self, *, seed, probability, kinds=FAULT_KINDS, directions=DIRECTIONS):
+    def __init__(self, *, seed, probability, kinds=FAULT_KINDS, directions=DIRECTIONS, limit=None):
         unknown = set(kinds) - set(FAULT_KINDS) or set(directions) - set(DIRECTIONS)
         if unknown:
             raise ValueError(f"unknown fault kinds or directions: {sorted(unknown)}")
@@ -27,13 +28,19 @@ class FaultInjector:
         self.probability = probability
         self.kinds = tuple(kinds)
         self.directions = tuple(directions)
+        self.limit = limit
         self.log = []
+        self._session_start = 0
+
+    def start_session(self):
+        self._session_start = len(self.log)
 
     def apply(self, direction, data):
         """`data` as it arrives at the other end."""
         data = bytes(data)
         rng = self.rng
-        if not data or direction not in self.directions or rng.random() >= self.probability:
+        if (not data or direction not in self.directions or rng.random() >= self.probability
+                or (self.limit is not None and len(self.log) - self._session_start >= self.limit)):
             return data
         kind = rng.choice(self.kinds)
         self.log.append((direction, kind))

@@ -165,6 +165,7 @@ def fault_campaign(port, stim, faults):
         board = Board(port, config, retries=campaign["retries"])
         layer, x = random_layer(config, rng, *campaign["shape"])
         first = len(faults.log)
+        faults.start_session()
         try:
             board.connect()
             y = board.run_layer(layer, x)
@@ -192,7 +193,8 @@ async def hostlink_test(dut):
     faults = None
     if campaign:
         faults = FaultInjector(seed=campaign["seed"], probability=campaign["probability"],
-                               kinds=campaign["kinds"], directions=campaign["directions"])
+                               kinds=campaign["kinds"], directions=campaign["directions"],
+                               limit=campaign["limit"])
     line = Line(dut, bit_ps, faults)
 
     cocotb.start_soon(Clock(dut.clk, CLOCK_PS, unit="ps").start())
