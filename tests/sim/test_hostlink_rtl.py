@@ -78,6 +78,55 @@ def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
     assert report["framing_errors"] == 0
 
 
+def check_campaign(report, min_faults):
+    """No session may end with a wrong result; each fault's session ends correct or in a clear error."""
+    sessions = report["sessions"]
+    faults = sum(len(s["faults"]) for s in sessions)
+    assert faults >= min_faults
+    wrong = [s for s in sessions if s["outcome"] == "wrong"]
+    assert not wrong, wrong[:3]
+    for s in sessions:
+        assert s["outcome"] in ("correct", "clear_error")
+        if s["outcome"] == "clear_error":
+            assert s["error"] and "\n" not in s["error"]
+    return tabulate(sessions)
+
+
+def test_faults_both_ways_end_in_correct_results(built):
+    """A short campaign: frames damaged at random both ways; with retries every session is exact."""
+    _, b = built
+    report = run_fault_campaign(b, sessions=3, probability=0.3, seed=11, name="faults_fast")
+    table = check_campaign(report, min_faults=15)
+    assert all(s["outcome"] == "correct" for s in report["sessions"])
+    kinds = {kind for (direction, kind), c in table.items() if sum(c.values())}
+    directions = {direction for (direction, kind), c in table.items() if sum(c.values())}
+    assert len(kinds) >= 4 and directions == set(DIRECTIONS)
+    stats = report["stats"]
+    assert stats["retries"] > 0 and stats["stale_replies"] + stats["damaged_replies"] > 0
+
+
+@pytest.mark.slow
+def test_a_thousand_faults_give_no_wrong_result(built):
+    """Over 1,000 faults of every kind, both ways: 0 silently wrong results; with 8 retries every
+    session ends correct. (benchmarks/link_faults.py prints the same campaign as tables.)"""
+    _, b = built
+    report = run_fault_campaign(b, sessions=150, probability=0.25, seed=0, name="faults_slow")
+    table = check_campaign(report, min_faults=1000)
+    for direction in DIRECTIONS:
+        for kind in FAULT_KINDS:
+            assert sum(table[(direction, kind)].values()) >= 40, (direction, kind)
+    assert all(s["outcome"] == "correct" for s in report["sessions"])
+
+
+@pytest.mark.slow
+def test_without_retries_a_fault_is_a_clear_error_never_a_wrong_result(built):
+    _, b = built
+    report = run_fault_campaign(b, sessions=40, probability=0.25, seed=3, retries=0, limit=1,
+                                name="faults_no_retry")
+    check_campaign(report, min_faults=30)
+    assert any(s["outcome"] == "clear_error" for s in report["sessions"])
+
+
 @pytest.fixture(scope="module")
 def built_tq(tmp_path_factory):
     out = tmp_path_factory.mktemp("hostlink_tq") / "link"
