@@ -231,7 +231,7 @@ def check_output_dir(out_dir, marker):
                          f"choose another with -o", status=2)
 
 
-def write_link_verilog(config, out_dir, *, divisor, rx_buffer=512, tx_buffer=512, frame_timeout=64):
+def write_link_verilog(config, out_dir, *, divisor, rx_buffer=None, tx_buffer=None, frame_timeout=64):
     """The host link (UART + decoder + array) as Verilog, top `sparsegen_hostlink`, with a manifest
     that sim/runner.py and any host program can read. Returns the manifest."""
     from amaranth.back import verilog

@@ -109,10 +109,12 @@ def build_parser():
                                    "sparsegen_hostlink, ports clk rst rx tx, and a manifest.json.")
     array_flags.add_arguments(v.add_argument_group("array configuration"), default_rows=2)
     v.add_argument("--divisor", type=int, required=True, help="clocks per UART bit (board clock / baud)")
-    v.add_argument("--rx-buffer", type=int, default=512,
-                   help="frame buffer in bytes, a power of two (sets the beats per frame; default 512)")
-    v.add_argument("--tx-buffer", type=int, default=512,
-                   help="result store in bytes, a power of two (sets the credits; default 512)")
+    v.add_argument("--rx-buffer", type=int,
+                   help="frame buffer in bytes, a power of two (sets the beats per frame; default 512, or "
+                        "more if a beat needs it)")
+    v.add_argument("--tx-buffer", type=int,
+                   help="result store in bytes, a power of two (sets the credits; default 512, or more if a "
+                        "result beat needs it)")
     v.add_argument("--frame-timeout", type=int, default=64, metavar="BYTE_TIMES",
                    help="quiet time that ends a frame cut off in the middle (default 64 byte times)")
     v.add_argument("-o", "--output", required=True, help="output directory")

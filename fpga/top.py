@@ -59,8 +59,8 @@ class BoardTop(Elaboratable):
     block RAMs read zeroes for a while after configuration): see LockReset.
     """
 
-    def __init__(self, config, *, clk_frequency, baud=DEFAULT_BAUD, pll=None, family=None, rx_buffer=512,
-                 tx_buffer=512):
+    def __init__(self, config, *, clk_frequency, baud=DEFAULT_BAUD, pll=None, family=None, rx_buffer=None,
+                 tx_buffer=None):
         if pll is not None and family is None:
             raise TypeError("a BoardTop with a PLL needs the family that builds it")
         self.baud = baud

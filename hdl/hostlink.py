@@ -34,12 +34,11 @@ Board to host: 0xA5 seq kind body crc_hi crc_lo, `seq` being the number of the f
                                  term budgets are 0 for integer cells; frame_timeout in byte times.
   'R' result beat                the oldest result the host has not acknowledged. A frame with a
                                  new sequence number acknowledges it (the host has moved on).
-  'E' code detail                the frame was rejected and nothing of it applied: 1 bad CRC,
-                                 2 bad count (detail: the count), 3 unknown command (detail: the
-                                 byte), 4 the line went quiet in the middle of a frame, 5 no room in
-                                 the frame buffer, 6 receive overrun, 7 framing error. After an
-                                 error the board ignores the line until it has been quiet for
-                                 `frame_timeout` byte times.
+  'E' code                       the frame was rejected and nothing of it applied: 1 bad CRC,
+                                 2 bad beat count, 3 unknown command, 4 the line went quiet in the
+                                 middle of a frame, 5 no room in the frame buffer, 6 receive
+                                 overrun, 7 framing error. After an error the board ignores the
+                                 line until it has been quiet for `frame_timeout` byte times.
 
 Applying once: a frame whose CRC checks and whose sequence number is the last accepted one is a
 repeat (the host did not get the reply): it is answered as the first time ('K', the descriptor,
@@ -188,14 +187,28 @@ def link_descriptor(config, *, credits, max_weight_beats, max_act_beats, frame_t
     ]) + frame_timeout.to_bytes(2, "little")
 
 
+DEFAULT_BUFFER = 512        # bytes: one iCE40 block RAM
+
+
+def link_buffer(name, value, least, what):
+    """A buffer size: `value` (a power of two holding `least` bytes), or by default 512 bytes, or the
+    smallest power of two that holds `least` if that is more."""
+    if value is None:
+        return max(DEFAULT_BUFFER, 1 << (least - 1).bit_length())
+    value = power_of_two(name, value)
+    if value < least:
+        raise ValueError(f"{name} must hold {what} ({least} bytes), not {value}")
+    return value
+
+
 class HostLink(wiring.Component):
     """The systolic array behind a UART speaking the protocol in this module's docstring.
 
     `config` is an ArrayConfig (or any object with its attributes); `divisor` is clocks per bit.
     `rx_buffer` bytes hold received frames until their CRC checks and the array takes them (a
     frame carries at most what fits); `tx_buffer` bytes hold result beats until the host has them
-    (the host's credits); both are powers of two, a block RAM each on an iCE40. A frame that stops
-    for `frame_timeout` byte times is rejected.
+    (the host's credits); both are powers of two, by default 512 (a block RAM each on an iCE40) or
+    more if a beat needs it. A frame that stops for `frame_timeout` byte times is rejected.
 
     Members
     -------
@@ -203,21 +216,16 @@ class HostLink(wiring.Component):
     tx : Out(1)  serial line to the host (idle high)
     """
 
-    def __init__(self, config, *, divisor, rx_buffer=512, tx_buffer=512, frame_timeout=64):
+    def __init__(self, config, *, divisor, rx_buffer=None, tx_buffer=None, frame_timeout=64):
         self.config = config
         self.divisor = check_divisor(divisor)
-        self.rx_buffer = power_of_two("rx_buffer", rx_buffer)
-        self.tx_buffer = power_of_two("tx_buffer", tx_buffer)
+        widest = max(beat_bytes(config.weight_beat_width), beat_bytes(config.activation_beat_width))
+        self.rx_buffer = link_buffer("rx_buffer", rx_buffer, FRAME_BUFFER_OVERHEAD + widest,
+                                     "a frame of one beat")
+        self.tx_buffer = link_buffer("tx_buffer", tx_buffer, beat_bytes(config.result_beat_width), "a result beat")
         self.frame_timeout = positive_int("frame_timeout", frame_timeout)
         if self.frame_timeout > 0xFFFF:
             raise ValueError(f"frame_timeout must be at most 65535 byte times, not {frame_timeout}")
-        widest = max(beat_bytes(config.weight_beat_width), beat_bytes(config.activation_beat_width))
-        if self.rx_buffer < FRAME_BUFFER_OVERHEAD + widest:
-            raise ValueError(f"rx_buffer must hold a frame of one beat ({FRAME_BUFFER_OVERHEAD + widest} bytes), "
-                             f"not {self.rx_buffer}")
-        result_bytes = beat_bytes(config.result_beat_width)
-        if self.tx_buffer < result_bytes:
-            raise ValueError(f"tx_buffer must hold a result beat ({result_bytes} bytes), not {self.tx_buffer}")
         self.credits = link_credits(config, self.tx_buffer)
         self.max_weight_beats = frame_beats(self.rx_buffer, config.weight_beat_width)
         self.max_act_beats = frame_beats(self.rx_buffer, config.activation_beat_width)
@@ -276,7 +284,6 @@ class HostLink(wiring.Component):
             encoder.kind.eq(frames.reply_kind),
             encoder.seq.eq(frames.reply_seq),
             encoder.code.eq(frames.reply_code),
-            encoder.detail.eq(frames.reply_detail),
             frames.encoder_busy.eq(encoder.busy),
             frames.result_available.eq(store.available),
             store.pop.eq(frames.pop),

@@ -18,12 +18,13 @@ START_OF_FRAME = 0xA5
 CRC = crc.catalog.CRC16_CCITT_FALSE
 # Commands (host to board).
 CMD_IDENTIFY, CMD_WEIGHTS, CMD_ACTIVATIONS, CMD_READ = (ord(c) for c in "IWAR")
-# Replies (board to host).
-REPLY_ACK, REPLY_NONE, REPLY_DESCRIPTOR, REPLY_RESULT, REPLY_ERROR = (ord(c) for c in "KNDRE")
-# Error codes (the detail byte in brackets).
+# Replies (board to host): their kind bytes, in the order of the encoder's 3-bit kind index.
+REPLY_KINDS = b"KNDRE"
+REPLY_ACK, REPLY_NONE, REPLY_DESCRIPTOR, REPLY_RESULT, REPLY_ERROR = range(len(REPLY_KINDS))
+# Error codes, the body of an 'E' reply.
 ERROR_CRC = 1              # the CRC does not check
-ERROR_LENGTH = 2           # [count] a beat count the command does not allow
-ERROR_COMMAND = 3          # [command] an unknown command
+ERROR_LENGTH = 2           # a beat count the command does not allow
+ERROR_COMMAND = 3          # an unknown command
 ERROR_TIMEOUT = 4          # the line went quiet in the middle of a frame
 ERROR_NO_ROOM = 5          # the frame buffer is full: send the frame again later
 ERROR_OVERRUN = 6          # the receiver lost a byte
@@ -47,7 +48,8 @@ class FrameReceiver(wiring.Component):
     so that the rest of a damaged frame cannot pass for a new one. A frame that ends while the
     encoder is still sending a reply is dropped unanswered: the host times out and sends it again.
 
-    Replies are requested from the encoder with the registered `reply_start` strobe and fields.
+    Replies are requested from the encoder with the registered `reply_start` strobe and fields,
+    which hold still while the encoder is busy (it reads them as it sends).
     A read ('R') first drops the result sent in the previous reply, if the previous accepted
     frame got one (the host has it: it has moved on to a new sequence number), then answers with
     the next result or with "none yet".
@@ -74,10 +76,9 @@ class FrameReceiver(wiring.Component):
             "rollback": Out(1),
             # The reply encoder.
             "reply_start": Out(1),
-            "reply_kind": Out(8),
+            "reply_kind": Out(range(len(REPLY_KINDS))),   # an index into REPLY_KINDS
             "reply_seq": Out(8),
-            "reply_code": Out(8),
-            "reply_detail": Out(8),
+            "reply_code": Out(range(max(ERROR_CODES) + 1)),
             "encoder_busy": In(1),
             # The result store.
             "result_available": In(1),
@@ -101,9 +102,10 @@ class FrameReceiver(wiring.Component):
         with m.Else():
             m.d.sync += quiet.eq(quiet + 1)
 
-        seq, command, count = Signal(8), Signal(8), Signal(8)
+        seq = Signal(8)
         is_weights = Signal()
         carries_beats = Signal()              # 'W' or 'A': the frame goes into the buffer
+        is_read = Signal()                    # 'R' (else 'I', if not carrying beats)
         beats_left = Signal(8)
         byte_index = Signal(range(max(self.weight_bytes, self.activation_bytes)))
         last_byte = Mux(is_weights, self.weight_bytes - 1, self.activation_bytes - 1)
@@ -113,12 +115,14 @@ class FrameReceiver(wiring.Component):
 
         m.d.sync += [self.reply_start.eq(0), self.commit.eq(0), self.rollback.eq(0), self.pop.eq(0)]
 
-        def reply(kind, code=0, detail=0):
-            m.d.sync += [self.reply_start.eq(1), self.reply_kind.eq(kind), self.reply_seq.eq(seq),
-                         self.reply_code.eq(code), self.reply_detail.eq(detail)]
+        def reply(kind, code=0):
+            # Dropped while the encoder is busy (the host will ask again): its fields hold still.
+            with m.If(~self.encoder_busy & ~self.reply_start):
+                m.d.sync += [self.reply_start.eq(1), self.reply_kind.eq(kind), self.reply_seq.eq(seq),
+                             self.reply_code.eq(code)]
 
-        def reject(code, detail=0):
-            reply(REPLY_ERROR, code, detail)
+        def reject(code):
+            reply(REPLY_ERROR, code)
             m.d.sync += self.rollback.eq(1)
             m.next = "discard"
 
@@ -141,9 +145,9 @@ class FrameReceiver(wiring.Component):
 
         def answer_again():
             """The reply a frame got the first time (the host asks again with the same number)."""
-            with m.If((command == CMD_WEIGHTS) | (command == CMD_ACTIVATIONS)):
+            with m.If(carries_beats):
                 reply(REPLY_ACK)
-            with m.Elif(command == CMD_IDENTIFY):
+            with m.Elif(~is_read):
                 reply(REPLY_DESCRIPTOR)
             with m.Elif(result_sent):
                 reply(REPLY_RESULT)
@@ -164,25 +168,25 @@ class FrameReceiver(wiring.Component):
             with m.State("command"):
                 with m.If(take):
                     beats = (byte == CMD_WEIGHTS) | (byte == CMD_ACTIVATIONS)
-                    m.d.sync += [command.eq(byte), is_weights.eq(byte == CMD_WEIGHTS),
-                                 carries_beats.eq(beats)]
+                    m.d.sync += [is_weights.eq(byte == CMD_WEIGHTS), carries_beats.eq(beats),
+                                 is_read.eq(byte == CMD_READ)]
                     m.d.comb += [self.write_data.eq(byte), self.write.eq(take & beats)]
                     with m.If(beats | (byte == CMD_IDENTIFY) | (byte == CMD_READ)):
                         m.next = "count"
                     with m.Else():
-                        reject(ERROR_COMMAND, byte)
+                        reject(ERROR_COMMAND)
                 in_frame()
             with m.State("count"):
                 with m.If(take):
                     store(byte)
-                    m.d.sync += [count.eq(byte), beats_left.eq(byte), byte_index.eq(0)]
+                    m.d.sync += [beats_left.eq(byte), byte_index.eq(0)]
                     limit = Mux(is_weights, self.max_weight_beats, self.max_activation_beats)
                     with m.If(carries_beats & (byte != 0) & (byte <= limit)):
                         m.next = "payload"
                     with m.Elif(~carries_beats & (byte == 0)):
                         m.next = "crc_high"
                     with m.Else():
-                        reject(ERROR_LENGTH, byte)
+                        reject(ERROR_LENGTH)
                 in_frame()
             with m.State("payload"):
                 with m.If(take):
@@ -222,7 +226,7 @@ class FrameReceiver(wiring.Component):
                         m.d.sync += self.commit.eq(1)
                         reply(REPLY_ACK)
                         m.next = "hunt"
-                    with m.Elif(command == CMD_IDENTIFY):
+                    with m.Elif(~is_read):
                         reply(REPLY_DESCRIPTOR)
                         m.next = "hunt"
                     with m.Else():
@@ -245,15 +249,16 @@ class FrameReceiver(wiring.Component):
 
 
 class ReplyEncoder(wiring.Component):
-    """Sends one reply frame at a time: start byte, sequence number, kind, payload, CRC.
+    """Sends one reply frame at a time: start byte, sequence number, kind, body, CRC.
 
-    Payloads: an error's code and detail, the descriptor, or the head of the result store (read a
-    byte at a time through `read_index` / `read_data`, a clock late). Each byte is prepared in a
-    register before it is offered to the transmitter.
+    Bodies: an error's code, the descriptor, or the head of the result store (read a byte at a
+    time through `read_index` / `read_data`, a clock late). The request's fields must hold still
+    while `busy`: they are read as the frame goes out. Each byte is prepared in a register before
+    it is offered to the transmitter.
 
     Members
     -------
-    start, kind, seq, code, detail : In   a reply request (ignored while busy)
+    start, kind, seq, code : In   a reply request (`kind` an index into REPLY_KINDS)
     busy      : Out(1)
     read_index: Out(range(result_bytes)), read_data: In(8)   the result store's head
     bytes     : Out(stream.Signature(8))
@@ -264,10 +269,9 @@ class ReplyEncoder(wiring.Component):
         self.descriptor = bytes(descriptor)
         super().__init__({
             "start": In(1),
-            "kind": In(8),
+            "kind": In(range(len(REPLY_KINDS))),
             "seq": In(8),
-            "code": In(8),
-            "detail": In(8),
+            "code": In(range(max(ERROR_CODES) + 1)),
             "busy": Out(1),
             "read_index": Out(range(self.result_bytes)),
             "read_data": In(8),
@@ -277,11 +281,17 @@ class ReplyEncoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         m.submodules.crc_generator = generator = CRC(data_width=8).create()
-        kind, seq, code, detail = Signal(8), Signal(8), Signal(8), Signal(8)
-        payload_bytes = max(self.result_bytes, len(self.descriptor), 2)
-        index = Signal(range(payload_bytes))          # payload byte being sent
-        length = Signal(range(payload_bytes + 1))     # payload bytes of this reply
+        kind = self.kind
+        body_bytes = max(self.result_bytes, len(self.descriptor), 1)
+        index = Signal(range(body_bytes))             # body byte being sent
+        last = Signal()                               # `index` is the body's last byte
+        lengths = {REPLY_ERROR: 1, REPLY_DESCRIPTOR: len(self.descriptor), REPLY_RESULT: self.result_bytes}
+        with m.Switch(kind):
+            for value, n in lengths.items():
+                with m.Case(value):
+                    m.d.comb += last.eq(index == n - 1)
         header = Signal(range(REPLY_HEADER_BYTES))
+        kinds = Const(int.from_bytes(REPLY_KINDS, "little"), 8 * len(REPLY_KINDS))
         descriptor = Const(int.from_bytes(self.descriptor, "little"), 8 * len(self.descriptor))
         descriptor_byte = Signal(8)
         m.d.comb += [descriptor_byte.eq(descriptor.word_select(index, 8)),
@@ -306,13 +316,7 @@ class ReplyEncoder(wiring.Component):
             with m.State("idle"):
                 m.d.comb += generator.start.eq(1)
                 with m.If(self.start):
-                    lengths = {REPLY_ERROR: 2, REPLY_DESCRIPTOR: len(self.descriptor),
-                               REPLY_RESULT: self.result_bytes}
-                    m.d.sync += [kind.eq(self.kind), seq.eq(self.seq), code.eq(self.code),
-                                 detail.eq(self.detail), header.eq(0), index.eq(0), length.eq(0)]
-                    for value, n in lengths.items():
-                        with m.If(self.kind == value):
-                            m.d.sync += length.eq(n)
+                    m.d.sync += [header.eq(0), index.eq(0)]
                     offer(START_OF_FRAME, "header")
             with m.State("header"):
                 m.d.comb += self.busy.eq(1)
@@ -321,26 +325,26 @@ class ReplyEncoder(wiring.Component):
                 with m.If(sent):
                     m.d.sync += header.eq(header + 1)
                     with m.If(header == 0):
-                        offer(seq, "header")
+                        offer(self.seq, "header")
                     with m.Elif(header == 1):
-                        offer(kind, "header")
-                    with m.Elif(length == 0):
+                        offer(kinds.word_select(kind, 8), "header")
+                    with m.Elif((kind == REPLY_ACK) | (kind == REPLY_NONE)):
                         m.next = "crc_high"
                     with m.Else():
-                        m.next = "payload"
-            with m.State("payload"):
+                        m.next = "body"
+            with m.State("body"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(prepare):
                     with m.If(kind == REPLY_ERROR):
-                        offer(Mux(index == 0, code, detail), "payload")
+                        offer(self.code, "body")
                     with m.Elif(kind == REPLY_DESCRIPTOR):
-                        offer(descriptor_byte, "payload")
+                        offer(descriptor_byte, "body")
                     with m.Else():
-                        offer(self.read_data, "payload")
+                        offer(self.read_data, "body")
                 m.d.comb += [generator.data.eq(self.bytes.payload), generator.valid.eq(sent)]
                 with m.If(sent):
                     m.d.sync += index.eq(index + 1)
-                    with m.If(index == length - 1):
+                    with m.If(last):
                         m.next = "crc_high"
             with m.State("crc_high"):
                 # The CRC register took the last byte the clock it was sent.

@@ -10,7 +10,7 @@ bytes between 0xA5 and the CRC:
                   'A' n, n activation beats bytes, little endian)    -> 'K'
                   'R' 0                    read a result            -> 'R' result beat, or 'N' none yet
                   break                    reset the link and the array
-  board -> host   'E' code detail          the frame was rejected, nothing of it applied
+  board -> host   'E' code                 the frame was rejected, nothing of it applied
 
 The driver sends a frame and waits for the reply whose sequence number is the frame's. It ignores
 damaged bytes and frames (bad CRC, unknown kind: it hunts for the next 0xA5), and replies that carry
@@ -181,7 +181,7 @@ class Board:
         self._weight_bytes = beat_bytes(config.weight_beat_width)
         self._act_bytes = beat_bytes(config.activation_beat_width)
         self._result_bytes = beat_bytes(config.result_beat_width)
-        self._body_bytes = {ACK: 0, NONE: 0, DESCRIPTOR: DESCRIPTOR_BYTES, RESULT: self._result_bytes, ERROR: 2}
+        self._body_bytes = {ACK: 0, NONE: 0, DESCRIPTOR: DESCRIPTOR_BYTES, RESULT: self._result_bytes, ERROR: 1}
         self._received = bytearray()       # bytes read from the port, not yet parsed
         self._seq = 0
         self._results = []
@@ -276,11 +276,9 @@ class Board:
                 reply_seq, kind, reply_body = reply
                 if kind == ERROR:
                     # Whatever frame it names, something of ours may have been lost: send again.
-                    code, detail = reply_body
+                    code = reply_body[0]
                     self.stats.error_replies[code] += 1
                     problem = f"board reports {ERRORS.get(code, f'error {code}')}"
-                    if code in (2, 3):
-                        problem += f" ({detail:#04x})"
                     break
                 if reply_seq != seq:
                     self.stats.stale_replies += 1

@@ -17,7 +17,7 @@ from amaranth.sim import Simulator
 
 from hdl.hostlink import DESCRIPTOR_BYTES, CommandDecoder, HostLink, link_credits, link_descriptor, result_frame_bytes
 from hdl.linkbuffers import FrameBuffer, ResultStore
-from hdl.linkframes import ReplyEncoder
+from hdl.linkframes import REPLY_KINDS, ReplyEncoder
 from software.host import crc16
 from software.packing import beats
 from software.packing.colcomb import combine
@@ -40,7 +40,7 @@ def beats_frame(seq, command, words, nbytes):
 
 def parse_replies(data, result_bytes):
     """Reply frames as (seq, kind, body); asserts every frame is whole and its CRC checks."""
-    sizes = {"K": 0, "N": 0, "D": DESCRIPTOR_BYTES, "R": result_bytes, "E": 2}
+    sizes = {"K": 0, "N": 0, "D": DESCRIPTOR_BYTES, "R": result_bytes, "E": 1}
     frames, i = [], 0
     while i < len(data):
         assert data[i] == 0xA5, f"byte {i} is {data[i]:#04x}, not a frame start"
@@ -206,22 +206,21 @@ def test_encoder_frames_every_reply(stall):
     dut = ReplyEncoder(result_bytes=result_bytes, descriptor=descriptor)
     rng = random.Random(5)
     head = bytes(rng.getrandbits(8) for _ in range(result_bytes))
-    requests = [("K", 7, 0, 0), ("D", 8, 0, 0), ("E", 9, 3, 0x5A), ("R", 10, 0, 0), ("N", 11, 0, 0),
-                ("R", 10, 0, 0)]
+    requests = [("K", 7, 0), ("D", 8, 0), ("E", 9, 3), ("R", 10, 0), ("N", 11, 0), ("R", 10, 0)]
     out = []
-    n_bytes = sum(5 + {"K": 0, "N": 0, "D": DESCRIPTOR_BYTES, "E": 2, "R": result_bytes}[k] for k, *_ in requests)
+    n_bytes = sum(5 + {"K": 0, "N": 0, "D": DESCRIPTOR_BYTES, "E": 1, "R": result_bytes}[k] for k, *_ in requests)
 
     async def requester(ctx):
-        for kind, seq, code, detail in requests:
+        for kind, seq, code in requests:
             await ctx.tick().until(~dut.busy)
-            ctx.set(dut.kind, ord(kind))
+            ctx.set(dut.kind, REPLY_KINDS.index(kind.encode()))
             ctx.set(dut.seq, seq)
             ctx.set(dut.code, code)
-            ctx.set(dut.detail, detail)
             ctx.set(dut.start, 1)
             await ctx.tick()
             ctx.set(dut.start, 0)
             await ctx.tick().repeat(2)
+            await ctx.tick().until(~dut.busy)          # the fields hold still while it sends
 
     async def store(ctx):                             # the result store's synchronous read port
         while True:
@@ -241,7 +240,7 @@ def test_encoder_frames_every_reply(stall):
     sim.add_testbench(bytes_out)
     sim.run()
     frames = parse_replies(out, result_bytes)
-    assert frames == [(7, "K", b""), (8, "D", descriptor), (9, "E", bytes([3, 0x5A])), (10, "R", head),
+    assert frames == [(7, "K", b""), (8, "D", descriptor), (9, "E", bytes([3])), (10, "R", head),
                       (11, "N", b""), (10, "R", head)]
 
 
@@ -396,17 +395,17 @@ def test_hostlink_rejects_bad_frames_and_applies_each_frame_once():
     for (label, seq), replies in log:
         kinds = [(s, k, b) for s, k, b in replies]
         if label == "bad crc":
-            assert kinds == [(seq, "E", bytes([1, 0]))]
+            assert kinds == [(seq, "E", bytes([1]))]
         elif label == "cut off":
-            assert kinds == [(seq, "E", bytes([4, 0]))]
+            assert kinds == [(seq, "E", bytes([4]))]
         elif label == "garbage":                      # 0xA5 0x00 then quiet: a frame cut off
-            assert kinds == [(0, "E", bytes([4, 0]))]
+            assert kinds == [(0, "E", bytes([4]))]
         elif label in ("good", "repeat"):
             assert kinds == [(seq, "K", b"")]
         elif label == "unknown":
-            assert kinds == [(seq, "E", bytes([3, ord("Q")]))]
+            assert kinds == [(seq, "E", bytes([3]))]
         elif label == "bad count":
-            assert kinds[0][:2] == (seq, "E") and kinds[0][2][0] == 2
+            assert kinds == [(seq, "E", bytes([2]))]
         elif label == "read":
             assert len(kinds) == 1 and kinds[0][:2] == (seq, "R")
             results.append(kinds[0][2])
@@ -433,6 +432,9 @@ def test_descriptor_and_credits():
     link = HostLink(ArrayConfig(rows=4, cols=4, alpha=4), divisor=104)
     # 512-byte buffers: 17-byte activation beats, 5-byte weight beats, 16-byte results.
     assert (link.max_act_beats, link.max_weight_beats, link.credits) == (30, 102, 32)
+    # A beat wider than the default buffer gets a bigger one by default: 64 columns of 8 x 8 bits.
+    wide = HostLink(ArrayConfig(rows=2, cols=64, alpha=8), divisor=104)
+    assert (wide.rx_buffer, wide.max_act_beats, wide.tx_buffer) == (1024, 1, 512)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -440,6 +442,7 @@ def test_descriptor_and_credits():
     (dict(divisor=8, rx_buffer=0), "rx_buffer must be at least 1"),
     (dict(divisor=8, rx_buffer=48), "rx_buffer must be a power of two, not 48"),
     (dict(divisor=8, rx_buffer=4), r"rx_buffer must hold a frame of one beat \(5 bytes\), not 4"),
+    (dict(divisor=8, rx_buffer=True), "rx_buffer must be an integer"),
     (dict(divisor=8, tx_buffer=-1), "tx_buffer must be at least 1"),
     (dict(divisor=8, tx_buffer=4), r"tx_buffer must hold a result beat \(8 bytes\), not 4"),
     (dict(divisor=8, frame_timeout=0), "frame_timeout must be at least 1"),

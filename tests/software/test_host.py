@@ -71,7 +71,7 @@ def test_connect_hunts_past_garbage_damaged_and_stale_replies():
 
 
 def test_an_error_reply_or_a_timeout_sends_the_same_frame_again():
-    port = ScriptedPort([lambda f: reply(seq_of(f), "E", b"\x01\x00"), b"",
+    port = ScriptedPort([lambda f: reply(seq_of(f), "E", b"\x01"), b"",
                          lambda f: reply(seq_of(f), "D", descriptor_bytes())])
     board = Board(port, CONFIG)
     board.connect()
