@@ -90,7 +90,8 @@ class FrameReceiver(wiring.Component):
         m.submodules.crc_check = checker = CRC(data_width=8).create()
         byte = self.bytes.payload
         take = Signal()
-        m.d.comb += take.eq(self.bytes.valid & self.bytes.ready)
+        m.d.comb += [take.eq(self.bytes.valid & self.bytes.ready), checker.data.eq(byte),
+                     self.write_data.eq(byte)]
 
         # Clocks since the last byte, saturating: the quiet line that ends a damaged frame.
         quiet = Signal(range(self.timeout_clocks + 1))
@@ -112,47 +113,32 @@ class FrameReceiver(wiring.Component):
         overflow = Signal()                   # a byte did not fit the buffer
         last_seq, last_seq_valid = Signal(8), Signal()
         result_sent = Signal()                # the last accepted frame was answered with a result
+        # Registered verdicts, so that the decision at the end of a frame is a few levels of logic.
+        repeat, crc_ok = Signal(), Signal()
+        m.d.sync += [repeat.eq(last_seq_valid & (seq == last_seq)), crc_ok.eq(checker.match_detected)]
 
-        m.d.sync += [self.reply_start.eq(0), self.commit.eq(0), self.rollback.eq(0), self.pop.eq(0)]
+        # What this clock wants done, decided below; registered in one place at the end.
+        in_frame, abort = Signal(), Signal()
+        request, kind, code = Signal(), Signal.like(self.reply_kind), Signal.like(self.reply_code)
+        write, rollback, commit, pop = Signal(), Signal(), Signal(), Signal()
 
-        def reply(kind, code=0):
-            # Dropped while the encoder is busy (the host will ask again): its fields hold still.
-            with m.If(~self.encoder_busy & ~self.reply_start):
-                m.d.sync += [self.reply_start.eq(1), self.reply_kind.eq(kind), self.reply_seq.eq(seq),
-                             self.reply_code.eq(code)]
+        def reply(reply_kind, error=0):
+            m.d.comb += [request.eq(1), kind.eq(reply_kind), code.eq(error)]
 
-        def reject(code):
-            reply(REPLY_ERROR, code)
-            m.d.sync += self.rollback.eq(1)
+        def reject(error):
+            reply(REPLY_ERROR, error)
+            m.d.comb += rollback.eq(1)
             m.next = "discard"
 
-        def store(value):
-            # Only weight and activation frames reach the buffer.
-            m.d.comb += [self.write_data.eq(value), self.write.eq(take & carries_beats)]
-            with m.If(take & carries_beats & self.full):
-                m.d.sync += overflow.eq(1)
+        # A byte lost or damaged on the line, or a line gone quiet, ends any frame early.
+        m.d.comb += abort.eq(in_frame & (self.framing_error | self.overrun | (timed_out & ~take)))
 
-        def in_frame():
-            """What ends a frame early, whatever part of it is arriving (called last in a state, so
-            that it wins over what the byte would have done)."""
-            m.d.comb += [self.bytes.ready.eq(1), checker.data.eq(byte), checker.valid.eq(take)]
-            with m.If(self.framing_error):
-                reject(ERROR_FRAMING)
-            with m.Elif(self.overrun):
-                reject(ERROR_OVERRUN)
-            with m.Elif(timed_out & ~take):
-                reject(ERROR_TIMEOUT)
-
-        def answer_again():
-            """The reply a frame got the first time (the host asks again with the same number)."""
-            with m.If(carries_beats):
-                reply(REPLY_ACK)
-            with m.Elif(~is_read):
-                reply(REPLY_DESCRIPTOR)
-            with m.Elif(result_sent):
-                reply(REPLY_RESULT)
-            with m.Else():
-                reply(REPLY_NONE)
+        def in_frame_state():
+            """Called last in each state that receives a frame's bytes: they go through the CRC,
+            and an abort wins over what the byte would have done."""
+            m.d.comb += [in_frame.eq(1), self.bytes.ready.eq(1), checker.valid.eq(take)]
+            with m.If(abort):
+                m.next = "discard"
 
         with m.FSM():
             with m.State("hunt"):
@@ -164,21 +150,21 @@ class FrameReceiver(wiring.Component):
                 with m.If(take):
                     m.d.sync += seq.eq(byte)
                     m.next = "command"
-                in_frame()
+                in_frame_state()
             with m.State("command"):
                 with m.If(take):
                     beats = (byte == CMD_WEIGHTS) | (byte == CMD_ACTIVATIONS)
                     m.d.sync += [is_weights.eq(byte == CMD_WEIGHTS), carries_beats.eq(beats),
                                  is_read.eq(byte == CMD_READ)]
-                    m.d.comb += [self.write_data.eq(byte), self.write.eq(take & beats)]
+                    m.d.comb += write.eq(beats)
                     with m.If(beats | (byte == CMD_IDENTIFY) | (byte == CMD_READ)):
                         m.next = "count"
                     with m.Else():
                         reject(ERROR_COMMAND)
-                in_frame()
+                in_frame_state()
             with m.State("count"):
                 with m.If(take):
-                    store(byte)
+                    m.d.comb += write.eq(carries_beats)
                     m.d.sync += [beats_left.eq(byte), byte_index.eq(0)]
                     limit = Mux(is_weights, self.max_weight_beats, self.max_activation_beats)
                     with m.If(carries_beats & (byte != 0) & (byte <= limit)):
@@ -187,43 +173,47 @@ class FrameReceiver(wiring.Component):
                         m.next = "crc_high"
                     with m.Else():
                         reject(ERROR_LENGTH)
-                in_frame()
+                in_frame_state()
             with m.State("payload"):
                 with m.If(take):
-                    store(byte)
+                    m.d.comb += write.eq(1)
                     m.d.sync += byte_index.eq(byte_index + 1)
                     with m.If(byte_index == last_byte):
                         m.d.sync += [byte_index.eq(0), beats_left.eq(beats_left - 1)]
                         with m.If(beats_left == 1):
                             m.next = "crc_high"
-                in_frame()
+                in_frame_state()
             with m.State("crc_high"):
                 with m.If(take):
                     m.next = "crc_low"
-                in_frame()
+                in_frame_state()
             with m.State("crc_low"):
                 with m.If(take):
-                    m.next = "check"
-                in_frame()
+                    m.next = "verdict"
+                in_frame_state()
+            with m.State("verdict"):
+                m.next = "check"      # the CRC register takes the last byte, then crc_ok follows it
             with m.State("check"):
-                # The CRC register has taken the last byte. Nothing else arrives within a clock.
                 with m.If(self.encoder_busy | self.reply_start):
-                    m.d.sync += self.rollback.eq(1)
+                    # Still answering something else: dropped unanswered, the host asks again.
+                    m.d.comb += rollback.eq(1)
                     m.next = "hunt"
-                with m.Elif(~checker.match_detected):
+                with m.Elif(~crc_ok):
                     reject(ERROR_CRC)
-                with m.Elif(last_seq_valid & (seq == last_seq)):
-                    answer_again()
-                    m.d.sync += self.rollback.eq(1)
+                with m.Elif(repeat):
+                    # Answered exactly as the first time, and not applied again.
+                    reply(Mux(carries_beats, REPLY_ACK,
+                              Mux(~is_read, REPLY_DESCRIPTOR, Mux(result_sent, REPLY_RESULT, REPLY_NONE))))
+                    m.d.comb += rollback.eq(1)
                     m.next = "hunt"
                 with m.Elif(overflow):
                     reject(ERROR_NO_ROOM)
                 with m.Else():
                     # Accepted: applied once, from here on a repeat is answered, not applied.
-                    m.d.sync += [last_seq.eq(seq), last_seq_valid.eq(1), self.pop.eq(result_sent),
-                                 result_sent.eq(0)]
+                    m.d.sync += [last_seq.eq(seq), last_seq_valid.eq(1), result_sent.eq(0)]
+                    m.d.comb += pop.eq(result_sent)
                     with m.If(carries_beats):
-                        m.d.sync += self.commit.eq(1)
+                        m.d.comb += commit.eq(1)
                         reply(REPLY_ACK)
                         m.next = "hunt"
                     with m.Elif(~is_read):
@@ -234,7 +224,7 @@ class FrameReceiver(wiring.Component):
             with m.State("read_pop"):
                 m.next = "read"        # the store takes the pop
             with m.State("read"):
-                # A clock after the pop, `result_available` tells about the next result.
+                # Two clocks after the pop, `result_available` tells about the next result.
                 with m.If(self.result_available):
                     m.d.sync += result_sent.eq(1)
                     reply(REPLY_RESULT)
@@ -245,6 +235,20 @@ class FrameReceiver(wiring.Component):
                 m.d.comb += self.bytes.ready.eq(1)
                 with m.If(timed_out & ~take):
                     m.next = "hunt"
+
+        with m.If(abort):
+            reply(REPLY_ERROR, Mux(self.framing_error, ERROR_FRAMING,
+                                   Mux(self.overrun, ERROR_OVERRUN, ERROR_TIMEOUT)))
+            m.d.comb += rollback.eq(1)
+        with m.If(write & take & self.full):
+            m.d.sync += overflow.eq(1)
+        m.d.comb += self.write.eq(write & take)
+        m.d.sync += [self.commit.eq(commit), self.rollback.eq(rollback), self.pop.eq(pop), self.reply_start.eq(0)]
+        # A reply is dropped while the encoder is busy (the host will ask again); the fields hold
+        # still meanwhile, as the encoder reads them.
+        with m.If(request & ~self.encoder_busy & ~self.reply_start):
+            m.d.sync += [self.reply_start.eq(1), self.reply_kind.eq(kind), self.reply_seq.eq(seq),
+                         self.reply_code.eq(code)]
         return m
 
 
