@@ -183,7 +183,6 @@ def link_manifest(link, *, top, verilog_text=None, board=None, baud=None):
             "baud": baud,
             "divisor": link.divisor,
             "rx_buffer_bytes": link.rx_buffer,
-            "tx_buffer_bytes": link.tx_buffer,
             "credits": link.credits,
             "max_weight_beats": link.max_weight_beats,
             "max_activation_beats": link.max_act_beats,
@@ -231,11 +230,11 @@ def check_output_dir(out_dir, marker):
                          f"choose another with -o", status=2)
 
 
-def write_link_verilog(config, out_dir, *, divisor, rx_buffer=None, tx_buffer=None, frame_timeout=64):
+def write_link_verilog(config, out_dir, *, divisor, rx_buffer=None, frame_timeout=64):
     """The host link (UART + decoder + array) as Verilog, top `sparsegen_hostlink`, with a manifest
     that sim/runner.py and any host program can read. Returns the manifest."""
     from amaranth.back import verilog
-    link = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, tx_buffer=tx_buffer, frame_timeout=frame_timeout)
+    link = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout)
     check_output_dir(out_dir, "manifest.json")
     text = verilog.convert(link, name=LINK_TOP, emit_src=False)
     manifest = link_manifest(link, top=LINK_TOP, verilog_text=text)

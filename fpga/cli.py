@@ -112,9 +112,6 @@ def build_parser():
     v.add_argument("--rx-buffer", type=int,
                    help="frame buffer in bytes, a power of two (sets the beats per frame; default 512, or "
                         "more if a beat needs it)")
-    v.add_argument("--tx-buffer", type=int,
-                   help="result store in bytes, a power of two (sets the credits; default 512, or more if a "
-                        "result beat needs it)")
     v.add_argument("--frame-timeout", type=int, default=64, metavar="BYTE_TIMES",
                    help="quiet time that ends a frame cut off in the middle (default 64 byte times)")
     v.add_argument("-o", "--output", required=True, help="output directory")
@@ -185,7 +182,7 @@ def cmd_verilog(args):
     config = array_flags.config_from_args(args)
     try:
         manifest = write_link_verilog(config, args.output, divisor=args.divisor, rx_buffer=args.rx_buffer,
-                                      tx_buffer=args.tx_buffer, frame_timeout=args.frame_timeout)
+                                      frame_timeout=args.frame_timeout)
     except (TypeError, ValueError) as e:
         raise CommandError(str(e)) from None
     print(f"{os.path.join(args.output, LINK_TOP + '.v')}: host link of a {config.rows}x{config.cols} array, "

@@ -46,7 +46,8 @@ the same result or 'N') and not applied again. A weight or activation frame reac
 after its CRC has checked (it waits in the frame buffer), so a damaged frame never feeds it.
 
 Flow control: the host keeps at most `credits` emitting activation beats whose result it has not
-read; the results then always fit the result store and the array never waits on its output.
+read; the results then always fit the array's result FIFO, where they wait until acknowledged, and
+the array never waits on its output.
 Commands must follow the stream order of software/packing/schedule.py, or the array may wait for a
 beat the host has not sent yet.
 """
@@ -56,8 +57,8 @@ from amaranth.hdl import Module, Mux, ResetInserter, Signal, Value
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .linkbuffers import FrameBuffer, ResultStore, power_of_two
-from .linkframes import CMD_WEIGHTS, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
+from .linkbuffers import FrameBuffer, power_of_two
+from .linkframes import CMD_WEIGHTS, CRC, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
 from .systolic import SystolicArray
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from spec.checks import positive_int
@@ -163,9 +164,10 @@ def result_frame_bytes(config):
     return REPLY_HEADER_BYTES + beat_bytes(config.rows * config.acc_width) + CRC_BYTES
 
 
-def link_credits(config, tx_buffer):
-    """Result beats a host may have unread: as many as the result store holds."""
-    return min(tx_buffer // beat_bytes(config.rows * config.acc_width), 0xFFFF)
+def link_credits(config):
+    """Result beats a host may have unread: the array's result FIFO holds them until the host has
+    acknowledged them (`result_buffer` entries, which the array never lets overflow)."""
+    return min(config.result_buffer, 0xFFFF)
 
 
 def frame_beats(rx_buffer, width):
@@ -206,9 +208,10 @@ class HostLink(wiring.Component):
 
     `config` is an ArrayConfig (or any object with its attributes); `divisor` is clocks per bit.
     `rx_buffer` bytes hold received frames until their CRC checks and the array takes them (a
-    frame carries at most what fits); `tx_buffer` bytes hold result beats until the host has them
-    (the host's credits); both are powers of two, by default 512 (a block RAM each on an iCE40) or
-    more if a beat needs it. A frame that stops for `frame_timeout` byte times is rejected.
+    frame carries at most what fits): a power of two, by default 512 (a block RAM on an iCE40) or
+    more if a beat needs it. Results wait in the array's result FIFO until the host has them (its
+    `result_buffer` entries are the host's credits). A frame that stops for `frame_timeout` byte
+    times is rejected.
 
     Members
     -------
@@ -216,17 +219,16 @@ class HostLink(wiring.Component):
     tx : Out(1)  serial line to the host (idle high)
     """
 
-    def __init__(self, config, *, divisor, rx_buffer=None, tx_buffer=None, frame_timeout=64):
+    def __init__(self, config, *, divisor, rx_buffer=None, frame_timeout=64):
         self.config = config
         self.divisor = check_divisor(divisor)
         widest = max(beat_bytes(config.weight_beat_width), beat_bytes(config.activation_beat_width))
         self.rx_buffer = link_buffer("rx_buffer", rx_buffer, FRAME_BUFFER_OVERHEAD + widest,
                                      "a frame of one beat")
-        self.tx_buffer = link_buffer("tx_buffer", tx_buffer, beat_bytes(config.result_beat_width), "a result beat")
         self.frame_timeout = positive_int("frame_timeout", frame_timeout)
         if self.frame_timeout > 0xFFFF:
             raise ValueError(f"frame_timeout must be at most 65535 byte times, not {frame_timeout}")
-        self.credits = link_credits(config, self.tx_buffer)
+        self.credits = link_credits(config)
         self.max_weight_beats = frame_beats(self.rx_buffer, config.weight_beat_width)
         self.max_act_beats = frame_beats(self.rx_buffer, config.activation_beat_width)
         self.descriptor = link_descriptor(config, credits=self.credits, max_weight_beats=self.max_weight_beats,
@@ -263,8 +265,9 @@ class HostLink(wiring.Component):
         decoder = resettable("decoder", CommandDecoder(weight_width=lay.weight_row.size,
                                                        activation_width=lay.activations.size))
         resettable("array", array)
-        store = resettable("results", ResultStore(result_width=lay.results.size, depth=self.tx_buffer))
-        encoder = resettable("encoder", ReplyEncoder(result_bytes=store.beat_bytes, descriptor=self.descriptor))
+        result_bytes = beat_bytes(lay.results.size)
+        encoder = resettable("encoder", ReplyEncoder(result_bytes=result_bytes, descriptor=self.descriptor))
+        link_crc = resettable("link_crc", CRC(data_width=8).create())
         transmitter = resettable("transmitter", UARTTransmitter(divisor=self.divisor))
 
         wiring.connect(m, receiver.data, frames.bytes)
@@ -274,6 +277,13 @@ class HostLink(wiring.Component):
             frames.overrun.eq(receiver.overrun),
             frames.framing_error.eq(receiver.framing_error),
         ]
+        # The oldest result stays at the head of the array's result FIFO until the host has it:
+        # the encoder reads it in place, a byte at a time, and the receiver's registered `pop`
+        # takes it.
+        result = Signal(8 * result_bytes)
+        m.d.comb += result.eq(Value.cast(array.results.payload))
+        # One CRC unit: the encoder's while it sends a reply, the receiver's otherwise.
+        encoder_crc = encoder.busy | encoder.crc_start
         m.d.comb += [
             frame_buffer.write_data.eq(frames.write_data),
             frame_buffer.write.eq(frames.write),
@@ -285,14 +295,17 @@ class HostLink(wiring.Component):
             encoder.seq.eq(frames.reply_seq),
             encoder.code.eq(frames.reply_code),
             frames.encoder_busy.eq(encoder.busy),
-            frames.result_available.eq(store.available),
-            store.pop.eq(frames.pop),
-            store.read_index.eq(encoder.read_index),
-            encoder.read_data.eq(store.read_data),
+            frames.result_available.eq(array.results.valid),
+            array.results.ready.eq(frames.pop),
+            encoder.read_data.eq(result.word_select(encoder.read_index, 8)),
+            link_crc.start.eq(Mux(encoder_crc, encoder.crc_start, frames.crc_start)),
+            link_crc.valid.eq(Mux(encoder_crc, encoder.crc_valid, frames.crc_valid)),
+            link_crc.data.eq(Mux(encoder_crc, encoder.crc_data, frames.crc_data)),
+            frames.crc_match.eq(link_crc.match_detected),
+            encoder.crc_value.eq(link_crc.crc),
         ]
         wiring.connect(m, frame_buffer.r_stream, decoder.bytes)
-        for source, sink in ((decoder.weights, array.weights), (decoder.activations, array.activations),
-                             (array.results, store.results)):
+        for source, sink in ((decoder.weights, array.weights), (decoder.activations, array.activations)):
             m.d.comb += [
                 Value.cast(sink.payload).eq(Value.cast(source.payload)),
                 sink.valid.eq(source.valid),

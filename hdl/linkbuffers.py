@@ -1,8 +1,7 @@
-"""The host link's two byte memories: received frames that apply only once checked, and results kept
-until the host has them.
+"""The host link's frame buffer: received frames, applied only once checked.
 
-Both are one block RAM each on an iCE40 (512 bytes by default) with power-of-two depths, so that
-their pointers wrap by dropping a bit.
+One block RAM on an iCE40 (512 bytes by default), with a power-of-two depth, so that its pointers
+wrap by dropping a bit.
 """
 
 from amaranth.hdl import Module, Signal
@@ -80,87 +79,4 @@ class FrameBuffer(wiring.Component):
             m.d.sync += [read.eq(read + 1), self.r_stream.valid.eq(1)]
         with m.Elif(self.r_stream.ready):
             m.d.sync += self.r_stream.valid.eq(0)
-        return m
-
-
-class ResultStore(wiring.Component):
-    """Result beats as bytes, kept until the host has acknowledged them.
-
-    The array's result beats are written a byte per clock (least significant byte first, zero
-    padding in the top byte). The oldest beat, the head, is read byte by byte by the reply encoder
-    as often as the host asks for it again; `pop` drops it once the host has shown that it has it.
-    `capacity` beats fit: the host's credits.
-
-    Members
-    -------
-    results   : In(stream.Signature(result_width))
-    available : Out(1)                  the head is a whole beat
-    read_index: In(range(beat_bytes))   byte of the head to read ...
-    read_data : Out(8)                  ... here a clock later
-    pop       : In(1)                   strobe: drop the head (only while `available`)
-    """
-
-    def __init__(self, *, result_width, depth):
-        self.result_width = positive_int("result_width", result_width)
-        self.depth = power_of_two("depth", depth)
-        self.beat_bytes = (self.result_width + 7) // 8
-        if self.beat_bytes > self.depth:
-            raise ValueError(f"a result buffer of {self.depth} bytes cannot hold a result beat of "
-                             f"{self.beat_bytes} bytes")
-        self.capacity = self.depth // self.beat_bytes
-        super().__init__({
-            "results": In(stream.Signature(self.result_width)),
-            "available": Out(1),
-            "read_index": In(range(self.beat_bytes)),
-            "read_data": Out(8),
-            "pop": In(1),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        bits, n = self.depth.bit_length() - 1, self.beat_bytes
-        m.submodules.memory = memory = Memory(shape=8, depth=self.depth, init=[])
-        write_port = memory.write_port()
-        read_port = memory.read_port()
-        head = Signal(bits)                           # first byte of the oldest beat
-        tail = Signal(bits)                           # where the next beat goes
-        stored = Signal(range(self.capacity + 1))     # whole beats
-        m.d.comb += [
-            self.available.eq(stored != 0),
-            read_port.addr.eq(head + self.read_index),
-            self.read_data.eq(read_port.data),
-        ]
-
-        # Writing: the byte is selected into a register and written a clock later, so the wide
-        # result never reaches the memory's data pins through the byte multiplexer in one clock.
-        index = Signal(range(n))
-        writing = Signal()
-        byte, byte_valid, byte_addr = Signal(8), Signal(), Signal(bits)
-        padded = Signal(8 * n)
-        m.d.comb += padded.eq(self.results.payload)
-        m.d.sync += [
-            byte.eq(padded.word_select(index, 8)),
-            byte_valid.eq(writing),
-            byte_addr.eq(tail + index),
-        ]
-        m.d.comb += [
-            write_port.addr.eq(byte_addr),
-            write_port.data.eq(byte),
-            write_port.en.eq(byte_valid),
-        ]
-        finished = Signal()
-        with m.If(~writing):
-            # `finished`: the beat whose last byte is being written, not yet in `stored`.
-            with m.If(self.results.valid & (stored + finished < self.capacity)):
-                m.d.sync += [writing.eq(1), index.eq(0)]
-        with m.Elif(index == n - 1):
-            # The beat is taken with its last byte; it counts as stored once that byte is written.
-            m.d.comb += self.results.ready.eq(1)
-            m.d.sync += [writing.eq(0), tail.eq(tail + n)]
-        with m.Else():
-            m.d.sync += index.eq(index + 1)
-        m.d.sync += finished.eq(self.results.valid & self.results.ready)
-        with m.If(self.pop):
-            m.d.sync += head.eq(head + n)
-        m.d.sync += stored.eq(stored + finished - self.pop)
         return m

@@ -47,12 +47,14 @@ class FrameReceiver(wiring.Component):
     rolled back; the receiver then ignores the line until it has been quiet for `timeout_clocks`,
     so that the rest of a damaged frame cannot pass for a new one. A frame that ends while the
     encoder is still sending a reply is dropped unanswered: the host times out and sends it again.
+    (The two share one CRC unit, the encoder's while it is busy: in the protocol's stop-and-wait
+    the host never sends while the board answers, so only a damaged exchange ever overlaps.)
 
     Replies are requested from the encoder with the registered `reply_start` strobe and fields,
     which hold still while the encoder is busy (it reads them as it sends).
-    A read ('R') first drops the result sent in the previous reply, if the previous accepted
-    frame got one (the host has it: it has moved on to a new sequence number), then answers with
-    the next result or with "none yet".
+    A read ('R') first drops (`pop`) the result sent in the previous reply, if the previous
+    accepted frame got one (the host has it: it has moved on to a new sequence number), then
+    answers with the next result or with "none yet".
     """
 
     def __init__(self, *, weight_bytes, activation_bytes, max_weight_beats, max_activation_beats,
@@ -80,17 +82,21 @@ class FrameReceiver(wiring.Component):
             "reply_seq": Out(8),
             "reply_code": Out(range(max(ERROR_CODES) + 1)),
             "encoder_busy": In(1),
-            # The result store.
+            # The array's results.
             "result_available": In(1),
             "pop": Out(1),
+            # The CRC unit, shared with the encoder.
+            "crc_start": Out(1),
+            "crc_valid": Out(1),
+            "crc_data": Out(8),
+            "crc_match": In(1),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc_check = checker = CRC(data_width=8).create()
         byte = self.bytes.payload
         take = Signal()
-        m.d.comb += [take.eq(self.bytes.valid & self.bytes.ready), checker.data.eq(byte),
+        m.d.comb += [take.eq(self.bytes.valid & self.bytes.ready), self.crc_data.eq(byte),
                      self.write_data.eq(byte)]
 
         # Clocks since the last byte, saturating: the quiet line that ends a damaged frame.
@@ -115,7 +121,9 @@ class FrameReceiver(wiring.Component):
         result_sent = Signal()                # the last accepted frame was answered with a result
         # Registered verdicts, so that the decision at the end of a frame is a few levels of logic.
         repeat, crc_ok = Signal(), Signal()
-        m.d.sync += [repeat.eq(last_seq_valid & (seq == last_seq)), crc_ok.eq(checker.match_detected)]
+        m.d.sync += [repeat.eq(last_seq_valid & (seq == last_seq)), crc_ok.eq(self.crc_match)]
+        # The CRC unit is the encoder's while it sends: a frame that overlaps a reply is dropped.
+        shared = Signal()
 
         # What this clock wants done, decided below; registered in one place at the end.
         in_frame, abort = Signal(), Signal()
@@ -136,15 +144,17 @@ class FrameReceiver(wiring.Component):
         def in_frame_state():
             """Called last in each state that receives a frame's bytes: they go through the CRC,
             and an abort wins over what the byte would have done."""
-            m.d.comb += [in_frame.eq(1), self.bytes.ready.eq(1), checker.valid.eq(take)]
+            m.d.comb += [in_frame.eq(1), self.bytes.ready.eq(1), self.crc_valid.eq(take)]
+            with m.If(self.encoder_busy | self.reply_start):
+                m.d.sync += shared.eq(1)
             with m.If(abort):
                 m.next = "discard"
 
         with m.FSM():
             with m.State("hunt"):
-                m.d.comb += [self.bytes.ready.eq(1), checker.start.eq(1)]
+                m.d.comb += [self.bytes.ready.eq(1), self.crc_start.eq(1)]
                 with m.If(take & (byte == START_OF_FRAME)):
-                    m.d.sync += [seq.eq(0), overflow.eq(0)]
+                    m.d.sync += [seq.eq(0), overflow.eq(0), shared.eq(0)]
                     m.next = "seq"
             with m.State("seq"):
                 with m.If(take):
@@ -194,7 +204,7 @@ class FrameReceiver(wiring.Component):
             with m.State("verdict"):
                 m.next = "check"      # the CRC register takes the last byte, then crc_ok follows it
             with m.State("check"):
-                with m.If(self.encoder_busy | self.reply_start):
+                with m.If(self.encoder_busy | self.reply_start | shared):
                     # Still answering something else: dropped unanswered, the host asks again.
                     m.d.comb += rollback.eq(1)
                     m.next = "hunt"
@@ -255,8 +265,9 @@ class FrameReceiver(wiring.Component):
 class ReplyEncoder(wiring.Component):
     """Sends one reply frame at a time: start byte, sequence number, kind, body, CRC.
 
-    Bodies: an error's code, the descriptor, or the head of the result store (read a byte at a
-    time through `read_index` / `read_data`, a clock late). The request's fields must hold still
+    Bodies: an error's code, the descriptor, or the oldest result (read a byte at a time through
+    `read_index` / `read_data`, a clock late). The CRC unit is the encoder's while it is busy
+    (and the clock it starts). The request's fields must hold still
     while `busy`: they are read as the frame goes out. Each byte is prepared in a register before
     it is offered to the transmitter.
 
@@ -264,8 +275,9 @@ class ReplyEncoder(wiring.Component):
     -------
     start, kind, seq, code : In   a reply request (`kind` an index into REPLY_KINDS)
     busy      : Out(1)
-    read_index: Out(range(result_bytes)), read_data: In(8)   the result store's head
+    read_index: Out(range(result_bytes)), read_data: In(8)   the oldest result
     bytes     : Out(stream.Signature(8))
+    crc_start, crc_valid, crc_data : Out, crc_value : In     the shared CRC unit
     """
 
     def __init__(self, *, result_bytes, descriptor):
@@ -280,11 +292,14 @@ class ReplyEncoder(wiring.Component):
             "read_index": Out(range(self.result_bytes)),
             "read_data": In(8),
             "bytes": Out(stream.Signature(8)),
+            "crc_start": Out(1),
+            "crc_valid": Out(1),
+            "crc_data": Out(8),
+            "crc_value": In(16),
         })
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc_generator = generator = CRC(data_width=8).create()
         kind = self.kind
         body_bytes = max(self.result_bytes, len(self.descriptor), 1)
         index = Signal(range(body_bytes))             # body byte being sent
@@ -311,21 +326,21 @@ class ReplyEncoder(wiring.Component):
         with m.If(sent):
             m.d.sync += self.bytes.valid.eq(0)
         # Nothing offered or sent in the clock before: `index` has held still for a clock, so
-        # read_data is the store's byte at `index`.
+        # read_data is the result's byte at `index`.
         settled, prepare = Signal(), Signal()
         m.d.sync += settled.eq(~self.bytes.valid & ~sent)
         m.d.comb += prepare.eq(~self.bytes.valid & ~sent & settled)
 
         with m.FSM():
             with m.State("idle"):
-                m.d.comb += generator.start.eq(1)
+                m.d.comb += self.crc_start.eq(self.start)
                 with m.If(self.start):
                     m.d.sync += [header.eq(0), index.eq(0)]
                     offer(START_OF_FRAME, "header")
             with m.State("header"):
                 m.d.comb += self.busy.eq(1)
                 # The start byte is outside the CRC; the sequence number and kind are in it.
-                m.d.comb += [generator.data.eq(self.bytes.payload), generator.valid.eq(sent & (header != 0))]
+                m.d.comb += [self.crc_data.eq(self.bytes.payload), self.crc_valid.eq(sent & (header != 0))]
                 with m.If(sent):
                     m.d.sync += header.eq(header + 1)
                     with m.If(header == 0):
@@ -345,7 +360,7 @@ class ReplyEncoder(wiring.Component):
                         offer(descriptor_byte, "body")
                     with m.Else():
                         offer(self.read_data, "body")
-                m.d.comb += [generator.data.eq(self.bytes.payload), generator.valid.eq(sent)]
+                m.d.comb += [self.crc_data.eq(self.bytes.payload), self.crc_valid.eq(sent)]
                 with m.If(sent):
                     m.d.sync += index.eq(index + 1)
                     with m.If(last):
@@ -354,11 +369,11 @@ class ReplyEncoder(wiring.Component):
                 # The CRC register took the last byte the clock it was sent.
                 m.d.comb += self.busy.eq(1)
                 with m.If(prepare):
-                    offer(generator.crc[8:], "crc_low")
+                    offer(self.crc_value[8:], "crc_low")
             with m.State("crc_low"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(sent):
-                    offer(generator.crc[:8], "last")
+                    offer(self.crc_value[:8], "last")
             with m.State("last"):
                 m.d.comb += self.busy.eq(1)
                 with m.If(sent):

@@ -20,7 +20,7 @@ frame timeout), drops what arrived, and sends the same frame again, at most `ret
 board applies a frame once and answers a repeat as the first time, so sending again is always safe.
 A read ('R') with a new sequence number acknowledges the previous result, so results are neither
 lost nor taken twice. The line has no flow control: the driver keeps at most `credits` emitting
-activation beats whose results it has not read, so the board's result store can always hold them.
+activation beats whose results it has not read, so the board's result FIFO can always hold them.
 
 `Board` works over any object with pyserial's interface (`write`, `read(n)` returning fewer bytes on
 timeout, and for `reset` also `send_break` and `reset_input_buffer`): a `serial.Serial`, or the

@@ -1,5 +1,5 @@
-"""The host link (protocol v3) in Amaranth's simulator: the frame buffer, the result store, the
-command decoder and the reply encoder under random stalls, and the whole link through its UART pins:
+"""The host link (protocol v3) in Amaranth's simulator: the frame buffer, the command decoder and
+the reply encoder under random stalls, and the whole link through its UART pins:
 a packed layer, and frames that are damaged, cut off, repeated, unknown or surrounded by garbage.
 
 Frames are built here from the protocol's description with amaranth.lib.crc's own software CRC,
@@ -16,7 +16,7 @@ from amaranth.lib import crc
 from amaranth.sim import Simulator
 
 from hdl.hostlink import DESCRIPTOR_BYTES, CommandDecoder, HostLink, link_credits, link_descriptor, result_frame_bytes
-from hdl.linkbuffers import FrameBuffer, ResultStore
+from hdl.linkbuffers import FrameBuffer
 from hdl.linkframes import REPLY_KINDS, ReplyEncoder
 from software.host import crc16
 from software.packing import beats
@@ -136,41 +136,6 @@ def test_frame_buffer_shows_only_committed_bytes(stall):
         assert overflowed, "the buffer never filled: the test does not exercise `full`"
 
 
-def test_result_store_keeps_the_head_until_popped():
-    result_width, depth = 70, 32                    # 9 bytes a beat: 3 fit, beats wrap the memory
-    dut = ResultStore(result_width=result_width, depth=depth)
-    assert dut.capacity == 3
-    rng = random.Random(3)
-    results = [rng.getrandbits(result_width) for _ in range(10)]
-    seen = []
-
-    async def producer(ctx):
-        await feed(ctx, dut.results, results, rng, 0.3)
-
-    async def consumer(ctx):
-        while len(seen) < len(results):
-            await ctx.tick().until(dut.available)
-            # Read the head twice (a reply sent again), then pop it.
-            copies = []
-            for _ in range(2):
-                data = []
-                for i in range(dut.beat_bytes):
-                    ctx.set(dut.read_index, i)
-                    await ctx.tick().repeat(2)
-                    data.append(ctx.get(dut.read_data))
-                copies.append(int.from_bytes(bytes(data), "little"))
-                await ctx.tick().repeat(rng.randrange(1, 20))
-            assert copies[0] == copies[1]
-            seen.append(copies[0])
-            ctx.set(dut.pop, 1)
-            await ctx.tick()
-            ctx.set(dut.pop, 0)
-            await ctx.tick()
-
-    run(dut, producer, consumer)
-    assert seen == results
-
-
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_decoder_splits_frames_into_beats(stall):
     weight_width, act_width = 20, 51                  # 3 and 7 bytes, with padding in the top byte
@@ -222,7 +187,7 @@ def test_encoder_frames_every_reply(stall):
             await ctx.tick().repeat(2)
             await ctx.tick().until(~dut.busy)          # the fields hold still while it sends
 
-    async def store(ctx):                             # the result store's synchronous read port
+    async def store(ctx):                             # the result, as if read a clock late
         while True:
             index = ctx.get(dut.read_index)
             await ctx.tick()
@@ -233,7 +198,12 @@ def test_encoder_frames_every_reply(stall):
         await ctx.tick().repeat(30)
         assert not ctx.get(dut.bytes.valid), "more reply bytes than expected"
 
-    sim = Simulator(dut)
+    top = Module()                                    # the encoder with the CRC unit it borrows
+    top.submodules.encoder = dut
+    top.submodules.crc = unit = CCITT.create()
+    top.d.comb += [unit.start.eq(dut.crc_start), unit.valid.eq(dut.crc_valid), unit.data.eq(dut.crc_data),
+                   dut.crc_value.eq(unit.crc)]
+    sim = Simulator(top)
     sim.add_clock(1e-8)
     sim.add_testbench(requester)
     sim.add_testbench(store, background=True)
@@ -247,11 +217,10 @@ def test_encoder_frames_every_reply(stall):
 class LinkBench:
     """The whole link behind its pins: a host that sends bytes and collects reply frames."""
 
-    def __init__(self, config, *, divisor=4, tx_buffer=64, rx_buffer=64, frame_timeout=4):
+    def __init__(self, config, *, divisor=4, rx_buffer=64, frame_timeout=4):
         self.config = config
         self.divisor = divisor
-        self.dut = HostLink(config, divisor=divisor, tx_buffer=tx_buffer, rx_buffer=rx_buffer,
-                            frame_timeout=frame_timeout)
+        self.dut = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout)
         self.n_w = (config.weight_beat_width + 7) // 8
         self.n_a = (config.activation_beat_width + 7) // 8
         self.n_r = (config.result_beat_width + 7) // 8
@@ -417,12 +386,12 @@ def test_hostlink_rejects_bad_frames_and_applies_each_frame_once():
 
 def test_descriptor_and_credits():
     config = ArrayConfig(rows=3, cols=2, alpha=4, act_signed=False, max_batch=300, double_buffer=False)
-    d = link_descriptor(config, credits=link_credits(config, 64), max_weight_beats=17, max_act_beats=5,
+    d = link_descriptor(config, credits=link_credits(config), max_weight_beats=17, max_act_beats=5,
                         frame_timeout=300)
     assert d[:3] == b"SG\x03" and len(d) == DESCRIPTOR_BYTES == 20
     assert list(d[3:9]) == [2, 1, 3, 8, 8, 32] and d[9] == 0b010
     assert int.from_bytes(d[10:12], "little") == 299
-    assert int.from_bytes(d[12:14], "little") == 64 // 12 == 5      # 12-byte result beats
+    assert int.from_bytes(d[12:14], "little") == config.result_buffer     # the array's result FIFO
     assert result_frame_bytes(config) == 3 + 12 + 2
     assert d[14:16] == b"\x00\x00"           # no term budgets: integer cells
     assert d[16:18] == bytes([17, 5]) and int.from_bytes(d[18:], "little") == 300
@@ -430,11 +399,11 @@ def test_descriptor_and_credits():
     d = link_descriptor(tq, credits=7, max_weight_beats=1, max_act_beats=1, frame_timeout=64)
     assert d[9] == 0b1111 and d[14:16] == b"\x02\x03"
     link = HostLink(ArrayConfig(rows=4, cols=4, alpha=4), divisor=104)
-    # 512-byte buffers: 17-byte activation beats, 5-byte weight beats, 16-byte results.
-    assert (link.max_act_beats, link.max_weight_beats, link.credits) == (30, 102, 32)
+    # A 512-byte frame buffer: 17-byte activation beats, 5-byte weight beats; 12 result FIFO entries.
+    assert (link.max_act_beats, link.max_weight_beats, link.credits) == (30, 102, 12)
     # A beat wider than the default buffer gets a bigger one by default: 64 columns of 8 x 8 bits.
     wide = HostLink(ArrayConfig(rows=2, cols=64, alpha=8), divisor=104)
-    assert (wide.rx_buffer, wide.max_act_beats, wide.tx_buffer) == (1024, 1, 512)
+    assert (wide.rx_buffer, wide.max_act_beats, wide.credits) == (1024, 1, wide.config.result_buffer)
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -443,8 +412,6 @@ def test_descriptor_and_credits():
     (dict(divisor=8, rx_buffer=48), "rx_buffer must be a power of two, not 48"),
     (dict(divisor=8, rx_buffer=4), r"rx_buffer must hold a frame of one beat \(5 bytes\), not 4"),
     (dict(divisor=8, rx_buffer=True), "rx_buffer must be an integer"),
-    (dict(divisor=8, tx_buffer=-1), "tx_buffer must be at least 1"),
-    (dict(divisor=8, tx_buffer=4), r"tx_buffer must hold a result beat \(8 bytes\), not 4"),
     (dict(divisor=8, frame_timeout=0), "frame_timeout must be at least 1"),
 ])
 def test_bad_arguments(kwargs, message):
