@@ -27,7 +27,7 @@ from sim.linkfaults import DIRECTIONS, FAULT_KINDS, OUTCOMES, tabulate      # no
 
 import report                                                               # noqa: E402
 
-# The design of tests/sim/test_hostlink_rtl.py: 3x2 alpha 3, 10 credits, 8 activation beats a frame.
+# The design of tests/sim/test_hostlink_rtl.py: 3x2 alpha 3, 9 credits, 8 activation beats a frame.
 LINK_ARGS = ("--rows", "3", "--cols", "2", "--alpha", "3", "--max-batch", "4", "--divisor", "8",
              "--rx-buffer", "64", "--frame-timeout", "16")
 SHAPE = (4, 9, 2)         # out features, in features, batch of each session's layer

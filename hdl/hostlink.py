@@ -165,9 +165,11 @@ def result_frame_bytes(config):
 
 
 def link_credits(config):
-    """Result beats a host may have unread: the array's result FIFO holds them until the host has
-    acknowledged them (`result_buffer` entries, which the array never lets overflow)."""
-    return min(config.result_buffer, 0xFFFF)
+    """Result beats a host may have unread. They wait in the array's result FIFO until the host has
+    acknowledged them, and the array takes any vector only while that FIFO has a free entry for
+    it: one entry less than the FIFO's `result_buffer` keeps the array moving with every credit
+    used (a non-emitting vector behind them still gets in)."""
+    return min(config.result_buffer - 1, 0xFFFF)
 
 
 def frame_beats(rx_buffer, width):

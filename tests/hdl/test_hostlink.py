@@ -391,7 +391,7 @@ def test_descriptor_and_credits():
     assert d[:3] == b"SG\x03" and len(d) == DESCRIPTOR_BYTES == 20
     assert list(d[3:9]) == [2, 1, 3, 8, 8, 32] and d[9] == 0b010
     assert int.from_bytes(d[10:12], "little") == 299
-    assert int.from_bytes(d[12:14], "little") == config.result_buffer     # the array's result FIFO
+    assert int.from_bytes(d[12:14], "little") == config.result_buffer - 1     # the array's result FIFO
     assert result_frame_bytes(config) == 3 + 12 + 2
     assert d[14:16] == b"\x00\x00"           # no term budgets: integer cells
     assert d[16:18] == bytes([17, 5]) and int.from_bytes(d[18:], "little") == 300
@@ -400,10 +400,10 @@ def test_descriptor_and_credits():
     assert d[9] == 0b1111 and d[14:16] == b"\x02\x03"
     link = HostLink(ArrayConfig(rows=4, cols=4, alpha=4), divisor=104)
     # A 512-byte frame buffer: 17-byte activation beats, 5-byte weight beats; 12 result FIFO entries.
-    assert (link.max_act_beats, link.max_weight_beats, link.credits) == (30, 102, 12)
+    assert (link.max_act_beats, link.max_weight_beats, link.credits) == (30, 102, 11)
     # A beat wider than the default buffer gets a bigger one by default: 64 columns of 8 x 8 bits.
     wide = HostLink(ArrayConfig(rows=2, cols=64, alpha=8), divisor=104)
-    assert (wide.rx_buffer, wide.max_act_beats, wide.credits) == (1024, 1, wide.config.result_buffer)
+    assert (wide.rx_buffer, wide.max_act_beats, wide.credits) == (1024, 1, wide.config.result_buffer - 1)
 
 
 @pytest.mark.parametrize("kwargs, message", [

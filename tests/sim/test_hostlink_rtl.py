@@ -1,7 +1,7 @@
 """The whole host path in Verilator under cocotb: the Python host driver (software/host.py) -> UART
 bits -> the generated Verilog of the host link and the array -> UART bits -> the host driver.
 
-The design is what `python -m fpga verilog` writes, a small array (10 credits: its result FIFO) with a
+The design is what `python -m fpga verilog` writes, a small array (9 credits: its result FIFO) with a
 small frame buffer (8 activation beats a frame), so the driver's flow control and frame splitting
 are exercised; results must equal the golden model. Fault campaigns damage frames both
 ways (bit flips, drops, duplicates, truncations, garbage): no session may end with a wrong result.
@@ -51,7 +51,7 @@ def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
     _, b = built
     config = b.config
     assert config == ArrayConfig(rows=3, cols=2, alpha=3, max_batch=4)
-    assert b.manifest["link"]["credits"] == 10
+    assert b.manifest["link"]["credits"] == 9
     rng = np.random.default_rng(int(skew * 100))
     w = rng.integers(-128, 128, size=(7, 20))
     w[rng.random(w.shape) > 0.3] = 0
@@ -64,7 +64,7 @@ def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
     # The board described itself truthfully, before and after an unknown command.
     for key in ("descriptor", "identify_after_error"):
         d = report[key]
-        assert (d["rows"], d["cols"], d["alpha"], d["max_batch"], d["credits"]) == (3, 2, 3, 4, 10)
+        assert (d["rows"], d["cols"], d["alpha"], d["max_batch"], d["credits"]) == (3, 2, 3, 4, 9)
         assert (d["mac"], d["weight_terms"], d["data_terms"]) == ("int", None, None)
         assert (d["version"], d["max_weight_beats"], d["max_act_beats"], d["frame_timeout"]) == (3, 20, 8, 16)
     # The unknown command was refused, and the identify frame after it sent again.
