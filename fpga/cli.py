@@ -42,15 +42,17 @@ def positive_mhz(text):
     return value
 
 
-def positive_count(text):
-    """argparse type of --batch: a whole number of at least 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"wants a whole number of at least 1, not {text!r}")
-    return value
+def whole_number(minimum):
+    """argparse type: a whole number of at least `minimum` (--batch 0 would test nothing)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"wants a whole number of at least {minimum}, not {text!r}")
+        return value
+    return parse
 
 
 PROG = "python -m fpga"
@@ -122,8 +124,8 @@ def build_parser():
                                    "the results with the golden model.")
     r.add_argument("build_dir", help="directory written by `python -m fpga build`")
     r.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
-    r.add_argument("--batch", type=positive_count, default=16, help="input vectors (default 16)")
-    r.add_argument("--seed", type=int, default=0, help="random seed of the layer (default 0)")
+    r.add_argument("--batch", type=whole_number(1), default=16, help="input vectors (default 16)")
+    r.add_argument("--seed", type=whole_number(0), default=0, help="random seed of the layer (default 0)")
     return p
 
 

@@ -52,9 +52,9 @@ class FrameReceiver(wiring.Component):
 
     Replies are requested from the encoder with the registered `reply_start` strobe and fields,
     which hold still while the encoder is busy (it reads them as it sends).
-    A read ('R') first drops (`pop`) the result sent in the previous reply, if the previous
-    accepted frame got one (the host has it: it has moved on to a new sequence number), then
-    answers with the next result or with "none yet".
+    Any accepted frame first drops (`pop`) the result sent in the previous reply, if the previous
+    accepted frame got one (the host has it: it has moved on to a new sequence number); a read
+    ('R') then answers with the next result or with "none yet".
     """
 
     def __init__(self, *, weight_bytes, activation_bytes, max_weight_beats, max_activation_beats,
