@@ -221,8 +221,9 @@ class HostLink(wiring.Component):
     tx : Out(1)  serial line to the host (idle high)
     """
 
-    def __init__(self, config, *, divisor, rx_buffer=None, frame_timeout=64):
+    def __init__(self, config, *, divisor, rx_buffer=None, frame_timeout=64, dsp_cells=0):
         self.config = config
+        self.dsp_cells = dsp_cells      # passed to the array (hdl/systolic.py)
         self.divisor = check_divisor(divisor)
         widest = max(beat_bytes(config.weight_beat_width), beat_bytes(config.activation_beat_width))
         self.rx_buffer = link_buffer("rx_buffer", rx_buffer, FRAME_BUFFER_OVERHEAD + widest,
@@ -243,8 +244,7 @@ class HostLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        cfg = self.config
-        array = SystolicArray(cfg)
+        array = SystolicArray(self.config, dsp_cells=self.dsp_cells)
         lay = array.layouts
         # The receiver is outside the reset it generates, so it can see the break end.
         m.submodules.receiver = receiver = UARTReceiver(divisor=self.divisor)
