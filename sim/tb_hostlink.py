@@ -186,7 +186,8 @@ def fault_campaign(port, stim, faults):
 
 @cocotb.test()
 async def hostlink_test(dut):
-    stim = json.loads(open(os.environ["SPARSEGEN_STIMULUS"]).read())
+    with open(os.environ["SPARSEGEN_STIMULUS"]) as f:
+        stim = json.load(f)
     report_path = os.environ["SPARSEGEN_REPORT"]
     bit_ps = round(stim["divisor"] * CLOCK_PS * stim["skew"])
     campaign = stim.get("faults")

@@ -14,8 +14,8 @@ bytes between 0xA5 and the CRC:
 
 The driver sends a frame and waits for the reply whose sequence number is the frame's. It ignores
 damaged bytes and frames (bad CRC, unknown kind: it hunts for the next 0xA5), and replies that carry
-another sequence number (late or repeated ones). After an error reply, a timeout or a reply it
-cannot use, it waits for the line to be quiet (one read timeout of the port, longer than the board's
+another sequence number (late or repeated ones). After an error reply or a timeout (no usable
+reply in time), it waits for the line to be quiet (one read timeout of the port, longer than the board's
 frame timeout), drops what arrived, and sends the same frame again, at most `retries` times: the
 board applies a frame once and answers a repeat as the first time, so sending again is always safe.
 A read ('R') with a new sequence number acknowledges the previous result, so results are neither
