@@ -184,8 +184,10 @@ def link_manifest(link, *, top, verilog_text=None, board=None, baud=None):
             "baud": baud,
             "divisor": link.divisor,
             "rx_buffer_bytes": link.rx_buffer,
-            "tx_buffer_bytes": link.tx_buffer,
             "credits": link.credits,
+            "max_weight_beats": link.max_weight_beats,
+            "max_activation_beats": link.max_act_beats,
+            "frame_timeout_byte_times": link.frame_timeout,
             "descriptor": link.descriptor.hex(),
             "result_frame_bytes": link.result_frame_bytes,
             "protocol": "see docs/formats.md (the host link protocol), or the docstring of hdl/hostlink.py",
@@ -219,12 +221,12 @@ def check_output_dir(out_dir, marker):
         raise BuildError(problem, status=2)
 
 
-def write_link_verilog(config, out_dir, *, divisor, rx_buffer=32, tx_buffer=512):
+def write_link_verilog(config, out_dir, *, divisor, rx_buffer=None, frame_timeout=64):
     """The host link (UART + decoder + array) as Verilog, top `sparsegen_hostlink`, with a manifest
     that sim/runner.py and any host program can read, written as a set. Returns the manifest."""
     from amaranth.back import verilog
     check_output_dir(out_dir, "manifest.json")     # before elaborating: a refused link is not left unused
-    link = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, tx_buffer=tx_buffer)
+    link = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout)
     text = verilog.convert(link, name=LINK_TOP, emit_src=False)
     manifest = link_manifest(link, top=LINK_TOP, verilog_text=text)
     with output_set(out_dir, marker="manifest.json") as staging:

@@ -42,6 +42,19 @@ def positive_mhz(text):
     return value
 
 
+def whole_number(minimum):
+    """argparse type: a whole number of at least `minimum` (--batch 0 would test nothing)."""
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum:
+            raise argparse.ArgumentTypeError(f"wants a whole number of at least {minimum}, not {text!r}")
+        return value
+    return parse
+
+
 PROG = "python -m fpga"
 BUILD_SUMMARY = "summary.json"      # fpga.build.BUILD_SUMMARY (not imported here: it loads Amaranth)
 MAX_BATCH = 1 << 16
@@ -100,7 +113,11 @@ def build_parser():
                                    "sparsegen_hostlink, ports clk rst rx tx, and a manifest.json.")
     array_flags.add_arguments(v.add_argument_group("array configuration"), default_rows=2)
     v.add_argument("--divisor", type=int, required=True, help="clocks per UART bit (board clock / baud)")
-    v.add_argument("--tx-buffer", type=int, default=512, help="reply buffer in bytes (sets the credits)")
+    v.add_argument("--rx-buffer", type=int,
+                   help="frame buffer in bytes, a power of two (sets the beats per frame; default 512, or "
+                        "more if a beat needs it)")
+    v.add_argument("--frame-timeout", type=int, default=64, metavar="BYTE_TIMES",
+                   help="quiet time that ends a frame cut off in the middle (default 64 byte times)")
     v.add_argument("-o", "--output", required=True, help="output directory")
 
     r = sub.add_parser("run", help="run a random packed layer on a programmed board",
@@ -110,7 +127,7 @@ def build_parser():
     r.add_argument("build_dir", help="directory written by `python -m fpga build`")
     r.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
     r.add_argument("--batch", type=batch_size, default=16, help=f"input vectors, 1 to {MAX_BATCH} (default 16)")
-    r.add_argument("--seed", type=int, default=0, help="random seed of the layer (default 0)")
+    r.add_argument("--seed", type=whole_number(0), default=0, help="random seed of the layer (default 0)")
     return p
 
 
@@ -190,7 +207,7 @@ def batch_size(text):
     except ValueError:
         value = None
     if value is None or not 1 <= value <= MAX_BATCH:
-        raise argparse.ArgumentTypeError(f"--batch wants a number of vectors from 1 to {MAX_BATCH}, not {text!r}")
+        raise argparse.ArgumentTypeError(f"wants a number of vectors from 1 to {MAX_BATCH}, not {text!r}")
     return value
 
 
@@ -235,7 +252,8 @@ def cmd_verilog(args):
     from .build import LINK_TOP, write_link_verilog
     config = array_flags.config_from_args(args)
     try:
-        manifest = write_link_verilog(config, args.output, divisor=args.divisor, tx_buffer=args.tx_buffer)
+        manifest = write_link_verilog(config, args.output, divisor=args.divisor, rx_buffer=args.rx_buffer,
+                                      frame_timeout=args.frame_timeout)
     except (TypeError, ValueError) as e:
         raise CommandError(str(e)) from None
     print(f"{os.path.join(args.output, LINK_TOP + '.v')}: host link of a {config.rows}x{config.cols} array, "

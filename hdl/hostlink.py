@@ -1,50 +1,71 @@
-"""The array behind a UART: a byte protocol to load weights, stream activations and read results.
+"""The array behind a UART: framed, checked commands to load weights, stream activations and read results.
 
-Protocol, version 2 (software/host.py implements the host side from this description)
-------------------------------------------------------------------------------------
-Serial line: 8 data bits, no parity, 1 stop bit. Multi-byte integers are little endian. A beat is
-sent as ceil(width / 8) bytes, least significant byte first, with the bit packing of the manifest
-(software/packing/beats.py) and zero padding in the top byte.
+Protocol, version 3 (software/host.py implements the host side from docs/formats.md)
+-----------------------------------------------------------------------------------
+Serial line: 8 data bits, no parity, 1 stop bit. Multi-byte integers are little endian, except the
+CRC. A beat is sent as ceil(width / 8) bytes, least significant byte first, with the bit packing of
+the manifest (software/packing/beats.py) and zero padding in the top byte.
 
-Host to board:
-  'I'                          identify: the board answers with its descriptor.
-  'W' n:u16 n x weight beat     n weight beats, in stream order (R per tile, row 0 first).
-  'A' n:u16 n x activation beat n activation beats (data, last, clear, emit).
-  a break (line low for at least one frame) resets the link and the array: partially received
-                                commands, loaded weights, accumulators and unsent replies are dropped.
-Board to host (each reply starts with a tag byte):
-  'I' descriptor (16 bytes)     'S' 'G' version rows-1 cols-1 alpha-1 act_width weight_width
-                                acc_width flags max_batch-1:u16 credits:u16 weight_terms data_terms,
-                                where flags bit 0 = activations signed, bit 1 = weights signed,
-                                bit 2 = double buffered, bit 3 = term-quantized cells (mac "tq": a
-                                weight beat holds term lists, see software/packing/beats.py); the term
-                                budgets are 0 for integer cells.
-  'R' result beat               one per activation beat with `emit` set, in order.
-  'E' code detail               1 = unknown command (detail: the byte), 2 = receive overrun (bytes
-                                were lost: reset with a break), 3 = framing error (a bad stop bit).
+Every frame, both ways, is: 0xA5, a sequence number, a kind, a body, and a CRC-16/CCITT-FALSE
+(polynomial 0x1021, initial value 0xFFFF, no reflection) of everything between 0xA5 and the CRC,
+sent most significant byte first.
 
-Flow control: the line has none, so the host must never have more than `credits` emitting
-activation beats whose result has not yet arrived. The results then always fit in the transmit
-buffer, the array never stalls on its output, and every received byte is consumed within a few
-clocks (the receive buffer covers the moments while a weight bank is still in use). Commands must
-follow the stream order of software/packing/schedule.py, or the array may wait for a beat the host has
-not sent yet.
+Host to board: 0xA5 seq command count body crc_hi crc_lo
+  'I' count 0                    identify: answered with the descriptor.
+  'W' count 1..max_weight_beats  `count` weight beats, in stream order (R per tile, row 0 first).
+  'A' count 1..max_act_beats     `count` activation beats (data, last, clear, emit).
+  'R' count 0                    read a result: answered with the oldest result not yet
+                                 acknowledged, or 'N' if the array has not produced it yet.
+  The host sends a frame and waits for its reply (or a timeout) before it sends the next; it
+  numbers frames in sequence (mod 256) and sends a frame again with the same number after an error
+  reply, a damaged reply or a timeout, having first waited for the line to be quiet (longer than
+  the frame timeout) and dropped what it received meanwhile.
+  A break (line low for at least one frame) resets the link and the array: partially received
+  frames, loaded weights, accumulators, results and the last sequence number are dropped.
+Board to host: 0xA5 seq kind body crc_hi crc_lo, `seq` being the number of the frame it answers:
+  'K' (no body)                  a weight or activation frame was applied (or had been already).
+  'N' (no body)                  no result yet.
+  'D' descriptor (20 bytes)      'S' 'G' version rows-1 cols-1 alpha-1 act_width weight_width
+                                 acc_width flags max_batch-1:u16 credits:u16 weight_terms
+                                 data_terms max_weight_beats max_act_beats frame_timeout:u16,
+                                 where flags bit 0 = activations signed, bit 1 = weights signed,
+                                 bit 2 = double buffered, bit 3 = term-quantized cells (mac "tq": a
+                                 weight beat holds term lists, see software/packing/beats.py); the
+                                 term budgets are 0 for integer cells; frame_timeout in byte times.
+  'R' result beat                the oldest result the host has not acknowledged. A frame with a
+                                 new sequence number acknowledges it (the host has moved on).
+  'E' code                       the frame was rejected and nothing of it applied: 1 bad CRC,
+                                 2 bad beat count, 3 unknown command, 4 the line went quiet in the
+                                 middle of a frame, 5 no room in the frame buffer, 6 receive
+                                 overrun, 7 framing error. After an error the board ignores the
+                                 line until it has been quiet for `frame_timeout` byte times.
+
+Applying once: a frame whose CRC checks and whose sequence number is the last accepted one is a
+repeat (the host did not get the reply): it is answered as the first time ('K', the descriptor,
+the same result or 'N') and not applied again. A weight or activation frame reaches the array only
+after its CRC has checked (it waits in the frame buffer), so a damaged frame never feeds it.
+
+Flow control: the host keeps at most `credits` emitting activation beats whose result it has not
+read; the results then always fit the array's result FIFO, where they wait until acknowledged, and
+the array never waits on its output.
+Commands must follow the stream order of software/packing/schedule.py, or the array may wait for a
+beat the host has not sent yet.
 """
 
 
-from amaranth.hdl import Cat, Const, Module, Mux, ResetInserter, Signal, Value
-from amaranth.lib import fifo, stream, wiring
+from amaranth.hdl import Module, Mux, ResetInserter, Signal, Value
+from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .linkbuffers import FrameBuffer, power_of_two
+from .linkframes import CMD_WEIGHTS, CRC, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
 from .systolic import SystolicArray
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from spec.checks import positive_int
 
-PROTOCOL_VERSION = 2
-CMD_IDENTIFY, CMD_WEIGHTS, CMD_ACTIVATIONS = ord("I"), ord("W"), ord("A")
-REPLY_IDENTIFY, REPLY_RESULT, REPLY_ERROR = ord("I"), ord("R"), ord("E")
-ERROR_UNKNOWN_COMMAND, ERROR_OVERRUN, ERROR_FRAMING = 1, 2, 3
-DESCRIPTOR_BYTES = 16
+DESCRIPTOR_BYTES = 20
+FRAME_BUFFER_OVERHEAD = 2        # the command and count bytes in front of a frame's beats
+MAX_FRAME_BEATS = 255
 
 
 def beat_bytes(width):
@@ -53,15 +74,14 @@ def beat_bytes(width):
 
 
 class CommandDecoder(wiring.Component):
-    """Turns the received bytes into weight beats and activation beats; every other command byte
-    ('I', or one the protocol does not know) goes to the response encoder to be answered.
+    """Turns the frame buffer's checked bytes (command, count, `count` beats, frame after frame)
+    into weight beats and activation beats.
 
     Members
     -------
     bytes       : In(stream.Signature(8))
     weights     : Out(stream.Signature(weight_width))      flat beats, manifest packing
     activations : Out(stream.Signature(activation_width))
-    control     : Out(stream.Signature(8))                 command bytes other than 'W' and 'A'
     """
 
     def __init__(self, *, weight_width, activation_width):
@@ -71,7 +91,6 @@ class CommandDecoder(wiring.Component):
             "bytes": In(stream.Signature(8)),
             "weights": Out(stream.Signature(self.weight_width)),
             "activations": Out(stream.Signature(self.activation_width)),
-            "control": Out(stream.Signature(8)),
         })
 
     def elaborate(self, platform):
@@ -87,9 +106,10 @@ class CommandDecoder(wiring.Component):
         pending = Signal(8, reset_less=True)
         lane = Signal(range(lanes + 1))          # the lane the next payload byte goes to
         is_weights = Signal()
-        count = Signal(16)
+        count = Signal(8)
         index = Signal(range(lanes))
         last_byte = Mux(is_weights, n_weight - 1, n_act - 1)
+        first_lane = Mux(is_weights, lanes - n_weight, lanes - n_act)
         byte = self.bytes.payload
         take = Signal()
         payload_byte = Signal()
@@ -103,32 +123,19 @@ class CommandDecoder(wiring.Component):
             m.d.sync += lane_write[k].eq(payload_byte & (lane == k))
             with m.If(lane_write[k]):
                 m.d.sync += beat[8 * k:8 * (k + 1)].eq(pending)
-        with m.If(self.control.ready):
-            m.d.sync += self.control.valid.eq(0)
 
         with m.FSM():
-            with m.State("opcode"):
-                m.d.comb += self.bytes.ready.eq(~self.control.valid)
-                with m.If(take):
-                    with m.If((byte == CMD_WEIGHTS) | (byte == CMD_ACTIVATIONS)):
-                        m.d.sync += is_weights.eq(byte == CMD_WEIGHTS)
-                        m.next = "count_low"
-                    with m.Else():
-                        m.d.sync += [self.control.valid.eq(1), self.control.payload.eq(byte)]
-            with m.State("count_low"):
+            with m.State("command"):
                 m.d.comb += self.bytes.ready.eq(1)
                 with m.If(take):
-                    m.d.sync += count[:8].eq(byte)
-                    m.next = "count_high"
-            with m.State("count_high"):
+                    # The frame receiver lets only 'W' and 'A' frames with 1..255 beats through.
+                    m.d.sync += is_weights.eq(byte == CMD_WEIGHTS)
+                    m.next = "count"
+            with m.State("count"):
                 m.d.comb += self.bytes.ready.eq(1)
                 with m.If(take):
-                    m.d.sync += [count[8:].eq(byte), index.eq(0),
-                                 lane.eq(Mux(is_weights, lanes - n_weight, lanes - n_act))]
-                    with m.If((byte == 0) & (count[:8] == 0)):
-                        m.next = "opcode"
-                    with m.Else():
-                        m.next = "payload"
+                    m.d.sync += [count.eq(byte), index.eq(0), lane.eq(first_lane)]
+                    m.next = "payload"
             with m.State("payload"):
                 m.d.comb += [self.bytes.ready.eq(1), payload_byte.eq(take)]
                 with m.If(take):
@@ -144,114 +151,34 @@ class CommandDecoder(wiring.Component):
                 ]
                 with m.If((self.weights.valid & self.weights.ready) |
                           (self.activations.valid & self.activations.ready)):
-                    m.d.sync += [count.eq(count - 1), index.eq(0),
-                                 lane.eq(Mux(is_weights, lanes - n_weight, lanes - n_act))]
+                    m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane)]
                     with m.If(count == 1):
-                        m.next = "opcode"
+                        m.next = "command"
                     with m.Else():
                         m.next = "payload"
         return m
 
 
-class ResponseEncoder(wiring.Component):
-    """Serializes replies into bytes: result beats, the descriptor, errors.
-
-    A result beat is read from the array's result register in place (it holds still until taken)
-    and taken as its last byte leaves, so no copy of a wide result is needed.
-
-    Members
-    -------
-    results       : In(stream.Signature(result_width))
-    control       : In(stream.Signature(8))   'I' is answered with the descriptor, anything else
-                                              with an unknown-command error
-    overrun       : In(1)   strobe; reported once per strobe (pending reports of one kind merge)
-    framing_error : In(1)   strobe
-    bytes         : Out(stream.Signature(8))
-    """
-
-    def __init__(self, *, result_width, descriptor):
-        self.result_width = positive_int("result_width", result_width)
-        self.descriptor = bytes(descriptor)
-        super().__init__({
-            "results": In(stream.Signature(self.result_width)),
-            "control": In(stream.Signature(8)),
-            "overrun": In(1),
-            "framing_error": In(1),
-            "bytes": Out(stream.Signature(8)),
-        })
-
-    def elaborate(self, platform):
-        m = Module()
-        n_result = beat_bytes(self.result_width)
-        result_frame = Cat(Const(REPLY_RESULT, 8), self.results.payload, Const(0, 8 * n_result - self.result_width))
-        descriptor_frame = Const(int.from_bytes(bytes([REPLY_IDENTIFY]) + self.descriptor, "little"),
-                                 8 * (1 + len(self.descriptor)))
-        error_code, error_detail = Signal(8), Signal(8)
-        error_frame = Cat(Const(REPLY_ERROR, 8), error_code, error_detail)
-
-        overrun_pending, framing_pending = Signal(), Signal()
-        with m.If(self.overrun):
-            m.d.sync += overrun_pending.eq(1)
-        with m.If(self.framing_error):
-            m.d.sync += framing_pending.eq(1)
-
-        index = Signal(range(max(n_result, len(self.descriptor), 2) + 1))
-        last = Signal.like(index)
-        sending = Signal(range(3))          # 0: result, 1: descriptor, 2: error
-        frames = [result_frame, descriptor_frame, error_frame]
-        lengths = [1 + n_result, 1 + len(self.descriptor), 3]
-        byte_of = [Signal(8, name=f"byte_of_{i}") for i in range(3)]
-        for frame, signal in zip(frames, byte_of):
-            m.d.comb += signal.eq(frame.word_select(index, 8))
-
-        with m.FSM():
-            with m.State("idle"):
-                def start(kind):
-                    m.d.sync += [sending.eq(kind), index.eq(0), last.eq(lengths[kind] - 1)]
-                    m.next = "send"
-                with m.If(overrun_pending & ~self.overrun):
-                    m.d.sync += [overrun_pending.eq(0), error_code.eq(ERROR_OVERRUN), error_detail.eq(0)]
-                    start(2)
-                with m.Elif(framing_pending & ~self.framing_error):
-                    m.d.sync += [framing_pending.eq(0), error_code.eq(ERROR_FRAMING), error_detail.eq(0)]
-                    start(2)
-                with m.Elif(self.control.valid):
-                    m.d.comb += self.control.ready.eq(1)
-                    with m.If(self.control.payload == CMD_IDENTIFY):
-                        start(1)
-                    with m.Else():
-                        m.d.sync += [error_code.eq(ERROR_UNKNOWN_COMMAND),
-                                     error_detail.eq(self.control.payload)]
-                        start(2)
-                with m.Elif(self.results.valid):
-                    start(0)
-            with m.State("send"):
-                m.d.comb += [
-                    self.bytes.valid.eq(1),
-                    self.bytes.payload.eq(Cat(byte_of).word_select(sending, 8)),
-                ]
-                with m.If(self.bytes.ready):
-                    m.d.sync += index.eq(index + 1)
-                    with m.If(index == last):
-                        # The result register is released with its last byte.
-                        m.d.comb += self.results.ready.eq(sending == 0)
-                        m.next = "idle"
-        return m
-
-
 def result_frame_bytes(config):
-    """Bytes of one 'R' reply: the tag and a result beat of `rows` sums."""
-    return 1 + beat_bytes(config.rows * config.acc_width)
+    """Bytes of one 'R' reply: header, a result beat of `rows` sums, CRC."""
+    return REPLY_HEADER_BYTES + beat_bytes(config.rows * config.acc_width) + CRC_BYTES
 
 
-def link_credits(config, tx_buffer):
-    """Result beats a host may have outstanding: as many reply frames as the transmit buffer holds
-    (at least one: the encoder holds the frame it is sending)."""
-    return min(max(1, tx_buffer // result_frame_bytes(config)), 0xFFFF)
+def link_credits(config):
+    """Result beats a host may have unread. They wait in the array's result FIFO until the host has
+    acknowledged them, and the array takes any vector only while that FIFO has a free entry for
+    it: one entry less than the FIFO's `result_buffer` keeps the array moving with every credit
+    used (a non-emitting vector behind them still gets in)."""
+    return min(config.result_buffer - 1, 0xFFFF)
 
 
-def link_descriptor(config, credits):
-    """The 16 bytes that answer 'I' (see the protocol above)."""
+def frame_beats(rx_buffer, width):
+    """Beats of `width` bits that one frame may carry: the frame buffer holds a whole frame."""
+    return min((rx_buffer - FRAME_BUFFER_OVERHEAD) // beat_bytes(width), MAX_FRAME_BEATS)
+
+
+def link_descriptor(config, *, credits, max_weight_beats, max_act_beats, frame_timeout):
+    """The 20 bytes of the 'D' reply (see the protocol above)."""
     tq = config.mac_style.uses_terms
     flags = (int(config.act_signed) | int(config.weight_signed) << 1 | int(config.double_buffer) << 2
              | int(tq) << 3)
@@ -260,16 +187,33 @@ def link_descriptor(config, credits):
         config.rows - 1, config.cols - 1, config.alpha - 1,
         config.act_width, config.weight_width, config.acc_width, flags,
     ]) + (config.max_batch - 1).to_bytes(2, "little") + credits.to_bytes(2, "little") + bytes([
-        config.weight_terms if tq else 0, config.data_terms if tq else 0,
-    ])
+        config.weight_terms if tq else 0, config.data_terms if tq else 0, max_weight_beats, max_act_beats,
+    ]) + frame_timeout.to_bytes(2, "little")
+
+
+DEFAULT_BUFFER = 512        # bytes: one iCE40 block RAM
+
+
+def link_buffer(name, value, least, what):
+    """A buffer size: `value` (a power of two holding `least` bytes), or by default 512 bytes, or the
+    smallest power of two that holds `least` if that is more."""
+    if value is None:
+        return max(DEFAULT_BUFFER, 1 << (least - 1).bit_length())
+    value = power_of_two(name, value)
+    if value < least:
+        raise ValueError(f"{name} must hold {what} ({least} bytes), not {value}")
+    return value
 
 
 class HostLink(wiring.Component):
     """The systolic array behind a UART speaking the protocol in this module's docstring.
 
     `config` is an ArrayConfig (or any object with its attributes); `divisor` is clocks per bit.
-    `rx_buffer` bytes absorb the moments when the array cannot take a beat; `tx_buffer` bytes of
-    replies set the host's credits (result beats it may have outstanding).
+    `rx_buffer` bytes hold received frames until their CRC checks and the array takes them (a
+    frame carries at most what fits): a power of two, by default 512 (a block RAM on an iCE40) or
+    more if a beat needs it. Results wait in the array's result FIFO until the host has them (its
+    `result_buffer` entries are the host's credits). A frame that stops for `frame_timeout` byte
+    times is rejected.
 
     Members
     -------
@@ -277,14 +221,21 @@ class HostLink(wiring.Component):
     tx : Out(1)  serial line to the host (idle high)
     """
 
-    def __init__(self, config, *, divisor, rx_buffer=32, tx_buffer=512, dsp_cells=0):
+    def __init__(self, config, *, divisor, rx_buffer=None, frame_timeout=64, dsp_cells=0):
         self.config = config
         self.dsp_cells = dsp_cells      # passed to the array (hdl/systolic.py)
         self.divisor = check_divisor(divisor)
-        self.rx_buffer = positive_int("rx_buffer", rx_buffer)
-        self.tx_buffer = positive_int("tx_buffer", tx_buffer)
-        self.credits = link_credits(config, self.tx_buffer)
-        self.descriptor = link_descriptor(config, self.credits)
+        widest = max(beat_bytes(config.weight_beat_width), beat_bytes(config.activation_beat_width))
+        self.rx_buffer = link_buffer("rx_buffer", rx_buffer, FRAME_BUFFER_OVERHEAD + widest,
+                                     "a frame of one beat")
+        self.frame_timeout = positive_int("frame_timeout", frame_timeout)
+        if self.frame_timeout > 0xFFFF:
+            raise ValueError(f"frame_timeout must be at most 65535 byte times, not {frame_timeout}")
+        self.credits = link_credits(config)
+        self.max_weight_beats = frame_beats(self.rx_buffer, config.weight_beat_width)
+        self.max_act_beats = frame_beats(self.rx_buffer, config.activation_beat_width)
+        self.descriptor = link_descriptor(config, credits=self.credits, max_weight_beats=self.max_weight_beats,
+                                          max_act_beats=self.max_act_beats, frame_timeout=self.frame_timeout)
         self.result_frame_bytes = result_frame_bytes(config)
         super().__init__({
             "rx": In(1, init=1),
@@ -308,32 +259,60 @@ class HostLink(wiring.Component):
             m.submodules[name] = ResetInserter({"sync": reset})(component)
             return component
 
-        rx_fifo = resettable("rx_fifo", fifo.SyncFIFOBuffered(width=8, depth=self.rx_buffer))
+        frames = resettable("frames", FrameReceiver(
+            weight_bytes=beat_bytes(lay.weight_row.size), activation_bytes=beat_bytes(lay.activations.size),
+            max_weight_beats=self.max_weight_beats, max_activation_beats=self.max_act_beats,
+            timeout_clocks=self.frame_timeout * 10 * self.divisor))
+        frame_buffer = resettable("frame_buffer", FrameBuffer(depth=self.rx_buffer))
         decoder = resettable("decoder", CommandDecoder(weight_width=lay.weight_row.size,
                                                        activation_width=lay.activations.size))
         resettable("array", array)
-        encoder = resettable("encoder", ResponseEncoder(result_width=lay.results.size,
-                                                        descriptor=self.descriptor))
-        tx_fifo = resettable("tx_fifo", fifo.SyncFIFOBuffered(width=8, depth=self.tx_buffer))
+        result_bytes = beat_bytes(lay.results.size)
+        encoder = resettable("encoder", ReplyEncoder(result_bytes=result_bytes, descriptor=self.descriptor))
+        link_crc = resettable("link_crc", CRC(data_width=8).create())
         transmitter = resettable("transmitter", UARTTransmitter(divisor=self.divisor))
 
-        wiring.connect(m, receiver.data, rx_fifo.w_stream)
-        wiring.connect(m, rx_fifo.r_stream, decoder.bytes)
-        for source, sink in ((decoder.weights, array.weights), (decoder.activations, array.activations),
-                             (array.results, encoder.results)):
+        wiring.connect(m, receiver.data, frames.bytes)
+        # The receiver's error strobes come from its bit timer's comparisons: registered, so they
+        # do not reach the frame receiver's state through logic.
+        m.d.sync += [
+            frames.overrun.eq(receiver.overrun),
+            frames.framing_error.eq(receiver.framing_error),
+        ]
+        # The oldest result stays at the head of the array's result FIFO until the host has it:
+        # the encoder reads it in place, a byte at a time, and the receiver's registered `pop`
+        # takes it.
+        result = Signal(8 * result_bytes)
+        m.d.comb += result.eq(Value.cast(array.results.payload))
+        # One CRC unit: the encoder's while it sends a reply, the receiver's otherwise.
+        encoder_crc = encoder.busy | encoder.crc_start
+        m.d.comb += [
+            frame_buffer.write_data.eq(frames.write_data),
+            frame_buffer.write.eq(frames.write),
+            frames.full.eq(frame_buffer.full),
+            frame_buffer.commit.eq(frames.commit),
+            frame_buffer.rollback.eq(frames.rollback),
+            encoder.start.eq(frames.reply_start),
+            encoder.kind.eq(frames.reply_kind),
+            encoder.seq.eq(frames.reply_seq),
+            encoder.code.eq(frames.reply_code),
+            frames.encoder_busy.eq(encoder.busy),
+            frames.result_available.eq(array.results.valid),
+            array.results.ready.eq(frames.pop),
+            encoder.read_data.eq(result.word_select(encoder.read_index, 8)),
+            link_crc.start.eq(Mux(encoder_crc, encoder.crc_start, frames.crc_start)),
+            link_crc.valid.eq(Mux(encoder_crc, encoder.crc_valid, frames.crc_valid)),
+            link_crc.data.eq(Mux(encoder_crc, encoder.crc_data, frames.crc_data)),
+            frames.crc_match.eq(link_crc.match_detected),
+            encoder.crc_value.eq(link_crc.crc),
+        ]
+        wiring.connect(m, frame_buffer.r_stream, decoder.bytes)
+        for source, sink in ((decoder.weights, array.weights), (decoder.activations, array.activations)):
             m.d.comb += [
                 Value.cast(sink.payload).eq(Value.cast(source.payload)),
                 sink.valid.eq(source.valid),
                 source.ready.eq(sink.ready),
             ]
-        wiring.connect(m, decoder.control, encoder.control)
-        # The receiver's error strobes come from its bit timer's comparisons: registered, so they
-        # do not reach the encoder's state through logic (the iCE40 4x4's critical path).
-        m.d.sync += [
-            encoder.overrun.eq(receiver.overrun),
-            encoder.framing_error.eq(receiver.framing_error),
-        ]
-        wiring.connect(m, encoder.bytes, tx_fifo.w_stream)
-        wiring.connect(m, tx_fifo.r_stream, transmitter.data)
+        wiring.connect(m, encoder.bytes, transmitter.data)
         m.d.comb += self.tx.eq(transmitter.tx)
         return m

@@ -7,6 +7,7 @@ The Verilog and its manifest come from `python -m fpga verilog` (fpga.build.writ
 import json
 import os
 
+from .linkfaults import DIRECTIONS, FAULT_KINDS
 from .runner import PROJECT_ROOT, SimulationError
 
 
@@ -20,25 +21,26 @@ def layer_stimulus(layer, x):
     }
 
 
-def run_host_session(built, layer, x, *, skew=1.0, self_test_batch=4, timeout_frames=3000, name="host"):
-    """Run sim/tb_hostlink.py's session on `built` (a sim.runner.Build of the host link).
+def quiet_frames(built):
+    """A host read timeout, in byte times, that outlasts the board's frame timeout and its longest
+    reply: the driver's wait for a quiet line is one such timeout."""
+    link = built.manifest["link"]
+    return link["frame_timeout_byte_times"] + 2 * link["result_frame_bytes"] + 40
 
-    Returns the testbench's report (dict). Raises SimulationError if the driver failed."""
+
+def _run(built, stimulus, name):
     from cocotb_tools.check_results import get_results
     from cocotb_tools.runner import get_runner
     run_dir = built.build_dir / name
     run_dir.mkdir(parents=True, exist_ok=True)
-    stimulus, report = run_dir / "stimulus.json", run_dir / "report.json"
-    stimulus.write_text(json.dumps({
+    stimulus_path, report = run_dir / "stimulus.json", run_dir / "report.json"
+    stimulus_path.write_text(json.dumps({
         "config": built.manifest["config"],
         "divisor": built.manifest["link"]["divisor"],
-        "skew": skew,
-        "timeout_frames": timeout_frames,
-        "self_test_batch": self_test_batch,
-        **layer_stimulus(layer, x),
+        **stimulus,
     }))
     report.unlink(missing_ok=True)
-    env = {"SPARSEGEN_STIMULUS": str(stimulus), "SPARSEGEN_REPORT": str(report),
+    env = {"SPARSEGEN_STIMULUS": str(stimulus_path), "SPARSEGEN_REPORT": str(report),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(PROJECT_ROOT), os.environ.get("PYTHONPATH")]))}
     xml = get_runner("verilator").test(
         test_module="sim.tb_hostlink", hdl_toplevel=built.top, hdl_toplevel_lang="verilog",
@@ -48,3 +50,22 @@ def run_host_session(built, layer, x, *, skew=1.0, self_test_batch=4, timeout_fr
     if failed or not tests or not data:
         raise SimulationError(data.get("error") or f"cocotb run failed; see {run_dir / 'sim.log'}")
     return data
+
+
+def run_host_session(built, layer, x, *, skew=1.0, self_test_batch=4, timeout_frames=None, name="host"):
+    """Run sim/tb_hostlink.py's clean session on `built` (a sim.runner.Build of the host link).
+
+    Returns the testbench's report (dict). Raises SimulationError if the driver failed."""
+    return _run(built, {"skew": skew, "timeout_frames": timeout_frames or quiet_frames(built),
+                        "self_test_batch": self_test_batch, **layer_stimulus(layer, x)}, name)
+
+
+def run_fault_campaign(built, *, sessions, probability, seed=0, shape=(4, 9, 2), retries=8,
+                       kinds=FAULT_KINDS, directions=DIRECTIONS, limit=None, name="faults"):
+    """Sessions of random layers (`shape`: out features, in features, batch) over a line that
+    damages a frame with `probability`, both ways, at most `limit` frames a session (None: no
+    limit; sim/linkfaults.py). Returns the report: `sessions` (faults and outcome of each) and
+    the driver's summed `stats`."""
+    return _run(built, {"skew": 1.0, "timeout_frames": quiet_frames(built), "faults": {
+        "sessions": sessions, "probability": probability, "seed": seed, "shape": list(shape),
+        "retries": retries, "kinds": list(kinds), "directions": list(directions), "limit": limit}}, name)

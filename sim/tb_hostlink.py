@@ -7,7 +7,9 @@ talks to `SimulatedSerial`, whose `write`, `read`, `send_break` and `reset_input
 only while the driver waits on the line, so a run is deterministic.
 
 Stimulus (SPARSEGEN_STIMULUS, JSON): the array configuration, the host's bit time as a fraction of
-the board's (`skew`, to model a host baud rate a little off), the packed layer and inputs.
+the board's (`skew`, to model a host baud rate a little off), and either the packed layer and
+inputs of one clean session (`layer`, `x`) or a fault campaign (`faults`: sessions of random layers
+over a line that damages frames both ways, sim/linkfaults.py).
 Report (SPARSEGEN_REPORT, JSON): what the driver saw, for the pytest side to check.
 """
 
@@ -21,20 +23,26 @@ import numpy as np
 from cocotb.clock import Clock
 from cocotb.simtime import get_sim_time
 from cocotb.task import bridge, resume
-from cocotb.triggers import FallingEdge, RisingEdge, Timer
+from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 
-from software.packing.colcomb import ColumnCombining
+from software.packing.colcomb import ColumnCombining, combine
 from spec import ArrayConfig
-from software.host import Board, HostLinkError, self_test
+from software.golden.array import reference_layer
+from software.host import Board, HostLinkError, frame, self_test
+from sim.linkfaults import FaultInjector
 
 CLOCK_PS = 10_000
 
 
 class Line:
-    """The host's end of the serial line: drives the board's rx, decodes its tx (8N1)."""
+    """The host's end of the serial line: drives the board's rx, decodes its tx (8N1).
 
-    def __init__(self, dut, bit_ps):
+    The board's bytes are delivered in bursts (a reply each): a burst ends when the line has been
+    idle for two byte times, and passes through `faults` (None: untouched) on its way."""
+
+    def __init__(self, dut, bit_ps, faults=None):
         self.rx, self.tx, self.bit_ps = dut.rx, dut.tx, bit_ps
+        self.faults = faults
         self.received = bytearray()
         self.framing_errors = 0
 
@@ -51,8 +59,15 @@ class Line:
         await Timer(20 * self.bit_ps, unit="ps")       # let the board settle and drop its replies
 
     async def monitor(self):
+        burst = bytearray()
         while True:
-            await FallingEdge(self.tx)
+            edge = FallingEdge(self.tx)
+            fired = await First(edge, Timer(20 * self.bit_ps, unit="ps"))
+            if fired is not edge:
+                if burst:
+                    self.deliver(burst)
+                    burst = bytearray()
+                continue
             await Timer(self.bit_ps // 2, unit="ps")
             if self.tx.value != 0:
                 continue                                 # a glitch, not a start bit
@@ -63,7 +78,10 @@ class Line:
             await Timer(self.bit_ps, unit="ps")
             if self.tx.value != 1:
                 self.framing_errors += 1
-            self.received.append(byte)
+            burst.append(byte)
+
+    def deliver(self, burst):
+        self.received += self.faults.apply("board->host", burst) if self.faults else burst
 
     async def receive(self, n, timeout_frames):
         waited = 0
@@ -76,13 +94,15 @@ class Line:
 
 
 class SimulatedSerial:
-    """The part of pyserial's `Serial` that the host driver uses, on a simulated line."""
+    """The part of pyserial's `Serial` that the host driver uses, on a simulated line. Each write
+    is one frame of the driver's; with `faults` it may arrive damaged."""
 
-    def __init__(self, line, *, timeout_frames):
-        self.line, self.timeout_frames = line, timeout_frames
+    def __init__(self, line, *, timeout_frames, faults=None):
+        self.line, self.timeout_frames, self.faults = line, timeout_frames, faults
 
     def write(self, data):
-        resume(self.line.send)(bytes(data))
+        data = bytes(data)
+        resume(self.line.send)(self.faults.apply("host->board", data) if self.faults else data)
         return len(data)
 
     def read(self, size=1):
@@ -100,18 +120,15 @@ def session(port, stim):
     config = ArrayConfig.from_dict(stim["config"])
     board = Board(port, config)
     out = {}
-    # A command cut off in the middle, then a break: connect() must still find a clean board.
-    port.write(b"A\x05\x00\x12\x34\x56")
+    # A frame cut off in the middle, then a break: connect() must still find a clean board.
+    port.write(frame(1, ord("A"), b"\x05\x12\x34\x56"))
     descriptor = board.connect()
     out["descriptor"] = dataclasses.asdict(descriptor)
-    # An unknown command is answered with an error reply, and the link keeps working.
-    port.write(b"Z")
-    try:
-        board.identify()
-        out["unknown_command"] = None
-    except HostLinkError as e:
-        out["unknown_command"] = str(e)
+    # A well-formed frame with an unknown command is refused with an error reply; the driver,
+    # which meets that error while it waits for the descriptor, sends its frame again.
+    port.write(frame(7, ord("Z"), b"\x00"))
     out["identify_after_error"] = dataclasses.asdict(board.identify())
+    out["stats_after_error"] = board.stats.as_dict()
     # The packed layer.
     lay = stim["layer"]
     layer = ColumnCombining(groups=lay["groups"], packed=np.array(lay["packed"], dtype=np.int64),
@@ -123,15 +140,63 @@ def session(port, stim):
     # What `python -m fpga run` does on a real board.
     result = self_test(board, batch=stim["self_test_batch"], seed=1)
     out["self_test"] = dataclasses.asdict(result)
+    out["stats"] = board.stats.as_dict()
     return out
+
+
+def random_layer(config, rng, out_features, in_features, batch):
+    lo, hi = config.weight_range
+    w = rng.integers(lo, hi + 1, size=(out_features, in_features))
+    w[rng.random(w.shape) >= 0.4] = 0
+    lo, hi = config.act_range
+    x = rng.integers(lo, hi + 1, size=(batch, in_features))
+    return combine(w, config.alpha, 0.5), x
+
+
+def fault_campaign(port, stim, faults):
+    """Sessions of random layers over a damaging line. A session connects (break, identify) and
+    runs its layer; it ends correct (bit-exact with the golden model), in a clear error
+    (HostLinkError) or wrong. Each records the faults injected while it ran."""
+    config = ArrayConfig.from_dict(stim["config"])
+    campaign = stim["faults"]
+    rng = np.random.default_rng(campaign["seed"])
+    sessions, totals = [], {}
+    for _ in range(campaign["sessions"]):
+        board = Board(port, config, retries=campaign["retries"])
+        layer, x = random_layer(config, rng, *campaign["shape"])
+        first = len(faults.log)
+        faults.start_session()
+        try:
+            board.connect()
+            y = board.run_layer(layer, x)
+            expected = reference_layer(layer.unpack(), x, config.acc_width)
+            outcome, detail = ("correct", None) if np.array_equal(y, expected) else ("wrong", None)
+        except HostLinkError as e:
+            outcome, detail = "clear_error", str(e)
+        sessions.append({"faults": [list(f) for f in faults.log[first:]], "outcome": outcome, "error": detail})
+        for key, value in board.stats.as_dict().items():
+            if isinstance(value, dict):
+                bucket = totals.setdefault(key, {})
+                for name, n in value.items():
+                    bucket[name] = bucket.get(name, 0) + n
+            else:
+                totals[key] = totals.get(key, 0) + value
+    return {"sessions": sessions, "stats": totals}
 
 
 @cocotb.test()
 async def hostlink_test(dut):
-    stim = json.loads(open(os.environ["SPARSEGEN_STIMULUS"]).read())
+    with open(os.environ["SPARSEGEN_STIMULUS"]) as f:
+        stim = json.load(f)
     report_path = os.environ["SPARSEGEN_REPORT"]
     bit_ps = round(stim["divisor"] * CLOCK_PS * stim["skew"])
-    line = Line(dut, bit_ps)
+    campaign = stim.get("faults")
+    faults = None
+    if campaign:
+        faults = FaultInjector(seed=campaign["seed"], probability=campaign["probability"],
+                               kinds=campaign["kinds"], directions=campaign["directions"],
+                               limit=campaign["limit"])
+    line = Line(dut, bit_ps, faults)
 
     cocotb.start_soon(Clock(dut.clk, CLOCK_PS, unit="ps").start())
     dut.rx.value = 1
@@ -141,11 +206,14 @@ async def hostlink_test(dut):
     dut.rst.value = 0
     cocotb.start_soon(line.monitor())
 
-    port = SimulatedSerial(line, timeout_frames=stim["timeout_frames"])
+    port = SimulatedSerial(line, timeout_frames=stim["timeout_frames"], faults=faults)
     start = time.perf_counter()
     error = None
     try:
-        report = await bridge(session)(port, stim)
+        if campaign:
+            report = await bridge(fault_campaign)(port, stim, faults)
+        else:
+            report = await bridge(session)(port, stim)
     except HostLinkError as e:
         report, error = {}, f"host driver: {e}"
     report.update(error=error, framing_errors=line.framing_errors, sim_seconds=time.perf_counter() - start,

@@ -1,27 +1,33 @@
 """Host driver of the board's UART link: load weights, stream activations, read results.
 
-Written from the protocol description (docs/formats.md, "The host link protocol", version 2), not from hdl/, so that a
-disagreement between the two shows up in the end-to-end simulation instead of hiding in both:
+Written from the protocol description (docs/formats.md, "The host link protocol", version 3), not from
+hdl/, so that a disagreement between the two shows up in the end-to-end simulation instead of hiding in
+both. Every frame, both ways, is 0xA5 seq kind body crc_hi crc_lo, with a CRC-16/CCITT-FALSE of the
+bytes between 0xA5 and the CRC:
 
-  host -> board   'I'                      identify
-                  'W' n:u16 n x beat       n weight beats      (beat = ceil(width / 8) bytes,
-                  'A' n:u16 n x beat       n activation beats   little endian, manifest packing)
+  host -> board   'I' 0                    identify                 -> 'D' 20-byte descriptor
+                  'W' n, n weight beats    (beat = ceil(width / 8)   -> 'K'
+                  'A' n, n activation beats bytes, little endian)    -> 'K'
+                  'R' 0                    read a result            -> 'R' result beat, or 'N' none yet
                   break                    reset the link and the array
-  board -> host   'I' 16-byte descriptor   'S' 'G' version rows-1 cols-1 alpha-1 act_width
-                                           weight_width acc_width flags max_batch-1:u16 credits:u16
-                                           weight_terms data_terms (flags: bit 0 activations
-                                           signed, 1 weights signed, 2 double buffered, 3 TQ)
-                  'R' result beat          one per activation beat with `emit`, in order
-                  'E' code detail          1 unknown command, 2 receive overrun, 3 framing error
+  board -> host   'E' code                 the frame was rejected, nothing of it applied
 
-The line has no flow control: the driver keeps at most `credits` emitting activation beats whose
-results have not arrived yet, so the board's transmit buffer can always hold them.
+The driver sends a frame and waits for the reply whose sequence number is the frame's. It ignores
+damaged bytes and frames (bad CRC, unknown kind: it hunts for the next 0xA5), and replies that carry
+another sequence number (late or repeated ones). After an error reply or a timeout (no usable
+reply in time), it waits for the line to be quiet (one read timeout of the port, longer than the board's
+frame timeout), drops what arrived, and sends the same frame again, at most `retries` times: the
+board applies a frame once and answers a repeat as the first time, so sending again is always safe.
+A read ('R') with a new sequence number acknowledges the previous result, so results are neither
+lost nor taken twice. The line has no flow control: the driver keeps at most `credits` emitting
+activation beats whose results it has not read, so the board's result FIFO can always hold them.
 
 `Board` works over any object with pyserial's interface (`write`, `read(n)` returning fewer bytes on
 timeout, and for `reset` also `send_break` and `reset_input_buffer`): a `serial.Serial`, or the
 simulated line of the cocotb testbench (sim/tb_hostlink.py).
 """
 
+import collections
 import dataclasses
 import time
 
@@ -32,24 +38,77 @@ from software.packing.colcomb import combine
 from software.golden.array import reference_layer, truncate_activations
 from software.packing.schedule import schedule_layer
 
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+START = 0xA5
 MAGIC = b"SG"
-DESCRIPTOR_BYTES = 16
-MAX_COMMAND_BEATS = 0xFFFF
-ERRORS = {1: "unknown command", 2: "receive overrun (bytes were lost)", 3: "framing error (bad stop bit)"}
+DESCRIPTOR_BYTES = 20
+IDENTIFY, WEIGHTS, ACTIVATIONS, READ = (ord(c) for c in "IWAR")
+ACK, NONE, DESCRIPTOR, RESULT, ERROR = (ord(c) for c in "KNDRE")
+ERRORS = {1: "bad CRC", 2: "bad beat count", 3: "unknown command", 4: "frame cut off (line went quiet)",
+          5: "no room in the frame buffer", 6: "receive overrun (bytes were lost)", 7: "framing error (bad stop bit)"}
+EXPECTED = {IDENTIFY: {DESCRIPTOR}, WEIGHTS: {ACK}, ACTIVATIONS: {ACK}, READ: {RESULT, NONE}}
+DEFAULT_RETRIES = 8
+MAX_EMPTY_READS = 10_000      # 'N' replies in a row before the driver gives up on a result
+QUIET_READS = 1_000           # reads that may still return bytes while the driver waits for quiet
 
 
 class HostLinkError(RuntimeError):
-    """The board did not answer as the protocol says (timeout, error reply, wrong configuration)."""
+    """The board did not answer as the protocol says (no valid reply after the retries, an error
+    that retrying does not cure, a wrong configuration)."""
 
 
 def beat_bytes(width):
     return (width + 7) // 8
 
 
+def _crc_table():
+    table = []
+    for byte in range(256):
+        crc = byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021 if crc & 0x8000 else crc << 1) & 0xFFFF
+        table.append(crc)
+    return table
+
+
+_CRC_TABLE = _crc_table()
+
+
+def crc16(data, crc=0xFFFF):
+    """CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR).
+    Over a frame's bytes after 0xA5 including its CRC (most significant byte first), it is 0."""
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ byte]
+    return crc
+
+
+def frame(seq, kind, body=b""):
+    """0xA5 seq kind body crc_hi crc_lo (a host frame's body starts with its beat count)."""
+    content = bytes([seq & 0xFF, kind]) + bytes(body)
+    return bytes([START]) + content + crc16(content).to_bytes(2, "big")
+
+
+@dataclasses.dataclass
+class LinkStats:
+    """What the driver met on the line (all zero on a clean line, apart from `frames`)."""
+
+    frames: int = 0                  # frames sent, first attempts
+    retries: int = 0                 # frames sent again
+    timeouts: int = 0                # waits for a reply that ended with nothing usable
+    error_replies: collections.Counter = dataclasses.field(default_factory=collections.Counter)  # by code
+    damaged_replies: int = 0         # reply frames dropped for a bad CRC or an unknown kind
+    skipped_bytes: int = 0           # bytes outside any frame (garbage before a 0xA5)
+    stale_replies: int = 0           # valid replies to an earlier frame (late or repeated), ignored
+
+    def as_dict(self):
+        data = dataclasses.asdict(self)
+        data["error_replies"] = {ERRORS.get(code, str(code)): n for code, n in sorted(self.error_replies.items())}
+        return data
+
+
 @dataclasses.dataclass(frozen=True)
 class Descriptor:
-    """What the board says it is (its answer to 'I')."""
+    """What the board says it is (its 'D' reply)."""
 
     version: int
     rows: int
@@ -66,6 +125,9 @@ class Descriptor:
     mac: str                 # "int" or "tq"
     weight_terms: int | None # term budgets of a TQ board, None for integer cells
     data_terms: int | None
+    max_weight_beats: int    # beats one frame may carry
+    max_act_beats: int
+    frame_timeout: int       # byte times of quiet that end a frame on the board
 
     @classmethod
     def parse(cls, data):
@@ -75,12 +137,17 @@ class Descriptor:
         if data[2] != PROTOCOL_VERSION:
             raise HostLinkError(f"board speaks protocol version {data[2]}, this driver {PROTOCOL_VERSION}")
         flags = data[9]
-        return cls(version=data[2], rows=data[3] + 1, cols=data[4] + 1, alpha=data[5] + 1,
-                   act_width=data[6], weight_width=data[7], acc_width=data[8],
-                   act_signed=bool(flags & 1), weight_signed=bool(flags & 2), double_buffer=bool(flags & 4),
-                   max_batch=int.from_bytes(data[10:12], "little") + 1,
-                   credits=int.from_bytes(data[12:14], "little"), mac="tq" if flags & 8 else "int",
-                   weight_terms=data[14] if flags & 8 else None, data_terms=data[15] if flags & 8 else None)
+        descriptor = cls(
+            version=data[2], rows=data[3] + 1, cols=data[4] + 1, alpha=data[5] + 1,
+            act_width=data[6], weight_width=data[7], acc_width=data[8],
+            act_signed=bool(flags & 1), weight_signed=bool(flags & 2), double_buffer=bool(flags & 4),
+            max_batch=int.from_bytes(data[10:12], "little") + 1,
+            credits=int.from_bytes(data[12:14], "little"), mac="tq" if flags & 8 else "int",
+            weight_terms=data[14] if flags & 8 else None, data_terms=data[15] if flags & 8 else None,
+            max_weight_beats=data[16], max_act_beats=data[17], frame_timeout=int.from_bytes(data[18:20], "little"))
+        if not (descriptor.credits and descriptor.max_weight_beats and descriptor.max_act_beats):
+            raise HostLinkError(f"the board's descriptor allows no results or no beats per frame: {data.hex()}")
+        return descriptor
 
     def mismatches(self, config):
         """Fields where the board differs from `config` (an ArrayConfig), as 'name: board vs config'."""
@@ -93,20 +160,30 @@ class Descriptor:
 class Board:
     """The accelerator at the other end of a serial port.
 
-    >>> board = Board(serial.Serial("/dev/ttyUSB1", 115200, timeout=2), config)
+    >>> board = Board(serial.Serial("/dev/ttyUSB1", 115200, timeout=0.5), config)
     >>> board.connect()                       # break, identify, check the configuration
     >>> y = board.run_layer(layer, x)         # N x F integer outputs
+
+    After a HostLinkError the board's state is unknown: connect() again (it resets the board).
     """
 
-    def __init__(self, port, config):
+    def __init__(self, port, config, *, retries=DEFAULT_RETRIES):
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries must be a non-negative integer, not {retries!r}")
         self.port = port
         self.config = config
+        self.retries = retries
+        self.descriptor = None
         self.credits = None
         self.bytes_sent = 0
         self.bytes_received = 0
+        self.stats = LinkStats()
         self._weight_bytes = beat_bytes(config.weight_beat_width)
         self._act_bytes = beat_bytes(config.activation_beat_width)
         self._result_bytes = beat_bytes(config.result_beat_width)
+        self._body_bytes = {ACK: 0, NONE: 0, DESCRIPTOR: DESCRIPTOR_BYTES, RESULT: self._result_bytes, ERROR: 1}
+        self._received = bytearray()       # bytes read from the port, not yet parsed
+        self._seq = 0
         self._results = []
         self._outstanding = 0
 
@@ -119,33 +196,98 @@ class Board:
             raise HostLinkError(f"wrote {written} of {len(data)} bytes")
         self.bytes_sent += len(data)
 
-    def _read(self, n, what):
-        data = b""
-        while len(data) < n:
-            chunk = self.port.read(n - len(data))
-            if not chunk:
-                raise HostLinkError(f"timed out waiting for {what}: got {len(data)} of {n} bytes")
-            data += chunk
-        self.bytes_received += n
-        return data
+    def _fill(self, n):
+        """Read up to `n` more bytes into the parse buffer; False on a timeout with nothing."""
+        chunk = self.port.read(n)
+        if not chunk:
+            return False
+        self._received += chunk
+        self.bytes_received += len(chunk)
+        return True
 
-    def _reply(self):
-        """Read one reply; results are queued, a descriptor is returned, errors raise."""
-        tag = self._read(1, "a reply")[0]
-        if tag == ord("R"):
-            word = int.from_bytes(self._read(self._result_bytes, "a result"), "little")
-            self._results.append(beats.result_values(self.config, word))
-            self._outstanding -= 1
-            return None
-        if tag == ord("I"):
-            return Descriptor.parse(self._read(DESCRIPTOR_BYTES, "the descriptor"))
-        if tag == ord("E"):
-            code, detail = self._read(2, "an error reply")
-            text = ERRORS.get(code, f"error {code}")
-            if code == 1:
-                text += f" {detail:#04x}"
-            raise HostLinkError(f"board reports {text}")
-        raise HostLinkError(f"unexpected reply byte {tag:#04x}")
+    def _next_reply(self):
+        """The next reply frame whose CRC checks, as (seq, kind, body), hunting past damaged bytes
+        and frames; None if the line goes quiet first."""
+        buf = self._received
+        while True:
+            start = buf.find(START)
+            if start < 0:
+                self.stats.skipped_bytes += len(buf)
+                buf.clear()
+                if not self._fill(1):
+                    return None
+                continue
+            if start:
+                self.stats.skipped_bytes += start
+                del buf[:start]
+            if len(buf) < 3:
+                if not self._fill(3 - len(buf)):
+                    return None
+                continue
+            body = self._body_bytes.get(buf[2])
+            if body is None:                          # not a reply's kind: not a frame start
+                self.stats.damaged_replies += 1
+                del buf[0]
+                continue
+            size = 3 + body + 2
+            if len(buf) < size:
+                if not self._fill(size - len(buf)):
+                    return None
+                continue
+            if crc16(buf[1:size]) != 0:               # damaged, or a 0xA5 inside another frame
+                self.stats.damaged_replies += 1
+                del buf[0]
+                continue
+            seq, kind, data = buf[1], buf[2], bytes(buf[3:size - 2])
+            del buf[:size]
+            return seq, kind, data
+
+    def _quiet(self):
+        """Wait until the board has been silent for a whole read timeout, dropping what arrives:
+        the board then has finished any reply and, as the host sent nothing either, has given up
+        any frame it was in the middle of."""
+        for _ in range(QUIET_READS):
+            chunk = self.port.read(256)
+            if not chunk:
+                self._received.clear()
+                return
+            self.bytes_received += len(chunk)
+            self.stats.skipped_bytes += len(chunk)
+        raise HostLinkError("the board does not stop sending")
+
+    def _transact(self, command, body=b""):
+        """Send one frame until its reply arrives; returns (kind, body) of the reply."""
+        self._seq = (self._seq + 1) & 0xFF
+        seq = self._seq
+        data = frame(seq, command, body)
+        self.stats.frames += 1
+        problem = None
+        for attempt in range(self.retries + 1):
+            if attempt:
+                self.stats.retries += 1
+                self._quiet()
+            self._write(data)
+            while True:
+                reply = self._next_reply()
+                if reply is None:
+                    self.stats.timeouts += 1
+                    problem = "no reply"
+                    break
+                reply_seq, kind, reply_body = reply
+                if kind == ERROR:
+                    # Whatever frame it names, something of ours may have been lost: send again.
+                    code = reply_body[0]
+                    self.stats.error_replies[code] += 1
+                    problem = f"board reports {ERRORS.get(code, f'error {code}')}"
+                    break
+                if reply_seq != seq:
+                    self.stats.stale_replies += 1
+                    continue
+                if kind not in EXPECTED[command]:
+                    raise HostLinkError(f"the board answered {chr(kind)!r} to {chr(command)!r} frame {seq}")
+                return kind, reply_body
+        raise HostLinkError(f"{chr(command)!r} frame {seq}: no valid reply after {self.retries} retries "
+                            f"(last: {problem})")
 
     # Commands.
 
@@ -153,14 +295,12 @@ class Board:
         """Reset the link and the array with a break; discard anything received before it."""
         self.port.send_break(break_seconds)
         self.port.reset_input_buffer()
+        self._received.clear()
         self._results, self._outstanding = [], 0
 
     def identify(self):
-        self._write(b"I")
-        while True:
-            descriptor = self._reply()
-            if descriptor is not None:
-                return descriptor
+        _, body = self._transact(IDENTIFY, b"\x00")
+        return Descriptor.parse(body)
 
     def connect(self):
         """Reset the board, check that it is the configured array, and learn its credits."""
@@ -169,42 +309,54 @@ class Board:
         wrong = descriptor.mismatches(self.config)
         if wrong:
             raise HostLinkError("the board is not the configured array: " + "; ".join(wrong))
+        self.descriptor = descriptor
         self.credits = descriptor.credits
         return descriptor
 
-    def _command(self, opcode, words, nbytes):
-        for start in range(0, len(words), MAX_COMMAND_BEATS):
-            chunk = words[start:start + MAX_COMMAND_BEATS]
-            payload = b"".join(int(w).to_bytes(nbytes, "little") for w in chunk)
-            self._write(bytes([ord(opcode)]) + len(chunk).to_bytes(2, "little") + payload)
+    def _require_connected(self):
+        if self.descriptor is None:
+            raise HostLinkError("connect() first: the driver needs the board's credits and frame sizes")
+
+    def _send_beats(self, command, words, nbytes):
+        payload = b"".join(int(w).to_bytes(nbytes, "little") for w in words)
+        self._transact(command, bytes([len(words)]) + payload)
+
+    def _read_result(self):
+        """Read one result (polling while the array has not produced it yet)."""
+        for _ in range(MAX_EMPTY_READS):
+            kind, body = self._transact(READ, b"\x00")
+            if kind == RESULT:
+                self._results.append(beats.result_values(self.config, int.from_bytes(body, "little")))
+                self._outstanding -= 1
+                return
+        raise HostLinkError(f"the board produced no result in {MAX_EMPTY_READS} reads")
 
     def send_weights(self, words):
-        self._command("W", words, self._weight_bytes)
+        self._require_connected()
+        step = self.descriptor.max_weight_beats
+        for start in range(0, len(words), step):
+            self._send_beats(WEIGHTS, words[start:start + step], self._weight_bytes)
 
     def send_activations(self, words, *, emitting):
         """Send activation beats, `emitting` of which produce a result, keeping within the credits."""
-        if emitting and self.credits is None:
-            raise HostLinkError("connect() first: the driver needs the board's credits")
-        if not emitting:
-            self._command("A", words, self._act_bytes)
-            return
+        self._require_connected()
+        step = self.descriptor.max_act_beats
+        if emitting:
+            step = min(step, self.credits)
         sent = 0
         while sent < len(words):
-            free = self.credits - self._outstanding
-            # Wait for half the credits (or all that is left) to free up, so that commands stay long.
-            want = min(len(words) - sent, max(1, self.credits // 2))
-            if free < want:
-                self._reply()
-                continue
-            n = min(free, len(words) - sent)
-            self._command("A", words[sent:sent + n], self._act_bytes)
-            self._outstanding += n
+            n = min(step, len(words) - sent)
+            while emitting and self._outstanding + n > self.credits:
+                self._read_result()
+            self._send_beats(ACTIVATIONS, words[sent:sent + n], self._act_bytes)
+            if emitting:
+                self._outstanding += n
             sent += n
 
     def take_results(self):
-        """Wait for every outstanding result; returns all results since the last call (n x R)."""
+        """Read every outstanding result; returns all results since the last call (n x R)."""
         while self._outstanding > 0:
-            self._reply()
+            self._read_result()
         results, self._results = self._results, []
         return np.array(results, dtype=np.int64).reshape(-1, self.config.rows)
 
@@ -247,6 +399,8 @@ def self_test(board, *, batch=16, seed=0, out_features=None, in_features=None, d
     """Run a random column-combined layer that spans several tiles on a connected `board` and
     compare the outputs with the plain matrix product (on a TQ board: of the term-quantized
     weights and activations)."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be a positive number of input vectors, not {batch!r}")
     cfg = board.config
     rng = np.random.default_rng(seed)
     out_features = out_features or 2 * cfg.rows + 1
@@ -275,8 +429,12 @@ def self_test(board, *, batch=16, seed=0, out_features=None, in_features=None, d
                           bytes_received=board.bytes_received - received)
 
 
-def open_serial(device, baud=115200, *, timeout=2.0):
-    """A pyserial port for `Board` (pyserial is imported only here: `pip install pyserial`)."""
+def open_serial(device, baud=115200, *, timeout=0.25):
+    """A pyserial port for `Board` (pyserial is imported only here: `pip install pyserial`).
+
+    `timeout` bounds the wait for a reply (a reply follows its frame within milliseconds) and is
+    the quiet time the driver waits before sending a frame again: keep it well above the board's
+    frame timeout (64 byte times by default, 5.6 ms at 115200 baud)."""
     try:
         import serial
     except ImportError:

@@ -1,8 +1,10 @@
 """The whole host path in Verilator under cocotb: the Python host driver (software/host.py) -> UART
 bits -> the generated Verilog of the host link and the array -> UART bits -> the host driver.
 
-The design is what `python -m fpga verilog` writes, a small array with a small reply buffer (two
-credits), so the driver's flow control is exercised; results must equal the golden model.
+The design is what `python -m fpga verilog` writes, a small array (9 credits: its result FIFO) with a
+small frame buffer (8 activation beats a frame), so the driver's flow control and frame splitting
+are exercised; results must equal the golden model. Fault campaigns damage frames both
+ways (bit flips, drops, duplicates, truncations, garbage): no session may end with a wrong result.
 """
 
 import subprocess
@@ -12,7 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from sim.hostlink import run_host_session
+from sim.hostlink import run_fault_campaign, run_host_session
+from sim.linkfaults import DIRECTIONS, FAULT_KINDS, tabulate
 from sim.lint import lint
 from sim.runner import build
 from software.packing.colcomb import combine
@@ -23,7 +26,7 @@ from software.frontend.termquant import term_quantize_weights
 # 3 rows x 2 groups of 3: a 7 x 20 layer spans 3 row blocks and several group blocks; max_batch 4
 # cuts a batch of 6 into two chunks.
 GEN_ARGS = ("--rows", "3", "--cols", "2", "--alpha", "3", "--max-batch", "4", "--divisor", "8",
-            "--tx-buffer", "32")
+            "--rx-buffer", "64", "--frame-timeout", "16")
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
     _, b = built
     config = b.config
     assert config == ArrayConfig(rows=3, cols=2, alpha=3, max_batch=4)
-    assert b.manifest["link"]["credits"] == 2
+    assert b.manifest["link"]["credits"] == 9
     rng = np.random.default_rng(int(skew * 100))
     w = rng.integers(-128, 128, size=(7, 20))
     w[rng.random(w.shape) > 0.3] = 0
@@ -61,12 +64,67 @@ def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
     # The board described itself truthfully, before and after an unknown command.
     for key in ("descriptor", "identify_after_error"):
         d = report[key]
-        assert (d["rows"], d["cols"], d["alpha"], d["max_batch"], d["credits"]) == (3, 2, 3, 4, 2)
+        assert (d["rows"], d["cols"], d["alpha"], d["max_batch"], d["credits"]) == (3, 2, 3, 4, 9)
         assert (d["mac"], d["weight_terms"], d["data_terms"]) == ("int", None, None)
-    assert report["unknown_command"] == "board reports unknown command 0x5a"
+        assert (d["version"], d["max_weight_beats"], d["max_act_beats"], d["frame_timeout"]) == (3, 20, 8, 16)
+    # The unknown command was refused, and the identify frame after it sent again.
+    assert report["stats_after_error"]["error_replies"] == {"unknown command": 1}
+    assert report["stats_after_error"]["retries"] == 1
+    # On a clean line nothing else is ever retried or dropped.
+    stats = report["stats"]
+    assert (stats["retries"], stats["damaged_replies"], stats["stale_replies"], stats["timeouts"]) == (1, 0, 0, 0)
     # What `python -m fpga run` does on a board, here in simulation.
     assert report["self_test"]["ok"] and report["self_test"]["mismatches"] == 0
     assert report["framing_errors"] == 0
+
+
+def check_campaign(report, min_faults):
+    """No session may end with a wrong result; each fault's session ends correct or in a clear error."""
+    sessions = report["sessions"]
+    faults = sum(len(s["faults"]) for s in sessions)
+    assert faults >= min_faults
+    wrong = [s for s in sessions if s["outcome"] == "wrong"]
+    assert not wrong, wrong[:3]
+    for s in sessions:
+        assert s["outcome"] in ("correct", "clear_error")
+        if s["outcome"] == "clear_error":
+            assert s["error"] and "\n" not in s["error"]
+    return tabulate(sessions)
+
+
+def test_faults_both_ways_end_in_correct_results(built):
+    """A short campaign: frames damaged at random both ways; with retries every session is exact."""
+    _, b = built
+    report = run_fault_campaign(b, sessions=3, probability=0.3, seed=11, name="faults_fast")
+    table = check_campaign(report, min_faults=15)
+    assert all(s["outcome"] == "correct" for s in report["sessions"])
+    kinds = {kind for (direction, kind), c in table.items() if sum(c.values())}
+    directions = {direction for (direction, kind), c in table.items() if sum(c.values())}
+    assert len(kinds) >= 4 and directions == set(DIRECTIONS)
+    stats = report["stats"]
+    assert stats["retries"] > 0 and stats["stale_replies"] + stats["damaged_replies"] > 0
+
+
+@pytest.mark.slow
+def test_a_thousand_faults_give_no_wrong_result(built):
+    """Over 1,000 faults of every kind, both ways: 0 silently wrong results; with 8 retries every
+    session ends correct. (benchmarks/link_faults.py prints the same campaign as tables.)"""
+    _, b = built
+    report = run_fault_campaign(b, sessions=150, probability=0.25, seed=0, name="faults_slow")
+    table = check_campaign(report, min_faults=1000)
+    for direction in DIRECTIONS:
+        for kind in FAULT_KINDS:
+            assert sum(table[(direction, kind)].values()) >= 40, (direction, kind)
+    assert all(s["outcome"] == "correct" for s in report["sessions"])
+
+
+@pytest.mark.slow
+def test_without_retries_a_fault_is_a_clear_error_never_a_wrong_result(built):
+    _, b = built
+    report = run_fault_campaign(b, sessions=40, probability=0.25, seed=3, retries=0, limit=1,
+                                name="faults_no_retry")
+    check_campaign(report, min_faults=30)
+    assert any(s["outcome"] == "clear_error" for s in report["sessions"])
 
 
 @pytest.fixture(scope="module")

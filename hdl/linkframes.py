@@ -1,0 +1,381 @@
+"""The host link's framing layer (protocol version 3, see hdl/hostlink.py): frames in, checked and
+applied once; replies out, each with the sequence number it answers and a CRC.
+
+Both CRCs are CRC-16/CCITT-FALSE (`amaranth.lib.crc.catalog.CRC16_CCITT_FALSE`: polynomial 0x1021,
+initial value 0xFFFF, no reflection), computed a byte per clock over every byte after the start
+byte and sent most significant byte first, so that the receiver's CRC over a whole good frame,
+CRC included, is the algorithm's residue (0).
+"""
+
+from amaranth.hdl import Const, Module, Mux, Signal
+from amaranth.lib import crc, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.checks import positive_int
+
+PROTOCOL_VERSION = 3
+START_OF_FRAME = 0xA5
+CRC = crc.catalog.CRC16_CCITT_FALSE
+# Commands (host to board).
+CMD_IDENTIFY, CMD_WEIGHTS, CMD_ACTIVATIONS, CMD_READ = (ord(c) for c in "IWAR")
+# Replies (board to host): their kind bytes, in the order of the encoder's 3-bit kind index.
+REPLY_KINDS = b"KNDRE"
+REPLY_ACK, REPLY_NONE, REPLY_DESCRIPTOR, REPLY_RESULT, REPLY_ERROR = range(len(REPLY_KINDS))
+# Error codes, the body of an 'E' reply.
+ERROR_CRC = 1              # the CRC does not check
+ERROR_LENGTH = 2           # a beat count the command does not allow
+ERROR_COMMAND = 3          # an unknown command
+ERROR_TIMEOUT = 4          # the line went quiet in the middle of a frame
+ERROR_NO_ROOM = 5          # the frame buffer is full: send the frame again later
+ERROR_OVERRUN = 6          # the receiver lost a byte
+ERROR_FRAMING = 7          # a byte with a bad stop bit
+ERROR_CODES = (ERROR_CRC, ERROR_LENGTH, ERROR_COMMAND, ERROR_TIMEOUT, ERROR_NO_ROOM, ERROR_OVERRUN,
+               ERROR_FRAMING)
+HEADER_BYTES = 4           # start, sequence, command, count (host to board)
+REPLY_HEADER_BYTES = 3     # start, sequence, kind (board to host)
+CRC_BYTES = 2
+
+
+class FrameReceiver(wiring.Component):
+    """Receives frames, checks them, and applies each at most once.
+
+    A weight or activation frame's command, count and payload are written into the frame buffer
+    as they arrive and committed only when the frame's CRC checks and its sequence number is not
+    the one applied last; a repeated frame (the host did not get the reply) is answered again,
+    exactly as the first time, and rolled back. A rejected frame (bad CRC, count or command, a
+    lost or corrupted byte, a line that goes quiet in the middle) is answered with an error and
+    rolled back; the receiver then ignores the line until it has been quiet for `timeout_clocks`,
+    so that the rest of a damaged frame cannot pass for a new one. A frame that ends while the
+    encoder is still sending a reply is dropped unanswered: the host times out and sends it again.
+    (The two share one CRC unit, the encoder's while it is busy: in the protocol's stop-and-wait
+    the host never sends while the board answers, so only a damaged exchange ever overlaps.)
+
+    Replies are requested from the encoder with the registered `reply_start` strobe and fields,
+    which hold still while the encoder is busy (it reads them as it sends).
+    Any accepted frame first drops (`pop`) the result sent in the previous reply, if the previous
+    accepted frame got one (the host has it: it has moved on to a new sequence number); a read
+    ('R') then answers with the next result or with "none yet".
+    """
+
+    def __init__(self, *, weight_bytes, activation_bytes, max_weight_beats, max_activation_beats,
+                 timeout_clocks):
+        self.weight_bytes = positive_int("weight_bytes", weight_bytes)
+        self.activation_bytes = positive_int("activation_bytes", activation_bytes)
+        self.max_weight_beats = positive_int("max_weight_beats", max_weight_beats)
+        self.max_activation_beats = positive_int("max_activation_beats", max_activation_beats)
+        self.timeout_clocks = positive_int("timeout_clocks", timeout_clocks)
+        if max(self.max_weight_beats, self.max_activation_beats) > 255:
+            raise ValueError("a frame carries at most 255 beats")
+        super().__init__({
+            "bytes": In(stream.Signature(8)),
+            "overrun": In(1),
+            "framing_error": In(1),
+            # The frame buffer.
+            "write_data": Out(8),
+            "write": Out(1),
+            "full": In(1),
+            "commit": Out(1),
+            "rollback": Out(1),
+            # The reply encoder.
+            "reply_start": Out(1),
+            "reply_kind": Out(range(len(REPLY_KINDS))),   # an index into REPLY_KINDS
+            "reply_seq": Out(8),
+            "reply_code": Out(range(max(ERROR_CODES) + 1)),
+            "encoder_busy": In(1),
+            # The array's results.
+            "result_available": In(1),
+            "pop": Out(1),
+            # The CRC unit, shared with the encoder.
+            "crc_start": Out(1),
+            "crc_valid": Out(1),
+            "crc_data": Out(8),
+            "crc_match": In(1),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        byte = self.bytes.payload
+        take = Signal()
+        m.d.comb += [take.eq(self.bytes.valid & self.bytes.ready), self.crc_data.eq(byte),
+                     self.write_data.eq(byte)]
+
+        # Clocks since the last byte, saturating: the quiet line that ends a damaged frame.
+        quiet = Signal(range(self.timeout_clocks + 1))
+        timed_out = Signal()
+        with m.If(take):
+            m.d.sync += [quiet.eq(0), timed_out.eq(0)]
+        with m.Elif(quiet == self.timeout_clocks):
+            m.d.sync += timed_out.eq(1)
+        with m.Else():
+            m.d.sync += quiet.eq(quiet + 1)
+
+        seq = Signal(8)
+        is_weights = Signal()
+        carries_beats = Signal()              # 'W' or 'A': the frame goes into the buffer
+        is_read = Signal()                    # 'R' (else 'I', if not carrying beats)
+        beats_left = Signal(8)
+        byte_index = Signal(range(max(self.weight_bytes, self.activation_bytes)))
+        last_byte = Mux(is_weights, self.weight_bytes - 1, self.activation_bytes - 1)
+        overflow = Signal()                   # a byte did not fit the buffer
+        last_seq, last_seq_valid = Signal(8), Signal()
+        result_sent = Signal()                # the last accepted frame was answered with a result
+        # Registered verdicts, so that the decision at the end of a frame is a few levels of logic.
+        repeat, crc_ok = Signal(), Signal()
+        m.d.sync += [repeat.eq(last_seq_valid & (seq == last_seq)), crc_ok.eq(self.crc_match)]
+        # The CRC unit is the encoder's while it sends: a frame that overlaps a reply is dropped.
+        shared = Signal()
+
+        # What this clock wants done, decided below; registered in one place at the end.
+        in_frame, abort = Signal(), Signal()
+        request, kind, code = Signal(), Signal.like(self.reply_kind), Signal.like(self.reply_code)
+        write, rollback, commit, pop = Signal(), Signal(), Signal(), Signal()
+
+        def reply(reply_kind, error=0):
+            m.d.comb += [request.eq(1), kind.eq(reply_kind), code.eq(error)]
+
+        def reject(error):
+            reply(REPLY_ERROR, error)
+            m.d.comb += rollback.eq(1)
+            m.next = "discard"
+
+        # A byte lost or damaged on the line, or a line gone quiet, ends any frame early.
+        m.d.comb += abort.eq(in_frame & (self.framing_error | self.overrun | (timed_out & ~take)))
+
+        def in_frame_state():
+            """Called last in each state that receives a frame's bytes: they go through the CRC,
+            and an abort wins over what the byte would have done."""
+            m.d.comb += [in_frame.eq(1), self.bytes.ready.eq(1), self.crc_valid.eq(take)]
+            with m.If(self.encoder_busy | self.reply_start):
+                m.d.sync += shared.eq(1)
+            with m.If(abort):
+                m.next = "discard"
+
+        with m.FSM():
+            with m.State("hunt"):
+                m.d.comb += [self.bytes.ready.eq(1), self.crc_start.eq(1)]
+                with m.If(take & (byte == START_OF_FRAME)):
+                    m.d.sync += [seq.eq(0), overflow.eq(0), shared.eq(0)]
+                    m.next = "seq"
+            with m.State("seq"):
+                with m.If(take):
+                    m.d.sync += seq.eq(byte)
+                    m.next = "command"
+                in_frame_state()
+            with m.State("command"):
+                with m.If(take):
+                    beats = (byte == CMD_WEIGHTS) | (byte == CMD_ACTIVATIONS)
+                    m.d.sync += [is_weights.eq(byte == CMD_WEIGHTS), carries_beats.eq(beats),
+                                 is_read.eq(byte == CMD_READ)]
+                    m.d.comb += write.eq(beats)
+                    with m.If(beats | (byte == CMD_IDENTIFY) | (byte == CMD_READ)):
+                        m.next = "count"
+                    with m.Else():
+                        reject(ERROR_COMMAND)
+                in_frame_state()
+            with m.State("count"):
+                with m.If(take):
+                    m.d.comb += write.eq(carries_beats)
+                    m.d.sync += [beats_left.eq(byte), byte_index.eq(0)]
+                    limit = Mux(is_weights, self.max_weight_beats, self.max_activation_beats)
+                    with m.If(carries_beats & (byte != 0) & (byte <= limit)):
+                        m.next = "payload"
+                    with m.Elif(~carries_beats & (byte == 0)):
+                        m.next = "crc_high"
+                    with m.Else():
+                        reject(ERROR_LENGTH)
+                in_frame_state()
+            with m.State("payload"):
+                with m.If(take):
+                    m.d.comb += write.eq(1)
+                    m.d.sync += byte_index.eq(byte_index + 1)
+                    with m.If(byte_index == last_byte):
+                        m.d.sync += [byte_index.eq(0), beats_left.eq(beats_left - 1)]
+                        with m.If(beats_left == 1):
+                            m.next = "crc_high"
+                in_frame_state()
+            with m.State("crc_high"):
+                with m.If(take):
+                    m.next = "crc_low"
+                in_frame_state()
+            with m.State("crc_low"):
+                with m.If(take):
+                    m.next = "verdict"
+                in_frame_state()
+            with m.State("verdict"):
+                m.next = "check"      # the CRC register takes the last byte, then crc_ok follows it
+            with m.State("check"):
+                with m.If(self.encoder_busy | self.reply_start | shared):
+                    # Still answering something else: dropped unanswered, the host asks again.
+                    m.d.comb += rollback.eq(1)
+                    m.next = "hunt"
+                with m.Elif(~crc_ok):
+                    reject(ERROR_CRC)
+                with m.Elif(repeat):
+                    # Answered exactly as the first time, and not applied again.
+                    reply(Mux(carries_beats, REPLY_ACK,
+                              Mux(~is_read, REPLY_DESCRIPTOR, Mux(result_sent, REPLY_RESULT, REPLY_NONE))))
+                    m.d.comb += rollback.eq(1)
+                    m.next = "hunt"
+                with m.Elif(overflow):
+                    reject(ERROR_NO_ROOM)
+                with m.Else():
+                    # Accepted: applied once, from here on a repeat is answered, not applied.
+                    m.d.sync += [last_seq.eq(seq), last_seq_valid.eq(1), result_sent.eq(0)]
+                    m.d.comb += pop.eq(result_sent)
+                    with m.If(carries_beats):
+                        m.d.comb += commit.eq(1)
+                        reply(REPLY_ACK)
+                        m.next = "hunt"
+                    with m.Elif(~is_read):
+                        reply(REPLY_DESCRIPTOR)
+                        m.next = "hunt"
+                    with m.Else():
+                        m.next = "read_pop"
+            with m.State("read_pop"):
+                m.next = "read"        # the store takes the pop
+            with m.State("read"):
+                # Two clocks after the pop, `result_available` tells about the next result.
+                with m.If(self.result_available):
+                    m.d.sync += result_sent.eq(1)
+                    reply(REPLY_RESULT)
+                with m.Else():
+                    reply(REPLY_NONE)
+                m.next = "hunt"
+            with m.State("discard"):
+                m.d.comb += self.bytes.ready.eq(1)
+                with m.If(timed_out & ~take):
+                    m.next = "hunt"
+
+        with m.If(abort):
+            reply(REPLY_ERROR, Mux(self.framing_error, ERROR_FRAMING,
+                                   Mux(self.overrun, ERROR_OVERRUN, ERROR_TIMEOUT)))
+            m.d.comb += rollback.eq(1)
+        with m.If(write & take & self.full):
+            m.d.sync += overflow.eq(1)
+        m.d.comb += self.write.eq(write & take)
+        m.d.sync += [self.commit.eq(commit), self.rollback.eq(rollback), self.pop.eq(pop), self.reply_start.eq(0)]
+        # A reply is dropped while the encoder is busy (the host will ask again); the fields hold
+        # still meanwhile, as the encoder reads them.
+        with m.If(request & ~self.encoder_busy & ~self.reply_start):
+            m.d.sync += [self.reply_start.eq(1), self.reply_kind.eq(kind), self.reply_seq.eq(seq),
+                         self.reply_code.eq(code)]
+        return m
+
+
+class ReplyEncoder(wiring.Component):
+    """Sends one reply frame at a time: start byte, sequence number, kind, body, CRC.
+
+    Bodies: an error's code, the descriptor, or the oldest result (read a byte at a time through
+    `read_index` / `read_data`, a clock late). The CRC unit is the encoder's while it is busy
+    (and the clock it starts). The request's fields must hold still
+    while `busy`: they are read as the frame goes out. Each byte is prepared in a register before
+    it is offered to the transmitter.
+
+    Members
+    -------
+    start, kind, seq, code : In   a reply request (`kind` an index into REPLY_KINDS)
+    busy      : Out(1)
+    read_index: Out(range(result_bytes)), read_data: In(8)   the oldest result
+    bytes     : Out(stream.Signature(8))
+    crc_start, crc_valid, crc_data : Out, crc_value : In     the shared CRC unit
+    """
+
+    def __init__(self, *, result_bytes, descriptor):
+        self.result_bytes = positive_int("result_bytes", result_bytes)
+        self.descriptor = bytes(descriptor)
+        super().__init__({
+            "start": In(1),
+            "kind": In(range(len(REPLY_KINDS))),
+            "seq": In(8),
+            "code": In(range(max(ERROR_CODES) + 1)),
+            "busy": Out(1),
+            "read_index": Out(range(self.result_bytes)),
+            "read_data": In(8),
+            "bytes": Out(stream.Signature(8)),
+            "crc_start": Out(1),
+            "crc_valid": Out(1),
+            "crc_data": Out(8),
+            "crc_value": In(16),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        kind = self.kind
+        body_bytes = max(self.result_bytes, len(self.descriptor), 1)
+        index = Signal(range(body_bytes))             # body byte being sent
+        last = Signal()                               # `index` is the body's last byte
+        lengths = {REPLY_ERROR: 1, REPLY_DESCRIPTOR: len(self.descriptor), REPLY_RESULT: self.result_bytes}
+        with m.Switch(kind):
+            for value, n in lengths.items():
+                with m.Case(value):
+                    m.d.comb += last.eq(index == n - 1)
+        header = Signal(range(REPLY_HEADER_BYTES))
+        kinds = Const(int.from_bytes(REPLY_KINDS, "little"), 8 * len(REPLY_KINDS))
+        descriptor = Const(int.from_bytes(self.descriptor, "little"), 8 * len(self.descriptor))
+        descriptor_byte = Signal(8)
+        m.d.comb += [descriptor_byte.eq(descriptor.word_select(index, 8)),
+                     self.read_index.eq(index)]
+        sent = Signal()
+        m.d.comb += sent.eq(self.bytes.valid & self.bytes.ready)
+
+        def offer(value, next_state):
+            """Present a prepared byte; on to `next_state` when the transmitter takes it."""
+            m.d.sync += [self.bytes.payload.eq(value), self.bytes.valid.eq(1)]
+            m.next = next_state
+
+        with m.If(sent):
+            m.d.sync += self.bytes.valid.eq(0)
+        # Nothing offered or sent in the clock before: `index` has held still for a clock, so
+        # read_data is the result's byte at `index`.
+        settled, prepare = Signal(), Signal()
+        m.d.sync += settled.eq(~self.bytes.valid & ~sent)
+        m.d.comb += prepare.eq(~self.bytes.valid & ~sent & settled)
+
+        with m.FSM():
+            with m.State("idle"):
+                m.d.comb += self.crc_start.eq(self.start)
+                with m.If(self.start):
+                    m.d.sync += [header.eq(0), index.eq(0)]
+                    offer(START_OF_FRAME, "header")
+            with m.State("header"):
+                m.d.comb += self.busy.eq(1)
+                # The start byte is outside the CRC; the sequence number and kind are in it.
+                m.d.comb += [self.crc_data.eq(self.bytes.payload), self.crc_valid.eq(sent & (header != 0))]
+                with m.If(sent):
+                    m.d.sync += header.eq(header + 1)
+                    with m.If(header == 0):
+                        offer(self.seq, "header")
+                    with m.Elif(header == 1):
+                        offer(kinds.word_select(kind, 8), "header")
+                    with m.Elif((kind == REPLY_ACK) | (kind == REPLY_NONE)):
+                        m.next = "crc_high"
+                    with m.Else():
+                        m.next = "body"
+            with m.State("body"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(prepare):
+                    with m.If(kind == REPLY_ERROR):
+                        offer(self.code, "body")
+                    with m.Elif(kind == REPLY_DESCRIPTOR):
+                        offer(descriptor_byte, "body")
+                    with m.Else():
+                        offer(self.read_data, "body")
+                m.d.comb += [self.crc_data.eq(self.bytes.payload), self.crc_valid.eq(sent)]
+                with m.If(sent):
+                    m.d.sync += index.eq(index + 1)
+                    with m.If(last):
+                        m.next = "crc_high"
+            with m.State("crc_high"):
+                # The CRC register took the last byte the clock it was sent.
+                m.d.comb += self.busy.eq(1)
+                with m.If(prepare):
+                    offer(self.crc_value[8:], "crc_low")
+            with m.State("crc_low"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(sent):
+                    offer(self.crc_value[:8], "last")
+            with m.State("last"):
+                m.d.comb += self.busy.eq(1)
+                with m.If(sent):
+                    m.next = "idle"
+        return m
