@@ -53,7 +53,8 @@ beat the host has not sent yet.
 """
 
 
-from amaranth.hdl import Module, Mux, ResetInserter, Signal, Value
+from amaranth.hdl import (ClockDomain, ClockSignal, DomainRenamer, Module, Mux, ResetInserter, ResetSignal, Signal,
+                          Value)
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -250,13 +251,19 @@ class HostLink(wiring.Component):
         m.submodules.receiver = receiver = UARTReceiver(divisor=self.divisor)
         m.d.comb += receiver.rx.eq(self.rx)
 
+        # The blocks run in a domain of the same clock without a reset of its own: each block is
+        # reset by a register of its own, set by the domain's reset or by a line break, so no
+        # net from the board's reset or from the line reaches the resets of every block, and no
+        # logic either (DESIGN.md §9; the ULX3S 16x16's critical path was the board reset's net
+        # to the decoder, 16 ns of routing). A block leaves reset a clock after the receiver.
+        # Only the blocks' state is reset; the array's datapath is reset-less.
+        m.domains.blocks = ClockDomain("blocks", reset_less=True, local=True)
+        m.d.comb += ClockSignal("blocks").eq(ClockSignal("sync"))
+
         def resettable(name, component):
-            # The break resets each block through a register of its own: no combinational path
-            # from the line to the resets, and a short net per block (DESIGN.md §9). Only the
-            # blocks' state is reset; the array's datapath is reset-less.
-            reset = Signal(name=f"{name}_reset")
-            m.d.sync += reset.eq(receiver.line_break)
-            m.submodules[name] = ResetInserter({"sync": reset})(component)
+            reset = Signal(name=f"{name}_reset", init=1, reset_less=True)
+            m.d.sync += reset.eq(receiver.line_break | ResetSignal("sync"))
+            m.submodules[name] = DomainRenamer({"sync": "blocks"})(ResetInserter({"sync": reset})(component))
             return component
 
         frames = resettable("frames", FrameReceiver(

@@ -279,7 +279,11 @@ class SystolicArray(wiring.Component):
             if alpha > 1:
                 m.d.comb += line.i.select.eq(beat.selects[c])
             column_beats.append(line.o)
-        strobes = [[Signal(name=f"load_r{r}_c{c}") if c else row_load[r] for c in range(cols)] for r in range(rows)]
+        # The strobes after column 0 are reset-less: one a reset leaves in flight writes a bank that
+        # is empty after the reset, and the load that fills that bank comes behind it through the
+        # same registers, so it overwrites that weight before the bank computes.
+        strobes = [[Signal(name=f"load_r{r}_c{c}", reset_less=True) if c else row_load[r] for c in range(cols)]
+                   for r in range(rows)]
         strobe_banks = [[Signal(name=f"load_bank_r{r}_c{c}", reset_less=True) if c else row_bank[r]
                          for c in range(cols)] for r in range(rows)]
         for r in range(rows):
