@@ -14,6 +14,10 @@ the input shape and exponent, every step in order (layers with their name, shape
 hidden/output role and im2col geometry; reshapes), the term budget if any, free-form ``info``
 (accuracies, method ...), and the SHA-256 of every array. :func:`load` checks all of it and
 raises :class:`PackedModelError`, one line naming the file, on anything inconsistent.
+
+Version 2 holds a layer graph instead of the chain of steps (software/packgraph.py: what models
+from ``torch.export`` or ONNX need: residual adds, pools, grouped convolutions, host ops); version 1
+files (a chain) still load, as the chain model they hold.
 """
 from __future__ import annotations
 
@@ -29,7 +33,7 @@ from spec import ArrayConfig, ConfigError
 from software.frontend.intmodel import ConvGeometry, IntLayer, IntModel, Reshape, TermBudget, check_array_config, ExportError
 
 FORMAT = "sparsegen-packed-model"
-VERSION = 1
+VERSION = 1             # a chain of steps (IntModel); GraphModels are written as packgraph.VERSION
 
 
 class PackedModelError(ValueError):
@@ -82,9 +86,36 @@ def manifest_and_arrays(model: IntModel, info=None):
     return manifest, arrays
 
 
-def save(model: IntModel, path, info=None):
-    """Write ``model`` to ``path`` atomically (a temporary file renamed into place); returns the manifest."""
-    manifest, arrays = manifest_and_arrays(model, info)
+def graph_manifest(model, info=None):
+    """Manifest and arrays of a GraphModel (format version 2)."""
+    from software.packgraph import VERSION as GRAPH_VERSION, graph_manifest_and_arrays
+    graph, arrays = graph_manifest_and_arrays(model)
+    manifest = {
+        "format": FORMAT,
+        "version": GRAPH_VERSION,
+        "array": model.config.as_dict(),
+        "input_shape": list(model.input_shape),
+        "input_exponent": model.input_exponent,
+        "arithmetic": "every tensor is v * 2**exponent (unsigned, or signed with an act_width-bit magnitude); "
+                      "matmul: acc = W_int x on the array (a signed x as its positive and negative parts), "
+                      "acc + bias requantized by a rounding right shift per channel (output: left-aligned "
+                      "logits); add: operands shifted to the sum's exponent; see software/frontend/intgraph.py",
+        "term_budget": model.term_budget.as_dict() if model.term_budget else None,
+        "graph": graph,
+        "info": info or {},
+        "sha256": {name: _sha(a) for name, a in arrays.items()},
+    }
+    return manifest, arrays
+
+
+def save(model, path, info=None):
+    """Write ``model`` (IntModel or GraphModel) to ``path`` atomically (a temporary file renamed into
+    place); returns the manifest."""
+    from software.frontend.intgraph import GraphModel
+    if isinstance(model, GraphModel):
+        manifest, arrays = graph_manifest(model, info)
+    else:
+        manifest, arrays = manifest_and_arrays(model, info)
     text = json.dumps(manifest, indent=1, sort_keys=True)
     buffer = io.BytesIO()
     np.savez_compressed(buffer, manifest=np.frombuffer(text.encode(), dtype=np.uint8), **arrays)
@@ -130,8 +161,10 @@ def _load(path):
     manifest = json.loads(arrays.pop("manifest").tobytes().decode())
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         _fail(path, f"not a {FORMAT} file")
-    if manifest.get("version") != VERSION:
-        _fail(path, f"format version {manifest.get('version')!r}, this sparsegen reads {VERSION}")
+    from software.packgraph import VERSION as GRAPH_VERSION, graph_from_manifest
+    if manifest.get("version") not in (VERSION, GRAPH_VERSION):
+        _fail(path, f"format version {manifest.get('version')!r}, this sparsegen reads {VERSION} and {GRAPH_VERSION}; "
+                    "rewrite it with python -m software compress")
     digests = manifest["sha256"]
     if set(digests) != set(arrays):
         _fail(path, "the arrays do not match the manifest's list")
@@ -144,6 +177,8 @@ def _load(path):
     except (ConfigError, ExportError, TypeError) as e:
         _fail(path, f"array configuration: {e}")
     term_budget = TermBudget(**manifest["term_budget"]) if manifest["term_budget"] else None
+    if manifest["version"] == GRAPH_VERSION:
+        return graph_from_manifest(manifest, arrays, config, term_budget, lambda m: _fail(path, m)), manifest
     input_shape = tuple(int(d) for d in manifest["input_shape"])
     shape = input_shape
     steps, index = [], 0

@@ -297,6 +297,13 @@ class _Capture:
         self.add(fx_node, "reshape", [self.tensor_ref(args[0], fx_node.name)], {"shape": shape[1:]})
 
     op_reshape = op_view
+
+    def op_unflatten(self, fx_node, args, kw):
+        val = fx_node.meta.get("val")
+        rank = _rank(args[0])
+        if not isinstance(val, torch.Tensor) or not rank or int(args[1]) % rank == 0:
+            return False
+        self.add(fx_node, "reshape", [self.tensor_ref(args[0], fx_node.name)], {"shape": [int(d) for d in val.shape[1:]]})
     op__unsafe_view = op_view
 
     def op_permute(self, fx_node, args, kw):
@@ -351,6 +358,26 @@ class _Capture:
         self.add(fx_node, "host", inputs, {"target": target_name, "args": args, "kwargs": kwargs}, params)
 
 
+def _check_runs(model, example):
+    """Run the module once so that a shape that does not fit is reported naming the submodule it reached."""
+    entered, hooks = [], []
+    names = {m: n for n, m in model.named_modules()}
+    for module in model.modules():
+        hooks.append(module.register_forward_pre_hook(lambda m, args: entered.append(m)))
+        hooks.append(module.register_forward_hook(lambda m, args, out: entered.pop() and None))  # returns None: output kept
+    try:
+        with torch.no_grad():
+            model(example)
+    except Exception as e:      # noqa: BLE001 - whatever the model raises, in one line
+        module = entered[-1] if entered else model
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise GraphError(f"module '{names.get(module) or type(model).__name__}' ({type(module).__name__}) does not take "
+                         f"the {tuple(example.shape[1:])} input per sample: {first}") from None
+    finally:
+        for h in hooks:
+            h.remove()
+
+
 def capture(model: nn.Module, input_shape) -> Graph:
     """The normalized float graph of ``model`` for per-sample inputs of ``input_shape``.
 
@@ -361,6 +388,7 @@ def capture(model: nn.Module, input_shape) -> Graph:
     if any(hasattr(m, "weight_mask") for m in model.modules()):
         make_permanent(model)
     example = torch.zeros((1,) + tuple(input_shape))
+    _check_runs(model, example)
     try:
         ep = torch.export.export(model, (example,), strict=False)
     except Exception as e:      # noqa: BLE001 - torch.export raises many kinds; reported in one line
