@@ -286,8 +286,9 @@ class _Capture:
         end = args[2] if args[2] is not None else -1
         if rank is None or start % max(rank, 1) == 0:
             return False
+        end = int(end % rank)
         self.add(fx_node, "flatten", [self.tensor_ref(args[0], fx_node.name)],
-                 {"start": int(start % rank), "end": int(end % rank)})
+                 {"start": int(start % rank), "end": -1 if end == rank - 1 else end})
 
     def op_view(self, fx_node, args, kw):
         shape = list(args[1])
