@@ -125,7 +125,7 @@ def load_data(spec: str, input_shape=None, seed=0):
         shape = tuple(input_shape)
         size = int(np.prod(parts[0].shape[1:]))
         if int(np.prod(shape)) != size:
-            raise CompressError(f"--input-shape {'x'.join(map(str, shape))} does not fit samples of {size} values")
+            raise CompressError(f"--input-shape {','.join(map(str, shape))} does not fit samples of {size} values")
         parts[0] = parts[0].reshape((-1,) + shape)
         parts[2] = parts[2].reshape((-1,) + shape)
     return parts, name

@@ -323,14 +323,17 @@ def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
             model, graph, where, default_epochs = _arrive(opts)
             epochs = default_epochs if opts.epochs is None else opts.epochs
             if model is not None:
-                _check_fit(capture(model, input_shape), input_shape, y_train, where)   # before spending time on training
+                graph = capture(model, input_shape)
+                _check_fit(graph, input_shape, y_train, where)   # before spending time on training
                 if epochs and labelled:
                     train(model, epochs=epochs, seed=opts.seed, progress=opts.progress, split=split)
+                    graph = None        # captured before training: the weights changed
                 dense_model = model
             else:
                 _check_fit(graph, input_shape, y_train, where)
         else:
-            _check_fit(capture(dense_model, input_shape), input_shape, y_train, "model")
+            graph = capture(dense_model, input_shape)
+            _check_fit(graph, input_shape, y_train, "model")
     except GraphError as e:
         raise CompressError(str(e)) from None
 
@@ -367,7 +370,7 @@ def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
     groups = None if schedule is None else opts.sparsity_method.groups(schedule)
     start = time.perf_counter()
     try:
-        if pruned is not None:
+        if pruned is not None and (schedule is not None or graph is None):
             graph = capture(pruned, input_shape)
         int_model = export_graph(graph, config, x_train, groups=groups, term_budget=opts.term_budget(),
                                  progress=opts.progress)

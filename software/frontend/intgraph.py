@@ -366,8 +366,13 @@ def calibrate(graph: Graph, calibration, *, batch=256, progress=False):
 
     x = torch.as_tensor(np.asarray(calibration), dtype=torch.float32)
     starts = range(0, len(x), batch)
-    for s in tqdm(starts, desc="calibration", unit="batch", disable=not progress, leave=False):
-        run_float(graph, x[s:s + batch], observe=observe)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)    # small tensors: intra-op threads on shared cores cost 30x here
+    try:
+        for s in tqdm(starts, desc="calibration", unit="batch", disable=not progress, leave=False):
+            run_float(graph, x[s:s + batch], observe=observe)
+    finally:
+        torch.set_num_threads(threads)
     return stats
 
 
