@@ -267,3 +267,30 @@ def test_unrunnable_node_is_refused_naming_it():
     with pytest.raises(GraphError) as info:
         capture(nn.Sequential(nn.Linear(4, 4), Nonzero()), (4,))
     assert "\n" not in str(info.value)
+
+
+class _GoldenBoard:
+    """A board whose array is the golden tile-by-tile array model (software.golden.array.ArrayModel)."""
+
+    def __init__(self, config):
+        self.config, self.calls = config, 0
+
+    def run_layer(self, packing, x):
+        from software.golden.array import ArrayModel
+        from software.packing.schedule import schedule_layer
+        self.calls += 1
+        schedule = schedule_layer(self.config, packing, x)
+        return schedule.assemble(ArrayModel(self.config).run(schedule))
+
+
+def test_the_board_host_runs_a_graph_it_knows_nothing_about(tmp_path):
+    from software.host import run_model
+    torch.manual_seed(7)
+    model = _randomize_batchnorm(digits_resnet())
+    x = _images(6)
+    save(export_graph(capture(model, (1, 8, 8)), CONFIG, x), tmp_path / "m.npz")
+    packed, _ = load(tmp_path / "m.npz")
+    board = _GoldenBoard(packed.config)
+    x_int = packed.quantize_input(x)
+    assert np.array_equal(run_model(board, packed, x_int), packed.run_golden(x_int))
+    assert board.calls == len(packed.layers) == 7
