@@ -77,7 +77,7 @@ class Options:
     rows: int = 32
     cols: int | None = None
     max_batch: int = 64
-    epochs: int | None = None       # dense training (default 30 for digits, 0 for a model file)
+    epochs: int | None = None       # dense training (default 30 for digits or a factory without weights, else 0)
     finetune_epochs: int = 30
     lr: float = 3e-3
     seed: int = 0
@@ -289,7 +289,8 @@ def _arrive(opts: Options):
         from .onnx_import import import_onnx
         return None, import_onnx(opts.model), opts.model, 0
     if ":" in opts.model and not os.path.exists(opts.model):
-        return load_factory(opts.model, opts.weights), None, opts.model, 0
+        # a factory without weights is trained from its initialization, like digits
+        return load_factory(opts.model, opts.weights), None, opts.model, 0 if opts.weights else 30
     return load_model_file(opts.model, trust_pickle=opts.trust_pickle), None, opts.model, 0
 
 
@@ -525,7 +526,8 @@ def build_parser(prog="python -m software"):
     p.add_argument("--rows", type=int, default=32, help="array rows (default 32)")
     p.add_argument("--cols", type=int, help="array columns (default: --rows)")
     p.add_argument("--max-batch", type=int, default=64, help="array accumulator depth in vectors (default 64)")
-    p.add_argument("--epochs", type=int, help="dense training epochs (default 30 for digits, 0 for a model file)")
+    p.add_argument("--epochs", type=int, help="dense training epochs (default 30 for digits and a factory without "
+                                              "--weights, 0 for trained weights)")
     p.add_argument("--finetune-epochs", type=int, default=30, help="epochs of training while pruning (default 30)")
     p.add_argument("--lr", type=float, default=3e-3, help="fine-tuning learning rate (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialization and shuffling (default 0)")
