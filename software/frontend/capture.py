@@ -385,6 +385,10 @@ def capture(model: nn.Module, input_shape) -> Graph:
     GraphError (one line, naming the node) if torch.export fails or a node cannot run."""
     from .pruning import make_permanent
     import copy
+    with torch.no_grad():   # a pruned weight set outside no_grad is a non-leaf tensor, which deepcopy refuses
+        for m in model.modules():
+            if hasattr(m, "weight_mask") and hasattr(m, "weight_orig"):
+                m.weight = m.weight_orig * m.weight_mask
     model = copy.deepcopy(model).float().eval()
     if any(hasattr(m, "weight_mask") for m in model.modules()):
         make_permanent(model)

@@ -294,3 +294,44 @@ def test_the_board_host_runs_a_graph_it_knows_nothing_about(tmp_path):
     x_int = packed.quantize_input(x)
     assert np.array_equal(run_model(board, packed, x_int), packed.run_golden(x_int))
     assert board.calls == len(packed.layers) == 7
+
+
+@pytest.mark.slow
+def test_resnet18_is_captured_packed_and_scheduled_per_layer():
+    from examples.models.resnet import resnet18
+    from software.frontend.compress import _cost, dense_cost, packed_cost
+    from software.frontend.jointopt import ColumnCombiningSchedule
+    from software.frontend.pruning import prunable_layers
+    torch.manual_seed(0)
+    model = resnet18().eval()
+    schedule = ColumnCombiningSchedule(epochs=1, alpha=8, gamma=0.5)
+    for name, module in prunable_layers(model):
+        schedule.prune_event(name, module, schedule.events)
+    config = Options(rows=32, alpha=8).array_config()
+    x = torch.rand(2, 3, 32, 32)
+    int_model = export_graph(capture(model, (3, 32, 32)), config, x, groups=schedule.groups)
+    assert len(int_model.layers) == 21 and not int_model.host_ops          # 20 convolutions and the classifier
+    assert [n.op for n in int_model.nodes].count("add") == 8 and int_model.node("maxpool").op == "maxpool"
+    x_int = int_model.quantize_input(x[:1])
+    packed, dense = packed_cost(int_model, x_int), dense_cost(int_model, x_int)
+    per_layer = [_cost(config, [l.packing], [v]) for l, v in zip(int_model.layers, int_model.layer_inputs(x_int))]
+    assert sum(c.tiles for c in per_layer) == packed.tiles and sum(c.cycles for c in per_layer) == packed.cycles
+    assert packed.tiles < dense.tiles / 3 and packed.cycles < dense.cycles / 2
+
+
+@pytest.mark.slow
+def test_minilm_ffn_layers_are_captured_with_attention_on_the_host():
+    from examples.models.minilm import FFN_LAYERS, encoder, token_embeddings
+    model = encoder()
+    x = token_embeddings(["The quick brown fox jumps over the lazy dog.", "Systolic arrays multiply matrices.",
+                          "FPGAs run sparse networks.", "It rained all afternoon."], 16)
+    graph = capture(model, (16, 384))
+    sources = [n.source for n in graph.array_nodes]
+    assert len(sources) == 36 and [s for s in sources if s in FFN_LAYERS] == FFN_LAYERS
+    assert {n.attrs["target"] for n in graph.host_nodes} == {
+        "aten.layer_norm.default", "aten.gelu.default", "aten.softmax.int", "aten.matmul.default", "aten.div.Tensor"}
+    int_model = export_graph(graph, CONFIG, x[:3])
+    y = int_model.dequantize_output(int_model.run_golden(int_model.quantize_input(x[3:]))).mean(axis=1)[0]
+    with torch.no_grad():
+        f = model(x[3:]).numpy().mean(axis=1)[0]
+    assert float(y @ f / np.linalg.norm(y) / np.linalg.norm(f)) > 0.7
