@@ -3,13 +3,15 @@
     python -m software compress --model digits --method colcomb --alpha 8 --gamma 0.5 \\
         --quant int8 --rows 32 --cols 32 -o out/
 
-1. the model: ``digits`` (the 64->128->64->10 MLP, trained ``--epochs`` from ``--seed``) or a file
-   written by ``torch.save(model)`` (an nn.Sequential of Linear/Conv2d/ReLU/Flatten/Unflatten
-   taking digits images as 64 values in [0, 1]; fine-tuned ``--epochs``, default 0);
+1. the model (software.frontend.arrival): ``digits`` (the 64->128->64->10 MLP, trained ``--epochs`` from
+   ``--seed``), ``pkg.module:factory`` with ``--weights``, an ONNX file, or a whole-module pickle with
+   ``--trust-pickle``; the data: digits or ``--data file.npz``. The model is captured into a layer
+   graph (software.frontend.capture / onnx_import) before any training, so that what cannot run is
+   refused first;
 2. pruning during ``--finetune-epochs`` of training by the ``--method`` of the registry
    software.frontend.sparsity (one module per method): column combining under joint optimization,
    unstructured magnitude, N:M, tile-wise, or none (dense);
-3. integer export for the array (software.frontend.intmodel): per-channel power-of-two weights,
+3. integer export of the captured graph (software.frontend.intgraph): per-channel power-of-two weights,
    calibrated power-of-two activations, requantization by shifts; optionally term quantization;
 4. packing for an R x C array with alpha activations per column (by the method's own grouping,
    column combining's, or else a lossless gamma=0 grouping) and its cost on the test split from the
@@ -41,7 +43,8 @@ from torch import nn
 from software.packing.colcomb import dense_grouping, pack
 from spec import ArrayConfig
 from software.golden.cycles import layer_cost
-from software.frontend.intmodel import IntModel, TermBudget, plan_model
+from software.frontend.intgraph import GraphModel
+from software.frontend.intmodel import TermBudget
 from software.packfile import PackedModelError, load, save, write_atomically
 from software.packing.schedule import schedule_layer
 from software.frontend.sparsity import SPARSITY, CompressError, SparsityMethod, lookup, method_flags
@@ -49,7 +52,6 @@ from software.frontend.sparsity import SPARSITY, CompressError, SparsityMethod, 
 METHODS = tuple(SPARSITY)       # the --method names; software/frontend/sparsity/ has one module per method
 QUANTS = {"int8": 8, "int6": 6, "int4": 4, "tq": 8}
 ACC_WIDTH = 32
-DIGITS_INPUTS, DIGITS_CLASSES = 64, 10
 
 
 # ----------------------------------------------------------------------------------------------
@@ -159,14 +161,6 @@ def load_model_file(path, *, trust_pickle=False) -> nn.Module:
     return model.float().cpu()
 
 
-def check_digits_model(model: nn.Module, where: str):
-    """The model must map onto the array and take 64 digits inputs to 10 logits."""
-    plan = plan_model(model, (DIGITS_INPUTS,))
-    out = plan[-1][4]
-    if out != (DIGITS_CLASSES,):
-        raise CompressError(f"{where}: the model outputs {out} per image; digits needs {DIGITS_CLASSES} logits")
-
-
 def make_schedule(opts: Options, model: nn.Module):
     """The method's pruning during fine-tuning (a masks_hook), or None to keep ``model`` as it is."""
     return opts.sparsity_method.schedule(opts, model)
@@ -205,12 +199,12 @@ def _cost(config, packings, inputs):
     return ModelCost(tiles=tiles, cycles=cycles, useful_macs=macs, cells=config.rows * config.cols)
 
 
-def packed_cost(model: IntModel, x_int) -> ModelCost:
+def packed_cost(model: GraphModel, x_int) -> ModelCost:
     """The packed integer model on its own array."""
     return _cost(model.config, [l.packing for l in model.layers], model.layer_inputs(x_int))
 
 
-def dense_cost(model: IntModel, x_int) -> ModelCost:
+def dense_cost(model: GraphModel, x_int) -> ModelCost:
     """The same layer shapes, every weight kept, on a dense (alpha 1) array of the same size."""
     config = dataclasses.replace(model.config, alpha=1)
     packings, inputs = [], []
@@ -221,7 +215,7 @@ def dense_cost(model: IntModel, x_int) -> ModelCost:
     return _cost(config, packings, inputs)
 
 
-def weight_sparsity(model: IntModel) -> float:
+def weight_sparsity(model: GraphModel) -> float:
     total = sum(l.out_features * l.in_features for l in model.layers)
     nonzero = sum(int(np.count_nonzero(l.packing.packed)) for l in model.layers)
     return 1.0 - nonzero / total
@@ -236,7 +230,7 @@ class Result:
     options: Options
     dense_model: nn.Module
     pruned_model: nn.Module
-    int_model: IntModel
+    int_model: GraphModel
     accuracy: dict          # float_dense, pruned_float, integer
     sparsity: float         # zero weights of the integer model
     dense: ModelCost
