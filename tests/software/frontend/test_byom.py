@@ -335,3 +335,24 @@ def test_minilm_ffn_layers_are_captured_with_attention_on_the_host():
     with torch.no_grad():
         f = model(x[3:]).numpy().mean(axis=1)[0]
     assert float(y @ f / np.linalg.norm(y) / np.linalg.norm(f)) > 0.7
+
+
+@pytest.mark.parametrize("edit, reason", [
+    (lambda m: m["graph"]["nodes"][2].__setitem__("inputs", ["nowhere"]), "are not earlier nodes"),
+    (lambda m: m["graph"]["nodes"][2].__setitem__("op", "teleport"), "unknown or misplaced op 'teleport'"),
+    (lambda m: m["graph"]["nodes"][2]["attrs"].__setitem__("start", 2), "the graph does not run"),
+    (lambda m: m.__setitem__("version", 3), "rewrite it with python -m software compress"),
+])
+def test_an_inconsistent_graph_file_is_refused_in_one_line(tmp_path, edit, reason):
+    from software.packfile import PackedModelError
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(144, 10))
+    save(export_graph(capture(model, (1, 8, 8)), CONFIG, _images(8)), tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    manifest = json.loads(arrays.pop("manifest").tobytes())
+    assert [n["op"] for n in manifest["graph"]["nodes"]] == ["input", "matmul", "flatten", "matmul"]
+    edit(manifest)
+    np.savez(tmp_path / "bad.npz", manifest=np.frombuffer(json.dumps(manifest).encode(), dtype=np.uint8), **arrays)
+    with pytest.raises(PackedModelError) as info:
+        load(tmp_path / "bad.npz")
+    assert reason in str(info.value) and "\n" not in str(info.value) and str(info.value).startswith(str(tmp_path))
