@@ -15,7 +15,7 @@ hidden/output role and im2col geometry; reshapes), the term budget if any, free-
 (accuracies, method ...), and the SHA-256 of every array. :func:`load` checks all of it and
 raises :class:`PackedModelError`, one line naming the file, on anything inconsistent.
 
-Version 2 holds a layer graph instead of the chain of steps (software/packgraph.py: what models
+Version 3 holds a layer graph instead of the chain of steps (software/packgraph.py: what models
 from ``torch.export`` or ONNX need: residual adds, pools, grouped convolutions, host ops); version 1
 files (a chain) still load, as the chain model they hold.
 """
@@ -87,7 +87,7 @@ def manifest_and_arrays(model: IntModel, info=None):
 
 
 def graph_manifest(model, info=None):
-    """Manifest and arrays of a GraphModel (format version 2)."""
+    """Manifest and arrays of a GraphModel (format version 3)."""
     from software.packgraph import VERSION as GRAPH_VERSION, graph_manifest_and_arrays
     graph, arrays = graph_manifest_and_arrays(model)
     manifest = {

@@ -1,4 +1,4 @@
-"""The layer graph inside a packed model file (format version 2; software/packfile.py reads and writes the file).
+"""The layer graph inside a packed model file (format version 3; software/packfile.py reads and writes the file).
 
 Manifest ``graph``: ``{"output": name, "nodes": [...]}``, each node
 ``{"name", "op", "inputs", "exponent", "signed", "attrs", "arrays": [keys], "parts": [...]}`` in
@@ -18,7 +18,7 @@ from software.frontend.graph import GraphError, resolve_target
 from software.frontend.intgraph import ARRAY, POOL_OPS, SHAPE_OPS, ArrayLayer, GraphModel, IntNode
 from software.packing.colcomb import ColumnCombining
 
-VERSION = 2
+VERSION = 3     # 2 is the chain with a whole-content digest (branch trust); 3 the layer graph
 OPS = ("input", ARRAY, "add", "clamp", "host") + POOL_OPS + SHAPE_OPS
 
 
