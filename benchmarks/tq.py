@@ -259,9 +259,11 @@ def array_cell(kind, alpha, weight_terms=2, data_terms=3):
 
     if kind == "tq-serial":
         return term_serial_cell(alpha, weight_terms, data_terms), 1 / (weight_terms * data_terms), 1
-    terms = dict(weight_terms=weight_terms, data_terms=data_terms) if kind != "int8" else {}
-    config = ArrayConfig(rows=1, cols=1, alpha=alpha, acc_width=ACC_WIDTH, mac="int" if kind == "int8" else "tq",
-                         **terms)
+    integer = kind.startswith("int8")
+    terms = dict(weight_terms=weight_terms, data_terms=data_terms) if not integer else {}
+    multiplier = "parallel" if kind == "int8-parallel" else "pipelined"
+    config = ArrayConfig(rows=1, cols=1, alpha=alpha, acc_width=ACC_WIDTH, mac="int" if integer else "tq",
+                         multiplier=multiplier, **terms)
     hardware = MAC_HARDWARE[config.mac]
     if kind == "tq-pairs":
         act_shape = term_list_layout(7, data_terms)
@@ -269,8 +271,8 @@ def array_cell(kind, alpha, weight_terms=2, data_terms=3):
     else:
         act_shape, multiply = hardware.operand_shape(config), hardware.multiply(config)
     cell = ColumnCombiningCell(alpha=alpha, act_shape=act_shape, weight_shape=hardware.weight_shape(config),
-                               acc_width=config.acc_width, multiply=multiply)
-    return cell, 1, (INT8_PAIRS if kind == "int8" else weight_terms * data_terms)
+                               acc_width=config.acc_width, multiply=multiply, product_stages=config.product_stages)
+    return cell, 1, (INT8_PAIRS if integer else weight_terms * data_terms)
 
 
 def cell_harness(cell):
@@ -339,6 +341,7 @@ def synthesize_cell(design, family, work_dir):
 CELL_KINDS = [
     # (label, kind, weight terms, data terms)
     ("int8 (Booth, no DSP)", "int8", None, None),
+    ("int8 one-stage product", "int8-parallel", None, None),
     ("TQ shift-add 2x3", "tq", 2, 3),
     ("TQ shift-add 1x2", "tq", 1, 2),
     ("TQ term pairs 2x3 (before)", "tq-pairs", 2, 3),
@@ -515,8 +518,10 @@ One cell of the array as `python -m gen --mac ...` builds it ({seconds:.0f} s): 
 operands, a 32-bit partial sum, every input from a flip-flop (as in the array), at α = 1 (dense)
 and α = 8 (an 8-way operand multiplexer in the cell). LUT4 are the cell module's own, counted with
 the hierarchy kept (`synth_* -noflatten`): iCE40 SB_LUT4, ECP5 LUT4 + 2 × CCU2C. No DSP blocks; the
-int8 product is a Booth adder tree (Yosys `booth`, as `fpga build` makes LUT multipliers). "vs int8"
-is the LUT4 ratio to the int8 cell of the same device and α. Fmax: nextpnr on the cell alone between
+int8 product is a Booth adder tree (Yosys `booth`, as `fpga build` makes LUT multipliers). Every
+cell has the array's default two product stages (`--multiplier pipelined`: the int8 cell's two
+half products, then their sum; the TQ cells' shifted terms, then their sum) except *int8 one-stage
+product* (`--multiplier parallel`). "vs int8" is the LUT4 ratio to the int8 cell of the same device and α. Fmax: nextpnr on the cell alone between
 registers (iCE40UP5K-SG48, ECP5-85F CABGA381, {TARGET_MHZ} MHz target, seed 1).
 
 - *TQ shift-add W×D*: the `--mac tq` cell: the array's edge truncates each activation to its D

@@ -369,12 +369,12 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     pll = array_clock(board, clock_mhz)
     platform = board.make_platform()
     env = toolchain.tool_environment(platform.required_tools)
+    n_dsp = dsp_cells(board, config, dsp, booth)
     try:
         top = BoardTop(config, clk_frequency=platform.default_clk_frequency, baud=baud, pll=pll,
-                       family=board.family)
+                       family=board.family, dsp_cells=n_dsp)
     except ValueError as e:
         raise BuildError(str(e), status=2) from None
-    n_dsp = dsp_cells(board, config, dsp, booth)
     synth_opts = board.family.synth_opts(dsps=n_dsp > 0)
     nextpnr_opts = ["--report", "report.json", "--timing-allow-fail"]
     if seed is not None:

@@ -60,14 +60,15 @@ class BoardTop(Elaboratable):
     """
 
     def __init__(self, config, *, clk_frequency, baud=DEFAULT_BAUD, pll=None, family=None, rx_buffer=32,
-                 tx_buffer=512):
+                 tx_buffer=512, dsp_cells=0):
         if pll is not None and family is None:
             raise TypeError("a BoardTop with a PLL needs the family that builds it")
         self.baud = baud
         self.pll, self.family = pll, family
         self.clk_frequency = pll.output_hz if pll is not None else clk_frequency
         self.divisor = divisor_for(self.clk_frequency, baud)
-        self.link = HostLink(config, divisor=self.divisor, rx_buffer=rx_buffer, tx_buffer=tx_buffer)
+        self.link = HostLink(config, divisor=self.divisor, rx_buffer=rx_buffer, tx_buffer=tx_buffer,
+                             dsp_cells=dsp_cells)
 
     @property
     def startup_cycles(self):

@@ -33,8 +33,9 @@ def add_arguments(p, *, default_rows=32):
                    help="signed weights (default); --no-weight-signed for unsigned")
     p.add_argument("--acc-width", type=int, default=32,
                    help="partial-sum and accumulator bits, signed (default 32); must hold a full row of a tile")
-    p.add_argument("--multiplier", choices=MULTIPLIERS, default="parallel",
-                   help="multiplier style (default parallel: one product per cell per clock)")
+    p.add_argument("--multiplier", choices=MULTIPLIERS, default="pipelined",
+                   help="multiplier style (default pipelined: the product in two register stages, half the "
+                        "logic depth of parallel's one; both make one product per cell per clock)")
     p.add_argument("--double-buffer", action=argparse.BooleanOptionalAction, default=True,
                    help="two weight banks so the next tile loads while this one computes (default on)")
     p.add_argument("--max-batch", type=int, default=64,

@@ -1,14 +1,15 @@
-"""One column-combining multiply-accumulate cell: its weight banks and a three-stage pipeline."""
+"""One column-combining multiply-accumulate cell: its weight banks and its pipeline (operand select,
+one or two product stages, accumulate)."""
 
 import operator
 
-from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, signed
+from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-# Register stages from the cell's activation inputs to its partial sum (operand select, product,
-# accumulate): the spec's latency and cycle model count them, elaborate() builds exactly these.
-from spec.array import CELL_STAGES
+# Register stages from the cell's activation inputs to its partial sum: the spec's latency and
+# cycle model count them (ArrayConfig.cell_stages), elaborate() builds exactly these.
+from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 
 
 class ColumnCombiningCell(wiring.Component):
@@ -16,20 +17,29 @@ class ColumnCombiningCell(wiring.Component):
     activations, multiplies it by the weight and adds the product into the partial sum running
     along its row.
 
-    Three register stages, none of them reset (datapath registers hold no state that matters
-    after a reset) and none with an enable (the array never stalls):
+    Register stages, none of them reset (datapath registers hold no state that matters after a
+    reset) and none with an enable (the array never stalls):
       select   the operand activations[select[bank]] and the weight[bank];
-      product  operand x weight (or the MAC style's `multiply`), where a DSP block's own input
-               and output registers go;
+      product  operand x weight (or the MAC style's `multiply`), in `product_stages` stages. With
+               two, an integer product is split at the weight's middle bit: the first stage holds
+               operand x low half and operand x high half (two LUT multipliers of half the
+               depth), the second their sum. A `dsp` cell, whose product goes to one DSP block,
+               computes it whole and registers it twice (the registers a DSP block can hold:
+               iCE40 SB_MAC16 takes them in). A MAC style's `multiply` registers its own
+               intermediate values when called with split=True;
       psum     psum_in + product, one register per cell: what makes the row systolic.
-    An activation presented at clock t reaches psum_out at t + 3; psum_in must come at t + 2.
+    An activation presented at clock t reaches psum_out at t + `latency`; psum_in must come one
+    clock earlier.
 
     Weights load one row at a time: `load` (registered and replicated per row by the array) writes
     `load_weight` and `load_select` into bank `load_bank`. With `alpha == 1` there are no select
     registers and no multiplexer: the dense cell.
 
+    `dsp`: the integer product is for a DSP block (see stage "product" above); the result is the same.
+
     `multiply`, if given, replaces the integer product `operand * weight`: a callable
-    (module, operand, weight) -> Value with a `shape` attribute (hdl/macs.py).
+    (module, operand, weight, *, split) -> Value with a `shape` attribute (hdl/macs.py); with
+    split=True it registers its intermediate values once, so its value comes a clock later.
 
     Members
     -------
@@ -42,7 +52,8 @@ class ColumnCombiningCell(wiring.Component):
     load_select : In(range(alpha))         (only when alpha > 1)
     """
 
-    def __init__(self, *, alpha, act_shape, weight_shape, acc_width, banks=2, multiply=None):
+    def __init__(self, *, alpha, act_shape, weight_shape, acc_width, banks=2, multiply=None, product_stages=1,
+                 dsp=False):
         self.alpha = operator.index(alpha)
         if self.alpha < 1:
             raise ValueError(f"alpha must be at least 1, not {alpha}")
@@ -54,6 +65,10 @@ class ColumnCombiningCell(wiring.Component):
         self.weight_shape = weight_shape if isinstance(weight_shape, ShapeCastable) else Shape.cast(weight_shape)
         self.acc_width = operator.index(acc_width)
         self.multiply = multiply
+        self.product_stages = operator.index(product_stages)
+        self.dsp = bool(dsp) and multiply is None
+        if self.product_stages not in (1, 2):
+            raise ValueError(f"product_stages must be 1 or 2, not {product_stages}")
         members = {
             "activations": In(data.ArrayLayout(self.act_shape, self.alpha)),
             "bank": In(1),
@@ -69,7 +84,43 @@ class ColumnCombiningCell(wiring.Component):
 
     @property
     def latency(self):
-        return CELL_STAGES
+        return OPERAND_STAGES + self.product_stages + ACCUMULATE_STAGES
+
+    @property
+    def multipliers(self):
+        """Multipliers this cell asks synthesis for (each one DSP block or a LUT multiplier)."""
+        if self.multiply is not None:
+            return 0
+        return 1 if self.dsp else self.product_stages
+
+    def _product(self, m, operand, weight):
+        """The registered product of the registered `operand` and `weight`, `product_stages`
+        clocks after them."""
+        if self.multiply is not None:
+            # Two stages: the style registers its own intermediate values (split=True).
+            product = Signal(self.multiply.shape, name="product", reset_less=True)
+            m.d.sync += product.eq(self.multiply(m, operand, weight, split=self.product_stages == 2))
+            return product
+        width = Shape.cast(self.act_shape).width + Shape.cast(self.weight_shape).width + 1
+        shape = signed(width)
+        full = operand * weight
+        product = Signal(shape, name="product", reset_less=True)
+        if self.product_stages == 1:
+            m.d.sync += product.eq(full)
+        elif self.dsp:
+            early = Signal(shape, name="product_early", reset_less=True)
+            m.d.sync += [early.eq(full), product.eq(early)]
+        else:
+            # weight = high * 2**split + low, low unsigned: two half-depth multipliers.
+            w = Value.cast(weight)
+            split = len(w) // 2
+            low = w[:split]
+            high = w[split:].as_signed() if w.shape().signed else w[split:]
+            low_product = Signal((operand * low).shape(), name="product_low", reset_less=True)
+            high_product = Signal((operand * high).shape(), name="product_high", reset_less=True)
+            m.d.sync += [low_product.eq(operand * low), high_product.eq(operand * high),
+                         product.eq(low_product + (high_product << split))]
+        return product
 
     def elaborate(self, platform):
         m = Module()
@@ -96,16 +147,9 @@ class ColumnCombiningCell(wiring.Component):
             m.d.sync += operand.eq(self.activations[select])
         m.d.sync += weight.eq(in_bank(weights))
 
-        # Stage 2: product.
-        if self.multiply is None:
-            width = Shape.cast(self.act_shape).width + Shape.cast(self.weight_shape).width + 1
-            product = Signal(signed(width), name="product", reset_less=True)
-            m.d.sync += product.eq(operand * weight)
-        else:
-            product = Signal(self.multiply.shape, name="product", reset_less=True)
-            m.d.sync += product.eq(self.multiply(m, operand, weight))
+        product = self._product(m, operand, weight)
 
-        # Stage 3: accumulate. Truncation to acc_width wraps modulo 2**acc_width, as the golden
+        # Last stage: accumulate. Truncation to acc_width wraps modulo 2**acc_width, as the golden
         # model does.
         psum = Signal(signed(self.acc_width), name="psum", reset_less=True)
         m.d.sync += psum.eq(self.psum_in + product)

@@ -277,8 +277,9 @@ class HostLink(wiring.Component):
     tx : Out(1)  serial line to the host (idle high)
     """
 
-    def __init__(self, config, *, divisor, rx_buffer=32, tx_buffer=512):
+    def __init__(self, config, *, divisor, rx_buffer=32, tx_buffer=512, dsp_cells=0):
         self.config = config
+        self.dsp_cells = dsp_cells      # passed to the array (hdl/systolic.py)
         self.divisor = check_divisor(divisor)
         self.rx_buffer = positive_int("rx_buffer", rx_buffer)
         self.tx_buffer = positive_int("tx_buffer", tx_buffer)
@@ -292,7 +293,7 @@ class HostLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        array = SystolicArray(self.config)
+        array = SystolicArray(self.config, dsp_cells=self.dsp_cells)
         lay = array.layouts
         # The receiver is outside the reset it generates, so it can see the break end.
         m.submodules.receiver = receiver = UARTReceiver(divisor=self.divisor)

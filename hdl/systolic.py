@@ -25,8 +25,8 @@ is handled at the edges, from registers:
     than one cell). Column c's first vector of a tile reads its weight c clocks late too, so the
     weights are always in place in time;
   * the result stream's ready only reads the FIFO.
-Each cell has three register stages (operand select, product, accumulate; hdl/cell.py), and the
-accumulator memory's read-modify-write is pipelined with forwarding.
+Each cell has `cell_stages` register stages (operand select, one or two product stages, accumulate;
+hdl/cell.py), and the accumulator memory's read-modify-write is pipelined with forwarding.
 
 Tiles and accumulation
 ----------------------
@@ -44,8 +44,7 @@ Term quantization and other MAC styles (hdl/macs.py): the style's edge logic tur
 into the operand the cells see once, at the array's edge (a TQ array truncates it to its first
 `data_terms` HESE terms), and the cell's product is the style's.
 
-Latency (spec.ArrayConfig.latency): the input register, C - 1 clocks of skew, the cell's three
-stages, the accumulator's add, and the result FIFO.
+Latency (spec.ArrayConfig.latency): the input register, C - 1 clocks of skew, the cell's stages, the accumulator's add, and the result FIFO.
 """
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
@@ -100,11 +99,20 @@ class SystolicArray(wiring.Component):
     results     : Out(stream.Signature(layouts.results))    one beat per `emit` vector.
     """
 
-    def __init__(self, config, *, shared_cell=None):
+    def __init__(self, config, *, shared_cell=None, dsp_cells=0):
         """`shared_cell`: a module name. The cells then become instances of that one module, which
         `shared_modules` holds for the generator to emit once (hierarchical Verilog: one cell
         module instead of R x C copies); None keeps them Amaranth submodules, which Amaranth's
-        simulator needs."""
+        simulator needs.
+
+        `dsp_cells`: the first this many cells (row by row) compute their product as one
+        multiplier for a DSP block, the others as LUT-friendly halves (hdl/cell.py); an FPGA build
+        chooses it from the device's DSP blocks. It changes no result and no timing."""
+        if dsp_cells and shared_cell is not None:
+            raise ValueError("DSP cells differ from the others: they cannot share one cell module")
+        if not 0 <= dsp_cells <= config.rows * config.cols:
+            raise ValueError(f"dsp_cells must be between 0 and {config.rows * config.cols}, not {dsp_cells}")
+        self.dsp_cells = dsp_cells
         self.config = config
         self.layouts = ArrayLayouts(config)
         self.shared_cell = shared_cell
@@ -118,22 +126,31 @@ class SystolicArray(wiring.Component):
         })
 
     @property
+    def chain_width(self):
+        """Width of the partial sums along a row: enough for any sum of `cols` products (one tile
+        row), no more. A row's sum is exact at this width, so the accumulator after the array,
+        `acc_width` wide, sign-extends it and wraps exactly as a full-width chain would; the
+        narrower chain saves each cell's adder and register bits."""
+        return min(self.config.acc_width, self.config.min_acc_width)
+
+    @property
     def latency(self):
         """Clocks from an activation handshake to its result being valid, without stalls."""
         return self.config.latency
 
-    def _make_cell(self):
+    def _make_cell(self, dsp=False):
         cfg, lay = self.config, self.layouts
-        return ColumnCombiningCell(alpha=cfg.alpha, act_shape=lay.operand, weight_shape=lay.weight,
-                                   acc_width=cfg.acc_width, banks=cfg.banks, multiply=MAC_HARDWARE[cfg.mac].multiply(cfg))
+        return ColumnCombiningCell(dsp=dsp, alpha=cfg.alpha, act_shape=lay.operand, weight_shape=lay.weight,
+                                   acc_width=self.chain_width, banks=cfg.banks, multiply=MAC_HARDWARE[cfg.mac].multiply(cfg),
+                                   product_stages=cfg.product_stages)
 
-    def _add_cell(self, m, name, inputs):
+    def _add_cell(self, m, name, index, inputs):
         """Cell `name` with its inputs connected; returns its partial-sum output. As a submodule,
         or as an instance of the shared cell module wired straight to the signals it reads (no
         per-cell copies of them: they are most of a flat netlist)."""
-        acc = signed(self.config.acc_width)
+        acc = signed(self.chain_width)
         if self.shared_cell is None:
-            cell = self._make_cell()
+            cell = self._make_cell(dsp=index < self.dsp_cells)
             m.submodules[name] = cell
             m.d.comb += [getattr(cell, port).eq(value) for port, value in inputs.items()]
             return cell.psum_out
@@ -152,9 +169,10 @@ class SystolicArray(wiring.Component):
 
         # ---------------------------------------------------------------------------------
         # Tokens: stage k holds the token of the vector that entered k + 1 clocks ago. Stage c
-        # is aligned with column c's cell inputs; stage cols + 2 with the row sums, stage
-        # cols + 3 with the accumulated sums, stage cols + 4 with the sums written before them.
-        depth = cols + 5
+        # is aligned with column c's cell inputs; stage at_add (below) with the row sums, the
+        # next with the accumulated sums, the one after with the sums written before them.
+        at_add = cols - 1 + cfg.cell_stages
+        depth = at_add + 3
         valid = [Signal(name=f"valid_{k}") for k in range(depth)]
         tokens = [Signal(lay.token, name=f"token_{k}", reset_less=True) for k in range(depth)]
         for k in range(1, depth):
@@ -272,14 +290,14 @@ class SystolicArray(wiring.Component):
         # The cells.
         row_sums = []
         for r in range(rows):
-            psum = Const(0, signed(cfg.acc_width))
+            psum = Const(0, signed(self.chain_width))
             for c in range(cols):
                 inputs = {"activations": skewed[c], "bank": tokens[c].bank, "psum_in": psum,
                           "load": strobes[r][c], "load_bank": strobe_banks[r][c],
                           "load_weight": column_beats[c].weight}
                 if alpha > 1:
                     inputs["load_select"] = column_beats[c].select
-                psum = self._add_cell(m, f"cell_r{r}_c{c}", inputs)
+                psum = self._add_cell(m, f"cell_r{r}_c{c}", r * cols + c, inputs)
             row_sums.append(psum)
 
         # ---------------------------------------------------------------------------------
@@ -288,7 +306,7 @@ class SystolicArray(wiring.Component):
         # own output register), add at stage cols + 2, register the sums (stage cols + 3) and
         # write them back. The two entries written since the read was issued are forwarded from
         # the sums registers; older writes reach the read through the port's transparency.
-        at_read, at_add, at_write = cols, cols + 2, cols + 3
+        at_read, at_write = at_add - 2, at_add + 1
         acc_mem = memory.Memory(shape=lay.results, depth=max(cfg.max_batch, 2), init=[])
         m.submodules.acc_mem = acc_mem
         acc_write = acc_mem.write_port()

@@ -91,8 +91,15 @@ class TermPairMultiply:
         self.width = term_product_width(weight_max_exponent, data_max_exponent)
         self.shape = signed(self.width)
 
-    def __call__(self, m, operand, weight):
-        return term_pair_sum(m, weight, operand, self.width)
+    def __call__(self, m, operand, weight, *, split=False):
+        """`split`: the sum registered once more (the benchmark's cell before the shift-add;
+        its pairs are not split across the two stages)."""
+        value = term_pair_sum(m, weight, operand, self.width)
+        if not split:
+            return value
+        registered = Signal(signed(self.width), name="pairs_sum", reset_less=True)
+        m.d.sync += registered.eq(value)
+        return registered
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +244,9 @@ class ShiftAddMultiply:
         self.width = term_product_width(weight_max_exponent, term_max_exponent(act_width, act_signed))
         self.shape = signed(self.width)
 
-    def __call__(self, m, operand, weight):
+    def __call__(self, m, operand, weight, *, split=False):
+        """The product's value. `split`: register the shifted slots before their sum (the first
+        of two product stages), so the value comes a clock later with half the logic per clock."""
         P = self.width
         magnitude = operand.magnitude
         addends = []
@@ -256,6 +265,17 @@ class ShiftAddMultiply:
                 shifted = shift_left(m, base, term.exponent, P, name=f"term{k}_shift")
                 # -(s) = ~s + 1: the + 1 is a carry-in of the tree (an unused slot gives ~0 + 1 = 0).
                 addends.append((shifted ^ negate.replicate(P), negate))
+        if split:
+            registered = []
+            for k, (value, carry) in enumerate(addends):
+                value_reg = Signal(P, name=f"term{k}_addend", reset_less=True)
+                m.d.sync += value_reg.eq(value)
+                if carry is not None:
+                    carry_reg = Signal(name=f"term{k}_carry", reset_less=True)
+                    m.d.sync += carry_reg.eq(carry)
+                    carry = carry_reg
+                registered.append((value_reg, carry))
+            addends = registered
         return sum_with_carries(m, addends, P, name="terms")
 
 

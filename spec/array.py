@@ -13,7 +13,12 @@ from .macs import MACS
 from .ports import clock_and_reset, stream_port
 from .terms import term_width
 
-MULTIPLIERS = ("parallel",)
+# Multiplier styles: register stages from a cell's registered operands to its registered product.
+# "pipelined" computes two partial products (the weight's low and high halves) in one stage and adds
+# them in the next, so that a multiplier built from LUTs has half the logic depth per clock
+# (DESIGN.md §9); "parallel" computes the whole product in one stage.
+PRODUCT_STAGES = {"pipelined": 2, "parallel": 1}
+MULTIPLIERS = tuple(PRODUCT_STAGES)
 
 # Widths beyond these are almost certainly typos; they would also blow up synthesis and Verilator.
 MAX_DATA_WIDTH = 32
@@ -25,7 +30,8 @@ TOP = "sparsegen_array"
 
 # Pipeline stages (hdl/systolic.py and hdl/cell.py build exactly these; the RTL's cycle counts are
 # asserted equal to the cycle model that reads them).
-CELL_STAGES = 3             # operand select, product, accumulate
+OPERAND_STAGES = 1          # a cell's operand select (before its product stages)
+ACCUMULATE_STAGES = 1       # a cell's partial-sum add (after its product stages)
 RESULT_FIFO_LATENCY = 2     # clocks from a write into the result FIFO to its output being valid
 RESULT_BUFFER_SLACK = 8     # result FIFO entries beyond the columns
 
@@ -54,7 +60,8 @@ class ArrayConfig(FieldsConfig):
                    operand formats.
     acc_width      partial-sum / accumulator width (signed). Must hold the sum of one tile row
                    without overflow; across tiles the accumulator wraps modulo 2**acc_width.
-    multiplier     multiplier style: "parallel" (one product per cell per clock).
+    multiplier     multiplier style (PRODUCT_STAGES): "pipelined" (the product in two register
+                   stages) or "parallel" (in one); either computes one product per cell per clock.
     mac            multiply-accumulate style, a name in spec.macs.MACS: "int" (integer operands)
                    or "tq" (term quantization: weights are term lists of `weight_terms` terms,
                    activations keep `data_terms` HESE terms).
@@ -74,7 +81,7 @@ class ArrayConfig(FieldsConfig):
     weight_width: int = 8
     weight_signed: bool = True
     acc_width: int = 32
-    multiplier: str = "parallel"
+    multiplier: str = "pipelined"
     double_buffer: bool = True
     max_batch: int = 64
     mac: str = "int"
@@ -167,14 +174,23 @@ class ArrayConfig(FieldsConfig):
         return 2 if self.double_buffer else 1
 
     @property
+    def product_stages(self):
+        return PRODUCT_STAGES[self.multiplier]
+
+    @property
+    def cell_stages(self):
+        """Register stages from a cell's activation inputs to its partial sum: operand select,
+        the product's stages, accumulate."""
+        return OPERAND_STAGES + self.product_stages + ACCUMULATE_STAGES
+
+    @property
     def latency(self):
         """Clocks from an activation vector's handshake to its result being valid.
 
         The edge register (1), the input skew of the last column (cols - 1), the cell's stages
-        (CELL_STAGES: operand select, product, accumulate), the accumulator's add (1) and the
-        result FIFO (RESULT_FIFO_LATENCY).
+        (cell_stages), the accumulator's add (1) and the result FIFO (RESULT_FIFO_LATENCY).
         """
-        return 1 + (self.cols - 1) + CELL_STAGES + 1 + RESULT_FIFO_LATENCY
+        return 1 + (self.cols - 1) + self.cell_stages + 1 + RESULT_FIFO_LATENCY
 
     @property
     def result_buffer(self):
@@ -205,7 +221,7 @@ class ArrayConfig(FieldsConfig):
             name += "_sb"
         if self.max_batch != 64:
             name += f"_b{self.max_batch}"
-        if self.multiplier != "parallel":
+        if self.multiplier != "pipelined":
             name += f"_{self.multiplier}"
         return name
 
@@ -261,7 +277,7 @@ class ArrayConfig(FieldsConfig):
             "min_acc_width": self.min_acc_width,
             "weight_banks": self.banks,
             "result_buffer": self.result_buffer,
-            "pipeline": {"edge": 1, "skew": self.cols - 1, "cell": CELL_STAGES, "accumulate": 1,
+            "pipeline": {"edge": 1, "skew": self.cols - 1, "cell": self.cell_stages, "accumulate": 1,
                          "result_fifo": RESULT_FIFO_LATENCY},
             "cells": self.cells,
             **self.mac_style.derived(self),

@@ -237,20 +237,21 @@ def test_the_product_has_no_multiplier_and_no_shifter():
 # ---------------------------------------------------------------------------------------------
 # Through the cell, as the array uses it: alpha operands, a select, the partial sum
 
+@pytest.mark.parametrize("product_stages", [1, 2])
 @pytest.mark.parametrize("alpha", [1, 3])
 @pytest.mark.parametrize("act_signed", [True, False], ids=["signed", "unsigned"])
-def test_cell_accumulates_shift_add_products(alpha, act_signed):
+def test_cell_accumulates_shift_add_products(alpha, act_signed, product_stages):
     """hdl.cell.ColumnCombiningCell with the tq style's operand, weight and multiply: psum_out is
     psum_in + weight x truncated activations[select], wrapped to acc_width, for seeded random
-    operands, selects, banks and partial sums, through the cell's three stages (the activations
-    at clock t, psum_in at t + 2, psum_out after t + 3)."""
+    operands, selects, banks and partial sums, through the cell's stages (the activations at
+    clock t, psum_in at t + 1 + product_stages, psum_out a clock later)."""
     config = tq_config(act_signed=act_signed, weight_terms=2, data_terms=3, alpha=alpha)
     hardware = MAC_HARDWARE["tq"]
     acc_width = 20
     top = Module()
     cell = ColumnCombiningCell(alpha=alpha, act_shape=hardware.operand_shape(config),
                                weight_shape=hardware.weight_shape(config), acc_width=acc_width,
-                               multiply=hardware.multiply(config))
+                               multiply=hardware.multiply(config), product_stages=product_stages)
     top.submodules.cell = cell
     activations = [Signal(value_shape(8, act_signed), name=f"x{k}") for k in range(alpha)]
     for k, x in enumerate(activations):
@@ -277,7 +278,8 @@ def test_cell_accumulates_shift_add_products(alpha, act_signed):
                 ctx.set(signal, x)
             ctx.set(cell.bank, bank)
             await ctx.tick()                    # operand select
-            await ctx.tick()                    # product
+            for _ in range(product_stages):
+                await ctx.tick()                # product
             ctx.set(cell.psum_in, psum_in)
             await ctx.tick()                    # accumulate
             truncated = int(truncate_activations(config, [xs[select]])[0])

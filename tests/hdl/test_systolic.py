@@ -16,12 +16,12 @@ from software.golden.array import ArrayModel, reference_layer
 from software.packing.schedule import schedule_layer
 
 
-def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None):
+def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None, dsp_cells=0):
     """Run a schedule on the array; returns (result words, clock of the last result handshake + 1).
 
     `prelude(ctx, dut, domain)`, if given, runs first; the streams start when it returns.
     """
-    dut = SystolicArray(config)
+    dut = SystolicArray(config, dsp_cells=dsp_cells)
     top = Module()
     top.domains.sync = domain = ClockDomain("sync")   # explicit, so a prelude can drive its reset
     top.submodules.dut = dut
@@ -108,10 +108,21 @@ CASES = [
     # port's transparency); n = 1 above covers the sums written in the same clock.
     dict(config=dict(rows=2, cols=3, alpha=2), shape=(2, 30), n=2, density=0.6),
     dict(config=dict(rows=2, cols=3, alpha=2), shape=(2, 30), n=3, density=0.6),
+    # The one-stage multiplier; and the pipelined one with some cells in DSP form (one whole
+    # multiplier) beside LUT-form cells (two half multipliers): the same results and cycles.
+    dict(config=dict(rows=3, cols=3, alpha=2, multiplier="parallel"), shape=(5, 14), n=4, density=0.6),
+    dict(config=dict(rows=3, cols=3, alpha=2), shape=(5, 14), n=4, density=0.6, dsp_cells=4),
+    dict(config=dict(rows=2, cols=2, alpha=2, weight_width=5, act_width=3, weight_signed=False), shape=(3, 8), n=3,
+         density=0.8),
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: "-".join(f"{k}{v}" for k, v in c["config"].items()))
+def case_id(case):
+    dsp = [f"dsp{case['dsp_cells']}"] if "dsp_cells" in case else []
+    return "-".join([f"{k}{v}" for k, v in case["config"].items()] + dsp)
+
+
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 def test_array_matches_golden(case, stall):
     rng = np.random.default_rng(1)
@@ -121,12 +132,40 @@ def test_array_matches_golden(case, stall):
     x = random_inputs(rng, config, case["n"], case["shape"][1])
     schedule = schedule_layer(config, layer, x)
     expected = ArrayModel(config).run(schedule)
-    got, cycles = simulate(config, schedule, stall=stall, seed=7)
+    got, cycles = simulate(config, schedule, stall=stall, seed=7, dsp_cells=case.get("dsp_cells", 0))
     assert np.array_equal(np.array(got).reshape(expected.shape), expected)
     assert np.array_equal(schedule.assemble(got), reference_layer(layer.unpack(), x, config.acc_width))
     if stall == 0.0:
         assert cycles == layer_cycles(config, schedule.tile_batches)
 
+
+
+@pytest.mark.parametrize("settings", [dict(), dict(act_signed=False), dict(weight_signed=False),
+                                      dict(act_signed=False, weight_signed=False), dict(multiplier="parallel"),
+                                      # 40 products of up to 64 wrap a 10-bit accumulator; the
+                                      # partial sums along a row are 9 bits (chain_width)
+                                      dict(act_width=4, weight_width=4, acc_width=10, in_features=40)],
+                         ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()) or "signed")
+def test_extreme_operands(settings):
+    """Every pairing of the smallest and largest activation and weight (-128 x -128 and the like),
+    in LUT-form cells (split multipliers) and DSP-form cells of one array."""
+    settings = dict(settings)
+    in_features = settings.pop("in_features", 4)
+    config = ArrayConfig(rows=4, cols=2, alpha=2, **settings)
+    rng = np.random.default_rng(11)
+    (w_lo, w_hi), (x_lo, x_hi) = config.weight_range, config.act_range
+    w = rng.choice([w_lo, w_hi, w_lo + 1, w_hi - 1], size=(4, in_features))
+    x = rng.choice([x_lo, x_hi], size=(6, in_features))
+    if in_features > 4:     # same signs everywhere, so that the sums grow until they wrap
+        w, x = rng.choice([w_lo, w_lo + 1], size=w.shape), rng.choice([x_lo, x_lo + 1], size=x.shape)
+    layer = combine(w, config.alpha, gamma=1.0)
+    schedule = schedule_layer(config, layer, x)
+    got, _ = simulate(config, schedule, dsp_cells=4)
+    expected = reference_layer(layer.unpack(), x, config.acc_width)
+    assert np.array_equal(schedule.assemble(got), expected)
+    if in_features > 4:
+        wide = reference_layer(layer.unpack(), x, 64)
+        assert not np.array_equal(expected, wide), "the sums were meant to wrap"
 
 
 def test_reset_in_the_middle_of_a_stream():

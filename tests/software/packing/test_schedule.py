@@ -67,12 +67,14 @@ def test_beat_packing_round_trip():
 
 def test_cycle_model_closed_forms():
     c = ArrayConfig(rows=4, cols=3)
-    # one tile: R loads, n vectors, latency C + 6 (edge, skew, 3 cell stages, add, result FIFO 2)
-    assert c.latency == 3 + 6
-    assert layer_cycles(c, [5]) == 4 + 5 - 1 + 3 + 6 + 1
+    # one tile: R loads, n vectors, latency C + 7 (edge, skew, 4 cell stages with the pipelined
+    # multiplier, add, result FIFO 2)
+    assert c.latency == 3 + 7
+    assert ArrayConfig(rows=4, cols=3, multiplier="parallel").latency == 3 + 6
+    assert layer_cycles(c, [5]) == 4 + 5 - 1 + 3 + 7 + 1
     # double buffering hides loads once n >= R + C
     n = 7
-    assert layer_cycles(c, [n] * 4) == 4 + 4 * n - 1 + 3 + 6 + 1
+    assert layer_cycles(c, [n] * 4) == 4 + 4 * n - 1 + 3 + 7 + 1
     # single buffering cannot
     single = ArrayConfig(rows=4, cols=3, double_buffer=False)
     assert layer_cycles(single, [n] * 4) > layer_cycles(c, [n] * 4)
