@@ -488,7 +488,8 @@ def build_parser(prog="python -m software"):
     p = sub.add_parser(
         "compress", help="train, prune, quantize and pack a model; print its accuracy and cost",
         formatter_class=argparse.RawDescriptionHelpFormatter,   # keeps the methods table; the rest is _fill()ed
-        description=_fill("Train (or fine-tune) a digits model, prune it while training, quantize it to integers "
+        description=_fill("Capture a model (digits, a factory, ONNX) into a layer graph, train (or fine-tune) it, "
+                          "prune it while training, quantize it to integers "
                           "with power-of-two scales, pack it for an R x C array with alpha activations per column, "
                           "print accuracy (float dense, pruned float, integer) and the array's tiles, cycles and "
                           "utilization dense vs packed, and write model.npz, manifest.json and report.json into -o."),
