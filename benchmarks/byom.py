@@ -64,7 +64,7 @@ class Row:
     compile_seconds: float
 
     def cells(self):
-        fmt = lambda a: "-" if a is None else f"{a:.2%}"  # noqa: E731
+        fmt = lambda a: "-" if a is None else a if isinstance(a, str) else f"{a:.2%}"  # noqa: E731
         return [self.name, f"{self.array} / {len(self.host)}", f"{self.macs:,}", self.dense.tiles, self.packed.tiles,
                 f"{self.dense.cycles:,}", f"{self.packed.cycles:,}", *map(fmt, self.accuracy),
                 f"{self.compile_seconds:.1f}"]
@@ -118,7 +118,7 @@ def resnet18_rows():
     int_model = export_graph(capture(model, (3, 32, 32)), config, x, groups=groups)
     seconds = time.perf_counter() - start
     x_int = int_model.quantize_input(x[:1])
-    macs = sum(l.out_features * l.in_features * len(v) for l, v in zip(int_model.layers, int_model.layer_inputs(x_int)))
+    macs = int_model.macs(x_int)
     row = Row("ResNet-18, 3x32x32 (random weights, one-shot colcomb)", len(int_model.layers),
               [n.name for n in int_model.host_ops], macs, dense_cost(int_model, x_int), packed_cost(int_model, x_int),
               (None, None, None), seconds)
@@ -145,10 +145,10 @@ def minilm_row():
         f = model(x[8:]).numpy().mean(axis=1)
     cosine = float(np.mean((y * f).sum(1) / np.linalg.norm(y, axis=1) / np.linalg.norm(f, axis=1)))
     ffn = [n.name for n in graph.array_nodes if n.source in FFN_LAYERS]
-    macs = sum(l.out_features * l.in_features * len(v) for l, v in zip(int_model.layers, int_model.layer_inputs(x_int)))
+    macs = int_model.macs(x_int)
     row = Row("MiniLM-L6 encoder, 16 tokens (pretrained, dense int8)", len(int_model.layers),
               [n.name for n in int_model.host_ops], macs // len(x_int), dense_cost(int_model, x_int),
-              packed_cost(int_model, x_int), (None, cosine, None), seconds)
+              packed_cost(int_model, x_int), (None, f"cosine {cosine:.3f}", None), seconds)
     return row, ffn
 
 
@@ -173,7 +173,8 @@ def main(argv=None):
         row, ffn = minilm_row()
         rows.append(row)
         notes.append(f"MiniLM-L6: the int8 column is the cosine similarity of the integer model's mean token state "
-                     f"to the float model's (no labels); its 12 FFN layers on the array are {', '.join(ffn)}; "
+                     f"to the float model's (no labels; every tensor, softmax and LayerNorm outputs included, is "
+                     f"8-bit with one power-of-two scale per tensor); its 12 FFN layers on the array are {', '.join(ffn)}; "
                      f"the other 24 matrices are the attention projections (query, key, value, output).")
     table = report.markdown_table(HEADERS, [r.cells() for r in rows])
     host = "\n".join(f"- {r.name}: {', '.join(sorted(set(h.rstrip('_0123456789') for h in r.host)))} "

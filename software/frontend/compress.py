@@ -283,8 +283,11 @@ def _arrive(opts: Options):
         from .onnx_import import import_onnx
         return None, import_onnx(opts.model), opts.model, 0
     if ":" in opts.model and not os.path.exists(opts.model):
-        # a factory without weights is trained from its initialization, like digits
-        return load_factory(opts.model, opts.weights), None, opts.model, 0 if opts.weights else 30
+        # a factory without weights is trained from its initialization (from --seed), like digits
+        with torch.random.fork_rng():
+            torch.manual_seed(opts.seed)
+            model = load_factory(opts.model, opts.weights)
+        return model, None, opts.model, 0 if opts.weights else 30
     return load_model_file(opts.model, trust_pickle=opts.trust_pickle), None, opts.model, 0
 
 
@@ -380,15 +383,7 @@ def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
                   term_pairs=int_model.term_pairs(x_int), test_images=len(x_int),
                   pruning_log=list(schedule.log) if schedule is not None else [],
                   data=data_name, labelled=labelled, compile_seconds=compile_seconds,
-                  macs=model_macs(int_model, x_int))
-
-
-def model_macs(model, x_int) -> int:
-    """Multiply-accumulates of the dense layers over the evaluation inputs (a signed input's two passes counted once)."""
-    total = 0
-    for layer, vectors in zip(model.layers, model.layer_inputs(x_int)):
-        total += layer.out_features * layer.in_features * len(vectors)
-    return total
+                  macs=int_model.macs(x_int))
 
 
 # ----------------------------------------------------------------------------------------------

@@ -323,6 +323,12 @@ class GraphModel:
         self.run_with(self.golden_fn(), x_int, trace=trace)
         return trace
 
+    def macs(self, x_int):
+        """Dense multiply-accumulates of the matrices over ``x_int`` (a signed input's two passes counted once)."""
+        splits = [node.attrs["split"] for node in self.nodes if node.op == ARRAY for _ in node.parts]
+        return sum(layer.out_features * layer.in_features * (len(vectors) // 2 if split else len(vectors))
+                   for layer, vectors, split in zip(self.layers, self.layer_inputs(x_int), splits))
+
     def term_pairs(self, x_int):
         total = 0
         for layer, vectors in zip(self.layers, self.layer_inputs(x_int)):

@@ -110,6 +110,7 @@ def test_signed_inputs_run_as_two_unsigned_passes():
     node = int_model.node("linear")
     exact = (x_int @ int_model.layers[0].weight_matrix.T + node.arrays["bias"]) << node.arrays["shift"]
     assert np.array_equal(y, exact)
+    assert int_model.macs(x_int) == 40 * 16 * 8                        # the two passes are one layer's MACs
 
 
 def test_host_ops_run_on_the_host_and_are_named():
