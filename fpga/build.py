@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from hdl.hostlink import HostLink, PROTOCOL_VERSION
+from software.output_set import output_problem, output_set
 from spec.units import GENERATOR
 
 from . import report, toolchain
@@ -211,42 +212,33 @@ def _write_json(path, data):
         f.write("\n")
 
 
-def _replace_dir(staging, out_dir):
-    if os.path.lexists(out_dir):
-        shutil.rmtree(out_dir)
-    os.replace(staging, out_dir)
-
-
 def check_output_dir(out_dir, marker):
-    """Refuse to overwrite anything but an earlier output of the same kind (or an empty directory)."""
-    if not os.path.lexists(out_dir):
-        return
-    if not os.path.isdir(out_dir):
-        raise BuildError(f"output path {out_dir} exists and is not a directory", status=2)
-    if os.listdir(out_dir) and not os.path.exists(os.path.join(out_dir, marker)):
-        raise BuildError(f"output directory {out_dir} is not empty and not an earlier build; "
-                         f"choose another with -o", status=2)
+    """Refuse to overwrite anything but an earlier output of the same kind (or an empty directory),
+    and an output path that cannot be written (software.output_set); before any work."""
+    if problem := output_problem(out_dir, marker):
+        raise BuildError(problem, status=2)
 
 
 def write_link_verilog(config, out_dir, *, divisor, rx_buffer=32, tx_buffer=512):
     """The host link (UART + decoder + array) as Verilog, top `sparsegen_hostlink`, with a manifest
-    that sim/runner.py and any host program can read. Returns the manifest."""
+    that sim/runner.py and any host program can read, written as a set. Returns the manifest."""
     from amaranth.back import verilog
+    check_output_dir(out_dir, "manifest.json")     # before elaborating: a refused link is not left unused
     link = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, tx_buffer=tx_buffer)
-    check_output_dir(out_dir, "manifest.json")
     text = verilog.convert(link, name=LINK_TOP, emit_src=False)
     manifest = link_manifest(link, top=LINK_TOP, verilog_text=text)
-    staging = f"{out_dir}.partial{os.getpid()}"
-    os.makedirs(staging)
-    try:
+    with output_set(out_dir, marker="manifest.json") as staging:
         with open(os.path.join(staging, f"{LINK_TOP}.v"), "w", newline="\n") as f:
             f.write(text)
         _write_json(os.path.join(staging, "manifest.json"), manifest)
-        _replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return manifest
+
+
+def _empty(directory):
+    """Remove what an earlier attempt left in the staging directory."""
+    for name in os.listdir(directory):
+        path = os.path.join(directory, name)
+        shutil.rmtree(path) if os.path.isdir(path) and not os.path.islink(path) else os.remove(path)
 
 
 def _run_script(command, *, cwd, env, log_file, timeout=None, give_up=None, poll_seconds=5.0):
@@ -397,16 +389,13 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
                               script_after_read="; ".join(after_read),
                               script_after_synth=after_synth + "tee -q -o stat.json stat -json")
 
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    staging = os.path.join(parent, f".{os.path.basename(os.path.abspath(out_dir))}.partial{os.getpid()}")
     start = time.perf_counter()
     stages = _StageReporter(progress, start)
-    try:
+    with output_set(out_dir, marker=BUILD_SUMMARY) as staging:
         # Yosys's ABC9 LUT mapper first (synth_*'s default); the next mapper whenever ABC9 crashed.
         mappers = board.family.lut_mappers
         for lut_mapper in mappers:
-            shutil.rmtree(staging, ignore_errors=True)
+            _empty(staging)
             stages.enter(f"elaborating (Amaranth) with LUT mapper {lut_mapper}")
             plan(lut_mapper).extract(staging)
             remaining = None if time_limit is None else max(time_limit - (time.perf_counter() - start), 1)
@@ -456,8 +445,4 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             f.write("\n".join(report.format_summary(summary)) + "\n")
         _write_json(os.path.join(staging, "manifest.json"),
                     link_manifest(top.link, top=NAME, board=board, baud=baud))
-        _replace_dir(staging, out_dir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return BuildResult(out_dir=out_dir, bitstream=os.path.join(out_dir, summary["bitstream"]), summary=summary)

@@ -43,6 +43,8 @@ def positive_mhz(text):
 
 
 PROG = "python -m fpga"
+BUILD_SUMMARY = "summary.json"      # fpga.build.BUILD_SUMMARY (not imported here: it loads Amaranth)
+MAX_BATCH = 1 << 16
 EXIT_BAD_INPUT, EXIT_FAILED = 2, 1
 
 
@@ -107,7 +109,7 @@ def build_parser():
                                    "the results with the golden model.")
     r.add_argument("build_dir", help="directory written by `python -m fpga build`")
     r.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
-    r.add_argument("--batch", type=int, default=16, help="input vectors (default 16)")
+    r.add_argument("--batch", type=batch_size, default=16, help=f"input vectors, 1 to {MAX_BATCH} (default 16)")
     r.add_argument("--seed", type=int, default=0, help="random seed of the layer (default 0)")
     return p
 
@@ -117,12 +119,79 @@ def _default_output(args, config):
     return os.path.join("build", "fpga", f"{args.board}_{config.design_name}{clock}")
 
 
-def _load_summary(build_dir):
-    path = os.path.join(build_dir, "summary.json")
-    if not os.path.exists(path):
-        raise CommandError(f"{build_dir} is not a build directory (no summary.json); run `{PROG} build` first")
-    with open(path) as f:
-        return json.load(f)
+def _load_summary(build_dir, fields):
+    """summary.json of an earlier build, with `fields` ({name: check(value) -> value}) checked: a
+    summary comes from outside (a copied or edited directory), so anything malformed, missing or of
+    the wrong kind is a one-line CommandError, never a traceback."""
+    path = os.path.join(build_dir, BUILD_SUMMARY)
+    if not os.path.isdir(build_dir) or not os.path.isfile(path):
+        raise CommandError(f"{build_dir} is not a build directory (no {BUILD_SUMMARY}); run `{PROG} build` first")
+    try:
+        with open(path, "rb") as f:
+            summary = json.loads(f.read(1 << 20).decode(), parse_constant=_not_json)
+    except (OSError, UnicodeDecodeError, ValueError) as e:
+        reason = e.strerror if isinstance(e, OSError) else str(e).splitlines()[0]
+        raise CommandError(f"{path}: not a readable build summary ({reason})") from None
+    if not isinstance(summary, dict):
+        raise CommandError(f"{path}: not a build summary (a JSON object)")
+    checked = {}
+    for name, check in fields.items():
+        if name not in summary:
+            raise CommandError(f"{path}: no {name!r}; build again with `{PROG} build`")
+        try:
+            checked[name] = check(summary[name])
+        except (ValueError, TypeError) as e:
+            raise CommandError(f"{path}: {name}: {e}") from None
+    return checked
+
+
+def _not_json(constant):
+    raise ValueError(f"{constant} is not JSON")
+
+
+def _board_name(value):
+    if value not in BOARD_NAMES:
+        raise ValueError(f"not a known board ({', '.join(BOARD_NAMES)})")
+    return value
+
+
+def _file_name(value):
+    """A file name inside the build directory: no directories, nothing absolute, no '..'."""
+    if not isinstance(value, str) or not value or os.path.basename(value) != value or value in (".", "..") \
+            or "\0" in value or "\\" in value:
+        raise ValueError(f"must name a file inside the build directory, not {value!r}"[:120])
+    return value
+
+
+def _baud(value):
+    if isinstance(value, bool) or not isinstance(value, int) or not 300 <= value <= 12_000_000:
+        raise ValueError(f"must be a baud rate between 300 and 12000000, not {value!r}"[:120])
+    return value
+
+
+def _array_config(value):
+    from spec import ArrayConfig
+    return ArrayConfig.from_dict(value)
+
+
+def inside(build_dir, name):
+    """The path of file `name` in `build_dir`, refused if it (or a link) leads outside it."""
+    root = os.path.realpath(build_dir)
+    path = os.path.realpath(os.path.join(root, name))
+    if os.path.commonpath([root, path]) != root or not os.path.isfile(path):
+        raise CommandError(f"{os.path.join(build_dir, name)}: not a file inside the build directory")
+    return path
+
+
+def batch_size(text):
+    """argparse type of --batch: input vectors, 1 to MAX_BATCH."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or not 1 <= value <= MAX_BATCH:
+        raise argparse.ArgumentTypeError(f"--batch wants a number of vectors from 1 to {MAX_BATCH}, not {text!r}")
+    return value
 
 
 def cmd_build(args):
@@ -155,9 +224,9 @@ def cmd_build(args):
 def cmd_program(args):
     from .boards import board as get_board
     from .program import program
-    summary = _load_summary(args.build_dir)
+    summary = _load_summary(args.build_dir, {"board": _board_name, "bitstream": _file_name})
     board = get_board(summary["board"])
-    tool = program(board, os.path.join(args.build_dir, summary["bitstream"]))
+    tool = program(board, inside(args.build_dir, summary["bitstream"]))
     print(f"programmed the {board.name} with {os.path.basename(tool)}")
     return 0
 
@@ -175,10 +244,9 @@ def cmd_verilog(args):
 
 
 def cmd_run(args):
-    from spec import ArrayConfig
     from software.host import Board, HostLinkError, open_serial, self_test
-    summary = _load_summary(args.build_dir)
-    config = ArrayConfig.from_dict(summary["config"])
+    summary = _load_summary(args.build_dir, {"config": _array_config, "baud": _baud})
+    config = summary["config"]
     try:
         port = open_serial(args.port, summary["baud"])
     except HostLinkError as e:
@@ -208,12 +276,13 @@ def main(argv=None):
     from .build import BuildError
     from .program import ProgramError
     from .toolchain import ToolchainError
+    from software.output_set import OutputError
     args = build_parser().parse_args(argv)
     # A terminated build cleans up its staging directory like an interrupted one.
     signal.signal(signal.SIGTERM, _terminate)
     try:
         return COMMANDS[args.command](args)
-    except (ConfigError, UnknownBoardError, ToolchainError) as e:
+    except (ConfigError, UnknownBoardError, ToolchainError, OutputError) as e:
         message, status = str(e), EXIT_BAD_INPUT
     except (BuildError, ProgramError) as e:
         message, status = str(e), e.status

@@ -9,6 +9,7 @@ import argparse
 import os
 import sys
 
+from software.output_set import OutputError
 from spec import UNITS, ConfigError
 
 from .design import generate, output_problem, unit_flags, write
@@ -73,7 +74,9 @@ def main(argv=None):
     design = generate(config)
     try:
         verilog_path, manifest_path = write(design, out)
-    except OSError as e:
+    except OutputError as e:
+        return fail(PROG, e)
+    except OSError as e:        # a full disk, say, while the staging directory was written
         return fail(PROG, f"cannot write {out}: {e.strerror or e}")
     print(f"{verilog_path}: {config.summary}, {design.lines} lines")
     print(f"{manifest_path}: ports, payload packing, latency, cycle model")

@@ -10,9 +10,8 @@ import dataclasses
 import importlib
 import json
 import os
-import shutil
-import tempfile
 
+from software import output_set
 from spec.units import manifest as spec_manifest
 from spec.units import unit_of
 
@@ -67,51 +66,24 @@ def generate(config):
     return Design(config=config, verilog=text, manifest=spec_manifest(config, text, extras=manifest_extras(config)))
 
 
+MARKER = "manifest.json"     # what makes a directory an earlier output of gen (software.output_set)
+
+
 def output_problem(out):
     """Why directory `out` cannot receive a design, or None. Checked before anything is generated."""
-    out = os.path.abspath(out)
-    probe = out
-    while not os.path.exists(probe):
-        parent = os.path.dirname(probe)
-        if parent == probe:
-            break
-        probe = parent
-    if probe == out and not os.path.isdir(out):
-        return f"output path {out} exists and is not a directory"
-    if probe != out and not os.path.isdir(probe):
-        return f"cannot create {out}: {probe} is not a directory"
-    if not os.access(probe, os.W_OK | os.X_OK):
-        return f"cannot write to {probe}: permission denied"
-    return None
+    return output_set.output_problem(out, MARKER)
 
 
 def write(design, out):
-    """Write `<top>.v` and `manifest.json` into directory `out` as a set. Both are written into a
-    staging directory inside `out` first; then the old files (if any) are set aside and the new
-    ones moved in. If any step fails, the old files are put back: a failure never leaves a
-    half-written file, or a new Verilog beside an old manifest. Returns the two paths."""
-    os.makedirs(out, exist_ok=True)
+    """Write `<top>.v` and `manifest.json` as directory `out`, as a set (software.output_set): both
+    are written into a staging directory beside `out`, which then replaces `out` by a rename. A
+    failure never leaves a half-written file, or a new Verilog beside an old manifest. `out` must
+    be absent, empty or an earlier output (it holds manifest.json). Returns the two paths;
+    OutputError (one line) for an output path that cannot be written."""
     names = {f"{design.top}.v": design.verilog,
-             "manifest.json": json.dumps(design.manifest, indent=2, sort_keys=True) + "\n"}
-    staging = tempfile.mkdtemp(prefix=".gen-", dir=out)
-    moved, set_aside = [], []
-    try:
+             MARKER: json.dumps(design.manifest, indent=2, sort_keys=True) + "\n"}
+    with output_set.output_set(out, marker=MARKER) as staging:
         for name, text in names.items():
             with open(os.path.join(staging, name), "w", newline="\n") as f:
                 f.write(text)
-        for name in names:
-            if os.path.exists(os.path.join(out, name)):
-                os.replace(os.path.join(out, name), os.path.join(staging, name + ".old"))
-                set_aside.append(name)
-        for name in names:
-            os.replace(os.path.join(staging, name), os.path.join(out, name))
-            moved.append(name)
-    except BaseException:
-        for name in moved:
-            os.remove(os.path.join(out, name))
-        for name in set_aside:
-            os.replace(os.path.join(staging, name + ".old"), os.path.join(out, name))
-        raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return os.path.join(out, f"{design.top}.v"), os.path.join(out, "manifest.json")
+    return os.path.join(out, f"{design.top}.v"), os.path.join(out, MARKER)

@@ -18,7 +18,6 @@ The design is generated into ``<build-root>/models/<name>/`` (default: the simul
 verilated once (sim.runner caches builds by the Verilog's content).
 """
 
-import argparse
 import dataclasses
 import pathlib
 import sys
@@ -28,6 +27,7 @@ import numpy as np
 
 from spec import ArrayConfig
 from gen.design import generate as generate_design
+from gen.cli import OneLineParser
 from gen.design import write
 from software.golden.cycles import layer_cycles
 from software.packing.schedule import schedule_layer
@@ -97,10 +97,12 @@ def run_model(int_model, x_int, built, *, stall=0.0, seed=0, name="model"):
 
 def main(argv=None):
     from software.frontend.arrival import load_data
+    from software.frontend.compress import check_input
     from software.frontend.sparsity import CompressError
+    from software.output_set import OutputError, directory_problem
     from software.packfile import load
 
-    parser = argparse.ArgumentParser(prog="python -m sim.model",
+    parser = OneLineParser(prog="python -m sim.model",
                                      description="Run a packed model (python -m software compress) through the "
                                                  "generated array in Verilator on the digits test split.")
     parser.add_argument("packed", help="model.npz written by python -m software compress")
@@ -114,11 +116,11 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         int_model, _ = load(args.packed)
-        (_, _, x_test, y_test), _ = load_data(args.data, None, args.seed)
+        (_, _, x_test, y_test), name = load_data(args.data, None, args.seed)
         shape = tuple(int_model.input_shape)
-        if int(np.prod(x_test.shape[1:])) != int(np.prod(shape)):
-            raise ValueError(f"{args.packed} takes samples of shape {shape}, --data {args.data} has "
-                             f"{tuple(x_test.shape[1:])}")
+        check_input(int_model, args.packed, x_test, name)
+        if args.build_root is not None and (problem := directory_problem(args.build_root)):
+            raise ValueError(problem)
         if args.images is not None and not 1 <= args.images <= len(x_test):
             raise ValueError(f"--images must be between 1 and {len(x_test)}, not {args.images}")
         if not 0 <= args.stall < 1:
@@ -133,7 +135,7 @@ def main(argv=None):
     from .toolchain import ToolchainError
     try:
         built = build_array(int_model.config, args.build_root)
-    except ToolchainError as e:
+    except (ToolchainError, OutputError) as e:
         print(f"python -m sim.model: error: {e}", file=sys.stderr)
         return 2
     print(f"array {int_model.config.design_name}: generated and built in {time.perf_counter() - start:.0f} s")

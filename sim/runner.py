@@ -194,6 +194,31 @@ class Build:
         return self.manifest["top"]
 
 
+class ManifestError(ValueError):
+    """A generated directory whose manifest cannot be read or trusted. One line, naming the file."""
+
+
+def read_manifest(gen_dir):
+    """(manifest, configuration) of the design in `gen_dir`, validated (spec.config_from_manifest),
+    with the Verilog it names present beside it."""
+    path = pathlib.Path(gen_dir) / "manifest.json"
+    try:
+        manifest = json.loads(path.read_bytes().decode(), parse_constant=_reject_constant)
+        config = config_from_manifest(manifest)
+    except FileNotFoundError:
+        raise ManifestError(f"{path}: no such file (generate the design with python -m gen)") from None
+    except (OSError, UnicodeDecodeError, ValueError) as e:    # ConfigError and JSONDecodeError are ValueErrors
+        reason = e.strerror if isinstance(e, OSError) else str(e).strip().splitlines()[0]
+        raise ManifestError(f"{path}: not a valid manifest ({reason})") from None
+    if "verilog" not in manifest or not (pathlib.Path(gen_dir) / manifest["verilog"]).is_file():
+        raise ManifestError(f"{path}: the Verilog it names is not beside it")
+    return manifest, config
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
 def build(gen_dir, build_root=None, *, always=False, optimize=False):
     """Verilate the design gen/ wrote into `gen_dir`, or reuse the build of the same design (see
     build_key) from `build_root` (default: cache_root()). `always` builds anew. The Build's
@@ -203,7 +228,7 @@ def build(gen_dir, build_root=None, *, always=False, optimize=False):
     use_verilator()
     use_compiler()
     gen_dir = pathlib.Path(gen_dir)
-    manifest = json.loads((gen_dir / "manifest.json").read_text())
+    manifest, config = read_manifest(gen_dir)
     top, verilog = manifest["top"], gen_dir / manifest["verilog"]
     key = build_key(verilog, top, optimize=optimize)
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
@@ -244,8 +269,7 @@ def build(gen_dir, build_root=None, *, always=False, optimize=False):
             finally:
                 shutil.rmtree(partial, ignore_errors=True)
             seconds = time.perf_counter() - start
-    return Build(build_dir=build_dir, manifest=manifest,
-                 config=config_from_manifest(manifest), seconds=seconds)
+    return Build(build_dir=build_dir, manifest=manifest, config=config, seconds=seconds)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,8 +7,11 @@ Amaranth. A new unit is a configuration module here, a component in hdl/, and on
 
 import dataclasses
 import hashlib
+import json
+import re
 
 from .array import TOP as ARRAY_TOP
+from .checks import ConfigError
 from .array import ArrayConfig
 from .attention import TOP as ATTENTION_TOP
 from .attention import AttentionConfig
@@ -80,5 +83,38 @@ def manifest(config, verilog_text, *, extras=None):
 
 
 def config_from_manifest(manifest):
-    """The configuration a manifest was generated from (ConfigError if it is not a valid one)."""
-    return unit_named_in(manifest).config.from_dict(manifest.get("config"))
+    """The configuration a manifest was generated from, after checking the manifest: a manifest
+    comes from outside (sim/ and fpga/ read it back from disk), so everything a reader relies on is
+    validated with a one-line ConfigError -- a mapping, a known unit, a valid configuration, a top
+    that is a Verilog name, a Verilog file named inside the manifest's own directory, and, for a
+    unit's own manifest, the design name, latency and ports that its configuration derives."""
+    if not isinstance(manifest, dict):
+        raise ConfigError(f"a manifest must be a JSON object, not {type(manifest).__name__}")
+    try:
+        unit = unit_named_in(manifest)
+    except ValueError as e:
+        raise ConfigError(str(e)[:200]) from None
+    config = unit.config.from_dict(manifest.get("config"))
+    top = manifest.get("top")
+    if not isinstance(top, str) or not _VERILOG_NAME.fullmatch(top):
+        raise ConfigError(f"the manifest's top must be a Verilog module name, not {top!r}"[:200])
+    if "verilog" in manifest:
+        name = manifest["verilog"]
+        if not isinstance(name, str) or not _VERILOG_FILE.fullmatch(name):
+            raise ConfigError(f"the manifest's verilog must name a .v file beside it, not {name!r}"[:200])
+    if "verilog_sha256" in manifest and not (isinstance(manifest["verilog_sha256"], str)
+                                             and _SHA256.fullmatch(manifest["verilog_sha256"])):
+        raise ConfigError("the manifest's verilog_sha256 is not a SHA-256 digest")
+    if "config_unit" not in manifest:       # a unit's own manifest: what the testbench drives
+        derived = {"top": unit.top, "design": config.design_name, "latency": config.latency,
+                   "ports": json.loads(json.dumps(config.ports()))}
+        for key, expected in derived.items():
+            if manifest.get(key) != expected:
+                raise ConfigError(f"the manifest's {key} is not what its configuration gives "
+                                  f"({str(manifest.get(key))[:60]!s} instead of {str(expected)[:60]!s})")
+    return config
+
+
+_VERILOG_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_$]{0,127}")
+_VERILOG_FILE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127}\.v")
+_SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -45,6 +45,7 @@ from spec import ArrayConfig
 from software.golden.cycles import layer_cost
 from software.frontend.intgraph import GraphModel
 from software.frontend.intmodel import TermBudget
+from software.output_set import output_problem, output_set
 from software.packfile import PackedModelError, load, save, write_atomically
 from software.packing.schedule import schedule_layer
 from software.frontend.sparsity import SPARSITY, CompressError, SparsityMethod, lookup, method_flags
@@ -52,6 +53,8 @@ from software.frontend.sparsity import SPARSITY, CompressError, SparsityMethod, 
 METHODS = tuple(SPARSITY)       # the --method names; software/frontend/sparsity/ has one module per method
 QUANTS = {"int8": 8, "int6": 6, "int4": 4, "tq": 8}
 ACC_WIDTH = 32
+DIGITS_INPUTS = 64
+DIGITS_PIXEL_MAX = 1.0         # software.models.digits scales pixels to [0, 1]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -123,6 +126,10 @@ class Options:
             value = getattr(self, name)
             if value < (0 if name == "finetune_epochs" else 1):
                 raise CompressError(f"--{name.replace('_', '-')} must be {'>= 0' if name == 'finetune_epochs' else '>= 1'}, not {value}")
+        for name in ("lr", "weight_terms"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise CompressError(f"--{name.replace('_', '-')} must be a positive number, not {value}")
         if self.epochs is not None and self.epochs < 0:
             raise CompressError(f"--epochs must be >= 0, not {self.epochs}")
         method.validate(self)
@@ -424,13 +431,45 @@ def format_result(result: Result) -> str:
     return "\n\n".join([head, accuracy, array, summary])
 
 
+OUTPUT_MARKER = "model.npz"     # what makes a directory an earlier output of compress
+
+
 def write_outputs(result: Result, out_dir):
-    """model.npz, manifest.json, report.json into ``out_dir``, each atomically."""
-    os.makedirs(out_dir, exist_ok=True)
+    """model.npz, manifest.json, report.json as directory ``out_dir``, written as a set
+    (software.output_set): all three or, on any failure, the previous output untouched."""
     report = result.report()
-    manifest = save(result.int_model, os.path.join(out_dir, "model.npz"), info=report)
-    write_atomically(os.path.join(out_dir, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    write_atomically(os.path.join(out_dir, "report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
+    with output_set(out_dir, marker=OUTPUT_MARKER) as staging:
+        manifest = save(result.int_model, os.path.join(staging, OUTPUT_MARKER), info=report)
+        write_atomically(os.path.join(staging, "manifest.json"), json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_atomically(os.path.join(staging, "report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
+
+
+def check_input(model: GraphModel, path, x, name="the data"):
+    """A packed model that can run the samples ``x``: as many values per sample, and an input scale that
+    does not saturate them: with 2**e * (2**act_width - 1) < max |x| the largest inputs would all become
+    the same integer and the model would answer from clipped samples."""
+    values = int(np.prod(tuple(x.shape[1:])))
+    if int(np.prod(model.input_shape)) != values:
+        raise PackedModelError(f"{path}: takes inputs of shape {tuple(model.input_shape)}, {name} samples have "
+                               f"{values} values")
+    return _check_input_scale(model, path, float(np.abs(np.asarray(x)).max(initial=0.0)), name)
+
+
+def _check_input_scale(model, path, x_max, name):
+    top = (1 << model.act_bits) - 1
+    if 2.0 ** model.input_exponent * top < x_max:
+        least = math.ceil(math.log2(x_max / top))
+        raise PackedModelError(f"{path}: input scale 2**{model.input_exponent} saturates {name} (up to "
+                               f"{x_max:g}); a {model.act_bits}-bit input needs an exponent of at least {least}")
+    return model
+
+
+def check_digits_input(model: GraphModel, path):
+    """A packed model that the digits commands can run: 64 inputs, pixels (0 to 1) not saturated."""
+    if int(np.prod(model.input_shape)) != DIGITS_INPUTS:
+        raise PackedModelError(f"{path}: takes inputs of shape {model.input_shape}, digits images have "
+                               f"{DIGITS_INPUTS} values")
+    return _check_input_scale(model, path, DIGITS_PIXEL_MAX, "digits pixels")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -547,8 +586,8 @@ def main(argv=None) -> int:
 
 
 def _compress(args) -> int:
-    if os.path.exists(args.output) and not os.path.isdir(args.output):
-        raise CompressError(f"output path {args.output} exists and is not a directory")
+    if problem := output_problem(args.output, OUTPUT_MARKER):      # before minutes of training
+        raise CompressError(problem)
     fields = {f.name for f in dataclasses.fields(Options)}
     from .arrival import parse_shape
     values = {k: v for k, v in vars(args).items() if k in fields}
@@ -566,9 +605,7 @@ def _evaluate(args) -> int:
     model, manifest = load(args.packed)
     shape = tuple(model.input_shape)
     (_, _, x_test, y_test), name = load_data(args.data, None, args.seed)
-    if int(np.prod(x_test.shape[1:])) != int(np.prod(shape)):
-        raise PackedModelError(f"{args.packed}: takes inputs of shape {shape}, {name} samples have "
-                               f"{int(np.prod(x_test.shape[1:]))} values")
+    check_input(model, args.packed, x_test, name)
     if y_test is None:
         raise CompressError(f"--data {args.data}: no labels (y) to evaluate against")
     x_int = model.quantize_input(x_test.reshape((-1,) + shape))

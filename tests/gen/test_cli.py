@@ -158,20 +158,38 @@ def test_a_file_in_the_way_of_the_output_is_one_line(tmp_path):
 
 
 def test_a_failed_write_leaves_the_previous_design_untouched(tmp_path, monkeypatch):
-    """The Verilog and its manifest are written as a set: if moving the manifest in fails, the old
-    Verilog and manifest are back in place and no staging directory is left."""
+    """The Verilog and its manifest are written as a set (software.output_set): if moving the new
+    directory into place fails, or writing its manifest does, the old Verilog and manifest are
+    there as they were and no staging directory is left."""
+    from software import output_set
     out = tmp_path / "out"
     assert cli.main(["--rows", "2", "--sparsity", "dense", "-o", str(out)]) == 0
     before = {name: (out / name).read_bytes() for name in os.listdir(out)}
     new = design.generate(ArrayConfig(rows=2, cols=2, act_width=4))
-    real_replace = os.replace
+    real_rename = os.rename
 
-    def failing_replace(src, dst):
-        if str(src).endswith("manifest.json") and ".gen-" in str(src):     # moving the new one in
+    def failing_rename(src, dst):
+        if ".partial-" in str(src):         # moving the new directory in
             raise OSError(28, "No space left on device")
-        return real_replace(src, dst)
+        return real_rename(src, dst)
 
-    monkeypatch.setattr(design.os, "replace", failing_replace)
+    monkeypatch.setattr(output_set.os, "rename", failing_rename)
+    with pytest.raises(output_set.OutputError, match="No space left on device"):
+        design.write(new, str(out))
+    monkeypatch.undo()
+    assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+    assert sorted(os.listdir(tmp_path)) == ["out"]
+
+    real_open = open
+
+    def failing_open(path, *args, **kwargs):
+        if str(path).endswith("manifest.json") and ".partial-" in str(path):
+            raise OSError(28, "No space left on device")
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", failing_open)
     with pytest.raises(OSError):
         design.write(new, str(out))
+    monkeypatch.undo()
     assert {name: (out / name).read_bytes() for name in os.listdir(out)} == before
+    assert sorted(os.listdir(tmp_path)) == ["out"]

@@ -23,7 +23,10 @@ TINY = ("--rows", "1", "--sparsity", "dense", "--acc-width", "17")
 
 
 def generate(out, *args):
-    subprocess.run([sys.executable, "-m", "gen", *args, "-o", str(out)], check=True, capture_output=True)
+    # This tree's generator, also when a test runs from another directory.
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(runner.PROJECT_ROOT),
+                                                                     os.environ.get("PYTHONPATH")]))}
+    subprocess.run([sys.executable, "-m", "gen", *args, "-o", str(out)], check=True, capture_output=True, env=env)
     return out
 
 

@@ -30,6 +30,25 @@ def test_hdl_and_golden_models_import_only_the_spec_across_the_line():
     assert out.strip() == "[]"
 
 
+def test_nothing_imports_the_sweep_package():
+    """sweep/ is the top floor (DESIGN.md §1): it may import every package, and no package imports it."""
+    import ast
+    import pathlib
+    root = pathlib.Path(__file__).resolve().parents[2]
+    offenders = []
+    for package in ("spec", "hdl", "gen", "software", "sim", "fpga"):
+        for path in sorted((root / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                         else [node.module or ""] if isinstance(node, ast.ImportFrom) and node.level == 0 else [])
+                offenders += [f"{path.relative_to(root)}: {n}" for n in names if n.split(".")[0] == "sweep"]
+    assert offenders == []
+    code = ("import sys, gen.design, sim.model, fpga.build, software.frontend.compress; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'sweep'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
 def test_every_mac_style_has_hardware_and_every_unit_has_flags_and_a_component():
     from gen.units import UNIT_FLAGS
     from hdl.macs import MAC_HARDWARE
