@@ -17,11 +17,16 @@ lifted constants are placeholders named in the graph signature. This module walk
 from __future__ import annotations
 
 import numbers
+import threading
 
 import torch
 from torch import nn
 
 from .graph import Graph, GraphError, Node, check_finite, encode_param, encode_ref, infer_shapes, normalize
+
+# torch.export keeps global tracing state: two captures in threads of one process (a sweep's workers)
+# must not overlap.
+EXPORT_LOCK = threading.Lock()
 
 IDENTITIES = {"dropout.default", "dropout_.default", "clone.default", "contiguous.default", "alias.default",
               "detach.default", "lift_fresh_copy.default", "feature_dropout.default"}
@@ -395,7 +400,8 @@ def capture(model: nn.Module, input_shape) -> Graph:
     example = torch.zeros((1,) + tuple(input_shape))
     _check_runs(model, example)
     try:
-        ep = torch.export.export(model, (example,), strict=False)
+        with EXPORT_LOCK:
+            ep = torch.export.export(model, (example,), strict=False)
     except Exception as e:      # noqa: BLE001 - torch.export raises many kinds; reported in one line
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise GraphError(f"torch.export could not capture {type(model).__name__} with a {tuple(input_shape)} "
