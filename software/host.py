@@ -376,6 +376,15 @@ class Board:
         return schedule.assemble(self.run_schedule(schedule))
 
 
+def run_model(board, model, x_int):
+    """A packed model's outputs (``software.packfile.load``: a layer graph or a chain) for integer inputs, with
+    every matrix multiplied on the board and everything else on the host; the model's origin does not matter."""
+    if board.config != model.config:
+        raise HostLinkError(f"the board's array {board.config.design_name} is not the model's "
+                            f"{model.config.design_name}")
+    return model.run_with(lambda index, layer, vectors: board.run_layer(layer.packing, vectors), x_int)
+
+
 @dataclasses.dataclass(frozen=True)
 class SelfTestResult:
     ok: bool

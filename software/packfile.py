@@ -24,6 +24,11 @@ accumulator and no bias + shift that overflows the host's 64-bit arithmetic, exp
 normal float32 scales that chain from layer to layer -- and raises :class:`PackedModelError`,
 one line naming the file, on the first value out of range. Each field has its own small check
 below, so a new field (a layer graph, say) is one more function.
+
+Version 3 holds a layer graph instead of the chain of steps (software/packgraph.py: what models
+from ``torch.export`` or ONNX need: residual adds, pools, grouped convolutions, host ops), under
+the same whole-content digest; :func:`save` writes it for a GraphModel, :func:`load` returns the
+model a file holds (a chain, version 2, or a graph).
 """
 from __future__ import annotations
 
@@ -131,9 +136,38 @@ def members_of(manifest, arrays):
     return members
 
 
-def save(model: IntModel, path, info=None):
-    """Write ``model`` to ``path`` atomically (a temporary file renamed into place); returns the manifest."""
-    manifest, arrays = manifest_and_arrays(model, info)
+GRAPH_MANIFEST_KEYS = MANIFEST_KEYS - {"steps"} | {"graph"}
+
+
+def graph_manifest(model, info=None):
+    """Manifest and arrays of a GraphModel (format version 3)."""
+    from software.packgraph import VERSION as GRAPH_VERSION, graph_manifest_and_arrays
+    graph, arrays = graph_manifest_and_arrays(model)
+    manifest = {
+        "format": FORMAT,
+        "version": GRAPH_VERSION,
+        "array": model.config.as_dict(),
+        "input_shape": [int(d) for d in model.input_shape],
+        "input_exponent": int(model.input_exponent),
+        "arithmetic": "every tensor is v * 2**exponent (unsigned, or signed with an act_width-bit magnitude); "
+                      "matmul: acc = W_int x on the array (a signed x as its positive and negative parts), "
+                      "acc + bias requantized by a rounding right shift per channel (output: left-aligned "
+                      "logits); add: operands shifted to the sum's exponent; see software/frontend/intgraph.py",
+        "term_budget": model.term_budget.as_dict() if model.term_budget else None,
+        "graph": graph,
+        "info": info or {},
+    }
+    return manifest, arrays
+
+
+def save(model, path, info=None):
+    """Write ``model`` (IntModel or GraphModel) to ``path`` atomically (a temporary file renamed into
+    place); returns the manifest."""
+    from software.frontend.intgraph import GraphModel
+    if isinstance(model, GraphModel):
+        manifest, arrays = graph_manifest(model, info)
+    else:
+        manifest, arrays = manifest_and_arrays(model, info)
     members = members_of(manifest, arrays)
     try:        # what load() would refuse is never written (a layer the export let through, say)
         _validate(_manifest(members), members)
@@ -227,10 +261,11 @@ def _manifest(members):
         raise _Invalid(f"manifest is not JSON ({e.msg})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise _Invalid(f"not a {FORMAT} file")
-    if manifest.get("version") != VERSION:
-        raise _Invalid(f"format version {manifest.get('version')!r}, this sparsegen reads {VERSION}; "
-                       "write it again with python -m software compress")
-    _keys(manifest, MANIFEST_KEYS, "the manifest")
+    from software.packgraph import VERSION as GRAPH_VERSION
+    if manifest.get("version") not in (VERSION, GRAPH_VERSION):
+        raise _Invalid(f"format version {manifest.get('version')!r}, this sparsegen reads {VERSION} and "
+                       f"{GRAPH_VERSION}; write it again with python -m software compress")
+    _keys(manifest, GRAPH_MANIFEST_KEYS if manifest["version"] == GRAPH_VERSION else MANIFEST_KEYS, "the manifest")
     if not isinstance(manifest["info"], dict) or not isinstance(manifest["arithmetic"], str):
         raise _Invalid("the manifest's info must be a mapping and its arithmetic a text")
     return manifest
@@ -427,9 +462,24 @@ def _chain(layers, input_exponent):
         produced = layer.output_exponent
 
 
+def _validate_graph(manifest, members, config, term_budget):
+    from software.packgraph import graph_from_manifest
+
+    def fail(message):
+        raise _Invalid(message[:300])
+    _shape(manifest["input_shape"], "input_shape")
+    arrays = {k: v for k, v in members.items() if k not in ("manifest", DIGEST)}
+    try:
+        return graph_from_manifest(manifest, arrays, config, term_budget, fail), manifest
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as e:
+        raise _Invalid(f"the graph is malformed ({_first_line(e)})"[:300]) from None
+
+
 def _validate(manifest, members):
     config = _config(manifest)
     term_budget = _term_budget(manifest["term_budget"], config)
+    if "graph" in manifest:
+        return _validate_graph(manifest, members, config, term_budget)
     input_shape = _shape(manifest["input_shape"], "input_shape")
     input_exponent = _exponent(manifest["input_exponent"], "input_exponent", config)
     if not isinstance(manifest["steps"], list):

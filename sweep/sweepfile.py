@@ -53,14 +53,14 @@ class Setting:
 
 
 def _options_settings():
-    kinds = {"model": "str", "trust_pickle": "bool", "method": "str", "alpha": "int", "gamma": "float",
+    kinds = {"model": "str", "weights": "optional_str", "data": "str", "trust_pickle": "bool", "method": "str", "alpha": "int", "gamma": "float",
              "sparsity": "float", "nm": "pair", "tile_size": "optional_int", "quant": "str", "term_group": "int",
              "weight_terms": "float", "data_terms": "int", "rows": "int", "cols": "optional_int",
              "max_batch": "int", "epochs": "optional_int", "finetune_epochs": "int", "lr": "float", "seed": "int"}
     choices = {"method": METHODS, "quant": tuple(QUANTS)}
     settings = {}
     for field in dataclasses.fields(Options):
-        if field.name == "progress":
+        if field.name in ("progress", "input_shape"):     # input_shape: a tuple, not a sweep setting yet
             continue
         if field.name not in kinds:
             raise RuntimeError(f"sweep/sweepfile.py: Options.{field.name} has no sweep setting kind")

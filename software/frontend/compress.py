@@ -3,13 +3,15 @@
     python -m software compress --model digits --method colcomb --alpha 8 --gamma 0.5 \\
         --quant int8 --rows 32 --cols 32 -o out/
 
-1. the model: ``digits`` (the 64->128->64->10 MLP, trained ``--epochs`` from ``--seed``) or a file
-   written by ``torch.save(model)`` (an nn.Sequential of Linear/Conv2d/ReLU/Flatten/Unflatten
-   taking digits images as 64 values in [0, 1]; fine-tuned ``--epochs``, default 0);
+1. the model (software.frontend.arrival): ``digits`` (the 64->128->64->10 MLP, trained ``--epochs`` from
+   ``--seed``), ``pkg.module:factory`` with ``--weights``, an ONNX file, or a whole-module pickle with
+   ``--trust-pickle``; the data: digits or ``--data file.npz``. The model is captured into a layer
+   graph (software.frontend.capture / onnx_import) before any training, so that what cannot run is
+   refused first;
 2. pruning during ``--finetune-epochs`` of training by the ``--method`` of the registry
    software.frontend.sparsity (one module per method): column combining under joint optimization,
    unstructured magnitude, N:M, tile-wise, or none (dense);
-3. integer export for the array (software.frontend.intmodel): per-channel power-of-two weights,
+3. integer export of the captured graph (software.frontend.intgraph): per-channel power-of-two weights,
    calibrated power-of-two activations, requantization by shifts; optionally term quantization;
 4. packing for an R x C array with alpha activations per column (by the method's own grouping,
    column combining's, or else a lossless gamma=0 grouping) and its cost on the test split from the
@@ -41,7 +43,8 @@ from torch import nn
 from software.packing.colcomb import dense_grouping, pack
 from spec import ArrayConfig
 from software.golden.cycles import layer_cost
-from software.frontend.intmodel import IntModel, TermBudget, export_model, plan_model
+from software.frontend.intgraph import GraphModel
+from software.frontend.intmodel import TermBudget
 from software.output_set import output_problem, output_set
 from software.packfile import PackedModelError, load, save, write_atomically
 from software.packing.schedule import schedule_layer
@@ -50,7 +53,7 @@ from software.frontend.sparsity import SPARSITY, CompressError, SparsityMethod, 
 METHODS = tuple(SPARSITY)       # the --method names; software/frontend/sparsity/ has one module per method
 QUANTS = {"int8": 8, "int6": 6, "int4": 4, "tq": 8}
 ACC_WIDTH = 32
-DIGITS_INPUTS, DIGITS_CLASSES = 64, 10
+DIGITS_INPUTS = 64
 DIGITS_PIXEL_MAX = 1.0         # software.models.digits scales pixels to [0, 1]
 
 
@@ -60,7 +63,10 @@ DIGITS_PIXEL_MAX = 1.0         # software.models.digits scales pixels to [0, 1]
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-    model: str = "digits"
+    model: str = "digits"           # digits, pkg.module:factory, model.onnx or a pickled module file
+    weights: str | None = None      # a state_dict for a factory (torch.load weights_only=True)
+    data: str = "digits"            # digits or a .npz with x (and y)
+    input_shape: tuple | None = None    # reshape every sample of the data
     trust_pickle: bool = False      # unpickle a whole-module --model file (runs code from the file)
     method: str = "colcomb"
     alpha: int = 8
@@ -76,7 +82,7 @@ class Options:
     rows: int = 32
     cols: int | None = None
     max_batch: int = 64
-    epochs: int | None = None       # dense training (default 30 for digits, 0 for a model file)
+    epochs: int | None = None       # dense training (default 30 for digits or a factory without weights, else 0)
     finetune_epochs: int = 30
     lr: float = 3e-3
     seed: int = 0
@@ -162,14 +168,6 @@ def load_model_file(path, *, trust_pickle=False) -> nn.Module:
     return model.float().cpu()
 
 
-def check_digits_model(model: nn.Module, where: str):
-    """The model must map onto the array and take 64 digits inputs to 10 logits."""
-    plan = plan_model(model, (DIGITS_INPUTS,))
-    out = plan[-1][4]
-    if out != (DIGITS_CLASSES,):
-        raise CompressError(f"{where}: the model outputs {out} per image; digits needs {DIGITS_CLASSES} logits")
-
-
 def make_schedule(opts: Options, model: nn.Module):
     """The method's pruning during fine-tuning (a masks_hook), or None to keep ``model`` as it is."""
     return opts.sparsity_method.schedule(opts, model)
@@ -208,12 +206,12 @@ def _cost(config, packings, inputs):
     return ModelCost(tiles=tiles, cycles=cycles, useful_macs=macs, cells=config.rows * config.cols)
 
 
-def packed_cost(model: IntModel, x_int) -> ModelCost:
+def packed_cost(model: GraphModel, x_int) -> ModelCost:
     """The packed integer model on its own array."""
     return _cost(model.config, [l.packing for l in model.layers], model.layer_inputs(x_int))
 
 
-def dense_cost(model: IntModel, x_int) -> ModelCost:
+def dense_cost(model: GraphModel, x_int) -> ModelCost:
     """The same layer shapes, every weight kept, on a dense (alpha 1) array of the same size."""
     config = dataclasses.replace(model.config, alpha=1)
     packings, inputs = [], []
@@ -224,7 +222,7 @@ def dense_cost(model: IntModel, x_int) -> ModelCost:
     return _cost(config, packings, inputs)
 
 
-def weight_sparsity(model: IntModel) -> float:
+def weight_sparsity(model: GraphModel) -> float:
     total = sum(l.out_features * l.in_features for l in model.layers)
     nonzero = sum(int(np.count_nonzero(l.packing.packed)) for l in model.layers)
     return 1.0 - nonzero / total
@@ -239,7 +237,7 @@ class Result:
     options: Options
     dense_model: nn.Module
     pruned_model: nn.Module
-    int_model: IntModel
+    int_model: GraphModel
     accuracy: dict          # float_dense, pruned_float, integer
     sparsity: float         # zero weights of the integer model
     dense: ModelCost
@@ -247,6 +245,10 @@ class Result:
     term_pairs: int
     test_images: int
     pruning_log: list
+    data: str = "digits"
+    labelled: bool = True
+    compile_seconds: float = 0.0
+    macs: int = 0
 
     def report(self) -> dict:
         return {
@@ -258,6 +260,10 @@ class Result:
             "cycles_reduction": self.dense.cycles / self.packed.cycles,
             "term_pairs": self.term_pairs,
             "groups": {l.name: l.groups for l in self.int_model.layers},
+            "data": self.data, "accuracy_is": "accuracy" if self.labelled else "agreement with the float model",
+            "array_layers": len(self.int_model.layers),
+            "host_ops": [n.name for n in getattr(self.int_model, "host_ops", [])],
+            "macs": self.macs, "compile_seconds": self.compile_seconds,
             "pruning_events": [{"event": k, "epoch": e, "sparsity": s} for k, e, s in self.pruning_log],
         }
 
@@ -272,46 +278,119 @@ def float_accuracy(model, x, y) -> float:
         return accuracy_of(model(x).argmax(dim=1).numpy(), y.numpy())
 
 
+def _arrive(opts: Options):
+    """The dense model: (nn.Module or None, float Graph or None, where, default epochs)."""
+    from software.models.digits import build_model
+    from .arrival import load_factory
+    if opts.model == "digits":
+        return build_model(seed=opts.seed), None, "digits", 30
+    if opts.weights is not None and ":" not in opts.model:
+        raise CompressError("--weights goes with --model pkg.module:factory")
+    if opts.model.endswith(".onnx"):
+        from .onnx_import import import_onnx
+        return None, import_onnx(opts.model), opts.model, 0
+    if ":" in opts.model and not os.path.exists(opts.model):
+        # a factory without weights is trained from its initialization (from --seed), like digits
+        with torch.random.fork_rng():
+            torch.manual_seed(opts.seed)
+            model = load_factory(opts.model, opts.weights)
+        return model, None, opts.model, 0 if opts.weights else 30
+    return load_model_file(opts.model, trust_pickle=opts.trust_pickle), None, opts.model, 0
+
+
+def _check_fit(graph, input_shape, labels, where):
+    from .graph import infer_shapes
+    out = infer_shapes(graph, input_shape)[graph.output]
+    if labels is not None:
+        classes = int(labels.max()) + 1
+        if len(out) != 1 or out[0] < classes:
+            raise CompressError(f"{where}: the model outputs {out} per sample; the data has {classes} classes")
+
+
 def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
     """Run the pipeline; ``dense_model`` (already trained) skips the dense training (benchmarks reuse it)."""
-    from software.models.digits import build_model, load_digits_split, train
+    import time
+    from software.models.digits import DigitsSplit, train
+    from .arrival import load_data
+    from .capture import capture
+    from .graph import GraphError, run_float
+    from .intgraph import export_graph
 
     opts.validate()
     config = opts.array_config()
-    split = load_digits_split()
-    if dense_model is None:
-        if opts.model == "digits":
-            model, epochs = build_model(seed=opts.seed), 30 if opts.epochs is None else opts.epochs
-            where = "digits"
+    (x_train, y_train, x_test, y_test), data_name = load_data(opts.data, opts.input_shape, opts.seed)
+    input_shape = tuple(x_train.shape[1:])
+    labelled = y_train is not None
+    split = DigitsSplit(x_train, y_train, x_test, y_test) if labelled else None
+    graph = None
+    try:
+        if dense_model is None:
+            model, graph, where, default_epochs = _arrive(opts)
+            epochs = default_epochs if opts.epochs is None else opts.epochs
+            if model is not None:
+                graph = capture(model, input_shape)
+                _check_fit(graph, input_shape, y_train, where)   # before spending time on training
+                if epochs and labelled:
+                    train(model, epochs=epochs, seed=opts.seed, progress=opts.progress, split=split)
+                    graph = None        # captured before training: the weights changed
+                dense_model = model
+            else:
+                _check_fit(graph, input_shape, y_train, where)
         else:
-            model, epochs = load_model_file(opts.model, trust_pickle=opts.trust_pickle), opts.epochs or 0
-            where = opts.model
-        check_digits_model(model, where)     # before spending time on training
-        if epochs:
-            train(model, epochs=epochs, seed=opts.seed, progress=opts.progress, split=split)
-        dense_model = model
-    else:
-        check_digits_model(dense_model, "model")
-    accuracy = {"float_dense": float_accuracy(dense_model, split.x_test, split.y_test)}
+            graph = capture(dense_model, input_shape)
+            _check_fit(graph, input_shape, y_train, "model")
+    except GraphError as e:
+        raise CompressError(str(e)) from None
 
-    schedule = make_schedule(opts, dense_model)
+    def float_outputs(m):
+        if isinstance(m, nn.Module):
+            m.eval()
+            with torch.no_grad():
+                return m(x_test)
+        return run_float(m, x_test)
+
+    reference = float_outputs(dense_model if dense_model is not None else graph)
+    score = (lambda out: accuracy_of(np.asarray(out).reshape(len(out), -1).argmax(1), y_test.numpy())) if labelled \
+        else (lambda out: accuracy_of(np.asarray(out).reshape(len(out), -1).argmax(1),
+                                      reference.reshape(len(reference), -1).argmax(1).numpy()))
+    accuracy = {"float_dense": score(reference)}
+
+    schedule = None
+    if dense_model is not None and labelled:
+        schedule = make_schedule(opts, dense_model)
+    elif opts.method != "dense":
+        why = "an ONNX model is not trained here" if dense_model is None else "the data has no labels (y)"
+        raise CompressError(f"--method {opts.method} prunes while training, but {why}: use --method dense")
     if schedule is None:
         pruned = dense_model
     else:
         pruned = copy.deepcopy(dense_model)
         train(pruned, epochs=opts.finetune_epochs, masks_hook=schedule, lr=opts.lr, seed=opts.seed,
               progress=opts.progress, split=split)
-    accuracy["pruned_float"] = float_accuracy(pruned, split.x_test, split.y_test)
+    if pruned is not None:
+        accuracy["pruned_float"] = score(float_outputs(pruned))
+    else:
+        accuracy["pruned_float"] = accuracy["float_dense"]
 
     groups = None if schedule is None else opts.sparsity_method.groups(schedule)
-    int_model = export_model(pruned, config, split.x_train, groups=groups, term_budget=opts.term_budget())
-    x_int = int_model.quantize_input(split.x_test)
-    accuracy["integer"] = accuracy_of(int_model.predict(x_int), split.y_test.numpy())
+    start = time.perf_counter()
+    try:
+        if pruned is not None and (schedule is not None or graph is None):
+            graph = capture(pruned, input_shape)
+        int_model = export_graph(graph, config, x_train, groups=groups, term_budget=opts.term_budget(),
+                                 progress=opts.progress)
+    except GraphError as e:
+        raise CompressError(str(e)) from None
+    compile_seconds = time.perf_counter() - start
+    x_int = int_model.quantize_input(x_test)
+    accuracy["integer"] = score(int_model.run_golden(x_int))
     return Result(options=opts, dense_model=dense_model, pruned_model=pruned, int_model=int_model,
                   accuracy=accuracy, sparsity=weight_sparsity(int_model),
                   dense=dense_cost(int_model, x_int), packed=packed_cost(int_model, x_int),
                   term_pairs=int_model.term_pairs(x_int), test_images=len(x_int),
-                  pruning_log=list(schedule.log) if schedule is not None else [])
+                  pruning_log=list(schedule.log) if schedule is not None else [],
+                  data=data_name, labelled=labelled, compile_seconds=compile_seconds,
+                  macs=int_model.macs(x_int))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -328,7 +407,7 @@ def format_table(headers, rows) -> str:
 def format_result(result: Result) -> str:
     opts, cfg = result.options, result.int_model.config
     acc = result.accuracy
-    head = (f"digits: {opts.label()}, {opts.quant_label()}, {cfg.rows}x{cfg.cols} array "
+    head = (f"{result.data}: {opts.label()}, {opts.quant_label()}, {cfg.rows}x{cfg.cols} array "
             f"(alpha {cfg.alpha}), {result.test_images} test images")
     accuracy = format_table(["model", "accuracy"], [
         ["float dense", f"{acc['float_dense']:.2%}"],
@@ -341,7 +420,12 @@ def format_result(result: Result) -> str:
          f"{result.packed.utilization:.3f}"],
     ])
     groups = ", ".join(f"{l.name}: {l.out_features}x{l.in_features} -> {l.groups} groups"
-                       for l in result.int_model.layers)
+                       for l in result.int_model.layers[:12]) + (" ..." if len(result.int_model.layers) > 12 else "")
+    host = [n.name for n in getattr(result.int_model, "host_ops", [])]
+    groups += f"\n{len(result.int_model.layers)} matrices on the array, host ops: {', '.join(host) or 'none'}; " \
+              f"{result.macs} MACs; compiled (capture, calibration, packing) in {result.compile_seconds:.1f} s"
+    if not result.labelled:
+        head += " (no labels: accuracy is agreement with the float model's argmax)"
     summary = (f"{result.dense.tiles / result.packed.tiles:.2f}x fewer tiles, "
                f"{result.dense.cycles / result.packed.cycles:.2f}x fewer cycles; {groups}")
     return "\n\n".join([head, accuracy, array, summary])
@@ -360,20 +444,32 @@ def write_outputs(result: Result, out_dir):
         write_atomically(os.path.join(staging, "report.json"), json.dumps(report, indent=2, sort_keys=True) + "\n")
 
 
-def check_digits_input(model: IntModel, path):
-    """A packed model that the digits commands can run: 64 inputs, and an input scale that does
-    not saturate the pixels (0 to 1): with 2**e * (2**act_width - 1) < 1 every bright pixel would
-    become the same largest value and the model would answer from clipped images."""
+def check_input(model: GraphModel, path, x, name="the data"):
+    """A packed model that can run the samples ``x``: as many values per sample, and an input scale that
+    does not saturate them: with 2**e * (2**act_width - 1) < max |x| the largest inputs would all become
+    the same integer and the model would answer from clipped samples."""
+    values = int(np.prod(tuple(x.shape[1:])))
+    if int(np.prod(model.input_shape)) != values:
+        raise PackedModelError(f"{path}: takes inputs of shape {tuple(model.input_shape)}, {name} samples have "
+                               f"{values} values")
+    return _check_input_scale(model, path, float(np.abs(np.asarray(x)).max(initial=0.0)), name)
+
+
+def _check_input_scale(model, path, x_max, name):
+    top = (1 << model.act_bits) - 1
+    if 2.0 ** model.input_exponent * top < x_max:
+        least = math.ceil(math.log2(x_max / top))
+        raise PackedModelError(f"{path}: input scale 2**{model.input_exponent} saturates {name} (up to "
+                               f"{x_max:g}); a {model.act_bits}-bit input needs an exponent of at least {least}")
+    return model
+
+
+def check_digits_input(model: GraphModel, path):
+    """A packed model that the digits commands can run: 64 inputs, pixels (0 to 1) not saturated."""
     if int(np.prod(model.input_shape)) != DIGITS_INPUTS:
         raise PackedModelError(f"{path}: takes inputs of shape {model.input_shape}, digits images have "
                                f"{DIGITS_INPUTS} values")
-    top = (1 << model.act_bits) - 1
-    if 2.0 ** model.input_exponent * top < DIGITS_PIXEL_MAX:
-        least = math.ceil(math.log2(DIGITS_PIXEL_MAX / top))
-        raise PackedModelError(f"{path}: input scale 2**{model.input_exponent} saturates digits pixels (0 to "
-                               f"{DIGITS_PIXEL_MAX:g}); a {model.act_bits}-bit input needs an exponent of at least "
-                               f"{least}")
-    return model
+    return _check_input_scale(model, path, DIGITS_PIXEL_MAX, "digits pixels")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -426,15 +522,25 @@ def build_parser(prog="python -m software"):
     p = sub.add_parser(
         "compress", help="train, prune, quantize and pack a model; print its accuracy and cost",
         formatter_class=argparse.RawDescriptionHelpFormatter,   # keeps the methods table; the rest is _fill()ed
-        description=_fill("Train (or fine-tune) a digits model, prune it while training, quantize it to integers "
+        description=_fill("Capture a model (digits, a factory, ONNX) into a layer graph, train (or fine-tune) it, "
+                          "prune it while training, quantize it to integers "
                           "with power-of-two scales, pack it for an R x C array with alpha activations per column, "
                           "print accuracy (float dense, pruned float, integer) and the array's tiles, cycles and "
                           "utilization dense vs packed, and write model.npz, manifest.json and report.json into -o."),
         epilog=_fill("Example: python -m software compress --model digits --method colcomb --alpha 8 --gamma 0.5 "
                      "--quant int8 --rows 32 --cols 32 -o out/"))
     p.add_argument("--model", default="digits",
-                   help="'digits' (the 64-128-64-10 MLP) or a file written by torch.save(model), which needs "
-                        "--trust-pickle (default digits)")
+                   help="'digits' (the 64-128-64-10 MLP), pkg.module:factory (any nn.Module, captured with "
+                        "torch.export; weights from --weights), model.onnx, or a file written by torch.save(model), "
+                        "which needs --trust-pickle (default digits)")
+    p.add_argument("--weights", help="state_dict file (torch.save(model.state_dict())) for a factory --model, "
+                                     "read with torch.load(weights_only=True): nothing in it runs")
+    p.add_argument("--data", default="digits",
+                   help="'digits' or a .npz with x (n x sample shape, float) and optionally y (integer labels; "
+                        "without y the integer model's fidelity to the float model is reported); 75%% calibrates "
+                        "and trains, 25%% evaluates (default digits)")
+    p.add_argument("--input-shape", help="reshape every sample, e.g. 1,8,8 for digits into a CNN (default: the "
+                                         "data's own shape)")
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow --model to be a pickled whole module: unpickling runs code named in the file, so a "
                         "hostile file can do anything your account can; without this flag such a file is refused "
@@ -449,15 +555,19 @@ def build_parser(prog="python -m software"):
     p.add_argument("--rows", type=int, default=32, help="array rows (default 32)")
     p.add_argument("--cols", type=int, help="array columns (default: --rows)")
     p.add_argument("--max-batch", type=int, default=64, help="array accumulator depth in vectors (default 64)")
-    p.add_argument("--epochs", type=int, help="dense training epochs (default 30 for digits, 0 for a model file)")
+    p.add_argument("--epochs", type=int, help="dense training epochs (default 30 for digits and a factory without "
+                                              "--weights, 0 for trained weights)")
     p.add_argument("--finetune-epochs", type=int, default=30, help="epochs of training while pruning (default 30)")
     p.add_argument("--lr", type=float, default=3e-3, help="fine-tuning learning rate (default 3e-3)")
     p.add_argument("--seed", type=int, default=0, help="seed of initialization and shuffling (default 0)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     p.add_argument("-o", "--output", required=True, help="output directory for model.npz, manifest.json, report.json")
 
-    e = sub.add_parser("evaluate", help="integer accuracy of a packed model on the digits test split")
+    e = sub.add_parser("evaluate", help="integer accuracy of a packed model on the digits test split or --data")
     e.add_argument("packed", help="a model.npz written by compress")
+    e.add_argument("--data", default="digits", help="'digits' or a .npz with x and y (its evaluation split, as "
+                                                    "compress splits it)")
+    e.add_argument("--seed", type=int, default=0, help="the split's seed, as given to compress (default 0)")
     return parser
 
 
@@ -479,7 +589,10 @@ def _compress(args) -> int:
     if problem := output_problem(args.output, OUTPUT_MARKER):      # before minutes of training
         raise CompressError(problem)
     fields = {f.name for f in dataclasses.fields(Options)}
-    opts = Options(**{k: v for k, v in vars(args).items() if k in fields}, progress=not args.quiet).validate()
+    from .arrival import parse_shape
+    values = {k: v for k, v in vars(args).items() if k in fields}
+    values["input_shape"] = parse_shape(args.input_shape) if args.input_shape else None
+    opts = Options(**values, progress=not args.quiet).validate()
     result = compress(opts)
     write_outputs(result, args.output)
     print(format_result(result))
@@ -488,19 +601,22 @@ def _compress(args) -> int:
 
 
 def _evaluate(args) -> int:
-    from software.models.digits import load_digits_split
+    from .arrival import load_data
     model, manifest = load(args.packed)
-    split = load_digits_split()
-    check_digits_input(model, args.packed)
-    x_int = model.quantize_input(split.x_test)
-    accuracy = accuracy_of(model.predict(x_int), split.y_test.numpy())
+    shape = tuple(model.input_shape)
+    (_, _, x_test, y_test), name = load_data(args.data, None, args.seed)
+    check_input(model, args.packed, x_test, name)
+    if y_test is None:
+        raise CompressError(f"--data {args.data}: no labels (y) to evaluate against")
+    x_int = model.quantize_input(x_test.reshape((-1,) + shape))
+    accuracy = accuracy_of(model.predict(x_int), y_test.numpy())
     cfg = model.config
     rows = [[l.name, f"{l.out_features}x{l.in_features}", l.groups,
-             f"{1 - np.count_nonzero(l.packing.packed) / (l.out_features * l.in_features):.2%}",
-             "hidden" if l.hidden else "logits"] for l in model.layers]
+             f"{1 - np.count_nonzero(l.packing.packed) / (l.out_features * l.in_features):.2%}"]
+            for l in model.layers]
     print(f"{args.packed}: {cfg.rows}x{cfg.cols} array, alpha {cfg.alpha}, {cfg.act_width}-bit unsigned "
           f"activations, {cfg.weight_width}-bit weights")
-    print(format_table(["layer", "F x K", "groups", "sparsity", "output"], rows))
+    print(format_table(["layer", "F x K", "groups", "sparsity"], rows))
     cost = packed_cost(model, x_int)
     print(f"integer accuracy {accuracy:.2%} on {len(x_int)} test images; {cost.tiles} tiles, {cost.cycles} cycles, "
           f"utilization {cost.utilization:.3f}")

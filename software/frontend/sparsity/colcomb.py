@@ -13,6 +13,13 @@ def _check_gamma(gamma):
 GAMMA = Flag("gamma", "conflicts allowed per merge of column groups, as a fraction of the rows", check=_check_gamma)
 
 
+def grouped_convolutions(model):
+    """Names of grouped / depthwise convolutions, left dense: each group is its own small matrix (a depthwise
+    channel is 1 x k*k), which takes a tile whatever its sparsity, so pruning it costs accuracy and saves nothing."""
+    from torch import nn
+    return tuple(name for name, m in model.named_modules() if isinstance(m, nn.Conv2d) and m.groups > 1)
+
+
 class ColumnCombining(SparsityMethod):
     name = "colcomb"
     summary = ("column combining with joint optimization: magnitude pruning and greedy grouping of up to "
@@ -23,7 +30,8 @@ class ColumnCombining(SparsityMethod):
         return f"colcomb alpha={options.alpha} gamma={options.gamma:g}"
 
     def schedule(self, options, model):
-        return ColumnCombiningSchedule(epochs=options.finetune_epochs, alpha=options.alpha, gamma=options.gamma)
+        return ColumnCombiningSchedule(epochs=options.finetune_epochs, alpha=options.alpha, gamma=options.gamma,
+                                       skip=grouped_convolutions(model))
 
     def groups(self, schedule):
         # The last event's grouping: the final mask keeps at most one weight per (row, group).

@@ -64,6 +64,13 @@ def test_bad_array_exits_2_with_one_line_and_writes_nothing(tmp_path):
     assert not out.exists()
 
 
+class _ArgMax(nn.Module):
+    """An op whose integer output cannot run in the integer model."""
+
+    def forward(self, x):
+        return x.argmax(dim=1, keepdim=True)
+
+
 def _saved(tmp_path, model, name="model.pt"):
     path = tmp_path / name
     torch.save(model, path)
@@ -71,9 +78,9 @@ def _saved(tmp_path, model, name="model.pt"):
 
 
 @pytest.mark.parametrize("case, message", [
-    ("unsupported", "layer '1' (BatchNorm1d) is not supported"),
-    ("shape", "layer '0' (Linear 100->32) does not take a (64,) input"),
-    ("classes", "digits needs 10 logits"),
+    ("unsupported", "node 'argmax' (3) [aten.argmax.default] does not return one float tensor"),
+    ("shape", "module '0' (Linear) does not take the (64,) input per sample"),
+    ("classes", "the model outputs (3,) per sample; the data has 10 classes"),
     ("corrupt", "model.pt: not a readable torch model file"),
     ("state_dict", "holds a OrderedDict, not an nn.Module"),
     ("missing", "nothing.pt: no such model file"),
@@ -86,8 +93,8 @@ def test_bad_input_gets_one_line_naming_it(tmp_path, capsys, case, message):
     out = tmp_path / "out"
     args = ["compress", *FAST, "-o", str(out)]
     if case == "unsupported":
-        args += ["--model", str(_saved(tmp_path, nn.Sequential(nn.Linear(64, 32), nn.BatchNorm1d(32), nn.ReLU(),
-                                                                  nn.Linear(32, 10)))), "--trust-pickle"]
+        args += ["--model", str(_saved(tmp_path, nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10),
+                                                                  _ArgMax()))), "--trust-pickle"]
     elif case == "shape":
         args += ["--model", str(_saved(tmp_path, nn.Sequential(nn.Linear(100, 32), nn.ReLU(), nn.Linear(32, 10)))), "--trust-pickle"]
     elif case == "classes":
@@ -124,7 +131,10 @@ def test_a_model_file_is_fine_tuned_and_packed(tmp_path, capsys):
     assert main(["compress", "--model", str(_saved(tmp_path, model)), "--trust-pickle", "--epochs", "3", "--finetune-epochs", "3",
                  "--alpha", "4", "--rows", "4", "-q", "-o", str(out)]) == 0
     packed, manifest = load(out / "model.npz")
-    assert packed.layers[0].conv is not None and manifest["steps"][0] == {"reshape": "0", "shape": [1, 8, 8]}
+    ops = [(n["name"], n["op"]) for n in manifest["graph"]["nodes"]]
+    assert ops == [("x", "input"), ("reshape", "reshape"), ("conv2d", "matmul"), ("flatten", "flatten"),
+                   ("linear", "matmul")]
+    assert manifest["graph"]["nodes"][1]["attrs"] == {"shape": [1, 8, 8]} and packed.layers[0].in_features == 9
 
 
 class _Hostile:

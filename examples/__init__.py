@@ -1,0 +1,1 @@
+"""Examples the docs use (sweep files, model factories)."""
