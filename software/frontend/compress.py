@@ -241,6 +241,7 @@ class Result:
     term_pairs: int
     test_images: int
     pruning_log: list
+    packing_kept: dict = dataclasses.field(default_factory=dict)   # layer -> per event, nonzeros kept by packing
 
     def report(self) -> dict:
         return {
@@ -252,6 +253,7 @@ class Result:
             "cycles_reduction": self.dense.cycles / self.packed.cycles,
             "term_pairs": self.term_pairs,
             "groups": {l.name: l.groups for l in self.int_model.layers},
+            "packing_kept": {name: list(kept) for name, kept in self.packing_kept.items()},
             "pruning_events": [{"event": k, "epoch": e, "sparsity": s} for k, e, s in self.pruning_log],
         }
 
@@ -305,7 +307,8 @@ def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
                   accuracy=accuracy, sparsity=weight_sparsity(int_model),
                   dense=dense_cost(int_model, x_int), packed=packed_cost(int_model, x_int),
                   term_pairs=int_model.term_pairs(x_int), test_images=len(x_int),
-                  pruning_log=list(schedule.log) if schedule is not None else [])
+                  pruning_log=list(schedule.log) if schedule is not None else [],
+                  packing_kept=dict(getattr(schedule, "kept", {})))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -334,7 +337,9 @@ def format_result(result: Result) -> str:
         [f"packed (alpha {cfg.alpha})", f"{result.sparsity:.2%}", result.packed.tiles, result.packed.cycles,
          f"{result.packed.utilization:.3f}"],
     ])
-    groups = ", ".join(f"{l.name}: {l.out_features}x{l.in_features} -> {l.groups} groups"
+    kept = lambda name: (f" (packing kept {min(result.packing_kept[name]):.1%} of the nonzeros "  # noqa: E731
+                         f"at worst over {len(result.packing_kept[name])} events)" if result.packing_kept.get(name) else "")
+    groups = ", ".join(f"{l.name}: {l.out_features}x{l.in_features} -> {l.groups} groups{kept(l.name)}"
                        for l in result.int_model.layers)
     summary = (f"{result.dense.tiles / result.packed.tiles:.2f}x fewer tiles, "
                f"{result.dense.cycles / result.packed.cycles:.2f}x fewer cycles; {groups}")
