@@ -23,6 +23,7 @@ an uninterrupted one. After the recovery that follows each event, the student is
 `event-K.pt`; the last state as `final.pt` (both weights only): the points of the curve.
 
     python -m software.distill.spd --out runs/minilm --steps 320       # resumes if runs/minilm has a checkpoint
+    python -m software.distill.spd --out runs/minilm --steps 160 --prune-until 0.65 --replan   # new budget
 """
 
 import argparse
@@ -129,17 +130,23 @@ def ffn_sparsity(student):
     return zeros / total
 
 
-def prune_event(student, plan, k):
-    """Event k: magnitude-prune, group, apply the column-combine mask. Returns {name: (groups, kept)}."""
+def column_combine(student, sparsity, alpha, gamma, grouping="best"):
+    """Magnitude-prune every FFN matrix to `sparsity`, group its columns and apply the column-combine
+    mask (one weight per row and group). Returns {name: (grouping, fraction of nonzeros kept)}."""
     out = {}
     for name, module in student.ffn_linears().items():
-        magnitude_prune(module, plan.rate(k))
+        magnitude_prune(module, sparsity)
         weight = (module.weight_orig * module.weight_mask).detach().numpy()
-        groups = group_columns(weight, plan.alpha, plan.gamma, grouping=plan.grouping)
-        packing = pack(weight, groups, plan.alpha)
+        groups = group_columns(weight, alpha, gamma, grouping=grouping)
+        packing = pack(weight, groups, alpha)
         apply_mask(module, torch.from_numpy(packing.mask.astype(np.float32)))
         out[name] = (groups, kept_fraction(weight, packing))
     return out
+
+
+def prune_event(student, plan, k):
+    """Event k of the plan (see the module docstring)."""
+    return column_combine(student, plan.rate(k), plan.alpha, plan.gamma, plan.grouping)
 
 
 def masked_states_mse(student_states, teacher_states, keep):
@@ -218,14 +225,38 @@ def save_student(run, path):
     os.replace(tmp, path)
 
 
-def resume(folder, sentences, *, model=None):
-    """The run saved in `folder` (its plan comes from the checkpoint)."""
+def check_replan(old, new, step):
+    """A new plan for a run at `step` must agree with the old one on everything that already happened."""
+    fixed = ("batch", "events", "sparsity", "alpha", "gamma", "grouping", "max_tokens", "seed", "weight_bits")
+    changed = [name for name in fixed if getattr(old, name) != getattr(new, name)]
+    if changed:
+        raise DistillError(f"a resumed run cannot change {', '.join(changed)}")
+    done_old = [s for s in old.event_steps() if s < step]
+    done_new = [s for s in new.event_steps() if s < step]
+    if done_old != done_new:
+        raise DistillError(f"at step {step} the new plan's events {new.event_steps()} disagree with the "
+                           f"ones already run {done_old}")
+    if (step > old.qat_step) != (step > new.qat_step) or new.steps < step:
+        raise DistillError(f"at step {step} the new plan disagrees on the quantization-aware phase or length")
+
+
+def read_checkpoint(folder):
+    """(state, plan) of `folder`'s checkpoint, read with weights_only=True; DistillError if unreadable."""
     path = pathlib.Path(folder) / CHECKPOINT
     try:
         state = torch.load(path, weights_only=True)
-        plan = Plan(**state["plan"])
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError) as error:
+        return state, Plan(**state["plan"])
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, ValueError) as error:
         raise DistillError(f"cannot resume from {path}: {str(error).splitlines()[0]}") from None
+
+
+def resume(folder, sentences, *, model=None, replan=None):
+    """The run saved in `folder` (its plan comes from the checkpoint, or `replan` if it agrees with
+    the steps already run: a longer or shorter budget)."""
+    state, plan = read_checkpoint(folder)
+    if replan is not None and replan != plan:
+        check_replan(plan, replan, state["step"])
+        plan = replan
     run = new_run(plan, sentences, model=model)
     run.student.load_state_dict(state["student"])
     if state["step"] >= plan.qat_step:
@@ -307,16 +338,20 @@ def main(argv=None):
                             default=getattr(defaults, field.name))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-progress", action="store_true")
+    parser.add_argument("--replan", action="store_true",
+                        help="resume with the plan given here instead of the checkpoint's (same events so far)")
     args = parser.parse_args(argv)
     try:
         from software.distill.corpus import load_corpus
         torch.set_num_threads(max(1, args.threads))
+        plan = Plan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Plan)})
+        if (pathlib.Path(args.out) / CHECKPOINT).exists():
+            read_checkpoint(args.out)            # a bad file fails before the corpus is read
         corpus = load_corpus()
         if (pathlib.Path(args.out) / CHECKPOINT).exists():
-            run = resume(args.out, corpus.train)
+            run = resume(args.out, corpus.train, replan=plan if args.replan else None)
             print(f"resuming at step {run.step} of {run.plan.steps}", file=sys.stderr)
         else:
-            plan = Plan(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Plan)})
             run = new_run(plan, corpus.train)
         print(f"corpus: {len(corpus.train)} training, {len(corpus.held_out)} held-out sentences "
               f"({', '.join(f'{n}: {c}' for n, c in corpus.sources)})", file=sys.stderr)
