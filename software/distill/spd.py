@@ -31,6 +31,7 @@ import dataclasses
 import math
 import os
 import pathlib
+import pickle
 import sys
 import time
 
@@ -195,13 +196,16 @@ def _prepare_masks(student):
             apply_mask(module, torch.ones_like(module.weight))
 
 
-def new_run(plan, sentences, *, model=None):
+def new_run(plan, sentences, *, model=None, teacher=None):
+    """A run from step 0. `model` (a MiniLM) gives the tokenizer and, unless `teacher` (an Encoder)
+    is given, the pretrained weights; the student starts as a copy of the teacher."""
+    import copy
     from software.models.minilm import Encoder, MiniLM
     model = model or MiniLM(max_tokens=plan.max_tokens)
-    teacher = Encoder.pretrained(model).eval()
+    teacher = (teacher or Encoder.pretrained(model)).eval()
+    student = copy.deepcopy(teacher).train()
     for p in teacher.parameters():
         p.requires_grad_(False)
-    student = Encoder.pretrained(model)
     for p in student.embeddings.parameters():
         p.requires_grad_(False)
     _prepare_masks(student)
@@ -227,7 +231,8 @@ def save_student(run, path):
 
 def check_replan(old, new, step):
     """A new plan for a run at `step` must agree with the old one on everything that already happened."""
-    fixed = ("batch", "events", "sparsity", "alpha", "gamma", "grouping", "max_tokens", "seed", "weight_bits")
+    # Batch, learning rate, length and token limit only shape the steps still to come.
+    fixed = ("events", "sparsity", "alpha", "gamma", "grouping", "seed", "weight_bits")
     changed = [name for name in fixed if getattr(old, name) != getattr(new, name)]
     if changed:
         raise DistillError(f"a resumed run cannot change {', '.join(changed)}")
@@ -246,18 +251,18 @@ def read_checkpoint(folder):
     try:
         state = torch.load(path, weights_only=True)
         return state, Plan(**state["plan"])
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError, ValueError) as error:
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise DistillError(f"cannot resume from {path}: {str(error).splitlines()[0]}") from None
 
 
-def resume(folder, sentences, *, model=None, replan=None):
+def resume(folder, sentences, *, model=None, replan=None, teacher=None):
     """The run saved in `folder` (its plan comes from the checkpoint, or `replan` if it agrees with
     the steps already run: a longer or shorter budget)."""
     state, plan = read_checkpoint(folder)
     if replan is not None and replan != plan:
         check_replan(plan, replan, state["step"])
         plan = replan
-    run = new_run(plan, sentences, model=model)
+    run = new_run(plan, sentences, model=model, teacher=teacher)
     run.student.load_state_dict(state["student"])
     if state["step"] >= plan.qat_step:
         run.qat_hooks = enable_qat(run.student, plan.weight_bits)
@@ -302,7 +307,7 @@ def train(run, *, until=None, folder=None, save_every=20, progress=True):
         run.step = step + 1
         sparsity = ffn_sparsity(run.student)
         run.history.append((run.step, float(loss.detach()), float(cosine.detach()), sparsity))
-        bar.set_postfix(loss=f"{float(loss):.4f}", sparsity=f"{sparsity:.1%}", cos=f"{float(cosine):.4f}")
+        bar.set_postfix(loss=f"{run.history[-1][1]:.4f}", sparsity=f"{sparsity:.1%}", cos=f"{run.history[-1][2]:.4f}")
         if folder is not None and (run.step % save_every == 0 or run.step == until):
             save_checkpoint(run, folder)
     bar.close()
@@ -311,16 +316,17 @@ def train(run, *, until=None, folder=None, save_every=20, progress=True):
     return run
 
 
-def load_student(path, *, model=None):
+def load_student(path, *, model=None, config=None):
     """(Encoder with the saved weights and masks, saved record) from event-K.pt / final.pt."""
     from software.models.minilm import Encoder, MiniLM
     try:
         record = torch.load(path, weights_only=True)
         plan = Plan(**record["plan"])
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError) as error:
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError) as error:
         raise DistillError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
-    model = model or MiniLM(max_tokens=plan.max_tokens)
-    student = Encoder(model.config)
+    if config is None:
+        config = (model or MiniLM(max_tokens=plan.max_tokens)).config
+    student = Encoder(config)
     _prepare_masks(student)
     student.load_state_dict(record["student"])
     if record["qat"]:

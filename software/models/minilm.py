@@ -198,22 +198,23 @@ FFN_MATRICES = tuple(f"encoder.layer.{layer}.{part}.dense"
 class _Layer(torch.nn.Module):
     """One BERT encoder layer; submodule names follow the checkpoint's keys."""
 
-    def __init__(self, ffn):
+    def __init__(self, hidden, heads, ffn):
         super().__init__()
         linear = torch.nn.Linear
+        self.heads = heads
         self.attention = torch.nn.ModuleDict({
-            "self": torch.nn.ModuleDict({n: linear(HIDDEN, HIDDEN) for n in ("query", "key", "value")}),
-            "output": torch.nn.ModuleDict({"dense": linear(HIDDEN, HIDDEN), "LayerNorm": torch.nn.LayerNorm(HIDDEN)}),
+            "self": torch.nn.ModuleDict({n: linear(hidden, hidden) for n in ("query", "key", "value")}),
+            "output": torch.nn.ModuleDict({"dense": linear(hidden, hidden), "LayerNorm": torch.nn.LayerNorm(hidden)}),
         })
-        self.intermediate = torch.nn.ModuleDict({"dense": linear(HIDDEN, ffn)})
-        self.output = torch.nn.ModuleDict({"dense": linear(ffn, HIDDEN), "LayerNorm": torch.nn.LayerNorm(HIDDEN)})
+        self.intermediate = torch.nn.ModuleDict({"dense": linear(hidden, ffn)})
+        self.output = torch.nn.ModuleDict({"dense": linear(ffn, hidden), "LayerNorm": torch.nn.LayerNorm(hidden)})
 
     def forward(self, x, keep):
-        b, n, _ = x.shape
-        heads = [self.attention["self"][name](x).view(b, n, HEADS, HEAD_DIM).transpose(1, 2)
+        b, n, hidden = x.shape
+        heads = [self.attention["self"][name](x).view(b, n, self.heads, hidden // self.heads).transpose(1, 2)
                  for name in ("query", "key", "value")]
         context = torch.nn.functional.scaled_dot_product_attention(*heads, attn_mask=keep[:, None, None, :])
-        context = context.transpose(1, 2).reshape(b, n, HIDDEN)
+        context = context.transpose(1, 2).reshape(b, n, hidden)
         out = self.attention["output"]
         x = out["LayerNorm"](out["dense"](context) + x)
         hidden = torch.nn.functional.gelu(self.intermediate["dense"](x))
@@ -223,20 +224,22 @@ class _Layer(torch.nn.Module):
 class Encoder(torch.nn.Module):
     """all-MiniLM-L6-v2 as a batched nn.Module: padded batches with a mask, nn.Linear layers named
     as in model.safetensors (so torch.nn.utils.prune and the column-combining packer apply to them),
-    the same numbers as :class:`MiniLM` on each sentence alone (tests check it)."""
+    the same numbers as :class:`MiniLM` on each sentence alone (tests check it). Sizes come from
+    the BERT config dict, so a tiny config gives a tiny model (the distillation tests use one)."""
 
     def __init__(self, config):
         super().__init__()
         self.config = config
-        eps = config["layer_norm_eps"]
+        eps, hidden = config["layer_norm_eps"], config["hidden_size"]
         self.embeddings = torch.nn.ModuleDict({
-            "word_embeddings": torch.nn.Embedding(config["vocab_size"], HIDDEN),
-            "position_embeddings": torch.nn.Embedding(config["max_position_embeddings"], HIDDEN),
-            "token_type_embeddings": torch.nn.Embedding(config["type_vocab_size"], HIDDEN),
-            "LayerNorm": torch.nn.LayerNorm(HIDDEN, eps=eps),
+            "word_embeddings": torch.nn.Embedding(config["vocab_size"], hidden),
+            "position_embeddings": torch.nn.Embedding(config["max_position_embeddings"], hidden),
+            "token_type_embeddings": torch.nn.Embedding(config["type_vocab_size"], hidden),
+            "LayerNorm": torch.nn.LayerNorm(hidden, eps=eps),
         })
         self.encoder = torch.nn.ModuleDict({"layer": torch.nn.ModuleList(
-            _Layer(config["intermediate_size"]) for _ in range(LAYERS))})
+            _Layer(hidden, config["num_attention_heads"], config["intermediate_size"])
+            for _ in range(config["num_hidden_layers"]))})
         for module in self.modules():
             if isinstance(module, torch.nn.LayerNorm):
                 module.eps = eps
@@ -251,9 +254,9 @@ class Encoder(torch.nn.Module):
         return encoder
 
     def ffn_linears(self):
-        """{name: nn.Linear} of the 12 FFN matrices (FFN_MATRICES)."""
-        modules = dict(self.named_modules())
-        return {name: modules[name] for name in FFN_MATRICES}
+        """{name: nn.Linear} of the FFN matrices (MiniLM-L6: the 12 of FFN_MATRICES)."""
+        return {f"encoder.layer.{i}.{part}.dense": getattr(layer, part)["dense"]
+                for i, layer in enumerate(self.encoder["layer"]) for part in ("intermediate", "output")}
 
     def forward(self, ids, keep):
         """ids, keep: B x n (token ids, True for real tokens). Returns (hidden states: the embedding
