@@ -27,6 +27,7 @@ import pathlib
 import sys
 import time
 
+import numpy as np
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
@@ -121,6 +122,64 @@ def plot(points, dense_tiles, directory):
     return report.save_figure(fig, directory, "minilm_tiles_cosine.png")
 
 
+def rtl_ffn(path, model, sentence, name="encoder.layer.0.intermediate.dense", rows=32, cols=32, alpha=8):
+    """One FFN matrix of the distilled int8 model on the generated array in Verilator, on the real
+    activations of one held-out sentence: the RTL's outputs against the integer product and the
+    model's quantization-aware float output, its cycles against the cycle model."""
+    import tempfile
+    from gen import cli
+    from sim.array import run_schedule
+    from sim.runner import build
+    from software.frontend.quant import compute_scale, quantize
+    from software.golden.cycles import layer_cycles
+    from software.models.minilm import batch_ids
+    from software.packing.colcomb import pack
+    from software.packing.schedule import schedule_layer
+
+    student, record = spd.load_student(path, model=model)
+    module = student.ffn_linears()[name]
+    captured = {}
+    # Prepended, so it sees the raw input before the quantization-aware hook quantizes it.
+    hook = module.register_forward_pre_hook(lambda m, args: captured.setdefault("x", args[0].detach()), prepend=True)
+    with torch.no_grad():
+        student(*batch_ids(model, [sentence]))
+        hook.remove()
+        w = (module.weight_orig * module.weight_mask).detach()
+        x = captured["x"][0]
+        w_scale = compute_scale(w, 8, per_channel=True, power_of_two=True)
+        x_scale = compute_scale(x, 8, power_of_two=True)
+        w_int, x_int = quantize(w, w_scale, 8).numpy().astype(np.int64), quantize(x, x_scale, 8).numpy().astype(np.int64)
+        qat = torch.nn.functional.linear(spd.fake_quant_tensor(x, 8, power_of_two=True),
+                                         spd.fake_quant_tensor(w, 8, per_channel=True, power_of_two=True))
+    product = x_int @ w_int.T
+    model_match = float((torch.from_numpy(product).float() * x_scale * w_scale - qat).abs().max())
+    packing = pack(w_int, record["groups"][name], alpha)
+    assert np.array_equal(packing.unpack(), w_int), "the grouping must hold every weight"
+    with tempfile.TemporaryDirectory() as out:
+        if cli.main(["--rows", str(rows), "--cols", str(cols), "--alpha", str(alpha), "-o", out]) != 0:
+            raise RuntimeError("gen failed")
+        start = time.time()
+        built = build(out)
+        build_seconds = time.time() - start
+    schedule = schedule_layer(built.config, packing, x_int)
+    got, run = run_schedule(built, schedule, name="minilm_ffn")
+    return {"matrix": name, "shape": tuple(w_int.shape), "tokens": int(x_int.shape[0]), "tiles": len(schedule.tiles),
+            "exact": bool(np.array_equal(got, product)), "rtl_cycles": run.cycles,
+            "model_cycles": layer_cycles(built.config, schedule.tile_batches),
+            "max_abs_vs_qat": model_match, "build_seconds": build_seconds, "sim_seconds": run.sim_seconds,
+            "sentence": sentence}
+
+
+def rtl_lines(r):
+    return [f"{r['matrix']} ({r['shape'][0]}x{r['shape'][1]}, int8, packed by its grouping) on a generated "
+            f"32x32 alpha 8 array in Verilator, on the {r['tokens']} tokens of the held-out sentence "
+            f"\"{r['sentence']}\": {r['tiles']} tiles, outputs "
+            f"{'bit-exact' if r['exact'] else 'DIFFERENT'} against the integer product; RTL {r['rtl_cycles']} "
+            f"cycles, cycle model {r['model_cycles']} ({'equal' if r['rtl_cycles'] == r['model_cycles'] else 'DIFFERENT'}); "
+            f"integer product x scales vs the model's quantization-aware float output: max |diff| "
+            f"{r['max_abs_vs_qat']:.2e}. Build {r['build_seconds']:.0f} s, simulation {r['sim_seconds']:.1f} s."]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/minilm", help="folder of a software.distill.spd run")
@@ -129,6 +188,8 @@ def main(argv=None):
     parser.add_argument("--no-oneshot", action="store_true", help="skip the points without distillation")
     parser.add_argument("--only-oneshot", action="store_true",
                         help="evaluate only the points without distillation (e.g. while the run trains)")
+    parser.add_argument("--rtl", action="store_true",
+                        help="also run one FFN matrix of final.pt on the generated array in Verilator")
     parser.add_argument("--limit", type=int, default=None,
                         help="use only the first N held-out sentences (quick checks; the page needs them all)")
     report.docs_argument(parser, "minilm.md")
@@ -203,10 +264,15 @@ def main(argv=None):
     verdict = (f"target (mean cosine >= 0.99 with >= 4x fewer FFN tiles): mean cosine {a.mean_cosine:.4f} "
                f"at {final['reduction']:.2f}x fewer tiles -> {'met' if met else 'MISSED'}")
     print("\n" + verdict)
+    rtl = []
+    if args.rtl and (run / "final.pt").exists():
+        result = rtl_ffn(run / "final.pt", model, sentences[0])
+        rtl = rtl_lines(result)
+        print("\n" + rtl[0])
 
     if args.docs:
         png = plot(points, dense_tiles, args.docs)
-        argv_used = ["--run", str(args.run), "--docs"]
+        argv_used = ["--run", str(args.run), *(["--rtl"] if args.rtl else []), "--docs"]
         body = "\n\n".join([
             f"MiniLM-L6 (all-MiniLM-L6-v2) with its 12 FFN matrices column-combined (alpha {plan.alpha}, "
             f"gamma {plan.gamma:g}, grouping `{plan.grouping}`), evaluated on {len(sentences)} held-out sentences "
@@ -221,6 +287,7 @@ def main(argv=None):
             f"Per FFN matrix, {final['label']}, {args.tokens} input vectors (cycle model):",
             report.markdown_table(matrix_headers, matrices),
             verdict,
+            *rtl,
         ])
         page = report.write_page(args.docs, "minilm.md", "MiniLM-L6: column combining with progressive distillation",
                                  report.command("minilm.py", argv_used), body)
