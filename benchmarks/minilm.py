@@ -198,7 +198,8 @@ def main(argv=None):
     run = pathlib.Path(args.run)
     snapshots = sorted(run.glob("event-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
     snapshots += [run / "final.pt"] if (run / "final.pt").exists() else []
-    source = snapshots[0] if snapshots else run / spd.CHECKPOINT
+    # The plan as the run ended (a run resumed with --replan changed its budget on the way).
+    source = run / spd.CHECKPOINT if (run / spd.CHECKPOINT).exists() else (snapshots[0] if snapshots else run / spd.CHECKPOINT)
     if not source.exists():
         print(f"error: no event-K.pt, final.pt or {spd.CHECKPOINT} in {run}: run python -m software.distill.spd "
               f"--out {run} first", file=sys.stderr)
@@ -276,9 +277,11 @@ def main(argv=None):
         body = "\n\n".join([
             f"MiniLM-L6 (all-MiniLM-L6-v2) with its 12 FFN matrices column-combined (alpha {plan.alpha}, "
             f"gamma {plan.gamma:g}, grouping `{plan.grouping}`), evaluated on {len(sentences)} held-out sentences "
-            f"against the dense model. Run: {plan.steps} steps of {plan.batch} sentences, {plan.events} pruning "
-            f"events to {plan.sparsity:.0%} magnitude sparsity by {plan.prune_until:.0%} of the steps, int8 "
-            f"quantization-aware from {plan.qat_from:.0%}, lr {plan.lr:g}, at most {plan.max_tokens} tokens. "
+            f"against the dense model. The run's plan as it ended: {plan.steps} steps, the last ones of {plan.batch} "
+            f"sentences, {plan.events} pruning events (at steps {', '.join(map(str, plan.event_steps()))}) to "
+            f"{plan.sparsity:.0%} magnitude sparsity, int8 quantization-aware from step {plan.qat_step}, "
+            f"lr {plan.lr:g}, at most {plan.max_tokens} tokens (a run resumed with --replan may have used "
+            f"other batch sizes before; see docs/minilm.md). "
             f"Training corpus: {len(corpus.train)} sentences "
             f"({', '.join(f'{n}: {c}' for n, c in corpus.sources)}).",
             report.markdown_table(HEADERS, [["dense", "0.0%", dense_tiles, "1.00x", "1.0000", "1.0000", "100.0%"]]
