@@ -249,6 +249,7 @@ class Result:
     labelled: bool = True
     compile_seconds: float = 0.0
     macs: int = 0
+    packing_kept: dict = dataclasses.field(default_factory=dict)   # layer -> per event, nonzeros kept by packing
 
     def report(self) -> dict:
         return {
@@ -264,6 +265,7 @@ class Result:
             "array_layers": len(self.int_model.layers),
             "host_ops": [n.name for n in getattr(self.int_model, "host_ops", [])],
             "macs": self.macs, "compile_seconds": self.compile_seconds,
+            "packing_kept": {name: list(kept) for name, kept in self.packing_kept.items()},
             "pruning_events": [{"event": k, "epoch": e, "sparsity": s} for k, e, s in self.pruning_log],
         }
 
@@ -390,7 +392,14 @@ def compress(opts: Options, *, dense_model: nn.Module | None = None) -> Result:
                   term_pairs=int_model.term_pairs(x_int), test_images=len(x_int),
                   pruning_log=list(schedule.log) if schedule is not None else [],
                   data=data_name, labelled=labelled, compile_seconds=compile_seconds,
-                  macs=int_model.macs(x_int))
+                  macs=int_model.macs(x_int),
+                  packing_kept=_kept_by_layer(graph, getattr(schedule, "kept", {})))
+
+
+def _kept_by_layer(graph, kept_by_module):
+    """The pruning schedule's kept fractions (by module path) under the names of the graph's
+    layers (by which the report and the packed model name them)."""
+    return {node.name: list(kept_by_module[node.source]) for node in graph.nodes if node.source in kept_by_module}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -419,7 +428,9 @@ def format_result(result: Result) -> str:
         [f"packed (alpha {cfg.alpha})", f"{result.sparsity:.2%}", result.packed.tiles, result.packed.cycles,
          f"{result.packed.utilization:.3f}"],
     ])
-    groups = ", ".join(f"{l.name}: {l.out_features}x{l.in_features} -> {l.groups} groups"
+    kept = lambda name: (f" (packing kept {min(result.packing_kept[name]):.1%} of the nonzeros "  # noqa: E731
+                         f"at worst over {len(result.packing_kept[name])} events)" if result.packing_kept.get(name) else "")
+    groups = ", ".join(f"{l.name}: {l.out_features}x{l.in_features} -> {l.groups} groups{kept(l.name)}"
                        for l in result.int_model.layers[:12]) + (" ..." if len(result.int_model.layers) > 12 else "")
     host = [n.name for n in getattr(result.int_model, "host_ops", [])]
     groups += f"\n{len(result.int_model.layers)} matrices on the array, host ops: {', '.join(host) or 'none'}; " \

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from software.packing.colcomb import group_columns, pack
+from software.packing.colcomb import group_columns, kept_fraction, pack
 from software.frontend.pruning import apply_mask, magnitude_prune, nm_prune, prunable_layers, tile_wise_prune
 
 __all__ = [
@@ -111,6 +111,7 @@ class ColumnCombiningSchedule(GradualPruning):
     alpha: int = 8
     gamma: float = 0.5
     groups: dict = field(default_factory=dict)
+    kept: dict = field(default_factory=dict)    # name -> per event, fraction of its nonzeros the packing kept
 
     def __post_init__(self):
         super().__post_init__()
@@ -122,10 +123,11 @@ class ColumnCombiningSchedule(GradualPruning):
     def prune_event(self, name, module, k):
         magnitude_prune(module, pruning_rate(k, self.events) * (1.0 - 1.0 / self.alpha))
         weight = weight_matrix(module).numpy()
-        groups = group_columns(weight != 0, self.alpha, self.gamma)
-        mask = pack(weight, groups, self.alpha).mask
-        apply_mask(module, torch.from_numpy(mask.astype(np.float32)))
+        groups = group_columns(weight, self.alpha, self.gamma)    # magnitudes: rank merges by what they prune
+        packing = pack(weight, groups, self.alpha)
+        apply_mask(module, torch.from_numpy(packing.mask.astype(np.float32)))
         self.groups[name] = groups
+        self.kept.setdefault(name, []).append(kept_fraction(weight, packing))
 
 
 @dataclass

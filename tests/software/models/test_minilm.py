@@ -2,6 +2,7 @@
 and the golden attention unit in place of every one of its 72 heads."""
 
 import numpy as np
+import torch
 import pytest
 
 from software.golden.attention import dense_head_cycles, head_cycles
@@ -72,3 +73,15 @@ def test_pruning_cuts_cycles_and_costs_a_little_similarity(model, reference):
     assert all((cand >= kept).all() for n, cand, kept in log)
     assert pruned < 0.9 * dense
     assert 0.95 < cosine.min() < 1.0
+
+
+def test_batched_encoder_matches_the_reference_forward_pass(model, reference):
+    from software.models.minilm import Encoder, batch_ids
+    encoder = Encoder.pretrained(model).eval()
+    sentences = [SENTENCES[i] for i in SAMPLE]
+    ids, keep = batch_ids(model, sentences)          # padded to the longest, masked
+    assert not keep.all()
+    with torch.no_grad():
+        states, embeddings = encoder(ids, keep)
+    assert len(states) == 7 and len(encoder.ffn_linears()) == 12
+    assert np.abs(embeddings.numpy() - reference).max() < 1e-5

@@ -1,0 +1,302 @@
+"""MiniLM-L6 with column-combined FFNs: embedding agreement with the dense model against FFN tiles on
+a 32x32 alpha 8 array, with and without sparse progressive distillation. Prints tables; asserts nothing.
+
+    python -m software.distill.spd --out runs/minilm --steps 240 --batch 24 --events 5 \\
+        --prune-until 0.45 --qat-from 0.85 --sparsity 0.8 --lr 0.0002 --max-tokens 40   # the run
+    python benchmarks/minilm.py --run runs/minilm            # evaluate it (~15 minutes on 2 busy cores)
+    python benchmarks/minilm.py --run runs/minilm --docs     # also write docs/results/minilm.md and its plot
+
+Held-out sentences: software/distill/corpus.py's held-out split (never trained on). Metrics:
+software/distill/evaluate.py (cosine of each sentence embedding to the dense model's: mean and 5th
+percentile; top-1 nearest-neighbour agreement among all held-out sentences).
+Points of the curve:
+  without distillation  the pretrained model, every FFN matrix magnitude-pruned at once to the
+                        rates of the run's events, then column-combined (alpha, gamma of the run): no training;
+  with distillation     the run's students after the recovery that follows each event
+                        (event-K.pt), and the final int8 quantization-aware model (final.pt).
+FFN tiles: the 12 FFN matrices int8 per channel, packed by their grouping and cut into tiles
+by software/packing/schedule.py; dense = every weight on an alpha 1 array of the same size.
+Cycles: software/golden/cycles.py for one sentence of --tokens tokens per matrix.
+"""
+
+import argparse
+import dataclasses
+import json
+import os
+import pathlib
+import sys
+import time
+
+import numpy as np
+import torch
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+
+import report  # noqa: E402
+from software.distill import evaluate as ev  # noqa: E402
+from software.distill import spd  # noqa: E402
+from software.distill.corpus import load_corpus  # noqa: E402
+
+HEADERS = ["model", "FFN sparsity", "FFN tiles", "fewer tiles", "mean cos", "p5 cos", "NN top-1 agree"]
+
+
+def ffn_sparsity_of(costs):
+    total = sum(c.shape[0] * c.shape[1] for c in costs)
+    return 1 - sum(c.nonzeros for c in costs) / total
+
+
+class Cache:
+    """Evaluated points in <run>/benchmark-cache.json, keyed by what they depend on, so that a rerun
+    (e.g. with --docs) only evaluates what changed. Plain JSON: nothing is unpickled."""
+
+    def __init__(self, path):
+        self.path = pathlib.Path(path)
+        try:
+            self.entries = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+
+    def get(self, key):
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        return dict(entry, agreement=ev.Agreement(**entry["agreement"]),
+                    costs=[ev.MatrixCost(**dict(c, shape=tuple(c["shape"]))) for c in entry["costs"]])
+
+    def put(self, key, p):
+        self.entries[key] = dict(p, agreement=dataclasses.asdict(p["agreement"]),
+                                 costs=[dataclasses.asdict(c) for c in p["costs"]])
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.entries, indent=1))
+        os.replace(tmp, self.path)
+
+
+def point(label, kind, student, groups, model, sentences, reference, dense_tiles, tokens):
+    start = time.time()
+    costs = ev.ffn_costs(student, groups, tokens=tokens)
+    agree = ev.agreement(reference, ev.embed(student, model, sentences))
+    tiles = ev.tiles_of(costs)
+    print(f"  {label}: {tiles} tiles, mean cos {agree.mean_cosine:.4f} ({time.time() - start:.0f} s)", flush=True)
+    return {"label": label, "kind": kind, "sparsity": ffn_sparsity_of(costs), "tiles": tiles,
+            "reduction": dense_tiles / tiles, "agreement": agree, "costs": costs}
+
+
+def cached_point(cache, key, make):
+    """The cached point for `key`, or make() -> (label, kind, student, groups) evaluated by `evaluate`."""
+    found = cache.get(key)
+    if found is not None:
+        print(f"  {found['label']}: cached", flush=True)
+        return found
+    p = make()
+    cache.put(key, p)
+    return p
+
+
+def row(p):
+    a = p["agreement"]
+    return [p["label"], f"{p['sparsity']:.1%}", p["tiles"], f"{p['reduction']:.2f}x", f"{a.mean_cosine:.4f}",
+            f"{a.p5_cosine:.4f}", f"{a.neighbour_agreement:.1%}"]
+
+
+def per_matrix_rows(dense_costs, packed_costs):
+    return [[d.name.replace("encoder.layer.", "L").replace(".dense", ""), f"{d.shape[0]}x{d.shape[1]}",
+             d.tiles, p.tiles, d.cycles, p.cycles, p.groups, f"{d.cycles / p.cycles:.2f}x"]
+            for d, p in zip(dense_costs, packed_costs)]
+
+
+def plot(points, dense_tiles, directory):
+    plt = report.pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for kind, style in (("without distillation", "o--"), ("with distillation", "s-")):
+        pts = sorted((p for p in points if p["kind"] == kind), key=lambda p: -p["tiles"])
+        if pts:
+            ax.plot([p["tiles"] for p in pts], [p["agreement"].mean_cosine for p in pts], style, label=kind)
+    ax.plot([dense_tiles], [1.0], "k*", markersize=10, label="dense (alpha 1)")
+    ax.axhline(0.99, color="grey", linewidth=0.8, linestyle=":")
+    ax.axvline(dense_tiles / 4, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xscale("log")
+    ax.set_xlabel("FFN tiles on a 32x32 alpha 8 array (12 matrices)")
+    ax.set_ylabel("mean cosine to dense (held-out)")
+    ax.set_title("MiniLM-L6: column-combined FFNs")
+    ax.legend(loc="lower right")
+    return report.save_figure(fig, directory, "minilm_tiles_cosine.png")
+
+
+def rtl_ffn(path, model, sentence, name="encoder.layer.0.intermediate.dense", rows=32, cols=32, alpha=8):
+    """One FFN matrix of the distilled int8 model on the generated array in Verilator, on the real
+    activations of one held-out sentence: the RTL's outputs against the integer product and the
+    model's quantization-aware float output, its cycles against the cycle model."""
+    import tempfile
+    from gen import cli
+    from sim.array import run_schedule
+    from sim.runner import build
+    from software.frontend.quant import compute_scale, quantize
+    from software.golden.cycles import layer_cycles
+    from software.models.minilm import batch_ids
+    from software.packing.colcomb import pack
+    from software.packing.schedule import schedule_layer
+
+    student, record = spd.load_student(path, model=model)
+    module = student.ffn_linears()[name]
+    captured = {}
+    # Prepended, so it sees the raw input before the quantization-aware hook quantizes it.
+    hook = module.register_forward_pre_hook(lambda m, args: captured.setdefault("x", args[0].detach()), prepend=True)
+    with torch.no_grad():
+        student(*batch_ids(model, [sentence]))
+        hook.remove()
+        w = (module.weight_orig * module.weight_mask).detach()
+        x = captured["x"][0]
+        w_scale = compute_scale(w, 8, per_channel=True, power_of_two=True)
+        x_scale = compute_scale(x, 8, power_of_two=True)
+        w_int, x_int = quantize(w, w_scale, 8).numpy().astype(np.int64), quantize(x, x_scale, 8).numpy().astype(np.int64)
+        qat = torch.nn.functional.linear(spd.fake_quant_tensor(x, 8, power_of_two=True),
+                                         spd.fake_quant_tensor(w, 8, per_channel=True, power_of_two=True))
+    product = x_int @ w_int.T
+    model_match = float((torch.from_numpy(product).float() * x_scale * w_scale - qat).abs().max())
+    packing = pack(w_int, record["groups"][name], alpha)
+    assert np.array_equal(packing.unpack(), w_int), "the grouping must hold every weight"
+    with tempfile.TemporaryDirectory() as out:
+        if cli.main(["--rows", str(rows), "--cols", str(cols), "--alpha", str(alpha), "-o", out]) != 0:
+            raise RuntimeError("gen failed")
+        start = time.time()
+        built = build(out)
+        build_seconds = time.time() - start
+    schedule = schedule_layer(built.config, packing, x_int)
+    got, run = run_schedule(built, schedule, name="minilm_ffn")
+    return {"matrix": name, "shape": tuple(w_int.shape), "tokens": int(x_int.shape[0]), "tiles": len(schedule.tiles),
+            "exact": bool(np.array_equal(got, product)), "rtl_cycles": run.cycles,
+            "model_cycles": layer_cycles(built.config, schedule.tile_batches),
+            "max_abs_vs_qat": model_match, "build_seconds": build_seconds, "sim_seconds": run.sim_seconds,
+            "sentence": sentence}
+
+
+def rtl_lines(r):
+    return [f"{r['matrix']} ({r['shape'][0]}x{r['shape'][1]}, int8, packed by its grouping) on a generated "
+            f"32x32 alpha 8 array in Verilator, on the {r['tokens']} tokens of the held-out sentence "
+            f"\"{r['sentence']}\": {r['tiles']} tiles, outputs "
+            f"{'bit-exact' if r['exact'] else 'DIFFERENT'} against the integer product; RTL {r['rtl_cycles']} "
+            f"cycles, cycle model {r['model_cycles']} ({'equal' if r['rtl_cycles'] == r['model_cycles'] else 'DIFFERENT'}); "
+            f"integer product x scales vs the model's quantization-aware float output: max |diff| "
+            f"{r['max_abs_vs_qat']:.2e}. Build {r['build_seconds']:.0f} s, simulation {r['sim_seconds']:.1f} s."]
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="runs/minilm", help="folder of a software.distill.spd run")
+    parser.add_argument("--tokens", type=int, default=32, help="input vectors per matrix for the cycle counts")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--no-oneshot", action="store_true", help="skip the points without distillation")
+    parser.add_argument("--only-oneshot", action="store_true",
+                        help="evaluate only the points without distillation (e.g. while the run trains)")
+    parser.add_argument("--rtl", action="store_true",
+                        help="also run one FFN matrix of final.pt on the generated array in Verilator")
+    parser.add_argument("--limit", type=int, default=None,
+                        help="use only the first N held-out sentences (quick checks; the page needs them all)")
+    report.docs_argument(parser, "minilm.md")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    run = pathlib.Path(args.run)
+    snapshots = sorted(run.glob("event-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
+    snapshots += [run / "final.pt"] if (run / "final.pt").exists() else []
+    # The plan as the run ended (a run resumed with --replan changed its budget on the way).
+    source = run / spd.CHECKPOINT if (run / spd.CHECKPOINT).exists() else (snapshots[0] if snapshots else run / spd.CHECKPOINT)
+    if not source.exists():
+        print(f"error: no event-K.pt, final.pt or {spd.CHECKPOINT} in {run}: run python -m software.distill.spd "
+              f"--out {run} first", file=sys.stderr)
+        return 2
+    try:
+        plan = spd.Plan(**torch.load(source, weights_only=True)["plan"])
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, spd.DistillError) as error:
+        print(f"error: cannot read {source}: {str(error).splitlines()[0]}", file=sys.stderr)
+        return 2
+    if args.only_oneshot:
+        snapshots = []
+
+    from software.models.minilm import Encoder, MiniLM
+    corpus = load_corpus()
+    sentences = list(corpus.held_out)[:args.limit]
+    model = MiniLM(max_tokens=plan.max_tokens)
+    teacher = Encoder.pretrained(model)
+    print(f"{len(sentences)} held-out sentences; dense reference ...", flush=True)
+    reference = ev.embed(teacher, model, sentences)
+    dense_costs = ev.ffn_costs(teacher, None, tokens=args.tokens)
+    dense_tiles = ev.tiles_of(dense_costs)
+
+    cache = Cache(run / "benchmark-cache.json")
+    common = (model, sentences, reference, dense_tiles, args.tokens)
+    setting = f"{len(sentences)} sentences, {args.tokens} tokens"
+    points = []
+    if not args.no_oneshot:
+        for k in range(1, plan.events + 1):
+            rate = plan.rate(k)
+
+            def oneshot(rate=rate):
+                student = Encoder.pretrained(model)
+                combined = spd.column_combine(student, rate, plan.alpha, plan.gamma, plan.grouping)
+                groups = {name: g for name, (g, _) in combined.items()}
+                return point(f"one-shot {rate:.0%} + colcomb", "without distillation", student, groups, *common)
+            key = f"one-shot {rate!r} alpha {plan.alpha} gamma {plan.gamma!r} {plan.grouping}, {setting}"
+            points.append(cached_point(cache, key, oneshot))
+    for path in snapshots:
+        if path.stem == "final":
+            label = "SPD final (int8 QAT)"
+        else:
+            k = int(path.stem.split("-")[1])
+            label = f"SPD event {k} ({plan.rate(k):.0%})"
+
+        def distilled(path=path, label=label):
+            student, record = spd.load_student(path, model=model)
+            return point(label, "with distillation", student, record["groups"], *common)
+        points.append(cached_point(cache, f"{path.name} {path.stat().st_mtime_ns}, {setting}", distilled))
+
+    print()
+    if not points:
+        return 0
+    table = [row(p) for p in points]
+    print(report.markdown_table(HEADERS, [["dense", "0.0%", dense_tiles, "1.00x", "1.0000", "1.0000", "100.0%"]] + table))
+    final = points[-1]
+    matrix_headers = ["matrix", "F x K", "tiles dense", "tiles packed", "cycles dense", "cycles packed",
+                      "groups", "fewer cycles"]
+    matrices = per_matrix_rows(dense_costs, final["costs"])
+    print(f"\nper FFN matrix, {final['label']} ({args.tokens} input vectors):")
+    print(report.markdown_table(matrix_headers, matrices))
+    a = final["agreement"]
+    met = a.mean_cosine >= 0.99 and final["reduction"] >= 4
+    verdict = (f"target (mean cosine >= 0.99 with >= 4x fewer FFN tiles): mean cosine {a.mean_cosine:.4f} "
+               f"at {final['reduction']:.2f}x fewer tiles -> {'met' if met else 'MISSED'}")
+    print("\n" + verdict)
+    rtl = []
+    if args.rtl and (run / "final.pt").exists():
+        result = rtl_ffn(run / "final.pt", model, sentences[0])
+        rtl = rtl_lines(result)
+        print("\n" + rtl[0])
+
+    if args.docs:
+        png = plot(points, dense_tiles, args.docs)
+        argv_used = ["--run", str(args.run), *(["--rtl"] if args.rtl else []), "--docs"]
+        body = "\n\n".join([
+            f"MiniLM-L6 (all-MiniLM-L6-v2) with its 12 FFN matrices column-combined (alpha {plan.alpha}, "
+            f"gamma {plan.gamma:g}, grouping `{plan.grouping}`), evaluated on {len(sentences)} held-out sentences "
+            f"against the dense model. The run's plan as it ended: {plan.steps} steps, the last ones of {plan.batch} "
+            f"sentences, {plan.events} pruning events (at steps {', '.join(map(str, plan.event_steps()))}) to "
+            f"{plan.sparsity:.0%} magnitude sparsity, int8 quantization-aware from step {plan.qat_step}, "
+            f"lr {plan.lr:g}, at most {plan.max_tokens} tokens (a run resumed with --replan may have used "
+            f"other batch sizes before; see docs/minilm.md). "
+            f"Training corpus: {len(corpus.train)} sentences "
+            f"({', '.join(f'{n}: {c}' for n, c in corpus.sources)}).",
+            report.markdown_table(HEADERS, [["dense", "0.0%", dense_tiles, "1.00x", "1.0000", "1.0000", "100.0%"]]
+                                  + table),
+            f"![FFN tiles vs mean cosine]({png.name})",
+            f"Per FFN matrix, {final['label']}, {args.tokens} input vectors (cycle model):",
+            report.markdown_table(matrix_headers, matrices),
+            verdict,
+            *rtl,
+        ])
+        page = report.write_page(args.docs, "minilm.md", "MiniLM-L6: column combining with progressive distillation",
+                                 report.command("minilm.py", argv_used), body)
+        print(f"wrote {page} and {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
