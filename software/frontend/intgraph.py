@@ -40,7 +40,8 @@ from spec import ArrayConfig
 from spec.checks import signed_width_for
 
 from .graph import Graph, GraphError, resolve_target, decode_args, run_float, infer_shapes
-from .intmodel import BIAS_BITS, ExportError, TermBudget, _quantize_weight, check_array_config, im2col, ConvGeometry
+from .intmodel import (BIAS_BITS, ConvGeometry, ExportError, PackedMatrix, TermBudget, _quantize_weight,
+                       check_array_config, im2col)
 from .quant import compute_scale, power_of_two_exponent, qrange, quantize, quantize_bias, requant_shift
 from .termquant import hese_encode, term_pairs, term_quantize_activations, term_quantize_weights
 
@@ -50,27 +51,11 @@ POOL_OPS = ("maxpool", "avgpool", "adaptive_avgpool")
 
 
 @dataclasses.dataclass(frozen=True)
-class ArrayLayer:
+class ArrayLayer(PackedMatrix):
     """One matrix the array multiplies by: a Linear, a Conv2d, or one group of a grouped Conv2d."""
 
     name: str
     packing: ColumnCombining
-
-    @property
-    def in_features(self):
-        return self.packing.in_features
-
-    @property
-    def out_features(self):
-        return self.packing.packed.shape[0]
-
-    @property
-    def groups(self):
-        return len(self.packing.groups)
-
-    @property
-    def weight_matrix(self):
-        return self.packing.unpack()
 
 
 @dataclasses.dataclass(frozen=True)

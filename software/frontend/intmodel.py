@@ -235,8 +235,30 @@ class TermBudget:
         return dataclasses.asdict(self)
 
 
+class PackedMatrix:
+    """What a layer with a `packing` (a ColumnCombining) derives from it: its shape, its groups
+    and the integer weights it computes (IntLayer here, intgraph.ArrayLayer)."""
+
+    @property
+    def in_features(self):
+        return self.packing.in_features
+
+    @property
+    def out_features(self):
+        return self.packing.packed.shape[0]
+
+    @property
+    def groups(self):
+        return len(self.packing.groups)
+
+    @property
+    def weight_matrix(self):
+        """The F x K integer weights the packed form computes."""
+        return self.packing.unpack()
+
+
 @dataclasses.dataclass(frozen=True)
-class IntLayer:
+class IntLayer(PackedMatrix):
     """One Linear / Conv2d layer in integers. See the module docstring for what it computes.
 
     packing         the F x K integer weights packed for the array (groups, packed, select).
@@ -257,23 +279,6 @@ class IntLayer:
     input_exponent: int
     output_exponent: int
     conv: ConvGeometry | None = None
-
-    @property
-    def in_features(self):
-        return self.packing.in_features
-
-    @property
-    def out_features(self):
-        return self.packing.packed.shape[0]
-
-    @property
-    def groups(self):
-        return len(self.packing.groups)
-
-    @property
-    def weight_matrix(self):
-        """The F x K integer weights the packed form computes."""
-        return self.packing.unpack()
 
     def vectors(self, x):
         """The array's input vectors for a batch of this layer's inputs: im2col for a convolution."""
