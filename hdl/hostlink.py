@@ -262,7 +262,7 @@ class HostLink(wiring.Component):
 
         def resettable(name, component):
             reset = Signal(name=f"{name}_reset", init=1, reset_less=True)
-            m.d.sync += reset.eq(receiver.line_break | ResetSignal("sync"))
+            m.d.sync += reset.eq(receiver.line_break | ResetSignal("sync", allow_reset_less=True))
             m.submodules[name] = DomainRenamer({"sync": "blocks"})(ResetInserter({"sync": reset})(component))
             return component
 
