@@ -5,7 +5,9 @@
     python benchmarks/digits.py --seeds 0 1 2   # mean over seeds, and every seed's α=8 γ=0.5 row
     python benchmarks/digits.py --rtl           # also: the α=8 γ=0.5 model on all 450 test images
                                                 # through the generated 32x32 array in Verilator
-    python benchmarks/digits.py --docs          # also write docs/results/digits.md and its plots
+
+The result page docs/results/digits.md and its plots come from the same configurations as a sweep:
+`python -m sweep examples/sweeps/digits.toml --docs` (sweep/pages.py).
 
 Every row starts from the same dense model (trained 30 epochs) and fine-tunes 30 epochs with its
 pruning schedule (software/frontend/jointopt.py), then is exported to int8 (power-of-two scales, unsigned
@@ -30,8 +32,6 @@ sys.path.insert(0, str(ROOT))
 
 from software.frontend.compress import Options, compress, format_table          # noqa: E402
 from software.models.digits import build_model, load_digits_split, train  # noqa: E402
-
-import report  # noqa: E402
 
 
 def configurations(rows, cols, epochs):
@@ -122,7 +122,6 @@ def main(argv=None):
     parser.add_argument("--cols", type=int, default=None)
     parser.add_argument("--rtl", action="store_true",
                         help="run the α=8 γ=0.5 model (first seed) on the whole test split in Verilator")
-    report.docs_argument(parser, "digits.md")
     args = parser.parse_args(argv)
 
     start = time.perf_counter()
@@ -140,16 +139,13 @@ def main(argv=None):
     print(f"\n{TARGET}, per seed:")
     print(format_table(SEED_HEADERS, seed_rows))
     print("\n" + verdict(per_seed, names))
-    rtl_lines = rtl(per_seed[0][TARGET]) if args.rtl else None
-    minutes = (time.perf_counter() - start) / 60
-    if args.docs:
-        argv = sys.argv[1:] if argv is None else argv
-        for path in write_docs(args, argv, per_seed, names, rows, seed_rows, title, minutes, rtl_lines):
-            print(f"wrote {path}", file=sys.stderr)
+    if args.rtl:
+        rtl(per_seed[0][TARGET])
+    print(f"\n{(time.perf_counter() - start) / 60:.1f} minutes")
 
 
 def rtl(result):
-    """Run the model through the generated array in Verilator; print and return the page's lines."""
+    """Run the model through the generated array in Verilator and print what it did."""
     from sim.model import build_array, run_model
     int_model = result.int_model
     split = load_digits_split()
@@ -171,96 +167,6 @@ def rtl(result):
                f"{sum(r.cycles for r in runs)} RTL cycles; {seconds:.0f} s in Verilator")
     print(format_table(headers, layers))
     print(outcome)
-    return [f"The {TARGET} model of the first seed through the generated Verilog ({ready}):", "",
-            report.markdown_table(headers, layers), "", outcome + "."]
-
-
-# ---------------------------------------------------------------------------------------------
-# The result page (--docs): docs/results/digits.md and its plots
-
-def plot_points(per_seed, names):
-    """(name, mean int8 accuracy, tiles, cycles, sparsity) of every configuration."""
-    points = []
-    for name in names:
-        rs = [r[name] for r in per_seed]
-        points.append((name, mean([r.accuracy["integer"] for r in rs]), mean([r.packed.tiles for r in rs]),
-                       mean([r.packed.cycles for r in rs]), mean([r.sparsity for r in rs])))
-    return points
-
-
-def scatter(points, x, y, xlabel, ylabel, directory, name, reference=None):
-    """One marker per configuration, named in the legend; `reference` = (y, label) draws a line."""
-    plt = report.pyplot()
-    fig, ax = plt.subplots(figsize=(8.5, 4.2))
-    markers = "os^vD<>pPX*hd8"
-    colors = plt.get_cmap("tab20").colors
-    for i, p in enumerate(points):
-        ax.plot(x(p), y(p), linestyle="none", marker=markers[i % len(markers)], color=colors[i % len(colors)],
-                markersize=7, alpha=0.85, label=p[0])
-    if reference:
-        ax.axhline(reference[0], color="black", linewidth=0.8, linestyle="--")
-        ax.annotate(reference[1], (0.01, reference[0]), xycoords=("axes fraction", "data"), fontsize=7,
-                    va="bottom")
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel(ylabel)
-    ax.grid(True, linewidth=0.3)
-    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
-    return report.save_figure(fig, directory, name)
-
-
-def write_docs(args, argv, per_seed, names, rows, seed_rows, title, minutes, rtl_lines):
-    """Write digits.md, digits_accuracy_tiles.png and digits_cycles_sparsity.png into args.docs."""
-    points = plot_points(per_seed, names)
-    dense_float = mean([r[names[0]].accuracy["float_dense"] for r in per_seed])
-    accuracy = scatter(points, lambda p: p[2], lambda p: 100 * p[1], "weight tiles on the array (one pass)",
-                       "int8 accuracy (%)", args.docs, "digits_accuracy_tiles.png",
-                       reference=(100 * dense_float - 1, "float dense − 1 point (the target)"))
-    cycles = scatter(points, lambda p: 100 * p[4], lambda p: p[3], "sparsity of the int8 weights (%)",
-                     "cycles on the array (whole test split)", args.docs, "digits_cycles_sparsity.png")
-    note = f"Seeds {' '.join(map(str, args.seeds))}; the run took {minutes:.0f} minutes on the machine that wrote it."
-    if len(args.seeds) == 1:
-        note += (" Five seeds (about 15 minutes on 2 cores): "
-                 "`python benchmarks/digits.py --seeds 0 1 2 3 4 --docs`.")
-    if rtl_lines:
-        rtl_section = "\n".join(rtl_lines)
-    else:
-        rtl_section = ("Not run for this page: `--rtl` also runs the α=8 γ=0.5 model of the first seed on all "
-                       "test images through the generated array in Verilator (the first run generates and "
-                       "verilates the array: a few minutes).")
-    body = f"""
-{title}. How the front-end prunes and quantizes: [Front-end](../frontend.md).
-
-Every row starts from the same dense model and fine-tunes with its pruning schedule, then is
-exported to int8 (power-of-two scales, unsigned activations). Accuracy is on the fixed 450-image
-test split; Δ = int8 accuracy − float dense accuracy. Sparsity: zero weights of the int8 model.
-Tiles: weight tiles of one pass over the 3 layers. Cycles,
-[utilization](../results.md#array-utilization) and [term pairs](../results.md#term-pairs): the
-whole test split, 64 vectors per tile, from the cycle model (equal to the RTL's cycle count in
-tests/sim). Dense and TQ rows run on an α = 1 array, column combining on its α, N:M and tile-wise
-are packed losslessly for α = 8.
-
-{report.markdown_table(SUMMARY_HEADERS, rows)}
-
-![int8 accuracy against tiles, per configuration](digits_accuracy_tiles.png)
-
-![cycles against sparsity, per configuration](digits_cycles_sparsity.png)
-
-## The column-combining target
-
-The paper's LeNet-5 trade-off, at α = 8, γ = 0.5: at most 1 point of accuracy lost with at least
-2.5x fewer tiles than dense. Per seed:
-
-{report.markdown_table(SEED_HEADERS, seed_rows)}
-
-{verdict(per_seed, names)}.
-
-## Through the RTL
-
-{rtl_section}
-"""
-    page = report.write_page(args.docs, "digits.md", "Results: the digits MLP on the array",
-                             report.command("digits.py", argv), body, note=note)
-    return page, accuracy, cycles
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
 ``digits``: docs/results/digits.md, the digits MLP's table (mean ± half range over the seeds of
 every configuration), the column-combining target seed by seed, the RTL check, and two plots --
-the page benchmarks/digits.py writes, computed here from the rows of examples/sweeps/digits.toml.
+the page benchmarks/digits.py wrote before, computed here from the rows of examples/sweeps/digits.toml.
 """
 from __future__ import annotations
 

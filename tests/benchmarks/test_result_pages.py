@@ -5,7 +5,6 @@ script's page, written from small made-up results in a temporary directory (no t
 import os
 import re
 import sys
-import types
 
 from PIL import Image
 
@@ -42,37 +41,6 @@ def test_a_figure_is_saved_as_a_small_png(tmp_path):
     path = report.save_figure(fig, tmp_path, "plot.png")
     assert_png(path)
     assert path.stat().st_size < 60_000
-
-
-def fake_digits_result(accuracy, tiles, cycles, sparsity):
-    return types.SimpleNamespace(
-        accuracy={"float_dense": 0.975, "pruned_float": accuracy, "integer": accuracy - 0.001},
-        sparsity=sparsity, term_pairs=2_000_000, test_images=450,
-        packed=types.SimpleNamespace(tiles=tiles, cycles=cycles, utilization=0.5),
-        int_model=types.SimpleNamespace(layers=[types.SimpleNamespace(groups=g) for g in (8, 16, 8)]))
-
-
-def test_digits_page_has_every_configuration_and_both_plots(tmp_path):
-    import digits
-    names = ["float dense (int8 on α=1)", digits.TARGET, "N:M 2:4 (α=8, lossless)"]
-    per_seed = [{names[0]: fake_digits_result(0.975 + s / 1000, 18, 8856, 0.2),
-                 names[1]: fake_digits_result(0.968, 7, 3534, 0.94),
-                 names[2]: fake_digits_result(0.974, 18, 8856, 0.58)} for s in (0, 1)]
-    args = types.SimpleNamespace(docs=str(tmp_path), seeds=[0, 1])
-    rows = digits.summary_rows(per_seed, names)
-    seed_rows = digits.target_rows(per_seed, args.seeds, names)
-    paths = digits.write_docs(args, ["--seeds", "0", "1", "--docs"], per_seed, names, rows, seed_rows,
-                              "title", 1.5, None)
-    page = (tmp_path / "digits.md").read_text()
-    assert "`python benchmarks/digits.py --seeds 0 1 --docs`" in page.splitlines()[2]
-    for row in rows:
-        assert "| " + " | ".join(row) + " |" in page
-    assert "| 1 | 97.50% | 96.80% | 96.70% | -0.80 pt | 18/7 = 2.57x | 2.51x | 8, 16, 8 |" in page
-    assert "2.57x fewer tiles -> met" in page
-    for name in ("digits_accuracy_tiles.png", "digits_cycles_sparsity.png"):
-        assert f"]({name})" in page
-        assert_png(tmp_path / name)
-    assert {p.name for p in paths} == {"digits.md", "digits_accuracy_tiles.png", "digits_cycles_sparsity.png"}
 
 
 def test_tq_page_has_the_digits_table_and_the_plot_and_says_what_did_not_run(tmp_path):
