@@ -34,16 +34,15 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from software.golden.array import reference_layer
 from software.packing.colcomb import ColumnCombining, group_columns, pack
 from spec import ArrayConfig
 from spec.checks import signed_width_for
 
 from .graph import Graph, GraphError, resolve_target, decode_args, run_float, infer_shapes
-from .intmodel import (BIAS_BITS, ConvGeometry, ExportError, PackedMatrix, TermBudget, _quantize_weight,
-                       check_array_config, im2col)
+from .intmodel import (BIAS_BITS, ConvGeometry, ExportError, IntegerRunner, PackedMatrix, TermBudget,
+                       _quantize_weight, check_array_config, im2col)
 from .quant import compute_scale, power_of_two_exponent, qrange, quantize, quantize_bias, requant_shift
-from .termquant import hese_encode, term_pairs, term_quantize_activations, term_quantize_weights
+from .termquant import term_quantize_weights
 
 ARRAY = "matmul"
 SHAPE_OPS = ("flatten", "reshape", "permute")
@@ -94,7 +93,7 @@ def _adaptive_bounds(size, out):
 
 
 @dataclasses.dataclass(frozen=True)
-class GraphModel:
+class GraphModel(IntegerRunner):
     """An integer layer graph for ``config`` (a ``--no-act-signed`` array): see the module docstring."""
 
     config: ArrayConfig
@@ -111,14 +110,6 @@ class GraphModel:
     @property
     def input_exponent(self):
         return self.input.exponent
-
-    @property
-    def act_bits(self):
-        return self.config.act_width
-
-    @property
-    def weight_bits(self):
-        return self.config.weight_width
 
     @property
     def layers(self):
@@ -157,13 +148,6 @@ class GraphModel:
         return np.asarray(y, dtype=np.float64) * 2.0 ** self.output_exponent
 
     # -- running
-    def _data_terms(self, v):
-        if self.term_budget is None:
-            return v
-        lo, hi = qrange(self.act_bits, signed=False)
-        kept = term_quantize_activations(torch.from_numpy(v), self.term_budget.data_terms, self.act_bits)
-        return np.clip(kept.numpy(), lo, hi)
-
     def _requant(self, total, shift, signed):
         lo, hi = self._range(signed)
         bits = self.act_bits + 1 if signed else self.act_bits
@@ -292,35 +276,12 @@ class GraphModel:
             env[node.name] = y
         return env[self.output]
 
-    def golden_fn(self):
-        acc_width = self.config.acc_width
-        return lambda index, layer, vectors: reference_layer(layer.weight_matrix, vectors, acc_width)
-
-    def run_golden(self, x_int):
-        return self.run_with(self.golden_fn(), x_int)
-
-    def predict(self, x_int, layer_fn=None):
-        y = self.run_with(layer_fn or self.golden_fn(), x_int)
-        return y.reshape(y.shape[0], -1).argmax(axis=1)
-
-    def layer_inputs(self, x_int):
-        trace = []
-        self.run_with(self.golden_fn(), x_int, trace=trace)
-        return trace
-
     def macs(self, x_int):
         """Dense multiply-accumulates of the matrices over ``x_int`` (a signed input's two passes counted once)."""
         splits = [node.attrs["split"] for node in self.nodes if node.op == ARRAY for _ in node.parts]
         return sum(layer.out_features * layer.in_features * (len(vectors) // 2 if split else len(vectors))
                    for layer, vectors, split in zip(self.layers, self.layer_inputs(x_int), splits))
 
-    def term_pairs(self, x_int):
-        total = 0
-        for layer, vectors in zip(self.layers, self.layer_inputs(x_int)):
-            w_counts = hese_encode(torch.from_numpy(layer.weight_matrix), self.weight_bits).counts()
-            d_counts = hese_encode(torch.from_numpy(vectors), self.act_bits).counts()
-            total += term_pairs(w_counts, d_counts)
-        return total
 
 
 def _im2col(x, geometry, dilation):

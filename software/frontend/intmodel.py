@@ -316,8 +316,55 @@ def golden_matmul(config):
     return matmul
 
 
+class IntegerRunner:
+    """What an integer model (the chain IntModel here, intgraph.GraphModel) derives from its
+    `config`, `term_budget`, `layers` and `run_with(layer_fn, x_int, *, trace=None)`: the golden
+    run, predictions, each layer's array inputs and the term pairs."""
+
+    @property
+    def act_bits(self):
+        return self.config.act_width
+
+    @property
+    def weight_bits(self):
+        return self.config.weight_width
+
+    def golden_fn(self):
+        return golden_matmul(self.config)
+
+    def _data_terms(self, x):
+        """The array's input vectors truncated to the data term budget, if any."""
+        if self.term_budget is None:
+            return x
+        lo, hi = qrange(self.act_bits, signed=False)
+        kept = term_quantize_activations(torch.from_numpy(x), self.term_budget.data_terms, self.act_bits)
+        return np.clip(kept.numpy(), lo, hi)
+
+    def run_golden(self, x_int):
+        return self.run_with(self.golden_fn(), x_int)
+
+    def predict(self, x_int, layer_fn=None):
+        y = self.run_with(layer_fn or self.golden_fn(), x_int)
+        return y.reshape(y.shape[0], -1).argmax(axis=1)
+
+    def layer_inputs(self, x_int):
+        """The array input vectors of every layer (after data term quantization, if any)."""
+        trace = []
+        self.run_with(self.golden_fn(), x_int, trace=trace)
+        return trace
+
+    def term_pairs(self, x_int):
+        """Term pairs (DESIGN.md §3) of running ``x_int``: HESE terms of weights x of data, summed."""
+        total = 0
+        for layer, vectors in zip(self.layers, self.layer_inputs(x_int)):
+            w_counts = hese_encode(torch.from_numpy(layer.weight_matrix), self.weight_bits).counts()
+            d_counts = hese_encode(torch.from_numpy(vectors), self.act_bits).counts()
+            total += term_pairs(w_counts, d_counts)
+        return total
+
+
 @dataclasses.dataclass(frozen=True)
-class IntModel:
+class IntModel(IntegerRunner):
     """An integer model packed for ``config`` (a ``--no-act-signed`` array)."""
 
     config: ArrayConfig
@@ -330,26 +377,11 @@ class IntModel:
     def layers(self):
         return [s for s in self.steps if isinstance(s, IntLayer)]
 
-    @property
-    def act_bits(self):
-        return self.config.act_width
-
-    @property
-    def weight_bits(self):
-        return self.config.weight_width
-
     def quantize_input(self, x):
         """Float inputs (n, *input_shape) -> unsigned integers at scale 2**input_exponent."""
         x = torch.as_tensor(x, dtype=torch.float32).reshape((-1,) + tuple(self.input_shape))
         q = quantize(x, 2.0 ** self.input_exponent, self.act_bits, signed=False)
         return q.numpy().astype(np.int64)
-
-    def _data_terms(self, x):
-        if self.term_budget is None:
-            return x
-        lo, hi = qrange(self.act_bits, signed=False)
-        kept = term_quantize_activations(torch.from_numpy(x), self.term_budget.data_terms, self.act_bits)
-        return np.clip(kept.numpy(), lo, hi)
 
     def run_with(self, layer_fn, x_int, *, trace=None):
         """Integer logits (n x classes) with ``layer_fn(index, layer, vectors) -> acc`` doing W_int x.
@@ -381,27 +413,6 @@ class IntModel:
             index += 1
         return x.reshape(n, -1)
 
-    def run_golden(self, x_int):
-        return self.run_with(golden_matmul(self.config), x_int)
-
-    def predict(self, x_int, layer_fn=None):
-        logits = self.run_with(layer_fn or golden_matmul(self.config), x_int)
-        return logits.argmax(axis=1)
-
-    def layer_inputs(self, x_int):
-        """The array input vectors of every layer (after data term quantization, if any)."""
-        trace = []
-        self.run_with(golden_matmul(self.config), x_int, trace=trace)
-        return trace
-
-    def term_pairs(self, x_int):
-        """Term pairs (DESIGN.md §3) of running ``x_int``: HESE terms of weights x of data, summed."""
-        total = 0
-        for layer, vectors in zip(self.layers, self.layer_inputs(x_int)):
-            w_counts = hese_encode(torch.from_numpy(layer.weight_matrix), self.weight_bits).counts()
-            d_counts = hese_encode(torch.from_numpy(vectors), self.act_bits).counts()
-            total += term_pairs(w_counts, d_counts)
-        return total
 
 
 # ----------------------------------------------------------------------------------------------
