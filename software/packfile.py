@@ -87,6 +87,16 @@ def content_digest(members) -> str:
     return h.hexdigest()
 
 
+def packing_arrays(prefix, packing: ColumnCombining):
+    """A packing's members of the file: `prefix` + packed, select (F x G) and groups (G x alpha,
+    -1 for an empty slot), int32."""
+    groups = np.full((len(packing.groups), packing.alpha), -1, dtype=np.int32)
+    for g, columns in enumerate(packing.groups):
+        groups[g, :len(columns)] = columns
+    return {prefix + "packed": packing.packed.astype(np.int32), prefix + "select": packing.select.astype(np.int32),
+            prefix + "groups": groups}
+
+
 def manifest_and_arrays(model: IntModel, info=None):
     arrays, steps = {}, []
     index = 0
@@ -95,13 +105,8 @@ def manifest_and_arrays(model: IntModel, info=None):
             steps.append({"reshape": step.name, "shape": [int(d) for d in step.shape]})
             continue
         p = step.packing
-        groups = np.full((len(p.groups), p.alpha), -1, dtype=np.int32)
-        for g, columns in enumerate(p.groups):
-            groups[g, :len(columns)] = columns
         prefix = f"layer{index}."
-        arrays[prefix + "packed"] = p.packed.astype(np.int32)
-        arrays[prefix + "select"] = p.select.astype(np.int32)
-        arrays[prefix + "groups"] = groups
+        arrays.update(packing_arrays(prefix, p))
         arrays[prefix + "bias"] = step.bias.astype(np.int64)
         arrays[prefix + "shift"] = step.shift.astype(np.int64)
         steps.append({

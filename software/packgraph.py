@@ -16,6 +16,7 @@ import numpy as np
 
 from software.frontend.graph import GraphError, resolve_target
 from software.frontend.intgraph import ARRAY, POOL_OPS, SHAPE_OPS, ArrayLayer, GraphModel, IntNode
+from software.packfile import packing_arrays
 from software.packing.colcomb import ColumnCombining
 
 VERSION = 3     # 2 is the chain with a whole-content digest (branch trust); 3 the layer graph
@@ -31,13 +32,7 @@ def graph_manifest_and_arrays(model: GraphModel):
             arrays[f"node{i}.{key}"] = np.asarray(value)
         for j, part in enumerate(node.parts):
             p = part.packing
-            groups = np.full((len(p.groups), p.alpha), -1, dtype=np.int32)
-            for g, columns in enumerate(p.groups):
-                groups[g, :len(columns)] = columns
-            prefix = f"node{i}.part{j}."
-            arrays[prefix + "packed"] = p.packed.astype(np.int32)
-            arrays[prefix + "select"] = p.select.astype(np.int32)
-            arrays[prefix + "groups"] = groups
+            arrays.update(packing_arrays(f"node{i}.part{j}.", p))
             entry["parts"].append({"name": part.name, "in_features": part.in_features,
                                    "out_features": part.out_features, "groups": part.groups,
                                    "nonzero_weights": int(np.count_nonzero(p.packed))})
