@@ -86,13 +86,6 @@ class ColumnCombiningCell(wiring.Component):
     def latency(self):
         return OPERAND_STAGES + self.product_stages + ACCUMULATE_STAGES
 
-    @property
-    def multipliers(self):
-        """Multipliers this cell asks synthesis for (each one DSP block or a LUT multiplier)."""
-        if self.multiply is not None:
-            return 0
-        return 1 if self.dsp else self.product_stages
-
     def _product(self, m, operand, weight):
         """The registered product of the registered `operand` and `weight`, `product_stages`
         clocks after them."""

@@ -44,7 +44,8 @@ Term quantization and other MAC styles (hdl/macs.py): the style's edge logic tur
 into the operand the cells see once, at the array's edge (a TQ array truncates it to its first
 `data_terms` HESE terms), and the cell's product is the style's.
 
-Latency (spec.ArrayConfig.latency): the input register, C - 1 clocks of skew, the cell's stages, the accumulator's add, and the result FIFO.
+Latency (spec.ArrayConfig.latency): the input register, C - 1 clocks of skew, the cell's stages,
+the accumulator's add, and the result FIFO.
 """
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
