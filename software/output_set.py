@@ -128,3 +128,16 @@ def directory_problem(path):
         if not os.path.isdir(probe):
             return f"cannot create {path}: {probe} is not a directory"
     return _unwritable(probe)
+
+
+def write_atomically(path, data: bytes | str):
+    """One file written whole or not at all: into a temporary file beside it, then renamed."""
+    path = os.fspath(path)
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data.encode() if isinstance(data, str) else data)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -39,6 +39,7 @@ import os
 
 import numpy as np
 
+from software.output_set import write_atomically
 from software.packing.colcomb import ColumnCombining
 from spec import ArrayConfig, ConfigError
 from spec.checks import int_range, signed_width_for
@@ -184,16 +185,6 @@ def save(model, path, info=None):
     return manifest
 
 
-def write_atomically(path, data: bytes | str):
-    path = os.fspath(path)
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def load(path) -> tuple[IntModel, dict]:

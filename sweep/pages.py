@@ -12,7 +12,7 @@ import pathlib
 import shlex
 import statistics
 
-from software.packfile import write_atomically
+from software.output_set import write_atomically
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DOCS_RESULTS = ROOT / "docs" / "results"

@@ -58,7 +58,7 @@ def plot(objective, rows, out_dir, name) -> str:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from software.packfile import write_atomically
+    from software.output_set import write_atomically
 
     x, y = objective.x, objective.y
     points, best = candidates(rows, x, y), front(rows, x, y)

@@ -11,7 +11,7 @@ import io
 import json
 import os
 
-from software.packfile import write_atomically
+from software.output_set import write_atomically
 
 from .stages import images_per_second
 from .sweepfile import SETTINGS

@@ -28,8 +28,8 @@ an uninterrupted one. After the recovery that follows each event, the student is
 
 import argparse
 import dataclasses
+import io
 import math
-import os
 import pathlib
 import pickle
 import sys
@@ -40,6 +40,7 @@ import torch
 
 from software.frontend.pruning import apply_mask, magnitude_prune
 from software.frontend.quant import fake_quant_tensor
+from software.output_set import write_atomically
 from software.packing.colcomb import GROUPINGS, group_columns, kept_fraction, pack
 
 CHECKPOINT = "checkpoint.pt"
@@ -214,19 +215,21 @@ def new_run(plan, sentences, *, model=None, teacher=None):
                sentences=tuple(sentences))
 
 
+def _torch_save_atomically(obj, path):
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    write_atomically(path, buffer.getvalue())
+
+
 def save_checkpoint(run, folder):
     folder = pathlib.Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / (CHECKPOINT + ".tmp")
-    torch.save(run.state(), tmp)
-    os.replace(tmp, folder / CHECKPOINT)
+    _torch_save_atomically(run.state(), folder / CHECKPOINT)
 
 
 def save_student(run, path):
-    tmp = pathlib.Path(str(path) + ".tmp")
-    torch.save({"student": run.student.state_dict(), "step": run.step, "groups": run.groups,
-                "plan": dataclasses.asdict(run.plan), "qat": run.step > run.plan.qat_step}, tmp)
-    os.replace(tmp, path)
+    _torch_save_atomically({"student": run.student.state_dict(), "step": run.step, "groups": run.groups,
+                            "plan": dataclasses.asdict(run.plan), "qat": run.step > run.plan.qat_step}, path)
 
 
 def check_replan(old, new, step):

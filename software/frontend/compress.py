@@ -46,7 +46,8 @@ from software.golden.cycles import layer_cost
 from software.frontend.intgraph import GraphModel
 from software.frontend.intmodel import TermBudget
 from software.output_set import output_problem, output_set
-from software.packfile import PackedModelError, load, save, write_atomically
+from software.output_set import write_atomically
+from software.packfile import PackedModelError, load, save
 from software.packing.schedule import schedule_layer
 from software.frontend.sparsity import SPARSITY, CompressError, SparsityMethod, lookup, method_flags
 
