@@ -1,0 +1,112 @@
+"""Post-processing of the array's result beats, one lane per row: bias, rounding shift, saturation.
+
+For row r of a beat, with the row block's table entry (software/packing/program.py):
+    total  = sum + bias                                 (acc_width + 1 bits)
+    hidden = clamp(((total + 2**(right-1)) >> right) << left, 0, 2**act_width - 1)   right > 0
+             clamp(total << left, 0, 2**act_width - 1)                                right = 0
+    logits = total << left
+exactly software.frontend.quant.requant_shift's rounding (half up) and the integer model's logits.
+The rounding add is split from the shift, ((total >> (right - 1)) + 1) >> 1, the same value (the
+table holds right - 1 as `pre_shift` and right > 0 as `round`), so no stage holds more than one
+adder or one barrel shifter.
+
+Stages (POSTPROC_STAGES in spec/model.py): the beat's handshake reads its table entry (clock r);
+r + 1 adds the bias; r + 2 shifts right by right - 1; r + 3 rounds, shifts left and saturates;
+the registered values are written at r + 4. Nothing stalls: the sequencer takes a beat only when
+everything after has room (the logits buffer's credit).
+"""
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from software.packing.program import Program
+from spec.model import POSTPROC_STAGES
+
+
+def entry_layout(config):
+    return data.StructLayout({name: unsigned(width) if name != "bias" else signed(width)
+                              for name, width in Program.entry_fields(config)})
+
+
+class PostProcessor(wiring.Component):
+    """`rows` post-processing lanes behind the array; the table of every row block inside.
+
+    Members
+    -------
+    valid, sums, entry, context : In   a result beat, its table entry's index, and what travels
+                                       with it (`context_shape`), at its handshake
+    o_valid, o_values, o_write, o_lane_class, o_word, o_context : Out   POSTPROC_STAGES clocks later:
+                                       per row the value (activation or logit), whether it is
+                                       written to the activation memory, its lane class and word
+    """
+
+    def __init__(self, config, table, context_shape):
+        self.config = config
+        self.table = list(table)
+        self.entry = entry_layout(config)
+        self.total_width = config.acc_width + 1
+        R = config.rows
+        super().__init__({
+            "valid": In(1),
+            "sums": In(data.ArrayLayout(signed(config.acc_width), R)),
+            "entry_index": In(range(max(len(self.table), 2))),
+            "context": In(context_shape),
+            "o_valid": Out(1),
+            "o_values": Out(data.ArrayLayout(signed(config.logit_width), R)),
+            "o_write": Out(R),
+            "o_lane_class": Out(data.ArrayLayout(config.lane_class_width, R)),
+            "o_word": Out(data.ArrayLayout(config.word_width, R)),
+            "o_context": Out(context_shape),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg, R = self.config, self.config.rows
+        entries = data.ArrayLayout(self.entry, R)
+        m.submodules.table = table = memory.Memory(shape=unsigned(entries.size), depth=max(len(self.table), 2),
+                                                   init=self.table)
+        port = table.read_port()
+        m.d.comb += [port.addr.eq(self.entry_index), port.en.eq(1)]
+        read = entries(port.data)
+
+        # Valid bits reset; the data path does not.
+        valid = [Signal(name=f"valid_{k}") for k in range(POSTPROC_STAGES)]
+        context = [Signal.like(self.context, name=f"context_{k}", reset_less=True) for k in range(POSTPROC_STAGES)]
+        m.d.sync += [valid[0].eq(self.valid), context[0].eq(self.context)]
+        for k in range(1, POSTPROC_STAGES):
+            m.d.sync += [valid[k].eq(valid[k - 1]), context[k].eq(context[k - 1])]
+        sums = Signal.like(self.sums, reset_less=True)
+        m.d.sync += sums.eq(self.sums)
+
+        top = (1 << cfg.act_width) - 1
+        for r in range(R):
+            entry = [Signal(self.entry, name=f"entry_{k}_r{r}", reset_less=True) for k in range(1, POSTPROC_STAGES)]
+            m.d.sync += entry[0].eq(read[r])
+            for k in range(1, len(entry)):
+                m.d.sync += entry[k].eq(entry[k - 1])
+            # r + 1: the bias.
+            total = Signal(signed(self.total_width), name=f"total_r{r}", reset_less=True)
+            m.d.sync += total.eq(sums[r] + read[r].bias)
+            # r + 2: all of the right shift but its last bit.
+            partial = Signal(signed(self.total_width), name=f"partial_r{r}", reset_less=True)
+            e = entry[0]
+            m.d.sync += partial.eq(total >> e.pre_shift)
+            # r + 3: the last bit, rounding half up; the left shift; saturation.
+            e = entry[1]
+            rounded = Mux(e.round, (partial + 1) >> 1, partial)
+            shifted = Signal(signed(self.total_width + (1 << len(e.left)) - 1), name=f"shifted_r{r}")
+            m.d.comb += shifted.eq(rounded << e.left)
+            value = Signal(signed(cfg.logit_width), name=f"value_r{r}", reset_less=True)
+            saturated = Mux(shifted < 0, 0, Mux(shifted > top, top, shifted))
+            m.d.sync += value.eq(Mux(context[2].logits, shifted, saturated))
+            e = entry[2]
+            m.d.comb += [
+                self.o_values[r].eq(value),
+                self.o_write[r].eq(e.valid & ~context[3].logits),
+                self.o_lane_class[r].eq(e.lane_class),
+                self.o_word[r].eq(e.word),
+            ]
+        m.d.comb += [self.o_valid.eq(valid[-1]), self.o_context.eq(context[-1])]
+        return m
+
