@@ -109,8 +109,8 @@ class ModelAccelerator(wiring.Component):
         loading = Signal(init=1)
         load_start = Signal()                 # one clock after the batch's last pixel
         n = Signal(range(cfg.batch + 1))      # images in the batch
-        pixel_index = Signal(range(cfg.in_features))
-        image = Signal(range(cfg.batch))
+        pixel_index = Signal(range(max(cfg.in_features, 2)))
+        image = Signal(range(max(cfg.batch, 2)))
         image_base = Signal(addr_shape)
         in_words = cfg.group_blocks(0)
         loader_layout = data.StructLayout({name: width for name, width in Program.loader_fields(cfg)})
@@ -144,9 +144,9 @@ class ModelAccelerator(wiring.Component):
         # Feed: layer `layer`'s input vectors, tile by tile, to the array.
         feeding = Signal()
         layer = Signal(range(max(layers, 2)))
-        row_block = Signal(range(max(cfg.row_blocks(i) for i in range(layers))))
-        group_block = Signal(range(max(cfg.group_blocks(i) for i in range(layers))))
-        vector = Signal(range(cfg.batch))
+        row_block = Signal(range(max(2, *(cfg.row_blocks(i) for i in range(layers)))))
+        group_block = Signal(range(max(2, *(cfg.group_blocks(i) for i in range(layers)))))
+        vector = Signal(range(max(cfg.batch, 2)))
         vector_base = Signal(addr_shape)
         feed_groups = Signal(range(max(cfg.group_blocks(i) for i in range(layers)) + 1))
         feed_blocks = Signal(range(max(cfg.row_blocks(i) for i in range(layers)) + 1))
@@ -195,8 +195,8 @@ class ModelAccelerator(wiring.Component):
         m.submodules.logits_buffer = logits_buffer = fifo.SyncFIFOBuffered(
             width=R * cfg.logit_width, depth=LOGITS_BUFFER)
         post_layer = Signal(range(max(layers, 2)))
-        post_block = Signal(range(max(cfg.row_blocks(i) for i in range(layers))))
-        post_image = Signal(range(cfg.batch))
+        post_block = Signal(range(max(2, *(cfg.row_blocks(i) for i in range(layers)))))
+        post_image = Signal(range(max(cfg.batch, 2)))
         post_offset = Signal(addr_shape)          # post_image * the next layer's words
         logits_in_flight = Signal(range(LOGITS_BUFFER + 1))
         post_blocks = Signal(range(max(cfg.row_blocks(i) for i in range(layers)) + 1))

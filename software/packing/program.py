@@ -182,9 +182,10 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
     cols = (array.cols if rows is None else rows) if cols is None else cols
     alpha = array.alpha if alpha is None else alpha
     packings = [node.parts[0].packing for node in chain]
-    if alpha < max(p.alpha for p in packings):
-        raise ProgramError(f"the model is packed with alpha {max(p.alpha for p in packings)}; an array with "
-                           f"alpha {alpha} cannot run it")
+    widest = max(len(g) for p in packings for g in p.groups)
+    if alpha < widest:
+        raise ProgramError(f"the model combines up to {widest} columns per group; an array with alpha {alpha} "
+                           "cannot run it")
     if rows > cols * alpha:
         raise ProgramError(f"rows ({rows}) must be at most cols * alpha ({cols * alpha})")
 
