@@ -1,0 +1,54 @@
+"""Will a model accelerator fit a board's block RAM? Checked before minutes of synthesis.
+
+The accelerator's memories (hdl/accel/, spec/model.py) and the block RAMs each would take, at the
+cheapest of the block's width x depth shapes (a memory W bits wide and D deep takes
+ceil(W / w) * ceil(D / d) blocks of shape w x d). Memories shallower than SHALLOW entries are left
+to logic (the ECP5's LUT RAM, or flip-flops): Yosys maps those so. The estimate is checked against
+the device's blocks; what Yosys and nextpnr then build is reported by the build.
+"""
+
+import math
+
+
+# Block shapes (width, depth) of each family's block RAM, as Yosys maps them.
+BLOCK_SHAPES = {
+    "ice40": ((16, 256), (8, 512), (4, 1024), (2, 2048)),
+    "ecp5": ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)),
+}
+SHALLOW = 32
+FRAME_BUFFER = (8, 512)
+
+
+def memories(config, program):
+    """(name, width, depth) of the accelerator's memories, the host link's frame buffer included."""
+    from software.packing.program import Program, entry_width
+    arr = config.array
+    out = [("weights", arr.weight_beat_width, config.weight_beats)]
+    out += [(f"activation lane {j}", config.act_width, config.act_depth) for j in range(config.lanes)]
+    out += [("accumulator", config.rows * config.acc_width, max(config.batch, 2)),
+            ("post-processing table", config.rows * entry_width(Program.entry_fields(config)), config.table_entries),
+            ("loader table", entry_width(Program.loader_fields(config)), config.in_features),
+            ("link frame buffer", *FRAME_BUFFER)]
+    return out
+
+
+def blocks(family, width, depth):
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BLOCK_SHAPES[family])
+
+
+def block_ram_needed(board, config, program):
+    """Block RAMs the accelerator needs on `board` (estimated), and (name, blocks) per memory."""
+    family = board.family.name
+    parts = [(name, blocks(family, w, d)) for name, w, d in memories(config, program) if d >= SHALLOW]
+    return sum(n for _, n in parts), parts
+
+
+def fit_problem(board, config, program):
+    """One line, needed vs available, if the accelerator's memories cannot fit `board`; else None."""
+    ebr = {m.kind: m for m in board.memories}.get("EBR")
+    needed, parts = block_ram_needed(board, config, program)
+    if ebr is None or needed <= ebr.count:
+        return None
+    biggest = sorted(parts, key=lambda p: -p[1])[:3]
+    return (f"the model accelerator does not fit the {board.device}: it needs about {needed} block RAMs (EBR), "
+            f"the device has {ebr.count} (largest: " + ", ".join(f"{name} {n}" for name, n in biggest) + ")")
