@@ -392,7 +392,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     def plan(lut_mapper):
         opts, after_synth = list(synth_opts), ""
         after_read = [booth_script(array, n_dsp)] if booth else []
-        if lut_mapper == "abc9-private-names":
+        # A model accelerator's array-of-values ports (its logits, the post-processing lanes) name
+        # wires like bits of others (`x[3]` beside `x`): nextpnr then sees one net driven twice.
+        if lut_mapper == "abc9-private-names" or program is not None:
             after_read.append(private_bit_names_script())
         if lut_mapper == "abc":
             opts, after_synth = classic_abc_script(board, opts)

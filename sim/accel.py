@@ -21,12 +21,13 @@ from software.packing.beats import pack_fields, unpack_fields
 from .runner import build, locked, run_streams
 
 
-def image_words(config, x_int):
-    """The `images` stream: each image's pixels, `last` on the final pixel of every batch."""
+def image_words(config, x_int, batch=None):
+    """The `images` stream: each image's pixels, `last` on the final pixel of every batch of
+    `batch` images (default: the accelerator's batch)."""
     words = []
     x_int = np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1)
     start = 0
-    for n in batch_sizes(config, len(x_int)):
+    for n in batch_sizes(config, len(x_int), batch):
         for b in range(n):
             for k, pixel in enumerate(x_int[start + b]):
                 last = b == n - 1 and k == config.in_features - 1
@@ -35,7 +36,7 @@ def image_words(config, x_int):
     return words
 
 
-def logit_words(config, logits):
+def logit_words(config, logits, batch=None):
     """The `logits` stream of the golden logits: per batch, per row block of the last layer, per
     image, `rows` logits (rows past the outputs are the zero rows of padding)."""
     R, F = config.rows, config.out_features
@@ -43,7 +44,7 @@ def logit_words(config, logits):
     padded = np.zeros((len(logits), blocks * R), dtype=np.int64)
     padded[:, :F] = logits
     words, start = [], 0
-    for n in batch_sizes(config, len(logits)):
+    for n in batch_sizes(config, len(logits), batch):
         for rb in range(blocks):
             for b in range(n):
                 words.append(pack_fields(padded[start + b, rb * R:(rb + 1) * R], config.logit_width))
@@ -51,13 +52,13 @@ def logit_words(config, logits):
     return words
 
 
-def logits_of(config, words, images):
+def logits_of(config, words, images, batch=None):
     """The inverse of logit_words: (images x out_features) logits from the stream's words."""
     R, F = config.rows, config.out_features
     blocks = config.row_blocks(len(config.layers) - 1)
     out = np.zeros((images, blocks * R), dtype=np.int64)
     position, start = 0, 0
-    for n in batch_sizes(config, images):
+    for n in batch_sizes(config, images, batch):
         for rb in range(blocks):
             for b in range(n):
                 out[start + b, rb * R:(rb + 1) * R] = unpack_fields(words[position], config.logit_width, R, True)
@@ -90,21 +91,23 @@ def generate(program, build_root=None):
     return gen_dir
 
 
-def run_accelerator(program, golden_logits, x_int, *, stall=0.0, seed=0, reset_after=None, build_root=None,
-                    name="accel"):
-    """Run `x_int` (images x pixels) through the accelerator of `program`, checking every logits
-    beat against `golden_logits`; returns an AcceleratorRun."""
+def run_accelerator(program, golden_logits, x_int, *, batch=None, stall=0.0, seed=0, reset_after=None,
+                    build_root=None, name="accel"):
+    """Run `x_int` (images x pixels) through the accelerator of `program`, `batch` images at a time
+    (default: its batch), checking every logits beat against `golden_logits`; returns an
+    AcceleratorRun."""
     from .toolchain import check_prerequisites
     check_prerequisites()
     config = program.config
     built = build(generate(program, build_root), build_root)
     if built.config != config:
         raise RuntimeError(f"generated accelerator {built.config} is not the program's {config}")
-    expected = logit_words(config, golden_logits)
-    work = model_cycles(config, len(x_int))
-    run = run_streams(built, {"images": image_words(config, x_int)}, expected, stall=stall, seed=seed,
+    expected = logit_words(config, golden_logits, batch)
+    work = model_cycles(config, len(x_int), batch)
+    run = run_streams(built, {"images": image_words(config, x_int, batch)}, expected, stall=stall, seed=seed,
                       work=work, reset_after=reset_after, name=name)
-    return AcceleratorRun(logits=logits_of(config, run.results, len(x_int)), cycles=run.cycles, model_cycles=work,
+    return AcceleratorRun(logits=logits_of(config, run.results, len(x_int), batch), cycles=run.cycles,
+                          model_cycles=work,
                           sim_seconds=run.sim_seconds, build_seconds=built.seconds)
 
 

@@ -468,8 +468,9 @@ class ModelBoard(Board):
         self.credits = 0
         return descriptor
 
-    def run_images(self, x_int):
-        """Logits (images x out_features) of integer images (images x in_features pixels)."""
+    def run_images(self, x_int, batch=None):
+        """Logits (images x out_features) of integer images (images x in_features pixels), sent
+        `batch` images at a time (default, and at most, the board's batch)."""
         self._require_connected()
         cfg = self.config
         x_int = np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1)
@@ -478,8 +479,11 @@ class ModelBoard(Board):
         blocks = cfg.row_blocks(len(cfg.layers) - 1)
         out = np.zeros((len(x_int), blocks * cfg.rows), dtype=np.int64)
         step = self.descriptor.max_act_beats
-        for start in range(0, len(x_int), cfg.batch):
-            batch = x_int[start:start + cfg.batch]
+        size = cfg.batch if batch is None else batch
+        if not 1 <= size <= cfg.batch:
+            raise HostLinkError(f"a batch holds 1 to {cfg.batch} images, not {size}")
+        for start in range(0, len(x_int), size):
+            batch = x_int[start:start + size]
             words = [int(p) for p in batch.reshape(-1)]
             words[-1] |= 1 << cfg.act_width               # `last`: the batch's final pixel
             for at in range(0, len(words), step):

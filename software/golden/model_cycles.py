@@ -24,20 +24,25 @@ from .cycles import ArrayTimeline
 LOGITS_BUFFER_LATENCY = 2       # a write into the logits buffer -> offered
 
 
-def batch_sizes(config, images):
-    """The batches a stream of `images` images makes: full batches, then the rest."""
-    full, rest = divmod(images, config.batch)
-    return [config.batch] * full + ([rest] if rest else [])
+def batch_sizes(config, images, batch=None):
+    """The batches a stream of `images` images makes when the host sends `batch` images per batch
+    (default, and at most, the accelerator's `batch`): full batches, then the rest."""
+    batch = config.batch if batch is None else batch
+    if not 1 <= batch <= config.batch:
+        raise ValueError(f"a batch holds 1 to {config.batch} images, not {batch}")
+    full, rest = divmod(images, batch)
+    return [batch] * full + ([rest] if rest else [])
 
 
-def model_cycles(config, images):
-    """Clocks to run `images` images, first pixel handshake to last logits handshake inclusive."""
+def model_cycles(config, images, batch=None):
+    """Clocks to run `images` images sent `batch` at a time (default: the accelerator's batch),
+    first pixel handshake to last logits handshake inclusive."""
     if images < 1:
         return 0
     timeline = ArrayTimeline(config.array, first_load=READER_LATENCY)
     latency = config.array.latency
     start = 0
-    for n in batch_sizes(config, images):
+    for n in batch_sizes(config, images, batch):
         ready = start + n * config.in_features - 1 + LOADER_STAGES + READER_LATENCY
         for i in range(len(config.layers)):
             for t in range(config.layer_tiles(i)):

@@ -9,12 +9,12 @@ from sim.accel import run_accelerator
 from software.packing.program import compile_program
 
 
-def _run(packed, images, count, *, stall=0.0, seed=0, reset_after=None, **shape):
+def _run(packed, images, count, *, runtime_batch=None, stall=0.0, seed=0, reset_after=None, **shape):
     _, model, digest = packed
     program = compile_program(model, digest, **shape)
     x = model.quantize_input(images[:count]).reshape(count, -1)
     golden = model.run_golden(x)
-    run = run_accelerator(program, golden, x, stall=stall, seed=seed, reset_after=reset_after,
+    run = run_accelerator(program, golden, x, batch=runtime_batch, stall=stall, seed=seed, reset_after=reset_after,
                           name=f"accel_{program.config.design_name}")
     assert np.array_equal(run.logits, golden)
     return run
@@ -24,6 +24,12 @@ def test_colcomb_model_bit_exact_and_cycle_exact(colcomb, digits_images):
     """Three batches (4, 4, 2 images): weights of the next batch's first tiles load during this
     batch's last layer; the partial batch ends on `last`."""
     run = _run(colcomb, digits_images, 10, batch=4)
+    assert run.cycles == run.model_cycles
+
+
+def test_batches_smaller_than_the_accelerator_holds(colcomb, digits_images):
+    """The host decides the batch (`last`): one image at a time on the batch-4 accelerator."""
+    run = _run(colcomb, digits_images, 3, batch=4, runtime_batch=1)
     assert run.cycles == run.model_cycles
 
 
