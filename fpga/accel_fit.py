@@ -2,9 +2,11 @@
 
 The accelerator's memories (hdl/accel/, spec/model.py) and the block RAMs each would take, at the
 cheapest of the block's width x depth shapes (a memory W bits wide and D deep takes
-ceil(W / w) * ceil(D / d) blocks of shape w x d). Memories shallower than SHALLOW entries are left
-to logic (the ECP5's LUT RAM, or flip-flops): Yosys maps those so. The estimate is checked against
-the device's blocks; what Yosys and nextpnr then build is reported by the build.
+ceil(W / w) * ceil(D / d) blocks of shape w x d). Memories shallower than the family's SHALLOW
+entries are left to logic -- flip-flops on the iCE40, LUT RAM on the ECP5, where Yosys puts
+memories of a few hundred entries (the OrangeCrab's 4x4 digits accelerator: its 32 activation lanes
+of 128 entries in 685 LUT RAM cells, 4 block RAMs in all). The estimate is checked against the
+device's blocks; what Yosys and nextpnr then build is reported by the build.
 """
 
 import math
@@ -15,7 +17,7 @@ BLOCK_SHAPES = {
     "ice40": ((16, 256), (8, 512), (4, 1024), (2, 2048)),
     "ecp5": ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)),
 }
-SHALLOW = 32
+SHALLOW = {"ice40": 32, "ecp5": 512}
 FRAME_BUFFER = (8, 512)
 
 
@@ -39,7 +41,7 @@ def blocks(family, width, depth):
 def block_ram_needed(board, config, program):
     """Block RAMs the accelerator needs on `board` (estimated), and (name, blocks) per memory."""
     family = board.family.name
-    parts = [(name, blocks(family, w, d)) for name, w, d in memories(config, program) if d >= SHALLOW]
+    parts = [(name, blocks(family, w, d)) for name, w, d in memories(config, program) if d >= SHALLOW[family]]
     return sum(n for _, n in parts), parts
 
 
