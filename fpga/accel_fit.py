@@ -3,8 +3,9 @@
 The accelerator's memories (hdl/accel/, spec/model.py) and the block RAMs each would take, at the
 cheapest of the block's width x depth shapes (a memory W bits wide and D deep takes
 ceil(W / w) * ceil(D / d) blocks of shape w x d). Memories shallower than the family's SHALLOW
-entries are left to logic -- flip-flops on the iCE40, LUT RAM on the ECP5, where Yosys puts
-memories of a few hundred entries (the OrangeCrab's 4x4 digits accelerator: its 32 activation lanes
+entries are left to logic -- flip-flops on the iCE40 (where Yosys puts anything deeper into EBR:
+the iCEBreaker's 2x1 digits accelerator needed 35 EBR, this estimate says 34), LUT RAM on the ECP5,
+where Yosys puts memories of a few hundred entries (the OrangeCrab's 4x4 digits accelerator: its 32 activation lanes
 of 128 entries in 685 LUT RAM cells, 4 block RAMs in all). The estimate is checked against the
 device's blocks; what Yosys and nextpnr then build is reported by the build.
 """
@@ -17,7 +18,7 @@ BLOCK_SHAPES = {
     "ice40": ((16, 256), (8, 512), (4, 1024), (2, 2048)),
     "ecp5": ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)),
 }
-SHALLOW = {"ice40": 32, "ecp5": 512}
+SHALLOW = {"ice40": 8, "ecp5": 512}
 FRAME_BUFFER = (8, 512)
 
 
@@ -28,6 +29,7 @@ def memories(config, program):
     out = [("weights", arr.weight_beat_width, config.weight_beats)]
     out += [(f"activation lane {j}", config.act_width, config.act_depth) for j in range(config.lanes)]
     out += [("accumulator", config.rows * config.acc_width, max(config.batch, 2)),
+            ("result buffer", config.rows * config.acc_width, arr.result_buffer),
             ("post-processing table", config.rows * entry_width(Program.entry_fields(config)), config.table_entries),
             ("loader table", entry_width(Program.loader_fields(config)), config.in_features),
             ("link frame buffer", *FRAME_BUFFER)]
