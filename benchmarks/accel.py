@@ -35,9 +35,11 @@ import numpy as np  # noqa: E402
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import report  # noqa: E402
 from software.golden.model_cycles import model_cycles  # noqa: E402
 
-PAGE = ROOT / "docs" / "results" / "accel.md"
 FRAME_OVERHEAD = 6          # 0xA5 seq kind count ... crc_hi crc_lo (a frame with beats)
 REPLY_OVERHEAD = 5          # 0xA5 seq kind ... crc_hi crc_lo
 READ_FRAME = 6              # 'R' 0: 0xA5 seq 'R' 0 crc crc
@@ -178,15 +180,61 @@ def model_rows(models, x_ints, shapes):
         for rows, cols, batch in shapes:
             program = compile_program(model, digest(path), rows=rows, cols=cols, batch=batch)
             cfg = program.config
-            out.append({"model": method, "array": f"{rows}x{cols} a{cfg.alpha}", "batch": batch, "tiles": cfg.tiles,
+            out.append({"model": method, "array": f"{rows}x{cols} a{cfg.alpha}", "cells": rows * cols,
+                        "batch": batch, "tiles": cfg.tiles,
                         "cycles_batch1": cycles_per_image(cfg, 1), "cycles_batchB": cycles_per_image(cfg, batch)})
     return out
 
 
-def table(header, rows):
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return lines
+def page_body(cycle_rows, numpy_ips, build_rows):
+    """The result page's Markdown: the cycles table, numpy's rate, the builds."""
+    lines = ["Digits MLP 64-128-64-10, int8, colcomb alpha 8 gamma 0.5 or dense, seed 0 (`python -m software "
+             "compress ... --rows 4`). Cycles are the cycle model of the whole schedule, which "
+             "tests/accel/test_rtl.py asserts equal to the RTL's clocks.", "",
+             "## Cycles per image (any board)", "",
+             report.markdown_table(
+                 ["model", "array", "tiles", "cycles/image, batch 1", "cycles/image, batch 16",
+                  "images/s per 100 MHz, batch 1", "images/s per 100 MHz, batch 16"],
+                 [[r["model"], r["array"], r["tiles"], f"{r['cycles_batch1']:.0f}", f"{r['cycles_batchB']:.0f}",
+                   f"{1e8 / r['cycles_batch1']:,.0f}", f"{1e8 / r['cycles_batchB']:,.0f}"] for r in cycle_rows]),
+             "", "numpy, the same int8 model (dense integer matrices), one thread of this machine: "
+             + ", ".join(f"{m} {v:,.0f} images/s" for m, v in numpy_ips.items()) + ".", "",
+             "![images per second per 100 MHz against the array's cells](accel_throughput.png)", ""]
+    if build_rows:
+        lines += ["## Builds", "",
+                  report.markdown_table(
+                      ["board", "model", "array", "batch", "resources used/available", "clock MHz", "Fmax MHz",
+                       "images/s, batch 1", "images/s, batch B", "link bytes/image", "images/s over the link",
+                       "layer-by-layer bytes/image", "layer-by-layer images/s"],
+                      [[r["board"], r["model"], r["array"], r["batch"],
+                        ", ".join(f"{k} {v}" for k, v in r["resources"].items()), f"{r['clock_mhz']:g}",
+                        f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-", f"{r['ips_batch1']:,.0f}",
+                        f"{r['ips_batchB']:,.0f}", f"{r['link_bytes']:.0f}", f"{r['link_ips']:.1f}",
+                        f"{r['layer_path_bytes']:,.0f}", f"{r['layer_path_ips']:.2f}"] for r in build_rows]),
+                  "", "Images/s at batch 1 and B: compute-bound, at the lower of Fmax and the clock the build is "
+                  "constrained at. Over the link: the protocol's bytes per image at the build's baud, 10 bits a "
+                  "byte; layer-by-layer: the same model on a bare array of the same shape over the same link "
+                  "(software.host.Board.run_model), every weight tile sent again for every batch of B images.", "",
+                  "Critical paths:", ""]
+        lines += [f"- {r['board']} {r['model']} {r['array']}: {r['critical_path']}" for r in build_rows]
+    return "\n".join(lines)
+
+
+def plot(cycle_rows, directory):
+    plt = report.pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for model in sorted({r["model"] for r in cycle_rows}):
+        rows = sorted((r for r in cycle_rows if r["model"] == model), key=lambda r: r["cells"])
+        for key, style, label in (("cycles_batch1", "--", "batch 1"), ("cycles_batchB", "-", "batch 16")):
+            ax.plot([r["cells"] for r in rows], [1e8 / r[key] for r in rows], style, marker="o",
+                    label=f"{model}, {label}")
+    ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
+    ax.set_xlabel("array cells (rows x cols), alpha 8")
+    ax.set_ylabel("images/s per 100 MHz")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend()
+    return report.save_figure(fig, directory, "accel_throughput.png")
 
 
 def main(argv=None):
@@ -196,7 +244,7 @@ def main(argv=None):
                                          "compress them into a temporary directory, seed 0, as the builds were)")
     parser.add_argument("--rtl", action="store_true", help="also run 100 images through each array shape in "
                                                           "Verilator and check cycles against the cycle model")
-    parser.add_argument("--docs", action="store_true", help=f"write {PAGE.relative_to(ROOT)}")
+    report.docs_argument(parser, "accel.md")
     args = parser.parse_args(argv)
 
     from software.frontend.arrival import load_data
@@ -217,36 +265,12 @@ def main(argv=None):
         if args.rtl:
             check_rtl(models, x_ints, shapes)
 
-    lines = ["# The model accelerator: fit and speed", "",
-             "Generated by `python benchmarks/accel.py --builds DIR ... --docs` (DIRs from `python -m fpga build "
-             "--model`); digits MLP 64-128-64-10, int8, colcomb alpha 8 gamma 0.5 or dense, seed 0. Cycles are "
-             "the cycle model of the whole schedule, asserted equal to the RTL in tests/accel/test_rtl.py.", ""]
-    lines += ["## Cycles per image (any board)", ""]
-    lines += table(["model", "array", "tiles", "cycles/image, batch 1", "cycles/image, batch 16",
-                    "images/s per 100 MHz, batch 1", "images/s per 100 MHz, batch 16"],
-                   [[r["model"], r["array"], r["tiles"], f"{r['cycles_batch1']:.0f}", f"{r['cycles_batchB']:.0f}",
-                     f"{1e8 / r['cycles_batch1']:,.0f}", f"{1e8 / r['cycles_batchB']:,.0f}"] for r in cycle_rows])
-    lines += ["", "numpy, the same int8 model, one thread of this machine: "
-              + ", ".join(f"{m} {v:,.0f} images/s" for m, v in numpy_ips.items()) + ".", ""]
-    if build_rows:
-        lines += ["## Builds", ""]
-        lines += table(["board", "model", "array", "batch", "resources used/available", "clock MHz", "Fmax MHz",
-                        "images/s batch 1", "images/s batch B", "link bytes/image", "images/s over the link",
-                        "layer-by-layer bytes/image", "layer-by-layer images/s"],
-                       [[r["board"], r["model"], r["array"], r["batch"],
-                         ", ".join(f"{k} {v}" for k, v in r["resources"].items()), f"{r['clock_mhz']:g}",
-                         f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-", f"{r['ips_batch1']:,.0f}",
-                         f"{r['ips_batchB']:,.0f}", f"{r['link_bytes']:.0f}", f"{r['link_ips']:.1f}",
-                         f"{r['layer_path_bytes']:,.0f}", f"{r['layer_path_ips']:.2f}"] for r in build_rows])
-        lines += ["", "Images/s at batch 1 and B: compute-bound, at the lower of Fmax and the clock the build runs "
-                  "at. Critical paths:", ""]
-        lines += [f"- {r['board']} {r['model']} {r['array']}: {r['critical_path']}" for r in build_rows]
-    text = "\n".join(lines) + "\n"
-    print(text)
+    body = page_body(cycle_rows, numpy_ips, build_rows)
+    print(body)
     if args.docs:
-        PAGE.parent.mkdir(parents=True, exist_ok=True)
-        PAGE.write_text(text)
-        print(f"wrote {PAGE.relative_to(ROOT)}")
+        page = report.write_page(args.docs, "accel.md", "The model accelerator: fit and speed",
+                                 report.command("accel.py", sys.argv[1:] if argv is None else argv), body)
+        print(f"wrote {page} and {plot(cycle_rows, args.docs)}")
     return 0
 
 
