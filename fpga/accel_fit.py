@@ -22,35 +22,26 @@ SHALLOW = {"ice40": 8, "ecp5": 512}
 FRAME_BUFFER = (8, 512)
 
 
-def memories(config, program):
-    """(name, width, depth) of the accelerator's memories, the host link's frame buffer included."""
-    from software.packing.program import Program, entry_width
-    arr = config.array
-    out = [("weights", arr.weight_beat_width, config.weight_beats)]
-    out += [(f"activation lane {j}", config.act_width, config.act_depth) for j in range(config.lanes)]
-    out += [("accumulator", config.rows * config.acc_width, max(config.batch, 2)),
-            ("result buffer", config.rows * config.acc_width, arr.result_buffer),
-            ("post-processing table", config.rows * entry_width(Program.entry_fields(config)), config.table_entries),
-            ("loader table", entry_width(Program.loader_fields(config)), config.in_features),
-            ("link frame buffer", *FRAME_BUFFER)]
-    return out
+def memories(config):
+    """(name, width, depth) of the accelerator's memories and the host link's frame buffer."""
+    return [*config.memories(), ("link frame buffer", *FRAME_BUFFER)]
 
 
 def blocks(family, width, depth):
     return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BLOCK_SHAPES[family])
 
 
-def block_ram_needed(board, config, program):
+def block_ram_needed(board, config):
     """Block RAMs the accelerator needs on `board` (estimated), and (name, blocks) per memory."""
     family = board.family.name
-    parts = [(name, blocks(family, w, d)) for name, w, d in memories(config, program) if d >= SHALLOW[family]]
+    parts = [(name, blocks(family, w, d)) for name, w, d in memories(config) if d >= SHALLOW[family]]
     return sum(n for _, n in parts), parts
 
 
-def fit_problem(board, config, program):
+def fit_problem(board, config):
     """One line, needed vs available, if the accelerator's memories cannot fit `board`; else None."""
     ebr = {m.kind: m for m in board.memories}.get("EBR")
-    needed, parts = block_ram_needed(board, config, program)
+    needed, parts = block_ram_needed(board, config)
     if ebr is None or needed <= ebr.count:
         return None
     biggest = sorted(parts, key=lambda p: -p[1])[:3]

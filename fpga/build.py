@@ -367,7 +367,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     check_fits(board, array)
     if program is not None:
         from .accel_fit import fit_problem
-        if problem := fit_problem(board, config, program):
+        if problem := fit_problem(board, config):
             raise BuildError(problem, status=2)
     check_output_dir(out_dir, BUILD_SUMMARY)
     pll = array_clock(board, clock_mhz)

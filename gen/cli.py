@@ -82,4 +82,6 @@ def main(argv=None):
         return fail(PROG, f"cannot write {out}: {e.strerror or e}")
     print(f"{verilog_path}: {config.summary}, {design.lines} lines")
     print(f"{manifest_path}: ports, payload packing, latency, cycle model")
+    for line in getattr(unit_flags(unit), "report_lines", lambda config: [])(config):
+        print(line)
     return 0

@@ -47,3 +47,13 @@ def config_from_args(args):
     return program.config
 
 
+
+
+def report_lines(config):
+    """What the generator put in memory, for the command's output."""
+    memories = config.memories()
+    lanes = [m for m in memories if m[0].startswith("activation lane")]
+    others = [m for m in memories if not m[0].startswith("activation lane")]
+    parts = [f"{name} {depth} x {width} bits" for name, width, depth in others]
+    parts.insert(1, f"activations {len(lanes)} lanes x {lanes[0][2]} x {lanes[0][1]} bits")
+    return ["memories (initialised from the packed model where they hold it): " + ", ".join(parts)]

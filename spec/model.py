@@ -215,6 +215,30 @@ class ModelConfig(FieldsConfig):
                 f"is written ({POSTPROC_STAGES} clocks after it leaves the array) or the batch's last pixel is "
                 f"({LOADER_STAGES} clocks after its handshake); see software/golden/model_cycles.py")
 
+    @property
+    def table_fields(self):
+        """(name, width) of a post-processing table entry, least significant first: whether the row is
+        real, its bias, its right shift as a pre-shift and a rounding bit, its left shift, and the word
+        and lane class its output goes to (software/packing/program.py fills them)."""
+        return (("valid", 1), ("bias", BIAS_WIDTH), ("pre_shift", SHIFT_WIDTH), ("round", 1), ("left", SHIFT_WIDTH),
+                ("word", self.word_width), ("lane_class", self.lane_class_width))
+
+    @property
+    def loader_fields(self):
+        """(name, width) of a loader table entry: whether the pixel is used, its word and lane."""
+        return (("valid", 1), ("word", self.word_width), ("lane", self.lane_width))
+
+    def memories(self):
+        """(name, width, depth) of the accelerator's memories (hdl/accel/, and the array's)."""
+        arr = self.array
+        width = lambda fields: sum(w for _, w in fields)  # noqa: E731
+        return [("weights", arr.weight_beat_width, self.weight_beats),
+                *((f"activation lane {j}", self.act_width, self.act_depth) for j in range(self.lanes)),
+                ("accumulator", self.rows * self.acc_width, max(self.batch, 2)),
+                ("result buffer", self.rows * self.acc_width, arr.result_buffer),
+                ("post-processing table", self.rows * width(self.table_fields), self.table_entries),
+                ("loader table", width(self.loader_fields), self.in_features)]
+
     def ports(self):
         image = [{"field": "pixel", "width": self.act_width, "signed": False, "lsb": 0},
                  {"field": "last", "width": 1, "lsb": self.act_width,

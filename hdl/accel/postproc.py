@@ -20,13 +20,12 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from software.packing.program import Program
 from spec.model import POSTPROC_STAGES
 
 
 def entry_layout(config):
     return data.StructLayout({name: unsigned(width) if name != "bias" else signed(width)
-                              for name, width in Program.entry_fields(config)})
+                              for name, width in config.table_fields})
 
 
 class PostProcessor(wiring.Component):

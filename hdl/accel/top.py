@@ -29,7 +29,6 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.systolic import SystolicArray
-from software.packing.program import Program
 from spec.model import READER_DEPTH
 
 from .postproc import PostProcessor
@@ -39,7 +38,8 @@ LOGITS_BUFFER = 8           # entries: more than the post-processing pipeline ho
 
 
 class ModelAccelerator(wiring.Component):
-    """The accelerator of one compiled program (software.packing.program.Program).
+    """The accelerator of one compiled program (software.packing.program.Program: anything with
+    `config`, `weight_beats`, `table` and `loader`, the words of its memories).
 
     Members
     -------
@@ -113,7 +113,7 @@ class ModelAccelerator(wiring.Component):
         image = Signal(range(max(cfg.batch, 2)))
         image_base = Signal(addr_shape)
         in_words = cfg.group_blocks(0)
-        loader_layout = data.StructLayout({name: width for name, width in Program.loader_fields(cfg)})
+        loader_layout = data.StructLayout({name: width for name, width in cfg.loader_fields})
         m.submodules.loader_table = loader_table = memory.Memory(
             shape=unsigned(loader_layout.size), depth=max(cfg.in_features, 2), init=prog.loader)
         loader_port = loader_table.read_port()

@@ -31,7 +31,7 @@ import math
 import numpy as np
 
 from software.packing.beats import pack_fields, weight_beat
-from spec.model import BIAS_WIDTH, SHIFT_WIDTH, ModelConfig
+from spec.model import ModelConfig
 
 
 class ProgramError(ValueError):
@@ -63,15 +63,6 @@ class Program:
     table: list             # ints, one per row block of every layer (R entries each)
     loader: list            # ints, one per pixel: valid, word, lane
 
-    # Field widths of a table entry and a loader entry, least significant first.
-    @staticmethod
-    def entry_fields(config):
-        return (("valid", 1), ("bias", BIAS_WIDTH), ("pre_shift", SHIFT_WIDTH), ("round", 1), ("left", SHIFT_WIDTH),
-                ("word", config.word_width), ("lane_class", config.lane_class_width))
-
-    @staticmethod
-    def loader_fields(config):
-        return (("valid", 1), ("word", config.word_width), ("lane", config.lane_width))
 
 
 def _pack_entry(fields, values):
@@ -228,7 +219,7 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
                 for r in range(rows):
                     beats.append(weight_beat(acfg, plan.weights[rb * rows + r, block], plan.selects[rb * rows + r, block]))
 
-    fields = Program.entry_fields(config)
+    fields = config.table_fields
     table = []
     for i, plan in enumerate(plans):
         consumer = plans[i + 1].in_slots if i + 1 < len(plans) else {}
@@ -253,7 +244,7 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
                 entries.append(_pack_entry(fields, values))
             table.append(pack_fields(entries, entry_width(fields)))
 
-    lfields = Program.loader_fields(config)
+    lfields = config.loader_fields
     loader = []
     for k in range(config.in_features):
         if k in plans[0].in_slots:

@@ -4,7 +4,7 @@ and, run without the hardware, it computes the golden model's logits."""
 import numpy as np
 import pytest
 
-from software.packing.program import Program, ProgramError, chain_of, compile_program, execute
+from software.packing.program import ProgramError, chain_of, compile_program, execute
 from spec import ConfigError
 
 SHA = "0" * 64
@@ -56,7 +56,7 @@ def test_table_entries_decode(colcomb):
     _, model, _ = colcomb
     program = compile_program(model, SHA, rows=4, cols=4, alpha=8)
     cfg = program.config
-    fields = Program.entry_fields(cfg)
+    fields = cfg.table_fields
     width = sum(w for _, w in fields)
     plan = program.layers[0]
     entry = (program.table[0] >> (1 * width)) & ((1 << width) - 1)      # row block 0, row 1
