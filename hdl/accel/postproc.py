@@ -33,14 +33,16 @@ class PostProcessor(wiring.Component):
 
     Members
     -------
-    valid, sums, entry, context : In   a result beat, its table entry's index, and what travels
-                                       with it (`context_shape`), at its handshake
-    o_valid, o_values, o_write, o_lane_class, o_word, o_context : Out   POSTPROC_STAGES clocks later:
+    valid, sums, entry_index, dest, context : In   a result beat, its table entry's index, the
+                                       address of its image's first input word of the next layer,
+                                       and what travels with it (`context_shape`), at its handshake
+    o_valid, o_values, o_write, o_lane_class, o_addr, o_context : Out   POSTPROC_STAGES clocks later:
                                        per row the value (activation or logit), whether it is
-                                       written to the activation memory, its lane class and word
+                                       written to the activation memory, its lane class and its
+                                       address there (dest + the entry's word, added a clock ahead)
     """
 
-    def __init__(self, config, table, context_shape):
+    def __init__(self, config, table, context_shape, *, addr_width):
         self.config = config
         self.table = list(table)
         self.entry = entry_layout(config)
@@ -50,12 +52,13 @@ class PostProcessor(wiring.Component):
             "valid": In(1),
             "sums": In(data.ArrayLayout(signed(config.acc_width), R)),
             "entry_index": In(range(max(len(self.table), 2))),
+            "dest": In(addr_width),
             "context": In(context_shape),
             "o_valid": Out(1),
             "o_values": Out(data.ArrayLayout(signed(config.logit_width), R)),
             "o_write": Out(R),
             "o_lane_class": Out(data.ArrayLayout(config.lane_class_width, R)),
-            "o_word": Out(data.ArrayLayout(config.word_width, R)),
+            "o_addr": Out(data.ArrayLayout(addr_width, R)),
             "o_context": Out(context_shape),
         })
 
@@ -72,9 +75,12 @@ class PostProcessor(wiring.Component):
         # Valid bits reset; the data path does not.
         valid = [Signal(name=f"valid_{k}") for k in range(POSTPROC_STAGES)]
         context = [Signal.like(self.context, name=f"context_{k}", reset_less=True) for k in range(POSTPROC_STAGES)]
-        m.d.sync += [valid[0].eq(self.valid), context[0].eq(self.context)]
+        dest = [Signal.like(self.dest, name=f"dest_{k}", reset_less=True) for k in range(POSTPROC_STAGES - 1)]
+        m.d.sync += [valid[0].eq(self.valid), context[0].eq(self.context), dest[0].eq(self.dest)]
         for k in range(1, POSTPROC_STAGES):
             m.d.sync += [valid[k].eq(valid[k - 1]), context[k].eq(context[k - 1])]
+        for k in range(1, len(dest)):
+            m.d.sync += dest[k].eq(dest[k - 1])
         sums = Signal.like(self.sums, reset_less=True)
         m.d.sync += sums.eq(self.sums)
 
@@ -99,12 +105,14 @@ class PostProcessor(wiring.Component):
             value = Signal(signed(cfg.logit_width), name=f"value_r{r}", reset_less=True)
             saturated = Mux(shifted < 0, 0, Mux(shifted > top, top, shifted))
             m.d.sync += value.eq(Mux(context[2].logits, shifted, saturated))
+            address = Signal.like(self.dest, name=f"addr_r{r}", reset_less=True)
+            m.d.sync += address.eq(dest[2] + e.word)
             e = entry[2]
             m.d.comb += [
                 self.o_values[r].eq(value),
                 self.o_write[r].eq(e.valid & ~context[3].logits),
                 self.o_lane_class[r].eq(e.lane_class),
-                self.o_word[r].eq(e.word),
+                self.o_addr[r].eq(address),
             ]
         m.d.comb += [self.o_valid.eq(valid[-1]), self.o_context.eq(context[-1])]
         return m

@@ -147,7 +147,7 @@ class ModelAccelerator(wiring.Component):
         row_block = Signal(range(max(2, *(cfg.row_blocks(i) for i in range(layers)))))
         group_block = Signal(range(max(2, *(cfg.group_blocks(i) for i in range(layers)))))
         vector = Signal(range(max(cfg.batch, 2)))
-        vector_base = Signal(addr_shape)
+        feed_address = Signal(addr_shape)     # the word of (vector, group_block), kept in step with them
         feed_groups = Signal(range(max(cfg.group_blocks(i) for i in range(layers)) + 1))
         feed_blocks = Signal(range(max(cfg.row_blocks(i) for i in range(layers)) + 1))
         feed_region = Signal(addr_shape)
@@ -160,24 +160,27 @@ class ModelAccelerator(wiring.Component):
         tag = act_reader.addresses.payload.tag
         m.d.comb += [
             act_reader.addresses.valid.eq(feeding),
-            act_reader.addresses.payload.addr.eq(vector_base + group_block),
+            act_reader.addresses.payload.addr.eq(feed_address),
             tag.last.eq(vector == n - 1),
             tag.clear.eq(group_block == 0),
             tag.emit.eq(group_block == feed_groups - 1),
         ]
         with m.If(act_reader.addresses.valid & act_reader.addresses.ready):
+            # The address is a register updated with the counters, not their sum: the activation
+            # memory's read address comes straight from a flip-flop (the ULX3S 8x8's critical path
+            # was the counters' adder into the memory, 11.4 ns).
             with m.If(vector == n - 1):
-                m.d.sync += [vector.eq(0), vector_base.eq(feed_region)]
+                m.d.sync += vector.eq(0)
                 with m.If(group_block == feed_groups - 1):
-                    m.d.sync += group_block.eq(0)
+                    m.d.sync += [group_block.eq(0), feed_address.eq(feed_region)]
                     with m.If(row_block == feed_blocks - 1):
                         m.d.sync += [row_block.eq(0), feeding.eq(0)]
                     with m.Else():
                         m.d.sync += row_block.eq(row_block + 1)
                 with m.Else():
-                    m.d.sync += group_block.eq(group_block + 1)
+                    m.d.sync += [group_block.eq(group_block + 1), feed_address.eq(feed_region + group_block + 1)]
             with m.Else():
-                m.d.sync += [vector.eq(vector + 1), vector_base.eq(vector_base + feed_groups)]
+                m.d.sync += [vector.eq(vector + 1), feed_address.eq(feed_address + feed_groups)]
         response = act_reader.data.payload
         m.d.comb += [
             array.activations.valid.eq(act_reader.data.valid),
@@ -190,8 +193,8 @@ class ModelAccelerator(wiring.Component):
 
         # ---------------------------------------------------------------------------------
         # Post-process: result beats, row block by row block, image by image.
-        context = data.StructLayout({"logits": 1, "layer_end": 1, "dest": addr_shape})
-        m.submodules.postproc = post = PostProcessor(cfg, prog.table, context)
+        context = data.StructLayout({"logits": 1, "layer_end": 1})
+        m.submodules.postproc = post = PostProcessor(cfg, prog.table, context, addr_width=len(Signal(addr_shape)))
         m.submodules.logits_buffer = logits_buffer = fifo.SyncFIFOBuffered(
             width=R * cfg.logit_width, depth=LOGITS_BUFFER)
         post_layer = Signal(range(max(layers, 2)))
@@ -224,7 +227,7 @@ class ModelAccelerator(wiring.Component):
             post.entry_index.eq(table_base + post_block),
             post.context.logits.eq(is_logits),
             post.context.layer_end.eq(layer_end),
-            post.context.dest.eq(out_region + post_offset),
+            post.dest.eq(out_region + post_offset),
         ]
         with m.If(result_taken):
             with m.If(post_image == n - 1):
@@ -245,7 +248,7 @@ class ModelAccelerator(wiring.Component):
                 m.d.comb += [write.addr.eq(load_base + loader_entry.word), write.data.eq(load_pixel), write.en.eq(1)]
             with m.Else():
                 m.d.comb += [
-                    write.addr.eq(post.o_context.dest + post.o_word[r]),
+                    write.addr.eq(post.o_addr[r]),
                     write.data.eq(post.o_values[r][:cfg.act_width]),
                     write.en.eq(post.o_valid & post.o_write[r] & (post.o_lane_class[r] == lane_class)),
                 ]
@@ -268,7 +271,7 @@ class ModelAccelerator(wiring.Component):
         with m.If(load_start | start_next):
             m.d.sync += [feeding.eq(1), row_block.eq(0), group_block.eq(0), vector.eq(0),
                          layer.eq(0 if layers == 1 else _first_or_next(load_start, layer)),
-                         vector_base.eq(_region_of_start(cfg, load_start, layer))]
+                         feed_address.eq(_region_of_start(cfg, load_start, layer))]
         with m.If(done & post.o_context.logits):
             m.d.sync += loading.eq(1)
         return m
