@@ -52,8 +52,8 @@ def config_from_args(args):
 def report_lines(config):
     """What the generator put in memory, for the command's output."""
     memories = config.memories()
-    lanes = [m for m in memories if m[0].startswith("activation lane")]
-    others = [m for m in memories if not m[0].startswith("activation lane")]
+    lanes = [m for m in memories if m[0].startswith("activation lanes")]
+    others = [m for m in memories if not m[0].startswith("activation lanes")]
     parts = [f"{name} {depth} x {width} bits" for name, width, depth in others]
-    parts.insert(1, f"activations {len(lanes)} lanes x {lanes[0][2]} x {lanes[0][1]} bits")
+    parts.insert(1, f"activations {len(lanes)} x {lanes[0][2]} x {lanes[0][1]} bits (a lane per byte)")
     return ["memories (initialised from the packed model where they hold it): " + ", ".join(parts)]

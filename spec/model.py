@@ -63,6 +63,7 @@ class ModelConfig(FieldsConfig):
                    and its row blocks on the array (row blocks may exceed ceil(out / rows) where
                    the activation layout needs a padding row).
     logit_shift    the largest left shift of the logits.
+    bias_width     bits of the largest bias (signed): the post-processing table holds no more.
     model_sha256   the packed model's digest (software/packfile.py): the design holds that model.
     """
 
@@ -76,6 +77,7 @@ class ModelConfig(FieldsConfig):
     model_sha256: str
     batch: int = 16
     logit_shift: int = 0
+    bias_width: int = BIAS_WIDTH
     multiplier: str = "pipelined"
     act_width: int = 8
     weight_width: int = 8
@@ -85,6 +87,7 @@ class ModelConfig(FieldsConfig):
         self._set("batch", check_int("batch", self.batch, 1, MAX_BATCH))
         self._set("in_features", check_int("in_features", self.in_features, 1, MAX_FEATURES))
         self._set("logit_shift", check_int("logit_shift", self.logit_shift, 0, (1 << SHIFT_WIDTH) - 1))
+        self._set("bias_width", check_int("bias_width", self.bias_width, 2, BIAS_WIDTH))
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
         if not isinstance(self.model_sha256, str) or not _SHA256.fullmatch(self.model_sha256):
             raise ConfigError("model_sha256 must be a SHA-256 digest (64 lowercase hex digits)")
@@ -168,6 +171,11 @@ class ModelConfig(FieldsConfig):
         return max(1, (max(self.group_blocks(i) for i in range(len(self.layers))) - 1).bit_length())
 
     @property
+    def lanes_per_class(self):
+        """Lanes that one row of a result may write (r, r + rows, ...): one memory holds them."""
+        return math.ceil(self.lanes / self.rows)
+
+    @property
     def lane_class_width(self):
         """Bits that pick, for result row r, one of the lanes r, r + rows, r + 2 rows, ..."""
         return max(1, (math.ceil(self.lanes / self.rows) - 1).bit_length())
@@ -220,7 +228,7 @@ class ModelConfig(FieldsConfig):
         """(name, width) of a post-processing table entry, least significant first: whether the row is
         real, its bias, its right shift as a pre-shift and a rounding bit, its left shift, and the word
         and lane class its output goes to (software/packing/program.py fills them)."""
-        return (("valid", 1), ("bias", BIAS_WIDTH), ("pre_shift", SHIFT_WIDTH), ("round", 1), ("left", SHIFT_WIDTH),
+        return (("valid", 1), ("bias", self.bias_width), ("pre_shift", SHIFT_WIDTH), ("round", 1), ("left", SHIFT_WIDTH),
                 ("word", self.word_width), ("lane_class", self.lane_class_width))
 
     @property
@@ -233,7 +241,8 @@ class ModelConfig(FieldsConfig):
         arr = self.array
         width = lambda fields: sum(w for _, w in fields)  # noqa: E731
         return [("weights", arr.weight_beat_width, self.weight_beats),
-                *((f"activation lane {j}", self.act_width, self.act_depth) for j in range(self.lanes)),
+                *((f"activation lanes {r}", self.lanes_per_class * self.act_width, self.act_depth)
+                  for r in range(min(self.rows, self.lanes))),
                 ("accumulator", self.rows * self.acc_width, max(self.batch, 2)),
                 ("result buffer", self.rows * self.acc_width, arr.result_buffer),
                 ("post-processing table", self.rows * width(self.table_fields), self.table_entries),

@@ -90,19 +90,23 @@ class ModelAccelerator(wiring.Component):
 
         # ---------------------------------------------------------------------------------
         # The activation memory: one memory per lane, so that a result beat writes its rows'
-        # activations into different words in one clock.
-        lane_writes, lane_data = [], []
+        # activations into different words in one clock. Row r of a result writes only lanes
+        # r, r + R, r + 2R, ... (its lane class picks one), so those lanes share one memory, a
+        # lane per byte-enabled slice: R memories, each written once per clock at its own address.
         m.submodules.act_reader = act_reader = PrefetchReader(
             len(Signal(addr_shape)), lanes * cfg.act_width, data.StructLayout({"last": 1, "clear": 1, "emit": 1}),
             depth=READER_DEPTH)
-        for j in range(lanes):
-            lane = memory.Memory(shape=unsigned(cfg.act_width), depth=cfg.act_depth, init=[])
-            m.submodules[f"lane_{j}"] = lane
-            read, write = lane.read_port(), lane.write_port()
+        per_class = cfg.lanes_per_class
+        class_writes, class_data = [], []
+        for r in range(min(R, lanes)):
+            lane_memory = memory.Memory(shape=unsigned(per_class * cfg.act_width), depth=cfg.act_depth, init=[])
+            m.submodules[f"lanes_{r}"] = lane_memory
+            read, write = lane_memory.read_port(), lane_memory.write_port(granularity=cfg.act_width)
             m.d.comb += [read.addr.eq(act_reader.mem_addr), read.en.eq(1)]
-            lane_data.append(read.data)
-            lane_writes.append(write)
-        m.d.comb += act_reader.mem_data.eq(Cat(lane_data))
+            class_data.append(read.data)
+            class_writes.append(write)
+        m.d.comb += act_reader.mem_data.eq(Cat(
+            class_data[j % R].word_select(j // R, cfg.act_width) for j in range(lanes)))
 
         # ---------------------------------------------------------------------------------
         # Load: pixels into the first layer's input words (half 0).
@@ -242,16 +246,16 @@ class ModelAccelerator(wiring.Component):
         # The post-processed beat: activations into the lanes (or the loader's pixel while loading),
         # logits into the buffer.
         done = post.o_valid & post.o_context.layer_end
-        for j, write in enumerate(lane_writes):
-            r, lane_class = j % R, j // R
-            with m.If(load_write & loader_entry.valid & (loader_entry.lane == j)):
-                m.d.comb += [write.addr.eq(load_base + loader_entry.word), write.data.eq(load_pixel), write.en.eq(1)]
+        for r, write in enumerate(class_writes):
+            with m.If(load_write):
+                for c in range(per_class):
+                    m.d.comb += write.en[c].eq(loader_entry.valid & (loader_entry.lane == c * R + r))
+                m.d.comb += [write.addr.eq(load_base + loader_entry.word), write.data.eq(load_pixel.replicate(per_class))]
             with m.Else():
-                m.d.comb += [
-                    write.addr.eq(post.o_addr[r]),
-                    write.data.eq(post.o_values[r][:cfg.act_width]),
-                    write.en.eq(post.o_valid & post.o_write[r] & (post.o_lane_class[r] == lane_class)),
-                ]
+                for c in range(per_class):
+                    m.d.comb += write.en[c].eq(post.o_valid & post.o_write[r] & (post.o_lane_class[r] == c))
+                m.d.comb += [write.addr.eq(post.o_addr[r]),
+                             write.data.eq(post.o_values[r][:cfg.act_width].replicate(per_class))]
         logits_pushed = Signal()
         m.d.comb += [
             logits_pushed.eq(post.o_valid & post.o_context.logits),

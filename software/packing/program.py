@@ -31,6 +31,7 @@ import math
 import numpy as np
 
 from software.packing.beats import pack_fields, weight_beat
+from spec.checks import signed_width_for
 from spec.model import ModelConfig
 
 
@@ -185,10 +186,13 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
               else list(range(p.packed.shape[0])) + [None] * (-p.packed.shape[0] % rows)
               for i, p in enumerate(packings)]
     logit_shift = int(chain[-1].arrays["shift"].max(initial=0))
+    biases = np.concatenate([np.asarray(node.arrays["bias"], np.int64) for node in chain])
+    bias_width = signed_width_for(int(biases.min(initial=0)), int(biases.max(initial=0)))
     config = ModelConfig(
         rows=rows, cols=cols, alpha=alpha, in_features=chain[0].parts[0].in_features,
         layers=tuple((p.packed.shape[0], len(p.groups), len(orders[i]) // rows) for i, p in enumerate(packings)),
-        model_sha256=model_sha256, batch=batch, logit_shift=logit_shift, multiplier=multiplier,
+        model_sha256=model_sha256, batch=batch, logit_shift=logit_shift, bias_width=max(bias_width, 2),
+        multiplier=multiplier,
         act_width=array.act_width, weight_width=array.weight_width, acc_width=array.acc_width)
 
     plans = []

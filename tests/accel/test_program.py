@@ -65,7 +65,9 @@ def test_table_entries_decode(colcomb):
     for name, w in fields:
         values[name] = (entry >> lsb) & ((1 << w) - 1)
         lsb += w
-    bias = values["bias"] - (1 << 32) if values["bias"] >> 31 else values["bias"]
+    top = 1 << (cfg.bias_width - 1)
+    bias = values["bias"] - 2 * top if values["bias"] >= top else values["bias"]
+    assert cfg.bias_width == 15          # this model's biases: -6544 .. 10623
     assert bias == plan.bias[f]
     assert values["pre_shift"] + values["round"] == plan.shift[f]
 

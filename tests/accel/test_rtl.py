@@ -43,6 +43,7 @@ def test_random_stalls_and_a_mid_stream_reset(colcomb, digits_images):
     ("dense", dict(batch=16)),
     ("colcomb", dict(rows=8, cols=8, batch=32)),
     ("colcomb", dict(rows=4, cols=2, batch=1)),
+    ("colcomb", dict(rows=3, cols=5, batch=5)),       # 40 lanes in 3 memories of 14, 13 and 13
 ])
 def test_hundred_images(request, digits_images, packed, shape):
     """The issue's check: >= 100 test images, colcomb (alpha 8, gamma 0.5) and dense."""
