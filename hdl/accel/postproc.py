@@ -8,11 +8,12 @@ For row r of a beat, with the row block's table entry (software/packing/program.
 exactly software.frontend.quant.requant_shift's rounding (half up) and the integer model's logits.
 The rounding add is split from the shift, ((total >> (right - 1)) + 1) >> 1, the same value (the
 table holds right - 1 as `pre_shift` and right > 0 as `round`), so no stage holds more than one
-adder or one barrel shifter.
+adder, one barrel shifter or one comparator.
 
 Stages (POSTPROC_STAGES in spec/model.py): the beat's handshake reads its table entry (clock r);
-r + 1 adds the bias; r + 2 shifts right by right - 1; r + 3 rounds, shifts left and saturates;
-the registered values are written at r + 4. Nothing stalls: the sequencer takes a beat only when
+r + 1 adds the bias; r + 2 shifts right by right - 1; r + 3 rounds; r + 4 shifts left and
+saturates; the registered values are written at r + 5. (With the rounding, the left shift and a
+64-bit saturation in one stage, the iCEBreaker's critical path was 37 ns through 62 carry steps.) Nothing stalls: the sequencer takes a beat only when
 everything after has room (the logits buffer's credit).
 """
 
@@ -95,22 +96,31 @@ class PostProcessor(wiring.Component):
             m.d.sync += total.eq(sums[r] + read[r].bias)
             # r + 2: all of the right shift but its last bit.
             partial = Signal(signed(self.total_width), name=f"partial_r{r}", reset_less=True)
-            e = entry[0]
-            m.d.sync += partial.eq(total >> e.pre_shift)
-            # r + 3: the last bit, rounding half up; the left shift; saturation.
-            e = entry[1]
-            rounded = Mux(e.round, (partial + 1) >> 1, partial)
-            shifted = Signal(signed(self.total_width + (1 << len(e.left)) - 1), name=f"shifted_r{r}")
-            m.d.comb += shifted.eq(rounded << e.left)
-            value = Signal(signed(cfg.logit_width), name=f"value_r{r}", reset_less=True)
-            saturated = Mux(shifted < 0, 0, Mux(shifted > top, top, shifted))
-            m.d.sync += value.eq(Mux(context[2].logits, shifted, saturated))
-            address = Signal.like(self.dest, name=f"addr_r{r}", reset_less=True)
-            m.d.sync += address.eq(dest[2] + e.word)
+            m.d.sync += partial.eq(total >> entry[0].pre_shift)
+            # r + 3: the last bit, rounding half up.
+            rounded = Signal(signed(self.total_width), name=f"rounded_r{r}", reset_less=True)
+            m.d.sync += rounded.eq(Mux(entry[1].round, (partial + 1) >> 1, partial))
+            # r + 4: the left shift, and for an activation the saturation, decided on the value
+            # before the shift (x << left > top exactly when x > top >> left), so no comparator
+            # is wider than the value.
             e = entry[2]
+            limit = Signal(range(top + 1), name=f"limit_r{r}")
+            with m.Switch(e.left):
+                for left in range(cfg.act_width):
+                    with m.Case(left):
+                        m.d.comb += limit.eq(top >> left)
+                with m.Default():
+                    m.d.comb += limit.eq(0)
+            low = (rounded[:cfg.act_width] << e.left)[:cfg.act_width]
+            activation = Mux(rounded < 0, 0, Mux(rounded > limit, top, low))
+            value = Signal(signed(cfg.logit_width), name=f"value_r{r}", reset_less=True)
+            m.d.sync += value.eq(Mux(context[3].logits, rounded << e.left, activation))
+            address = Signal.like(self.dest, name=f"addr_r{r}", reset_less=True)
+            m.d.sync += address.eq(dest[3] + e.word)
+            e = entry[3]
             m.d.comb += [
                 self.o_values[r].eq(value),
-                self.o_write[r].eq(e.valid & ~context[3].logits),
+                self.o_write[r].eq(e.valid & ~context[4].logits),
                 self.o_lane_class[r].eq(e.lane_class),
                 self.o_addr[r].eq(address),
             ]
