@@ -15,6 +15,7 @@ import subprocess
 import time
 
 from hdl.hostlink import HostLink, PROTOCOL_VERSION
+from hdl.memories import NO_COLLISION
 from software.output_set import output_problem, output_set
 from spec.units import GENERATOR
 
@@ -106,6 +107,15 @@ def booth_script(config, n_dsp):
         return "proc; booth"
     return (f"proc; select -set dsp_muls {' '.join(keep)}; "
             f"booth {cell_module_pattern('*', '*')}/t:$mul @dsp_muls %d")
+
+
+def collision_free_script():
+    """The Yosys commands (after reading the design) that leave a read undefined where it meets a
+    write of the same entry in the same clock, for the memories that hdl/memories.py marks as
+    never doing so: on an iCE40 Yosys otherwise emulates Amaranth's "old value" promise in LUTs
+    and flip-flops on every read bit. These memories have one read and one write port, hence a
+    mask of one bit (Yosys refuses another width, so a memory with more ports fails loudly)."""
+    return f"proc; memory_collect; setparam -set RD_COLLISION_X_MASK 1'1 a:{NO_COLLISION}"
 
 
 # Wires that Yosys reads as one bit of another wire: `x[3]` next to `x`. Amaranth names the
@@ -382,6 +392,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     def plan(lut_mapper):
         opts, after_synth = list(synth_opts), ""
         after_read = [booth_script(config, n_dsp)] if booth else []
+        after_read.append(collision_free_script())
         if lut_mapper == "abc9-private-names":
             after_read.append(private_bit_names_script())
         if lut_mapper == "abc":

@@ -3,8 +3,10 @@
 import operator
 
 from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal
-from amaranth.lib import memory, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
+
+from .memories import collision_free_memory
 
 # From this depth on, a delay line is a memory (LUT RAM or block RAM) with one write and one
 # registered read per clock instead of a chain of registers: the array's input skew holds
@@ -47,7 +49,7 @@ class DelayLine(wiring.Component):
             # last written at clock t + 1 - depth: that value comes out at t + 1, depth clocks
             # after it went in. The read and the write of one clock never share an entry.
             entries = self.depth
-            m.submodules.storage = storage = memory.Memory(shape=self.shape, depth=entries, init=[])
+            m.submodules.storage = storage = collision_free_memory(shape=self.shape, depth=entries)
             write, read = storage.write_port(), storage.read_port()
             pointer = Signal(range(entries), reset_less=True)
             following = Signal(range(entries))

@@ -6,9 +6,9 @@ wrap by dropping a bit.
 
 from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .memories import collision_free_memory
 from spec.checks import positive_int
 
 
@@ -50,7 +50,8 @@ class FrameBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bits = self.depth.bit_length() - 1
-        m.submodules.memory = memory = Memory(shape=8, depth=self.depth, init=[])
+        # Collision-free: it reads only committed bytes, which are never being written.
+        m.submodules.memory = memory = collision_free_memory(shape=8, depth=self.depth)
         write_port = memory.write_port()
         read_port = memory.read_port()
         # One bit more than an address: full and empty differ by the top bit.

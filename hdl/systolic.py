@@ -49,12 +49,13 @@ the accumulator's add, and the result FIFO.
 """
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cell import ColumnCombiningCell
 from .delay import DelayLine
 from .macs import MAC_HARDWARE, value_shape
+from .memories import BufferedFIFO
 
 
 class ArrayLayouts:
@@ -212,8 +213,7 @@ class SystolicArray(wiring.Component):
 
         # ---------------------------------------------------------------------------------
         # Results: a FIFO that is never asked to take a result it has no room for.
-        m.submodules.result_fifo = result_fifo = fifo.SyncFIFOBuffered(
-            width=lay.results.size, depth=cfg.result_buffer)
+        m.submodules.result_fifo = result_fifo = BufferedFIFO(width=lay.results.size, depth=cfg.result_buffer)
         in_flight = Signal(range(cfg.result_buffer + 1))  # accepted emitting vectors not yet in the FIFO
         has_credit = Signal()
         m.d.comb += has_credit.eq(in_flight + result_fifo.level < cfg.result_buffer)
