@@ -214,9 +214,11 @@ class SystolicArray(wiring.Component):
         # ---------------------------------------------------------------------------------
         # Results: a FIFO that is never asked to take a result it has no room for.
         m.submodules.result_fifo = result_fifo = BufferedFIFO(width=lay.results.size, depth=cfg.result_buffer)
-        in_flight = Signal(range(cfg.result_buffer + 1))  # accepted emitting vectors not yet in the FIFO
+        # Accepted emitting vectors whose result has not left the FIFO (in flight or in it): one
+        # counter, so that `activations.ready` is a comparison of a register, not a sum of two.
+        reserved = Signal(range(cfg.result_buffer + 1))
         has_credit = Signal()
-        m.d.comb += has_credit.eq(in_flight + result_fifo.level < cfg.result_buffer)
+        m.d.comb += has_credit.eq(reserved < cfg.result_buffer)
 
         # Issue: one vector per clock while the compute bank is full and a result would fit.
         batch_addr = Signal(addr_shape)
@@ -249,9 +251,9 @@ class SystolicArray(wiring.Component):
             done = valid[cols - 1] & (tokens[cols - 1].bank == b)
             m.d.sync += users[b].eq(users[b] + issued - done)
 
-        # Credits: an emitting vector holds one from its acceptance until its result is in the FIFO.
+        # Credits: an emitting vector holds one from its acceptance until its result leaves the FIFO.
         stored = Signal()
-        m.d.sync += in_flight.eq(in_flight + (accept & act.emit) - stored)
+        m.d.sync += reserved.eq(reserved + (accept & act.emit) - (self.results.valid & self.results.ready))
 
         # ---------------------------------------------------------------------------------
         # The edge: each activation becomes the MAC style's operand (once, not once per cell)
@@ -322,23 +324,23 @@ class SystolicArray(wiring.Component):
         m.d.sync += [read_data.eq(acc_read.data), sums_before.eq(sums)]
         m.d.comb += [acc_read.addr.eq(tokens[at_read].addr), acc_read.en.eq(1)]
 
-        # Which sums to forward is decided a clock ahead, from the same tokens one stage earlier
-        # (the pipeline never stalls), so the add's path starts at a register.
+        # Which sums to forward, and whether to clear, is decided a clock ahead, from the same
+        # tokens one stage earlier (the pipeline never stalls), so the add's path starts at a
+        # register; one copy per row, as each drives acc_width multiplexers.
         forward_sums = Signal()          # stage at_write writes the entry stage at_add reads
         forward_sums_before = Signal()   # stage at_write + 1 wrote it
-        m.d.sync += [
+        m.d.comb += [
             forward_sums.eq(valid[at_add] & (tokens[at_add].addr == tokens[at_add - 1].addr)),
             forward_sums_before.eq(valid[at_write] & (tokens[at_write].addr == tokens[at_add - 1].addr)),
         ]
-        previous = Signal(lay.results)
-        with m.If(forward_sums):
-            m.d.comb += previous.eq(sums)
-        with m.Elif(forward_sums_before):
-            m.d.comb += previous.eq(sums_before)
-        with m.Else():
-            m.d.comb += previous.eq(read_data)
         for r in range(rows):
-            m.d.sync += sums[r].eq(row_sums[r] + Mux(tokens[at_add].clear, 0, previous[r]))
+            use_sums = Signal(name=f"forward_sums_r{r}", reset_less=True)
+            use_sums_before = Signal(name=f"forward_sums_before_r{r}", reset_less=True)
+            clear = Signal(name=f"clear_r{r}", reset_less=True)
+            m.d.sync += [use_sums.eq(forward_sums), use_sums_before.eq(forward_sums_before),
+                         clear.eq(tokens[at_add - 1].clear)]
+            previous = Mux(use_sums, sums[r], Mux(use_sums_before, sums_before[r], read_data[r]))
+            m.d.sync += sums[r].eq(row_sums[r] + Mux(clear, 0, previous))
         m.d.comb += [
             acc_write.addr.eq(tokens[at_write].addr),
             acc_write.data.eq(sums),
