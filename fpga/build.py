@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 
+from hdl.delay import REPLICA
 from hdl.hostlink import HostLink, PROTOCOL_VERSION
 from hdl.memories import NO_COLLISION
 from software.output_set import output_problem, output_set
@@ -116,6 +117,13 @@ def collision_free_script():
     and flip-flops on every read bit. These memories have one read and one write port, hence a
     mask of one bit (Yosys refuses another width, so a memory with more ports fails loudly)."""
     return f"proc; memory_collect; setparam -set RD_COLLISION_X_MASK 1'1 a:{NO_COLLISION}"
+
+
+def replicas_script():
+    """The Yosys commands (after reading the design and `proc`) that keep the registers hdl/delay.py
+    replicates on purpose (attribute REPLICA, each driving a share of a fan-out) from being merged
+    back into one by opt_merge: `keep` on the flip-flops that drive those wires."""
+    return f"setattr -set keep 1 a:{REPLICA} %ci1:+$dff[Q] a:{REPLICA} %d"
 
 
 # Wires that Yosys reads as one bit of another wire: `x[3]` next to `x`. Amaranth names the
@@ -392,7 +400,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     def plan(lut_mapper):
         opts, after_synth = list(synth_opts), ""
         after_read = [booth_script(config, n_dsp)] if booth else []
-        after_read.append(collision_free_script())
+        after_read += [collision_free_script(), replicas_script()]
         if lut_mapper == "abc9-private-names":
             after_read.append(private_bit_names_script())
         if lut_mapper == "abc":

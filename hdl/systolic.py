@@ -53,9 +53,14 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cell import ColumnCombiningCell
-from .delay import DelayLine
+from .delay import FanoutDelay, replica
 from .macs import MAC_HARDWARE, value_shape
 from .memories import BufferedFIFO
+
+
+# Cells per copy of a column's activations, weight and bank registers: each copy drives this many
+# rows of cells, a short net, rather than one register driving the whole column.
+ROWS_PER_COPY = 4
 
 
 class ArrayLayouts:
@@ -197,10 +202,8 @@ class SystolicArray(wiring.Component):
         m.d.comb += self.weights.ready.eq(~full.bit_select(load_bank, 1) & bank_idle.bit_select(load_bank, 1))
         weight_taken = Signal()
         m.d.comb += weight_taken.eq(self.weights.valid & self.weights.ready)
-        beat = Signal(lay.weight_row, reset_less=True)
         row_load = Signal(rows)                           # one registered load enable per row
         row_bank = Signal(rows, reset_less=True)          # the bank it writes, replicated per row
-        m.d.sync += beat.eq(self.weights.payload)
         for r in range(rows):
             m.d.sync += [row_load[r].eq(weight_taken & (load_row == r)), row_bank[r].eq(load_bank)]
         with m.If(weight_taken):
@@ -258,30 +261,39 @@ class SystolicArray(wiring.Component):
         # ---------------------------------------------------------------------------------
         # The edge: each activation becomes the MAC style's operand (once, not once per cell)
         # and is registered; group g is then delayed g more clocks.
+        # Column g's activations are delayed 1 + g clocks in all; the last register is replicated
+        # once per group of ROWS_PER_COPY rows (FanoutDelay), as are the bank bits below: no
+        # register drives a whole column.
+        copies = -(-rows // ROWS_PER_COPY)
         operands = [mac.edge_operand(m, cfg, act.data[k], f"edge_{k}") for k in range(cols * alpha)]
         group_layout = data.ArrayLayout(lay.operand, alpha)
-        groups_in = Signal(data.ArrayLayout(group_layout, cols), name="edge", reset_less=True)
-        m.d.sync += groups_in.as_value().eq(Cat(operands))
         skewed = []
         for g in range(cols):
-            line = DelayLine(group_layout, g)
+            line = FanoutDelay(group_layout, 1 + g, copies)
             m.submodules[f"skew_{g}"] = line
-            m.d.comb += line.i.eq(groups_in[g])
+            m.d.comb += line.i.as_value().eq(Cat(operands[g * alpha:(g + 1) * alpha]))
             skewed.append(line.o)
 
         # ---------------------------------------------------------------------------------
-        # Weight loading, skewed like the activations: column c's weight and select are delayed c
-        # clocks (shared by every row), and each row's load strobe and bank pass from cell to
-        # cell through a register each.
+        # Weight loading, skewed like the activations: column c's weight and select are delayed
+        # 1 + c clocks (shared by every row, the last register replicated per group of rows), and
+        # each row's load strobe and bank pass from cell to cell through a register each.
         column_layout = data.StructLayout({"weight": lay.weight, **({"select": lay.select} if alpha > 1 else {})})
         column_beats = []
         for c in range(cols):
-            line = DelayLine(column_layout, c)
+            line = FanoutDelay(column_layout, 1 + c, copies)
             m.submodules[f"weight_skew_{c}"] = line
-            m.d.comb += line.i.weight.eq(beat.weights[c])
+            m.d.comb += line.i.weight.eq(self.weights.payload.weights[c])
             if alpha > 1:
-                m.d.comb += line.i.select.eq(beat.selects[c])
+                m.d.comb += line.i.select.eq(self.weights.payload.selects[c])
             column_beats.append(line.o)
+        # The bank each column's cells compute with: token stage c's, one copy per group of rows.
+        column_banks = []
+        for c in range(cols):
+            source = compute_bank if c == 0 else tokens[c - 1].bank
+            banks_of_column = [replica(1, f"bank_c{c}_g{k}") for k in range(copies)]
+            m.d.sync += [bank.eq(source) for bank in banks_of_column]
+            column_banks.append(banks_of_column)
         # The strobes after column 0 are reset-less: one a reset leaves in flight writes a bank that
         # is empty after the reset, and the load that fills that bank comes behind it through the
         # same registers, so it overwrites that weight before the bank computes.
@@ -299,11 +311,12 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             psum = Const(0, signed(self.chain_width))
             for c in range(cols):
-                inputs = {"activations": skewed[c], "bank": tokens[c].bank, "psum_in": psum,
+                copy = r // ROWS_PER_COPY
+                inputs = {"activations": skewed[c][copy], "bank": column_banks[c][copy], "psum_in": psum,
                           "load": strobes[r][c], "load_bank": strobe_banks[r][c],
-                          "load_weight": column_beats[c].weight}
+                          "load_weight": column_beats[c][copy].weight}
                 if alpha > 1:
-                    inputs["load_select"] = column_beats[c].select
+                    inputs["load_select"] = column_beats[c][copy].select
                 psum = self._add_cell(m, f"cell_r{r}_c{c}", r * cols + c, inputs)
             row_sums.append(psum)
 
