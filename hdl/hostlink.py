@@ -144,15 +144,14 @@ class CommandDecoder(wiring.Component):
                     with m.If(index == last_byte):
                         m.next = "settle"
             with m.State("settle"):         # the last byte is written into its lane
+                # The valid bits are registers (the array's handshake starts at registers).
+                m.d.sync += [self.weights.valid.eq(is_weights), self.activations.valid.eq(~is_weights)]
                 m.next = "deliver"
             with m.State("deliver"):
-                m.d.comb += [
-                    self.weights.valid.eq(is_weights),
-                    self.activations.valid.eq(~is_weights),
-                ]
                 with m.If((self.weights.valid & self.weights.ready) |
                           (self.activations.valid & self.activations.ready)):
-                    m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane)]
+                    m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane),
+                                 self.weights.valid.eq(0), self.activations.valid.eq(0)]
                     with m.If(count == 1):
                         m.next = "command"
                     with m.Else():

@@ -188,47 +188,50 @@ class SystolicArray(wiring.Component):
         # ---------------------------------------------------------------------------------
         # Bank state: which bank loads and which computes, which banks are full, and how many
         # vectors in flight still read each bank (they read it at their column's select stage).
-        full = Signal(banks)
+        # Both streams' ready bits are registers, computed a clock ahead from the next state, so
+        # that a handshake starts at registers: on the ULX3S 16x16 array the bank state's logic
+        # in series with the 16 rows' load strobes, across the device, was the critical path.
+        full, full_next = Signal(banks), Signal(banks)
         users = [Signal(range(cols + 2), name=f"users_b{b}") for b in range(banks)]
-        load_bank = Signal(name="load_bank") if banks == 2 else Const(0, 1)
-        compute_bank = Signal(name="compute_bank") if banks == 2 else Const(0, 1)
-        load_row = Signal(range(max(rows, 2)))
-        bank_idle = Signal(banks)
+        users_next = [Signal(range(cols + 2), name=f"users_next_b{b}") for b in range(banks)]
+        if banks == 2:
+            load_bank, load_bank_next = Signal(name="load_bank"), Signal(name="load_bank_next")
+            compute_bank, compute_bank_next = Signal(name="compute_bank"), Signal(name="compute_bank_next")
+            m.d.sync += [load_bank.eq(load_bank_next), compute_bank.eq(compute_bank_next)]
+        else:
+            load_bank = load_bank_next = compute_bank = compute_bank_next = Const(0, 1)
+        m.d.sync += full.eq(full_next)
         for b in range(banks):
-            m.d.comb += bank_idle[b].eq(users[b] == 0)
+            m.d.sync += users[b].eq(users_next[b])
 
-        # Weight beats: registered, then loaded into their row (systolically, below), one
-        # registered load strobe per row to start.
-        m.d.comb += self.weights.ready.eq(~full.bit_select(load_bank, 1) & bank_idle.bit_select(load_bank, 1))
+        # Weight beats: loaded into their row (systolically, below), one registered load strobe per
+        # row to start; the row a beat goes to is one-hot.
+        weights_ready = Signal(init=1)           # the load bank is empty and no vector reads it
         weight_taken = Signal()
-        m.d.comb += weight_taken.eq(self.weights.valid & self.weights.ready)
+        m.d.comb += [self.weights.ready.eq(weights_ready),
+                     weight_taken.eq(self.weights.valid & self.weights.ready)]
+        load_row = Signal(rows, init=1)
         row_load = Signal(rows)                           # one registered load enable per row
         row_bank = Signal(rows, reset_less=True)          # the bank it writes, replicated per row
         for r in range(rows):
-            m.d.sync += [row_load[r].eq(weight_taken & (load_row == r)), row_bank[r].eq(load_bank)]
+            m.d.sync += [row_load[r].eq(weight_taken & load_row[r]), row_bank[r].eq(load_bank)]
         with m.If(weight_taken):
-            with m.If(load_row == rows - 1):
-                m.d.sync += [load_row.eq(0), full.bit_select(load_bank, 1).eq(1)]
-                if banks == 2:
-                    m.d.sync += load_bank.eq(~load_bank)
-            with m.Else():
-                m.d.sync += load_row.eq(load_row + 1)
+            m.d.sync += load_row.eq(load_row.rotate_left(1))
 
         # ---------------------------------------------------------------------------------
         # Results: a FIFO that is never asked to take a result it has no room for.
         m.submodules.result_fifo = result_fifo = BufferedFIFO(width=lay.results.size, depth=cfg.result_buffer)
-        # Accepted emitting vectors whose result has not left the FIFO (in flight or in it): one
-        # counter, so that `activations.ready` is a comparison of a register, not a sum of two.
-        reserved = Signal(range(cfg.result_buffer + 1))
-        has_credit = Signal()
-        m.d.comb += has_credit.eq(reserved < cfg.result_buffer)
+        # Accepted emitting vectors whose result has not left the FIFO (in flight or in it).
+        reserved, reserved_next = Signal(range(cfg.result_buffer + 1)), Signal(range(cfg.result_buffer + 1))
+        m.d.sync += reserved.eq(reserved_next)
 
         # Issue: one vector per clock while the compute bank is full and a result would fit.
+        activations_ready = Signal()
         batch_addr = Signal(addr_shape)
         accept = Signal()
         act = self.activations.payload
         m.d.comb += [
-            self.activations.ready.eq(full.bit_select(compute_bank, 1) & has_credit),
+            self.activations.ready.eq(activations_ready),
             accept.eq(self.activations.valid & self.activations.ready),
         ]
         m.d.sync += [
@@ -239,24 +242,38 @@ class SystolicArray(wiring.Component):
             tokens[0].addr.eq(batch_addr),
         ]
         with m.If(accept):
-            with m.If(act.last):
-                m.d.sync += [batch_addr.eq(0), full.bit_select(compute_bank, 1).eq(0)]
-                if banks == 2:
-                    m.d.sync += compute_bank.eq(~compute_bank)
-            with m.Elif(batch_addr == cfg.max_batch - 1):
+            with m.If(act.last | (batch_addr == cfg.max_batch - 1)):
                 m.d.sync += batch_addr.eq(0)
             with m.Else():
                 m.d.sync += batch_addr.eq(batch_addr + 1)
 
+        # The next bank state: a bank is full once its last row is loaded and empty once the last
+        # vector of its tile is accepted (never the same bank in one clock: loading needs it empty,
+        # computing full).
+        m.d.comb += full_next.eq(full)
+        if banks == 2:
+            m.d.comb += [load_bank_next.eq(load_bank), compute_bank_next.eq(compute_bank)]
+        with m.If(weight_taken & load_row[rows - 1]):
+            m.d.comb += full_next.bit_select(load_bank, 1).eq(1)
+            if banks == 2:
+                m.d.comb += load_bank_next.eq(~load_bank)
+        with m.If(accept & act.last):
+            m.d.comb += full_next.bit_select(compute_bank, 1).eq(0)
+            if banks == 2:
+                m.d.comb += compute_bank_next.eq(~compute_bank)
         # A vector stops reading its bank after column cols - 1's select stage (token stage cols - 1).
+        idle_next = Signal(banks)
         for b in range(banks):
             issued = accept & (compute_bank == b)
             done = valid[cols - 1] & (tokens[cols - 1].bank == b)
-            m.d.sync += users[b].eq(users[b] + issued - done)
-
+            m.d.comb += [users_next[b].eq(users[b] + issued - done), idle_next[b].eq(users_next[b] == 0)]
         # Credits: an emitting vector holds one from its acceptance until its result leaves the FIFO.
+        m.d.comb += reserved_next.eq(reserved + (accept & act.emit) - (self.results.valid & self.results.ready))
+        m.d.sync += [
+            weights_ready.eq(~full_next.bit_select(load_bank_next, 1) & idle_next.bit_select(load_bank_next, 1)),
+            activations_ready.eq(full_next.bit_select(compute_bank_next, 1) & (reserved_next < cfg.result_buffer)),
+        ]
         stored = Signal()
-        m.d.sync += reserved.eq(reserved + (accept & act.emit) - (self.results.valid & self.results.ready))
 
         # ---------------------------------------------------------------------------------
         # The edge: each activation becomes the MAC style's operand (once, not once per cell)
