@@ -14,7 +14,9 @@ import signal
 import subprocess
 import time
 
+from hdl.delay import REPLICA
 from hdl.hostlink import PROTOCOL_VERSION
+from hdl.memories import NO_COLLISION
 from software.output_set import output_problem, output_set
 from spec.units import GENERATOR, unit_of
 
@@ -106,6 +108,22 @@ def booth_script(config, n_dsp):
         return "proc; booth"
     return (f"proc; select -set dsp_muls {' '.join(keep)}; "
             f"booth {cell_module_pattern('*', '*')}/t:$mul @dsp_muls %d")
+
+
+def collision_free_script():
+    """The Yosys commands (after reading the design) that leave a read undefined where it meets a
+    write of the same entry in the same clock, for the memories that hdl/memories.py marks as
+    never doing so: on an iCE40 Yosys otherwise emulates Amaranth's "old value" promise in LUTs
+    and flip-flops on every read bit. These memories have one read and one write port, hence a
+    mask of one bit (Yosys refuses another width, so a memory with more ports fails loudly)."""
+    return f"proc; memory_collect; setparam -set RD_COLLISION_X_MASK 1'1 a:{NO_COLLISION}"
+
+
+def replicas_script():
+    """The Yosys commands (after reading the design and `proc`) that keep the registers hdl/delay.py
+    replicates on purpose (attribute REPLICA, each driving a share of a fan-out) from being merged
+    back into one by opt_merge: `keep` on the flip-flops that drive those wires."""
+    return f"setattr -set keep 1 a:{REPLICA} %ci1:+$dff[Q] a:{REPLICA} %d"
 
 
 # Wires that Yosys reads as one bit of another wire: `x[3]` next to `x`. Amaranth names the
@@ -392,6 +410,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     def plan(lut_mapper):
         opts, after_synth = list(synth_opts), ""
         after_read = [booth_script(array, n_dsp)] if booth else []
+        after_read += [collision_free_script(), replicas_script()]
         # A model accelerator's array-of-values ports (its logits, the post-processing lanes) name
         # wires like bits of others (`x[3]` beside `x`): nextpnr then sees one net driven twice.
         if lut_mapper == "abc9-private-names" or program is not None:

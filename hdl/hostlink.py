@@ -144,15 +144,14 @@ class CommandDecoder(wiring.Component):
                     with m.If(index == last_byte):
                         m.next = "settle"
             with m.State("settle"):         # the last byte is written into its lane
+                # The valid bits are registers (the array's handshake starts at registers).
+                m.d.sync += [self.weights.valid.eq(is_weights), self.activations.valid.eq(~is_weights)]
                 m.next = "deliver"
             with m.State("deliver"):
-                m.d.comb += [
-                    self.weights.valid.eq(is_weights),
-                    self.activations.valid.eq(~is_weights),
-                ]
                 with m.If((self.weights.valid & self.weights.ready) |
                           (self.activations.valid & self.activations.ready)):
-                    m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane)]
+                    m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane),
+                                 self.weights.valid.eq(0), self.activations.valid.eq(0)]
                     with m.If(count == 1):
                         m.next = "command"
                     with m.Else():
@@ -302,6 +301,10 @@ class HostLink(wiring.Component):
         # takes it.
         result = Signal(8 * result_bytes)
         m.d.comb += result.eq(Value.cast(array.results.payload))
+        # The encoder reads the byte a clock after it names it: registered here, so the wide byte
+        # select is a path of its own (on the iCEBreaker it was the critical path into the encoder).
+        result_byte = Signal(8, reset_less=True)
+        m.d.sync += result_byte.eq(result.word_select(encoder.read_index, 8))
         # One CRC unit: the encoder's while it sends a reply, the receiver's otherwise.
         encoder_crc = encoder.busy | encoder.crc_start
         m.d.comb += [
@@ -317,7 +320,7 @@ class HostLink(wiring.Component):
             frames.encoder_busy.eq(encoder.busy),
             frames.result_available.eq(array.results.valid),
             array.results.ready.eq(frames.pop),
-            encoder.read_data.eq(result.word_select(encoder.read_index, 8)),
+            encoder.read_data.eq(result_byte),
             link_crc.start.eq(Mux(encoder_crc, encoder.crc_start, frames.crc_start)),
             link_crc.valid.eq(Mux(encoder_crc, encoder.crc_valid, frames.crc_valid)),
             link_crc.data.eq(Mux(encoder_crc, encoder.crc_data, frames.crc_data)),

@@ -4,11 +4,11 @@ One block RAM on an iCE40 (512 bytes by default), with a power-of-two depth, so 
 wrap by dropping a bit.
 """
 
-from amaranth.hdl import Module, Signal
+from amaranth.hdl import Module, Mux, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .memories import collision_free_memory
 from spec.checks import positive_int
 
 
@@ -50,7 +50,8 @@ class FrameBuffer(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         bits = self.depth.bit_length() - 1
-        m.submodules.memory = memory = Memory(shape=8, depth=self.depth, init=[])
+        # Collision-free: it reads only committed bytes, which are never being written.
+        m.submodules.memory = memory = collision_free_memory(shape=8, depth=self.depth)
         write_port = memory.write_port()
         read_port = memory.read_port()
         # One bit more than an address: full and empty differ by the top bit.
@@ -67,16 +68,33 @@ class FrameBuffer(wiring.Component):
             m.d.sync += written.eq(written + 1)
         with m.If(self.commit):
             m.d.sync += committed.eq(written)
-        # The reader's byte sits in the read port's register; it is refilled as it is taken.
+        # Two registers between the block RAM and the reader: the read port's own (the byte fetched)
+        # and an output register with a skid slot, so that neither the block RAM's slow clock-to-out
+        # reaches the reader's logic nor the reader's `ready` reaches the block RAM's enable and
+        # the pointers (the ULX3S 16x16's critical path was frame_buffer.memory -> decoder, 13.1 ns).
+        # One byte per clock while the reader takes one per clock.
+        fetched = Signal()                        # the read port holds a byte not yet passed on
+        skid = Signal(8, reset_less=True)         # a byte the output register had no room for
+        skid_valid = Signal()
         fetch = Signal()
         m.d.comb += [
-            fetch.eq((read != committed) & (~self.r_stream.valid | self.r_stream.ready)),
+            # Only registers decide a fetch: there is room for the read port's byte if the skid
+            # slot is empty (it takes the byte if the output register cannot).
+            fetch.eq((read != committed) & (~fetched | ~skid_valid)),
             read_port.addr.eq(read[:bits]),
             read_port.en.eq(fetch),
-            self.r_stream.payload.eq(read_port.data),
         ]
         with m.If(fetch):
-            m.d.sync += [read.eq(read + 1), self.r_stream.valid.eq(1)]
-        with m.Elif(self.r_stream.ready):
-            m.d.sync += self.r_stream.valid.eq(0)
+            m.d.sync += read.eq(read + 1)
+        arriving = fetched & ~skid_valid          # the read port's byte moves on this clock
+        m.d.sync += fetched.eq(fetch | (fetched & skid_valid))
+        with m.If(~self.r_stream.valid | self.r_stream.ready):
+            # The output register is free: it takes the skid's byte first, else the read port's.
+            m.d.sync += [
+                self.r_stream.payload.eq(Mux(skid_valid, skid, read_port.data)),
+                self.r_stream.valid.eq(skid_valid | arriving),
+                skid_valid.eq(0),
+            ]
+        with m.Elif(arriving):
+            m.d.sync += [skid.eq(read_port.data), skid_valid.eq(1)]
         return m

@@ -49,12 +49,18 @@ the accumulator's add, and the result FIFO.
 """
 
 from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
-from amaranth.lib import data, fifo, memory, stream, wiring
+from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cell import ColumnCombiningCell
-from .delay import DelayLine
+from .delay import FanoutDelay, replica
 from .macs import MAC_HARDWARE, value_shape
+from .memories import BufferedFIFO
+
+
+# Cells per copy of a column's activations, weight and bank registers: each copy drives this many
+# rows of cells, a short net, rather than one register driving the whole column.
+ROWS_PER_COPY = 4
 
 
 class ArrayLayouts:
@@ -182,48 +188,50 @@ class SystolicArray(wiring.Component):
         # ---------------------------------------------------------------------------------
         # Bank state: which bank loads and which computes, which banks are full, and how many
         # vectors in flight still read each bank (they read it at their column's select stage).
-        full = Signal(banks)
+        # Both streams' ready bits are registers, computed a clock ahead from the next state, so
+        # that a handshake starts at registers: on the ULX3S 16x16 array the bank state's logic
+        # in series with the 16 rows' load strobes, across the device, was the critical path.
+        full, full_next = Signal(banks), Signal(banks)
         users = [Signal(range(cols + 2), name=f"users_b{b}") for b in range(banks)]
-        load_bank = Signal(name="load_bank") if banks == 2 else Const(0, 1)
-        compute_bank = Signal(name="compute_bank") if banks == 2 else Const(0, 1)
-        load_row = Signal(range(max(rows, 2)))
-        bank_idle = Signal(banks)
+        users_next = [Signal(range(cols + 2), name=f"users_next_b{b}") for b in range(banks)]
+        if banks == 2:
+            load_bank, load_bank_next = Signal(name="load_bank"), Signal(name="load_bank_next")
+            compute_bank, compute_bank_next = Signal(name="compute_bank"), Signal(name="compute_bank_next")
+            m.d.sync += [load_bank.eq(load_bank_next), compute_bank.eq(compute_bank_next)]
+        else:
+            load_bank = load_bank_next = compute_bank = compute_bank_next = Const(0, 1)
+        m.d.sync += full.eq(full_next)
         for b in range(banks):
-            m.d.comb += bank_idle[b].eq(users[b] == 0)
+            m.d.sync += users[b].eq(users_next[b])
 
-        # Weight beats: registered, then loaded into their row (systolically, below), one
-        # registered load strobe per row to start.
-        m.d.comb += self.weights.ready.eq(~full.bit_select(load_bank, 1) & bank_idle.bit_select(load_bank, 1))
+        # Weight beats: loaded into their row (systolically, below), one registered load strobe per
+        # row to start; the row a beat goes to is one-hot.
+        weights_ready = Signal(init=1)           # the load bank is empty and no vector reads it
         weight_taken = Signal()
-        m.d.comb += weight_taken.eq(self.weights.valid & self.weights.ready)
-        beat = Signal(lay.weight_row, reset_less=True)
+        m.d.comb += [self.weights.ready.eq(weights_ready),
+                     weight_taken.eq(self.weights.valid & self.weights.ready)]
+        load_row = Signal(rows, init=1)
         row_load = Signal(rows)                           # one registered load enable per row
         row_bank = Signal(rows, reset_less=True)          # the bank it writes, replicated per row
-        m.d.sync += beat.eq(self.weights.payload)
         for r in range(rows):
-            m.d.sync += [row_load[r].eq(weight_taken & (load_row == r)), row_bank[r].eq(load_bank)]
+            m.d.sync += [row_load[r].eq(weight_taken & load_row[r]), row_bank[r].eq(load_bank)]
         with m.If(weight_taken):
-            with m.If(load_row == rows - 1):
-                m.d.sync += [load_row.eq(0), full.bit_select(load_bank, 1).eq(1)]
-                if banks == 2:
-                    m.d.sync += load_bank.eq(~load_bank)
-            with m.Else():
-                m.d.sync += load_row.eq(load_row + 1)
+            m.d.sync += load_row.eq(load_row.rotate_left(1))
 
         # ---------------------------------------------------------------------------------
         # Results: a FIFO that is never asked to take a result it has no room for.
-        m.submodules.result_fifo = result_fifo = fifo.SyncFIFOBuffered(
-            width=lay.results.size, depth=cfg.result_buffer)
-        in_flight = Signal(range(cfg.result_buffer + 1))  # accepted emitting vectors not yet in the FIFO
-        has_credit = Signal()
-        m.d.comb += has_credit.eq(in_flight + result_fifo.level < cfg.result_buffer)
+        m.submodules.result_fifo = result_fifo = BufferedFIFO(width=lay.results.size, depth=cfg.result_buffer)
+        # Accepted emitting vectors whose result has not left the FIFO (in flight or in it).
+        reserved, reserved_next = Signal(range(cfg.result_buffer + 1)), Signal(range(cfg.result_buffer + 1))
+        m.d.sync += reserved.eq(reserved_next)
 
         # Issue: one vector per clock while the compute bank is full and a result would fit.
+        activations_ready = Signal()
         batch_addr = Signal(addr_shape)
         accept = Signal()
         act = self.activations.payload
         m.d.comb += [
-            self.activations.ready.eq(full.bit_select(compute_bank, 1) & has_credit),
+            self.activations.ready.eq(activations_ready),
             accept.eq(self.activations.valid & self.activations.ready),
         ]
         m.d.sync += [
@@ -234,52 +242,75 @@ class SystolicArray(wiring.Component):
             tokens[0].addr.eq(batch_addr),
         ]
         with m.If(accept):
-            with m.If(act.last):
-                m.d.sync += [batch_addr.eq(0), full.bit_select(compute_bank, 1).eq(0)]
-                if banks == 2:
-                    m.d.sync += compute_bank.eq(~compute_bank)
-            with m.Elif(batch_addr == cfg.max_batch - 1):
+            with m.If(act.last | (batch_addr == cfg.max_batch - 1)):
                 m.d.sync += batch_addr.eq(0)
             with m.Else():
                 m.d.sync += batch_addr.eq(batch_addr + 1)
 
+        # The next bank state: a bank is full once its last row is loaded and empty once the last
+        # vector of its tile is accepted (never the same bank in one clock: loading needs it empty,
+        # computing full).
+        m.d.comb += full_next.eq(full)
+        if banks == 2:
+            m.d.comb += [load_bank_next.eq(load_bank), compute_bank_next.eq(compute_bank)]
+        with m.If(weight_taken & load_row[rows - 1]):
+            m.d.comb += full_next.bit_select(load_bank, 1).eq(1)
+            if banks == 2:
+                m.d.comb += load_bank_next.eq(~load_bank)
+        with m.If(accept & act.last):
+            m.d.comb += full_next.bit_select(compute_bank, 1).eq(0)
+            if banks == 2:
+                m.d.comb += compute_bank_next.eq(~compute_bank)
         # A vector stops reading its bank after column cols - 1's select stage (token stage cols - 1).
+        idle_next = Signal(banks)
         for b in range(banks):
             issued = accept & (compute_bank == b)
             done = valid[cols - 1] & (tokens[cols - 1].bank == b)
-            m.d.sync += users[b].eq(users[b] + issued - done)
-
-        # Credits: an emitting vector holds one from its acceptance until its result is in the FIFO.
+            m.d.comb += [users_next[b].eq(users[b] + issued - done), idle_next[b].eq(users_next[b] == 0)]
+        # Credits: an emitting vector holds one from its acceptance until its result leaves the FIFO.
+        m.d.comb += reserved_next.eq(reserved + (accept & act.emit) - (self.results.valid & self.results.ready))
+        m.d.sync += [
+            weights_ready.eq(~full_next.bit_select(load_bank_next, 1) & idle_next.bit_select(load_bank_next, 1)),
+            activations_ready.eq(full_next.bit_select(compute_bank_next, 1) & (reserved_next < cfg.result_buffer)),
+        ]
         stored = Signal()
-        m.d.sync += in_flight.eq(in_flight + (accept & act.emit) - stored)
 
         # ---------------------------------------------------------------------------------
         # The edge: each activation becomes the MAC style's operand (once, not once per cell)
         # and is registered; group g is then delayed g more clocks.
+        # Column g's activations are delayed 1 + g clocks in all; the last register is replicated
+        # once per group of ROWS_PER_COPY rows (FanoutDelay), as are the bank bits below: no
+        # register drives a whole column.
+        copies = -(-rows // ROWS_PER_COPY)
         operands = [mac.edge_operand(m, cfg, act.data[k], f"edge_{k}") for k in range(cols * alpha)]
         group_layout = data.ArrayLayout(lay.operand, alpha)
-        groups_in = Signal(data.ArrayLayout(group_layout, cols), name="edge", reset_less=True)
-        m.d.sync += groups_in.as_value().eq(Cat(operands))
         skewed = []
         for g in range(cols):
-            line = DelayLine(group_layout, g)
+            line = FanoutDelay(group_layout, 1 + g, copies)
             m.submodules[f"skew_{g}"] = line
-            m.d.comb += line.i.eq(groups_in[g])
+            m.d.comb += line.i.as_value().eq(Cat(operands[g * alpha:(g + 1) * alpha]))
             skewed.append(line.o)
 
         # ---------------------------------------------------------------------------------
-        # Weight loading, skewed like the activations: column c's weight and select are delayed c
-        # clocks (shared by every row), and each row's load strobe and bank pass from cell to
-        # cell through a register each.
+        # Weight loading, skewed like the activations: column c's weight and select are delayed
+        # 1 + c clocks (shared by every row, the last register replicated per group of rows), and
+        # each row's load strobe and bank pass from cell to cell through a register each.
         column_layout = data.StructLayout({"weight": lay.weight, **({"select": lay.select} if alpha > 1 else {})})
         column_beats = []
         for c in range(cols):
-            line = DelayLine(column_layout, c)
+            line = FanoutDelay(column_layout, 1 + c, copies)
             m.submodules[f"weight_skew_{c}"] = line
-            m.d.comb += line.i.weight.eq(beat.weights[c])
+            m.d.comb += line.i.weight.eq(self.weights.payload.weights[c])
             if alpha > 1:
-                m.d.comb += line.i.select.eq(beat.selects[c])
+                m.d.comb += line.i.select.eq(self.weights.payload.selects[c])
             column_beats.append(line.o)
+        # The bank each column's cells compute with: token stage c's, one copy per group of rows.
+        column_banks = []
+        for c in range(cols):
+            source = compute_bank if c == 0 else tokens[c - 1].bank
+            banks_of_column = [replica(1, f"bank_c{c}_g{k}") for k in range(copies)]
+            m.d.sync += [bank.eq(source) for bank in banks_of_column]
+            column_banks.append(banks_of_column)
         # The strobes after column 0 are reset-less: one a reset leaves in flight writes a bank that
         # is empty after the reset, and the load that fills that bank comes behind it through the
         # same registers, so it overwrites that weight before the bank computes.
@@ -297,11 +328,12 @@ class SystolicArray(wiring.Component):
         for r in range(rows):
             psum = Const(0, signed(self.chain_width))
             for c in range(cols):
-                inputs = {"activations": skewed[c], "bank": tokens[c].bank, "psum_in": psum,
+                copy = r // ROWS_PER_COPY
+                inputs = {"activations": skewed[c][copy], "bank": column_banks[c][copy], "psum_in": psum,
                           "load": strobes[r][c], "load_bank": strobe_banks[r][c],
-                          "load_weight": column_beats[c].weight}
+                          "load_weight": column_beats[c][copy].weight}
                 if alpha > 1:
-                    inputs["load_select"] = column_beats[c].select
+                    inputs["load_select"] = column_beats[c][copy].select
                 psum = self._add_cell(m, f"cell_r{r}_c{c}", r * cols + c, inputs)
             row_sums.append(psum)
 
@@ -322,23 +354,23 @@ class SystolicArray(wiring.Component):
         m.d.sync += [read_data.eq(acc_read.data), sums_before.eq(sums)]
         m.d.comb += [acc_read.addr.eq(tokens[at_read].addr), acc_read.en.eq(1)]
 
-        # Which sums to forward is decided a clock ahead, from the same tokens one stage earlier
-        # (the pipeline never stalls), so the add's path starts at a register.
+        # Which sums to forward, and whether to clear, is decided a clock ahead, from the same
+        # tokens one stage earlier (the pipeline never stalls), so the add's path starts at a
+        # register; one copy per row, as each drives acc_width multiplexers.
         forward_sums = Signal()          # stage at_write writes the entry stage at_add reads
         forward_sums_before = Signal()   # stage at_write + 1 wrote it
-        m.d.sync += [
+        m.d.comb += [
             forward_sums.eq(valid[at_add] & (tokens[at_add].addr == tokens[at_add - 1].addr)),
             forward_sums_before.eq(valid[at_write] & (tokens[at_write].addr == tokens[at_add - 1].addr)),
         ]
-        previous = Signal(lay.results)
-        with m.If(forward_sums):
-            m.d.comb += previous.eq(sums)
-        with m.Elif(forward_sums_before):
-            m.d.comb += previous.eq(sums_before)
-        with m.Else():
-            m.d.comb += previous.eq(read_data)
         for r in range(rows):
-            m.d.sync += sums[r].eq(row_sums[r] + Mux(tokens[at_add].clear, 0, previous[r]))
+            use_sums = Signal(name=f"forward_sums_r{r}", reset_less=True)
+            use_sums_before = Signal(name=f"forward_sums_before_r{r}", reset_less=True)
+            clear = Signal(name=f"clear_r{r}", reset_less=True)
+            m.d.sync += [use_sums.eq(forward_sums), use_sums_before.eq(forward_sums_before),
+                         clear.eq(tokens[at_add - 1].clear)]
+            previous = Mux(use_sums, sums[r], Mux(use_sums_before, sums_before[r], read_data[r]))
+            m.d.sync += sums[r].eq(row_sums[r] + Mux(clear, 0, previous))
         m.d.comb += [
             acc_write.addr.eq(tokens[at_write].addr),
             acc_write.data.eq(sums),

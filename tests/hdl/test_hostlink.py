@@ -136,6 +136,36 @@ def test_frame_buffer_shows_only_committed_bytes(stall):
         assert overflowed, "the buffer never filled: the test does not exercise `full`"
 
 
+def test_frame_buffer_reads_a_byte_per_clock():
+    """Behind its output register the frame buffer still gives a byte every clock to a reader that
+    takes one every clock, a few clocks after the commit; and holds its byte while ready is low."""
+    dut = FrameBuffer(depth=16)
+    data = bytes(range(7, 19))
+    arrivals = []
+
+    async def testbench(ctx):
+        for byte in data:
+            ctx.set(dut.write_data, byte)
+            ctx.set(dut.write, 1)
+            await ctx.tick()
+        ctx.set(dut.write, 0)
+        ctx.set(dut.commit, 1)
+        await ctx.tick()
+        ctx.set(dut.commit, 0)
+        ctx.set(dut.r_stream.ready, 0)
+        await ctx.tick().repeat(5)                 # the output register and the skid slot fill
+        assert ctx.get(dut.r_stream.valid) and ctx.get(dut.r_stream.payload) == data[0]
+        ctx.set(dut.r_stream.ready, 1)
+        for clock in range(len(data) + 4):
+            _, _, valid, payload = await ctx.tick().sample(dut.r_stream.valid, dut.r_stream.payload)
+            if valid:
+                arrivals.append((clock, payload))
+
+    run(dut, testbench)
+    assert bytes(p for _, p in arrivals) == data
+    assert [c for c, _ in arrivals] == list(range(len(data))), "a clock without a byte"
+
+
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 def test_decoder_splits_frames_into_beats(stall):
     weight_width, act_width = 20, 51                  # 3 and 7 bytes, with padding in the top byte
@@ -388,7 +418,7 @@ def test_descriptor_and_credits():
     config = ArrayConfig(rows=3, cols=2, alpha=4, act_signed=False, max_batch=300, double_buffer=False)
     d = link_descriptor(config, credits=link_credits(config), max_weight_beats=17, max_act_beats=5,
                         frame_timeout=300)
-    assert d[:3] == b"SG\x03" and len(d) == DESCRIPTOR_BYTES == 20
+    assert d[:3] == b"SG\x04" and len(d) == DESCRIPTOR_BYTES == 20
     assert list(d[3:9]) == [2, 1, 3, 8, 8, 32] and d[9] == 0b010
     assert int.from_bytes(d[10:12], "little") == 299
     assert int.from_bytes(d[12:14], "little") == config.result_buffer - 1     # the array's result FIFO
