@@ -64,6 +64,9 @@ class ModelConfig(FieldsConfig):
                    the activation layout needs a padding row).
     logit_shift    the largest left shift of the logits.
     bias_width     bits of the largest bias (signed): the post-processing table holds no more.
+    shift_width    bits of the largest shift amount in the table (right shifts less one, left shifts).
+    acc_width      the array's accumulator: the compiler gives it the bits the model's worst-case
+                   sums need, no more (every sum is then exact, as in the golden model).
     model_sha256   the packed model's digest (software/packfile.py): the design holds that model.
     """
 
@@ -78,6 +81,7 @@ class ModelConfig(FieldsConfig):
     batch: int = 16
     logit_shift: int = 0
     bias_width: int = BIAS_WIDTH
+    shift_width: int = SHIFT_WIDTH
     multiplier: str = "pipelined"
     act_width: int = 8
     weight_width: int = 8
@@ -87,7 +91,10 @@ class ModelConfig(FieldsConfig):
         self._set("batch", check_int("batch", self.batch, 1, MAX_BATCH))
         self._set("in_features", check_int("in_features", self.in_features, 1, MAX_FEATURES))
         self._set("logit_shift", check_int("logit_shift", self.logit_shift, 0, (1 << SHIFT_WIDTH) - 1))
+        if isinstance(self.shift_width, int) and self.logit_shift >= 1 << self.shift_width:
+            raise ConfigError(f"logit_shift {self.logit_shift} does not fit shift_width {self.shift_width}")
         self._set("bias_width", check_int("bias_width", self.bias_width, 2, BIAS_WIDTH))
+        self._set("shift_width", check_int("shift_width", self.shift_width, 1, SHIFT_WIDTH))
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
         if not isinstance(self.model_sha256, str) or not _SHA256.fullmatch(self.model_sha256):
             raise ConfigError("model_sha256 must be a SHA-256 digest (64 lowercase hex digits)")
@@ -185,9 +192,14 @@ class ModelConfig(FieldsConfig):
         return max(1, (self.lanes - 1).bit_length())
 
     @property
+    def total_width(self):
+        """acc + bias: the wider of the two and a carry."""
+        return max(self.acc_width, self.bias_width) + 1
+
+    @property
     def logit_width(self):
-        """(acc + bias) << shift: the accumulator, one bit for the bias, the shift."""
-        return self.acc_width + 1 + self.logit_shift
+        """(acc + bias) << shift."""
+        return self.total_width + self.logit_shift
 
     @property
     def image_beat_width(self):
@@ -228,7 +240,8 @@ class ModelConfig(FieldsConfig):
         """(name, width) of a post-processing table entry, least significant first: whether the row is
         real, its bias, its right shift as a pre-shift and a rounding bit, its left shift, and the word
         and lane class its output goes to (software/packing/program.py fills them)."""
-        return (("valid", 1), ("bias", self.bias_width), ("pre_shift", SHIFT_WIDTH), ("round", 1), ("left", SHIFT_WIDTH),
+        return (("valid", 1), ("bias", self.bias_width), ("pre_shift", self.shift_width), ("round", 1),
+                ("left", self.shift_width),
                 ("word", self.word_width), ("lane_class", self.lane_class_width))
 
     @property

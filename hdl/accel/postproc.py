@@ -1,7 +1,7 @@
 """Post-processing of the array's result beats, one lane per row: bias, rounding shift, saturation.
 
 For row r of a beat, with the row block's table entry (software/packing/program.py):
-    total  = sum + bias                                 (acc_width + 1 bits)
+    total  = sum + bias                                 (total_width bits)
     hidden = clamp(((total + 2**(right-1)) >> right) << left, 0, 2**act_width - 1)   right > 0
              clamp(total << left, 0, 2**act_width - 1)                                right = 0
     logits = total << left
@@ -47,7 +47,7 @@ class PostProcessor(wiring.Component):
         self.config = config
         self.table = list(table)
         self.entry = entry_layout(config)
-        self.total_width = config.acc_width + 1
+        self.total_width = config.total_width
         R = config.rows
         super().__init__({
             "valid": In(1),

@@ -31,6 +31,8 @@ import math
 import numpy as np
 
 from software.packing.beats import pack_fields, weight_beat
+from spec import ArrayConfig
+from spec.array import MAX_ACC_WIDTH
 from spec.checks import signed_width_for
 from spec.model import ModelConfig
 
@@ -188,12 +190,23 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
     logit_shift = int(chain[-1].arrays["shift"].max(initial=0))
     biases = np.concatenate([np.asarray(node.arrays["bias"], np.int64) for node in chain])
     bias_width = signed_width_for(int(biases.min(initial=0)), int(biases.max(initial=0)))
+    shifts = np.concatenate([np.asarray(node.arrays["shift"], np.int64) for node in chain])
+    largest_shift = max(int(np.maximum(shifts - 1, 0).max(initial=0)), int(np.maximum(-shifts, 0).max(initial=0)),
+                        logit_shift)
+    # The accumulator holds the worst case of every row's sum (pixels and activations unsigned,
+    # below 2**act_width): no sum wraps, as none does in the golden model's wider accumulator.
+    top = (1 << array.act_width) - 1
+    lo = min(int(np.minimum(p.packed, 0).sum(axis=1).min(initial=0)) * top for p in packings)
+    hi = max(int(np.maximum(p.packed, 0).sum(axis=1).max(initial=0)) * top for p in packings)
+    tile_row = ArrayConfig(rows=rows, cols=cols, alpha=alpha, act_width=array.act_width, act_signed=False,
+                           weight_width=array.weight_width, acc_width=MAX_ACC_WIDTH).min_acc_width
+    acc_width = min(array.acc_width, max(signed_width_for(lo, hi), tile_row))
     config = ModelConfig(
         rows=rows, cols=cols, alpha=alpha, in_features=chain[0].parts[0].in_features,
         layers=tuple((p.packed.shape[0], len(p.groups), len(orders[i]) // rows) for i, p in enumerate(packings)),
         model_sha256=model_sha256, batch=batch, logit_shift=logit_shift, bias_width=max(bias_width, 2),
-        multiplier=multiplier,
-        act_width=array.act_width, weight_width=array.weight_width, acc_width=array.acc_width)
+        shift_width=max(largest_shift.bit_length(), 1), multiplier=multiplier,
+        act_width=array.act_width, weight_width=array.weight_width, acc_width=acc_width)
 
     plans = []
     for i, (node, p) in enumerate(zip(chain, packings)):

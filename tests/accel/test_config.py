@@ -43,3 +43,11 @@ def test_manifest_round_trip():
     m["ports"][2]["payload_width"] += 1
     with pytest.raises(ConfigError, match="ports"):
         config_from_manifest(json.loads(json.dumps(m)))
+
+
+def test_widths_follow_the_model():
+    cfg = ModelConfig(**{**BASE, "acc_width": 19, "bias_width": 24, "shift_width": 3, "logit_shift": 5})
+    assert cfg.total_width == 25 and cfg.logit_width == 30
+    assert dict(cfg.table_fields)["bias"] == 24 and dict(cfg.table_fields)["left"] == 3
+    with pytest.raises(ConfigError, match="does not fit shift_width"):
+        ModelConfig(**{**BASE, "shift_width": 2, "logit_shift": 4})
