@@ -4,8 +4,9 @@ the UART link, against today's layer-by-layer UART path on the same model and th
 numpy on one core of this machine.
 
     python benchmarks/accel.py                          # cycles and throughput of the digits models
-    python benchmarks/accel.py --builds DIR [DIR ...]   # ... with the builds of `fpga build --model`
-    python benchmarks/accel.py --builds DIR ... --docs  # and write docs/results/accel.md
+    python benchmarks/accel.py --models M --builds DIR [DIR ...] [--docs]
+        # ... with the builds of `fpga build --model M/colcomb/model.npz` (or M/dense/model.npz): a
+        # build holds the SHA-256 of the very file it was built from, so give the same files
 
 Where the numbers come from:
   cycles       software/golden/model_cycles.py, the cycle model of the whole schedule, which the

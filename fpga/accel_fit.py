@@ -2,8 +2,8 @@
 
 The accelerator's memories (hdl/accel/, spec/model.py) and the block RAMs each would take, at the
 cheapest of the block's width x depth shapes (a memory W bits wide and D deep takes
-ceil(W / w) * ceil(D / d) blocks of shape w x d). Memories shallower than the family's SHALLOW
-entries are left to logic -- flip-flops on the iCE40 (where Yosys puts anything deeper into EBR:
+ceil(W / w) * ceil(D / d) blocks of shape w x d; the shapes are the family's, fpga/families.py).
+Memories no deeper than the family's `logic_memory_depth` are left to logic -- flip-flops on the iCE40 (where Yosys puts anything deeper into EBR:
 the iCEBreaker's 2x1 digits accelerator needed 35 EBR, this estimate says 34), LUT RAM on the ECP5,
 where Yosys puts memories of a few hundred entries (the OrangeCrab's 4x4 digits accelerator: its 32 activation lanes
 of 128 entries in 685 LUT RAM cells, 4 block RAMs in all). The estimate is checked against the
@@ -13,12 +13,6 @@ device's blocks; what Yosys and nextpnr then build is reported by the build.
 import math
 
 
-# Block shapes (width, depth) of each family's block RAM, as Yosys maps them.
-BLOCK_SHAPES = {
-    "ice40": ((16, 256), (8, 512), (4, 1024), (2, 2048)),
-    "ecp5": ((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)),
-}
-SHALLOW = {"ice40": 8, "ecp5": 512}
 FRAME_BUFFER = (8, 512)
 
 
@@ -28,13 +22,13 @@ def memories(config):
 
 
 def blocks(family, width, depth):
-    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in BLOCK_SHAPES[family])
+    return min(math.ceil(width / w) * math.ceil(depth / d) for w, d in family.block_ram_shapes)
 
 
 def block_ram_needed(board, config):
     """Block RAMs the accelerator needs on `board` (estimated), and (name, blocks) per memory."""
-    family = board.family.name
-    parts = [(name, blocks(family, w, d)) for name, w, d in memories(config) if d >= SHALLOW[family]]
+    family = board.family
+    parts = [(name, blocks(family, w, d)) for name, w, d in memories(config) if d > family.logic_memory_depth]
     return sum(n for _, n in parts), parts
 
 
