@@ -74,3 +74,17 @@ def test_run_needs_the_model_file(tmp_path, capsys):
     (tmp_path / "summary.json").write_text(json.dumps({"unit": "model", "config": {}, "baud": 115200}))
     assert fpga_main(["run", str(tmp_path), "--port", "/dev/null"]) == 2
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
+    """The whole digits model on the iCE40UP5K: a 2x1 array, batch 4, its clock constrained at 24 MHz."""
+    import json
+    out = tmp_path / "build"
+    assert fpga_main(["build", "--board", "icebreaker", "--model", str(colcomb[0]), "--rows", "2", "--cols", "1",
+                      "--batch-images", "4", "--clock-mhz", "24", "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unit"] == "model" and summary["config"]["model_sha256"] == colcomb[2]
+    assert summary["timing_pass"] and (out / summary["bitstream"]).stat().st_size > 0
+    used = summary["resources"]
+    assert all(v["used"] <= v["available"] for v in used.values())
