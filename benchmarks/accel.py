@@ -135,6 +135,14 @@ def read_build(directory):
     return summary, manifest
 
 
+def _path(path):
+    """A build's critical path in one line (fpga/report.py's description, without its label)."""
+    if not path:
+        return "not timed"
+    from fpga.report import describe_critical_path
+    return " ".join(line.strip() for line in describe_critical_path(path)).split(": ", 1)[-1]
+
+
 def rows_for(models, builds, x_ints):
     from software.packfile import digest, load
     from spec import ModelConfig
@@ -161,7 +169,7 @@ def rows_for(models, builds, x_ints):
             "board": summary["board"], "model": method, "array": f"{config.rows}x{config.cols} a{config.alpha}",
             "batch": config.batch, "tiles": config.tiles,
             "resources": {k: f"{v['used']}/{v['available']}" for k, v in res.items()},
-            "clock_mhz": clock, "fmax_mhz": fmax, "critical_path": summary.get("critical_path"),
+            "clock_mhz": clock, "fmax_mhz": fmax, "critical_path": _path(summary.get("critical_path")),
             "cycles_batch1": one, "cycles_batchB": full,
             "ips_batch1": run_mhz * 1e6 / one, "ips_batchB": run_mhz * 1e6 / full,
             "link_bytes": link, "link_ips": baud / 10 / link,
@@ -218,6 +226,8 @@ def page_body(cycle_rows, numpy_ips, build_rows):
                   "(software.host.Board.run_model), every weight tile sent again for every batch of B images.", "",
                   "Critical paths:", ""]
         lines += [f"- {r['board']} {r['model']} {r['array']}: {r['critical_path']}" for r in build_rows]
+        lines += ["", "(The numpy rate and the builds were measured on this machine; see docs/accel.md for "
+                  "the conditions.)"]
     return "\n".join(lines)
 
 

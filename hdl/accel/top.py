@@ -205,7 +205,11 @@ class ModelAccelerator(wiring.Component):
         post_block = Signal(range(max(2, *(cfg.row_blocks(i) for i in range(layers)))))
         post_image = Signal(range(max(cfg.batch, 2)))
         post_offset = Signal(addr_shape)          # post_image * the next layer's words
-        logits_in_flight = Signal(range(LOGITS_BUFFER + 1))
+        # Entries of the logits buffer promised to beats taken from the array: those in the
+        # post-processing and those in the buffer. One counter, so the array's results ready is
+        # one comparison of a register (the iCEBreaker's and the ULX3S 8x8's critical path was
+        # the sum of the in-flight count and the buffer's level into the array's result FIFO).
+        logits_reserved = Signal(range(LOGITS_BUFFER + 1))
         post_blocks = Signal(range(max(cfg.row_blocks(i) for i in range(layers)) + 1))
         next_words = Signal(range(max(cfg.group_blocks(i) for i in range(layers)) + 1))
         out_region = Signal(addr_shape)
@@ -223,7 +227,7 @@ class ModelAccelerator(wiring.Component):
         result_taken = Signal()
         layer_end = Signal()
         m.d.comb += [
-            array.results.ready.eq(logits_in_flight + logits_buffer.level < LOGITS_BUFFER),
+            array.results.ready.eq(logits_reserved < LOGITS_BUFFER),
             result_taken.eq(array.results.valid & array.results.ready),
             layer_end.eq((post_block == post_blocks - 1) & (post_image == n - 1)),
             post.valid.eq(result_taken),
@@ -265,7 +269,9 @@ class ModelAccelerator(wiring.Component):
             self.logits.payload.as_value().eq(logits_buffer.r_data),
             logits_buffer.r_en.eq(self.logits.ready),
         ]
-        m.d.sync += logits_in_flight.eq(logits_in_flight + (result_taken & is_logits) - logits_pushed)
+        logits_sent = Signal()
+        m.d.comb += logits_sent.eq(self.logits.valid & self.logits.ready)
+        m.d.sync += logits_reserved.eq(logits_reserved + (result_taken & is_logits) - logits_sent)
 
         # ---------------------------------------------------------------------------------
         # Sequencing: a loaded batch starts layer 0; a hidden layer's last write starts the next;
