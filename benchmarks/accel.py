@@ -226,8 +226,8 @@ def page_body(cycle_rows, numpy_ips, build_rows):
                   "(software.host.Board.run_model), every weight tile sent again for every batch of B images.", "",
                   "Critical paths:", ""]
         lines += [f"- {r['board']} {r['model']} {r['array']}: {r['critical_path']}" for r in build_rows]
-        lines += ["", "(The numpy rate and the builds were measured on this machine; see docs/accel.md for "
-                  "the conditions.)"]
+        lines += ["", "The numpy rate is wall time on this machine and moves with its load; cycles, Fmax and "
+                  "resources do not."]
     return "\n".join(lines)
 
 
