@@ -1,8 +1,8 @@
 """MiniLM-L6 with column-combined FFNs: embedding agreement with the dense model against FFN tiles on
 a 32x32 alpha 8 array, with and without sparse progressive distillation. Prints tables; asserts nothing.
 
-    python -m software.distill.spd --out runs/minilm --steps 240 --batch 24 --events 5 \\
-        --prune-until 0.45 --qat-from 0.85 --sparsity 0.8 --lr 0.0002 --max-tokens 40   # the run
+    python -m software.distill.spd --out runs/minilm --steps 4000 --batch 16 --events 4 \\
+        --prune-until 0.5000625 --qat-from 0.8 --sparsity 0.72 --lr 0.0002 --max-tokens 40   # the run
     python benchmarks/minilm.py --run runs/minilm            # evaluate it (~15 minutes on 2 busy cores)
     python benchmarks/minilm.py --run runs/minilm --docs     # also write docs/results/minilm.md and its plot
 
@@ -280,7 +280,8 @@ def main(argv=None):
             f"against the dense model. The run's plan as it ended: {plan.steps} steps, the last ones of {plan.batch} "
             f"sentences, {plan.events} pruning events (at steps {', '.join(map(str, plan.event_steps()))}) to "
             f"{plan.sparsity:.0%} magnitude sparsity, int8 quantization-aware from step {plan.qat_step}, "
-            f"lr {plan.lr:g}, at most {plan.max_tokens} tokens (a run resumed with --replan may have used "
+            f"lr {plan.lr:g}, at most {plan.max_tokens} tokens"
+            f"{f', attention-map KL weight {plan.attention_kl:g}' if plan.attention_kl else ''} (a run resumed with --replan may have used "
             f"other batch sizes before; see docs/minilm.md). "
             f"Training corpus: {len(corpus.train)} sentences "
             f"({', '.join(f'{n}: {c}' for n, c in corpus.sources)}).",

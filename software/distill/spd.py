@@ -12,7 +12,10 @@ their inputs per tensor, power-of-two scales as the integer export uses).
 
 Loss: mean over the 7 hidden states (embedding output and each layer's output) of the MSE to the
 teacher's, on real tokens only, plus ||e_s - e_t||^2 = 2 (1 - cos) of the L2-normalized sentence
-embeddings. The word, position and type embeddings stay frozen (they are not on the array and
+embeddings, plus (with `attention_kl` > 0, off by default) that weight times the KL divergence
+KL(teacher || student) of every layer's and head's attention map (softmax of q k^T / sqrt(d) over
+the real tokens), averaged over layers, heads and real query tokens (the attention transfer of
+MiniLM / SPD). The word, position and type embeddings stay frozen (they are not on the array and
 hold half the parameters); everything else trains (AdamW; the learning rate decays linearly to 0
 over the quantization-aware phase).
 
@@ -65,6 +68,7 @@ class Plan:
     max_tokens: int = 48
     seed: int = 0
     weight_bits: int = 8
+    attention_kl: float = 0.0       # weight of the attention-map KL term of the loss (0: off)
 
     def __post_init__(self):
         for name in ("steps", "batch", "events", "alpha", "max_tokens", "weight_bits"):
@@ -83,6 +87,8 @@ class Plan:
             raise DistillError(f"unknown grouping {self.grouping!r}; known: {', '.join(GROUPINGS)}")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise DistillError(f"lr must be a positive number, not {self.lr!r}")
+        if not (self.attention_kl >= 0 and math.isfinite(self.attention_kl)):
+            raise DistillError(f"attention_kl must be a non-negative number, not {self.attention_kl!r}")
 
     def event_steps(self):
         """Step at whose start each event k = 1..events runs (the first at step 0)."""
@@ -164,6 +170,55 @@ def distillation_loss(student_out, teacher_out, keep):
     return hidden + 2 * (1 - cosine).mean(), cosine.mean()
 
 
+class AttentionScores:
+    """Forward hooks on every layer's query and key linears of an Encoder, so that after a forward
+    pass `log_maps(keep)` gives each layer's attention log-probabilities (B x heads x n x n, the
+    softmax of q k^T / sqrt(d) over the real keys), as the layer's scaled_dot_product_attention
+    computes them. The model itself is not changed; `remove()` takes the hooks off."""
+
+    def __init__(self, encoder):
+        self.heads = encoder.config["num_attention_heads"]
+        self.layers = len(encoder.encoder["layer"])
+        self.outputs = {}
+        self.handles = []
+        for i, layer in enumerate(encoder.encoder["layer"]):
+            for part in ("query", "key"):
+                self.handles.append(layer.attention["self"][part].register_forward_hook(self._record(i, part)))
+
+    def _record(self, layer, part):
+        def hook(module, args, output):
+            self.outputs[layer, part] = output
+        return hook
+
+    def log_maps(self, keep):
+        out = []
+        for layer in range(self.layers):
+            q, k = self.outputs[layer, "query"], self.outputs[layer, "key"]
+            b, n, hidden = q.shape
+            q, k = (t.view(b, n, self.heads, hidden // self.heads).transpose(1, 2) for t in (q, k))
+            scores = q @ k.transpose(-1, -2) / math.sqrt(hidden // self.heads)
+            # A large finite negative (not -inf): padded keys get probability exactly 0 and a finite log.
+            scores = scores.masked_fill(~keep[:, None, None, :], -1e9)
+            out.append(torch.log_softmax(scores, dim=-1))
+        return out
+
+    def remove(self):
+        for handle in self.handles:
+            handle.remove()
+        self.handles = []
+
+
+def attention_kl(student_log_maps, teacher_log_maps, keep):
+    """KL(teacher || student) of the attention distributions, summed over the keys, averaged over
+    the layers, heads and real query tokens (padded queries and keys count for nothing)."""
+    weights = keep.to(student_log_maps[0].dtype)[:, None, :]           # B x 1 x n (queries)
+    total = 0
+    for s, t in zip(student_log_maps, teacher_log_maps):
+        kl = (t.exp() * (t - s)).sum(dim=-1)                            # B x heads x n
+        total = total + (kl * weights).sum() / (weights.sum() * kl.shape[1])
+    return total / len(student_log_maps)
+
+
 @dataclasses.dataclass
 class Run:
     """A distillation in progress: plan, models, optimizer and what has happened so far."""
@@ -179,6 +234,7 @@ class Run:
     kept: dict = dataclasses.field(default_factory=dict)        # FFN name -> kept fraction per event
     history: list = dataclasses.field(default_factory=list)     # (step, loss, cosine, sparsity)
     qat_hooks: list = dataclasses.field(default_factory=list)
+    attention: tuple = ()       # (student, teacher) AttentionScores while attention_kl > 0
 
     def state(self):
         return {"plan": dataclasses.asdict(self.plan), "step": self.step,
@@ -285,6 +341,8 @@ def train(run, *, until=None, folder=None, save_every=20, progress=True):
         pathlib.Path(folder).mkdir(parents=True, exist_ok=True)
     bar = tqdm(range(run.step, until), initial=run.step, total=plan.steps, desc="spd", unit="step",
                disable=not progress, dynamic_ncols=True)
+    if plan.attention_kl > 0 and not run.attention:
+        run.attention = (AttentionScores(run.student), AttentionScores(run.teacher))
     for step in bar:
         if step in events:
             k = events.index(step) + 1
@@ -304,6 +362,9 @@ def train(run, *, until=None, folder=None, save_every=20, progress=True):
         with torch.no_grad():
             teacher_out = run.teacher(ids, keep)
         loss, cosine = distillation_loss(run.student(ids, keep), teacher_out, keep)
+        if plan.attention_kl > 0:
+            student_maps, teacher_maps = (a.log_maps(keep) for a in run.attention)
+            loss = loss + plan.attention_kl * attention_kl(student_maps, [t.detach() for t in teacher_maps], keep)
         run.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         run.optimizer.step()

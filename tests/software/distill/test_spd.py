@@ -132,3 +132,67 @@ def test_bad_checkpoint_is_one_line_and_exit_status_2(tmp_path, capsys):
     assert spd.main(["--out", str(tmp_path), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: cannot resume from") and len(err[-1].splitlines()) == 1
+
+
+def _padded_batch(model):
+    from software.models.minilm import batch_ids
+    return batch_ids(model, ["A short one.", "This sentence is a good deal longer than the first one is."])
+
+
+def test_attention_scores_are_the_layers_attention(model):
+    teacher = tiny_teacher(model).eval()
+    ids, keep = _padded_batch(model)
+    assert not keep.all()                               # padded keys and queries present
+    scores = spd.AttentionScores(teacher)
+    with torch.no_grad():
+        states, _ = teacher(ids, keep)
+    log_maps = scores.log_maps(keep)
+    assert len(log_maps) == len(teacher.encoder["layer"])
+    heads = teacher.config["num_attention_heads"]
+    for layer, x, log_map in zip(teacher.encoder["layer"], states, log_maps):
+        b, n, hidden = x.shape
+        q, k, v = (layer.attention["self"][p](x).view(b, n, heads, hidden // heads).transpose(1, 2)
+                   for p in ("query", "key", "value"))
+        expected = torch.nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        assert torch.allclose(log_map.exp() @ v, expected, atol=1e-5)
+        assert torch.all(log_map.exp()[~keep[:, None, None, :].expand_as(log_map)] == 0)    # padded keys
+    scores.remove()
+    with torch.no_grad():
+        teacher(ids[:1], keep[:1])
+    assert scores.log_maps(keep)[0].shape[0] == 2           # hooks removed: nothing recorded since
+
+
+def test_attention_kl():
+    torch.manual_seed(1)
+    keep = torch.tensor([[True, True, True], [True, True, False]])
+    scores = [torch.randn(2, 2, 3, 3) for _ in range(2)]
+    mask = ~keep[:, None, None, :]
+    t = [torch.log_softmax(s.masked_fill(mask, -1e9), -1) for s in scores]
+    assert spd.attention_kl(t, t, keep) == 0
+    s = [torch.log_softmax((x + torch.randn_like(x)).masked_fill(mask, -1e9), -1) for x in scores]
+    got = spd.attention_kl(s, t, keep)
+    # By hand: each real query row's KL over its real keys, averaged over rows, heads, then layers.
+    per_layer = []
+    for sl, tl in zip(s, t):
+        rows = [(tl[b, h, i, :n].exp() * (tl[b, h, i, :n] - sl[b, h, i, :n])).sum()
+                for b, n in ((0, 3), (1, 2)) for h in range(2) for i in range(n)]
+        per_layer.append(sum(rows) / len(rows))
+    assert got > 0 and torch.isclose(got, sum(per_layer) / 2)
+    # What the padded query of sentence 1 sees does not count.
+    s2 = [x.clone() for x in s]
+    s2[0][1, :, 2] = torch.log_softmax(torch.randn(2, 3), -1)
+    assert torch.isclose(spd.attention_kl(s2, t, keep), got)
+
+
+def test_attention_kl_term_joins_the_loss(model):
+    plan = dataclasses.replace(PLAN, steps=2, qat_from=1.0)
+    runs = {}
+    for weight in (0.0, 1.0):
+        run = spd.new_run(dataclasses.replace(plan, attention_kl=weight), SENTENCES_USED, model=model,
+                          teacher=tiny_teacher(model))
+        runs[weight] = spd.train(run, progress=False)
+    # Same state and batch at step 1: the attention term adds a positive KL.
+    assert runs[1.0].history[0][1] > runs[0.0].history[0][1]
+    assert runs[1.0].history[0][2] == runs[0.0].history[0][2]
+    with pytest.raises(spd.DistillError):
+        spd.Plan(attention_kl=-1.0)
