@@ -117,6 +117,7 @@ class FrameReceiver(wiring.Component):
         byte_index = Signal(range(max(self.weight_bytes, self.activation_bytes)))
         last_byte = Mux(is_weights, self.weight_bytes - 1, self.activation_bytes - 1)
         overflow = Signal()                   # a byte did not fit the buffer
+        count_fits, count_zero = Signal(), Signal()   # the count byte's checks
         last_seq, last_seq_valid = Signal(8), Signal()
         result_sent = Signal()                # the last accepted frame was answered with a result
         # Registered verdicts, so that the decision at the end of a frame is a few levels of logic.
@@ -141,10 +142,12 @@ class FrameReceiver(wiring.Component):
         # A byte lost or damaged on the line, or a line gone quiet, ends any frame early.
         m.d.comb += abort.eq(in_frame & (self.framing_error | self.overrun | (timed_out & ~take)))
 
-        def in_frame_state():
-            """Called last in each state that receives a frame's bytes: they go through the CRC,
-            and an abort wins over what the byte would have done."""
-            m.d.comb += [in_frame.eq(1), self.bytes.ready.eq(1), self.crc_valid.eq(take)]
+        def in_frame_state(receiving=True):
+            """Called last in each state inside a frame: the bytes it receives (if `receiving`) go
+            through the CRC, and an abort wins over what the byte would have done."""
+            m.d.comb += in_frame.eq(1)
+            if receiving:
+                m.d.comb += [self.bytes.ready.eq(1), self.crc_valid.eq(take)]
             with m.If(self.encoder_busy | self.reply_start):
                 m.d.sync += shared.eq(1)
             with m.If(abort):
@@ -175,15 +178,21 @@ class FrameReceiver(wiring.Component):
             with m.State("count"):
                 with m.If(take):
                     m.d.comb += write.eq(carries_beats)
-                    m.d.sync += [beats_left.eq(byte), byte_index.eq(0)]
                     limit = Mux(is_weights, self.max_weight_beats, self.max_activation_beats)
-                    with m.If(carries_beats & (byte != 0) & (byte <= limit)):
-                        m.next = "payload"
-                    with m.Elif(~carries_beats & (byte == 0)):
-                        m.next = "crc_high"
-                    with m.Else():
-                        reject(ERROR_LENGTH)
+                    m.d.sync += [beats_left.eq(byte), byte_index.eq(0),
+                                 count_fits.eq((byte != 0) & (byte <= limit)), count_zero.eq(byte == 0)]
+                    m.next = "count_check"
                 in_frame_state()
+            with m.State("count_check"):
+                # The count's checks were registered as it arrived: the comparison is not in series
+                # with the reply request (the iCEBreaker's critical path). No byte comes within a clock.
+                with m.If(carries_beats & count_fits):
+                    m.next = "payload"
+                with m.Elif(~carries_beats & count_zero):
+                    m.next = "crc_high"
+                with m.Else():
+                    reject(ERROR_LENGTH)
+                in_frame_state(receiving=False)
             with m.State("payload"):
                 with m.If(take):
                     m.d.comb += write.eq(1)
