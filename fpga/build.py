@@ -14,16 +14,16 @@ import signal
 import subprocess
 import time
 
-from hdl.hostlink import HostLink, PROTOCOL_VERSION
+from hdl.hostlink import PROTOCOL_VERSION
 from hdl.memories import NO_COLLISION
 from hdl.replicas import REPLICA
 from software.output_set import output_problem, output_set
-from spec.units import GENERATOR
+from spec.units import GENERATOR, unit_of
 
 from . import report, toolchain
 from .boards import Board
 from .families import PLLError
-from .top import ARRAY_CLOCK, BoardTop
+from .top import ARRAY_CLOCK, BoardTop, make_link
 
 NAME = "top"
 BUILD_SUMMARY = "summary.json"
@@ -121,8 +121,8 @@ def collision_free_script():
 
 def replicas_script():
     """The Yosys commands (after reading the design and `proc`) that keep the registers replicated on
-    purpose (hdl/replicas.py (attribute REPLICA, each driving a share of a fan-out) from being merged
-    back into one by opt_merge: `keep` on the flip-flops that drive those wires."""
+    purpose (hdl/replicas.py: attribute REPLICA, each copy driving a share of a fan-out) from being
+    merged back into one by opt_merge: `keep` on the flip-flops that drive those wires."""
     return f"setattr -set keep 1 a:{REPLICA} %ci1:+$dff[Q] a:{REPLICA} %d"
 
 
@@ -193,7 +193,7 @@ def link_manifest(link, *, top, verilog_text=None, board=None, baud=None):
     manifest = {
         "generator": GENERATOR,
         "unit": "hostlink",
-        "config_unit": "array",     # the array's configuration, behind the link
+        "config_unit": unit_of(link.config).name,     # the configuration of what is behind the link
         "top": top,
         "config": link.config.as_dict(),
         "link": {
@@ -239,12 +239,13 @@ def check_output_dir(out_dir, marker):
         raise BuildError(problem, status=2)
 
 
-def write_link_verilog(config, out_dir, *, divisor, rx_buffer=None, frame_timeout=64):
-    """The host link (UART + decoder + array) as Verilog, top `sparsegen_hostlink`, with a manifest
-    that sim/runner.py and any host program can read, written as a set. Returns the manifest."""
+def write_link_verilog(config, out_dir, *, divisor, rx_buffer=None, frame_timeout=64, program=None):
+    """The host link (UART + decoder + array, or a model accelerator's `program`) as Verilog, top
+    `sparsegen_hostlink`, with a manifest that sim/runner.py and any host program can read,
+    written as a set. Returns the manifest."""
     from amaranth.back import verilog
     check_output_dir(out_dir, "manifest.json")     # before elaborating: a refused link is not left unused
-    link = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout)
+    link = make_link(config, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout, program=program)
     text = verilog.convert(link, name=LINK_TOP, emit_src=False)
     manifest = link_manifest(link, top=LINK_TOP, verilog_text=text)
     with output_set(out_dir, marker="manifest.json") as staging:
@@ -359,7 +360,7 @@ def array_clock(board, clock_mhz):
 
 
 def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None,
-          time_limit=None, progress=None, clock_mhz=None):
+          time_limit=None, progress=None, clock_mhz=None, program=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
 
     `clock_mhz`: the array's clock; None (or the board's clock frequency): the board's clock;
@@ -375,16 +376,25 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     on private names (`private_bit_names_script`) and, should that crash too on the ECP5, with the
     classic ABC mapper; the summary's `lut_mapper` says which one mapped the design
     (`Family.lut_mappers`). `progress`, if given, is called with a line whenever the build enters
-    a stage (elaborating, synthesizing, placing, routing, packing), with the minutes so far."""
-    check_fits(board, config)
+    a stage (elaborating, synthesizing, placing, routing, packing), with the minutes so far.
+
+    `program`: a model accelerator's compiled program (software.packing.program; `config` is then
+    its spec.model.ModelConfig) instead of a bare array; a model whose memories cannot fit the
+    board's block RAM is refused first (fpga/accel_fit.py)."""
+    array = config.array if program is not None else config
+    check_fits(board, array)
+    if program is not None:
+        from .accel_fit import fit_problem
+        if problem := fit_problem(board, config):
+            raise BuildError(problem, status=2)
     check_output_dir(out_dir, BUILD_SUMMARY)
     pll = array_clock(board, clock_mhz)
     platform = board.make_platform()
     env = toolchain.tool_environment(platform.required_tools)
-    n_dsp = dsp_cells(board, config, dsp, booth)
+    n_dsp = dsp_cells(board, array, dsp, booth)
     try:
         top = BoardTop(config, clk_frequency=platform.default_clk_frequency, baud=baud, pll=pll,
-                       family=board.family, dsp_cells=n_dsp)
+                       family=board.family, dsp_cells=n_dsp, program=program)
     except ValueError as e:
         raise BuildError(str(e), status=2) from None
     synth_opts = board.family.synth_opts(dsps=n_dsp > 0)
@@ -395,13 +405,15 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         if router not in toolchain.NEXTPNR_ROUTERS:
             raise BuildError(f"router must be one of {', '.join(toolchain.NEXTPNR_ROUTERS)}, not {router!r}", status=2)
         nextpnr_opts += ["--router", router]
-    multipliers = multiplier_summary(config, n_dsp, booth)
+    multipliers = multiplier_summary(array, n_dsp, booth)
 
     def plan(lut_mapper):
         opts, after_synth = list(synth_opts), ""
-        after_read = [booth_script(config, n_dsp)] if booth else []
+        after_read = [booth_script(array, n_dsp)] if booth else []
         after_read += [collision_free_script(), replicas_script()]
-        if lut_mapper == "abc9-private-names":
+        # A model accelerator's array-of-values ports (its logits, the post-processing lanes) name
+        # wires like bits of others (`x[3]` beside `x`): nextpnr then sees one net driven twice.
+        if lut_mapper == "abc9-private-names" or program is not None:
             after_read.append(private_bit_names_script())
         if lut_mapper == "abc":
             opts, after_synth = classic_abc_script(board, opts)
@@ -443,6 +455,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         summary = {
             "board": board.name,
             "device": board.device,
+            "unit": "model" if program is not None else "array",
             "config": config.as_dict(),
             "baud": baud,
             "divisor": top.divisor,

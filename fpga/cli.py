@@ -4,7 +4,8 @@
   program  load an earlier build onto its board
   verilog  the host link (UART + command decoder + array) as Verilog, for simulation or other tools
   run      run a random packed layer on a programmed board over its serial port, check it against
-           the golden model
+           the golden model; for a model accelerator (build --model), images in, accuracy and
+           throughput out
 """
 
 import argparse
@@ -79,7 +80,10 @@ def build_parser():
                                    "summary.json) next to the bitstream.")
     b.add_argument("--board", required=True, choices=BOARD_NAMES, help="target board")
     array_flags.add_arguments(b.add_argument_group("array configuration"), default_rows=2)
-    b.add_argument("--baud", type=int, default=115200, help="UART baud rate (default 115200)")
+    _model_arguments(b)
+    b.add_argument("--baud", type=int, default=115200,
+                   help="UART baud rate (default 115200; the iCEBreaker's FT2232H and the ULX3S's FT231X "
+                        "take up to 3000000)")
     b.add_argument("--clock-mhz", type=positive_mhz, metavar="MHZ",
                    help="clock the array at this frequency from the FPGA's PLL (iCE40 SB_PLL40, ECP5 EHXPLLL), "
                         "the nearest it can make, constrained there so that nextpnr optimises for it; the "
@@ -112,6 +116,7 @@ def build_parser():
                        description="Write the host link (UART + command decoder + array), top module "
                                    "sparsegen_hostlink, ports clk rst rx tx, and a manifest.json.")
     array_flags.add_arguments(v.add_argument_group("array configuration"), default_rows=2)
+    _model_arguments(v)
     v.add_argument("--divisor", type=int, required=True, help="clocks per UART bit (board clock / baud)")
     v.add_argument("--rx-buffer", type=int,
                    help="frame buffer in bytes, a power of two (sets the beats per frame; default 512, or "
@@ -128,7 +133,41 @@ def build_parser():
     r.add_argument("--port", required=True, help="serial device, e.g. /dev/ttyUSB1")
     r.add_argument("--batch", type=batch_size, default=16, help=f"input vectors, 1 to {MAX_BATCH} (default 16)")
     r.add_argument("--seed", type=whole_number(0), default=0, help="random seed of the layer (default 0)")
+    r.add_argument("--model", help="with a model accelerator: the packed model it was built from (its hash is "
+                                   "checked against the board's)")
+    r.add_argument("--data", default="digits",
+                   help="with a model accelerator: 'digits' or an .npz (x, optional y) of images to run "
+                        "(default digits: its test split)")
+    r.add_argument("--images", type=whole_number(1), help="with a model accelerator: the first N images")
     return p
+
+
+def _model_arguments(p):
+    g = p.add_argument_group("model accelerator (instead of a bare array)")
+    g.add_argument("--model", help="model.npz from python -m software compress: build its model accelerator "
+                                   "(python -m gen --model); the array is the model's unless --rows/--cols/--alpha "
+                                   "are given")
+    g.add_argument("--batch-images", type=int, default=16, metavar="B",
+                   help="with --model: most images per batch, each weight tile read once per batch (default 16)")
+
+
+def _given(argv, flag):
+    return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+def model_program(args, argv):
+    """The compiled program of --model, or None; CommandError (one line) for a model that cannot run."""
+    if not getattr(args, "model", None):
+        return None
+    from software.packfile import PackedModelError, digest, load
+    from software.packing.program import ProgramError, compile_program
+    shape = {flag: getattr(args, flag) for flag in ("rows", "cols", "alpha") if _given(argv, f"--{flag}")}
+    try:
+        model, _ = load(args.model)
+        return compile_program(model, digest(args.model), batch=args.batch_images, multiplier=args.multiplier,
+                               **shape)
+    except (PackedModelError, ProgramError, ConfigError) as e:
+        raise CommandError(str(e)) from None
 
 
 def _default_output(args, config):
@@ -217,11 +256,12 @@ def cmd_build(args):
     from .program import find_programmer, program
     from .report import format_summary
     board = get_board(args.board)
-    config = array_flags.config_from_args(args)
+    program_ = model_program(args, args.argv)
+    config = program_.config if program_ else array_flags.config_from_args(args)
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
     result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,
-                   router=args.router, clock_mhz=args.clock_mhz,
+                   router=args.router, clock_mhz=args.clock_mhz, program=program_,
                    progress=lambda line: print(f"{PROG} build: {line}", file=sys.stderr))
     for line in format_summary(result.summary):
         print(line)
@@ -250,19 +290,23 @@ def cmd_program(args):
 
 def cmd_verilog(args):
     from .build import LINK_TOP, write_link_verilog
-    config = array_flags.config_from_args(args)
+    program_ = model_program(args, args.argv)
+    config = program_.config if program_ else array_flags.config_from_args(args)
     try:
         manifest = write_link_verilog(config, args.output, divisor=args.divisor, rx_buffer=args.rx_buffer,
-                                      frame_timeout=args.frame_timeout)
+                                      frame_timeout=args.frame_timeout, program=program_)
     except (TypeError, ValueError) as e:
         raise CommandError(str(e)) from None
-    print(f"{os.path.join(args.output, LINK_TOP + '.v')}: host link of a {config.rows}x{config.cols} array, "
-          f"alpha {config.alpha}, {args.divisor} clocks per bit, {manifest['link']['credits']} credits")
+    what = program_.config.summary if program_ else f"a {config.rows}x{config.cols} array, alpha {config.alpha}"
+    print(f"{os.path.join(args.output, LINK_TOP + '.v')}: host link of {what}, {args.divisor} clocks per bit, "
+          f"{manifest['link']['credits']} credits")
     return 0
 
 
 def cmd_run(args):
     from software.host import Board, HostLinkError, open_serial, self_test
+    if _summary_unit(args.build_dir) == "model":
+        return cmd_run_model(args)
     summary = _load_summary(args.build_dir, {"config": _array_config, "baud": _baud})
     config = summary["config"]
     try:
@@ -282,6 +326,68 @@ def cmd_run(args):
     return 0 if result.ok else EXIT_FAILED
 
 
+def _summary_unit(build_dir):
+    """What an earlier build holds: "model" (a model accelerator) or "array"."""
+    try:
+        with open(os.path.join(build_dir, BUILD_SUMMARY), "rb") as f:
+            summary = json.loads(f.read(1 << 20).decode(), parse_constant=_not_json)
+        return summary.get("unit", "array") if isinstance(summary, dict) else "array"
+    except (OSError, UnicodeDecodeError, ValueError):
+        return "array"          # _load_summary then says what is wrong
+
+
+def _model_config(value):
+    from spec import ModelConfig
+    return ModelConfig.from_dict(value)
+
+
+def cmd_run_model(args):
+    """Images through a model accelerator over the serial line: accuracy and throughput."""
+    import time
+
+    import numpy as np
+
+    from software.frontend.arrival import load_data
+    from software.host import HostLinkError, ModelBoard, open_serial
+    from software.packfile import PackedModelError, digest, load
+    summary = _load_summary(args.build_dir, {"config": _model_config, "baud": _baud})
+    config = summary["config"]
+    if not args.model:
+        raise CommandError("this build holds a model accelerator: give --model, the packed model it was built "
+                           "from (the host quantizes the images with it)")
+    try:
+        model, _ = load(args.model)
+        if digest(args.model) != config.model_sha256:
+            raise CommandError(f"{args.model} is not the model this build holds ({config.model_sha256[:16]}...)")
+        (_, _, x, y), name = load_data(args.data, tuple(model.input_shape), 0)
+    except (PackedModelError, ValueError) as e:
+        raise CommandError(str(e).splitlines()[0]) from None
+    count = len(x) if args.images is None else min(args.images, len(x))
+    x_int = model.quantize_input(np.asarray(x)[:count]).reshape(count, -1)
+    try:
+        port = open_serial(args.port, summary["baud"])
+    except HostLinkError as e:
+        raise CommandError(str(e), EXIT_FAILED) from None
+    except Exception as e:      # pyserial's SerialException
+        raise CommandError(f"cannot open {args.port}: {e}", EXIT_FAILED) from None
+    with port:
+        try:
+            board = ModelBoard(port, config)
+            board.connect()
+            start = time.perf_counter()
+            logits = board.run_images(x_int)
+            seconds = time.perf_counter() - start
+        except HostLinkError as e:
+            raise CommandError(str(e), EXIT_FAILED) from None
+    golden = model.run_golden(x_int)
+    same = np.array_equal(logits, golden)
+    accuracy = "" if y is None else f", accuracy {(logits.argmax(1) == np.asarray(y)[:count]).mean():.2%}"
+    print(f"{count} {name} images on the {summary.get('board', 'board')}: logits "
+          f"{'identical to' if same else 'DIFFERENT from'} the golden model{accuracy}; {count / seconds:.1f} "
+          f"images/s over the link ({board.bytes_sent + board.bytes_received} bytes in {seconds:.2f} s)")
+    return 0 if same else EXIT_FAILED
+
+
 def _terminate(signum, frame):
     raise KeyboardInterrupt
 
@@ -296,6 +402,7 @@ def main(argv=None):
     from .toolchain import ToolchainError
     from software.output_set import OutputError
     args = build_parser().parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     # A terminated build cleans up its staging directory like an interrupted one.
     signal.signal(signal.SIGTERM, _terminate)
     try:

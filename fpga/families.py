@@ -262,6 +262,10 @@ class Family:
     classic_abc_luts: str = None
     # The most DSP cells "auto" gives an array with alpha > 1 (fpga.build.auto_dsps); None: all.
     mux_fed_dsps: int = None
+    # Block RAM shapes (width, depth) Yosys maps memories to, and the depth up to which it leaves
+    # a memory to logic (LUT RAM, or flip-flops): fpga/accel_fit.py's estimate.
+    block_ram_shapes: tuple = ()
+    logic_memory_depth: int = 0
     # The PLL: pll_search(input_hz, target_hz, dedicated_pad=...) -> PLLSetting (PLLError when it
     # cannot), pll_instance(setting, clock_pin, clock_in, clock_out, locked) -> Amaranth Instance.
     pll_search: object = None
@@ -328,6 +332,8 @@ ICE40 = Family(
     mapped=(("luts", "SB_LUT4", "logic_cells"), ("flip_flops", "SB_DFF", "logic_cells")),
     capacity_resource="logic_cells",
     memory_bels=(("SPRAM", "ICESTORM_SPRAM"), ("EBR", "ICESTORM_RAM")),
+    block_ram_shapes=((16, 256), (8, 512), (4, 1024), (2, 2048)),
+    logic_memory_depth=4,
     pll_search=ice40_pll, pll_instance=ice40_pll_instance,
     startup_us=15,
 )
@@ -346,6 +352,8 @@ ECP5 = Family(
     mapped=(),
     capacity_resource="luts",
     memory_bels=(("EBR", "DP16KD"),),
+    block_ram_shapes=((36, 512), (18, 1024), (9, 2048), (4, 4096), (2, 8192), (1, 16384)),
+    logic_memory_depth=512,
     # LUT4 to LUT7, the wider ones from the slices' PFU multiplexers.
     classic_abc_luts="4:7",
     # There the multiplier's A input comes from the alpha-way activation multiplexer, whose LUTs

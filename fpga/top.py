@@ -1,5 +1,5 @@
-"""The board top: the host link (UART + command decoder + array, hdl/hostlink.py) on a board's UART,
-clocked by the board's clock or by the FPGA's PLL at another frequency."""
+"""The board top: the host link (UART + command decoder + array or model accelerator, hdl/hostlink.py)
+on a board's UART, clocked by the board's clock or by the FPGA's PLL at another frequency."""
 
 import math
 import operator
@@ -15,6 +15,15 @@ DEFAULT_BAUD = 115200
 # The name of the PLL's output net: the clock constraint names it, and the build finds its Fmax
 # in nextpnr's report by it.
 ARRAY_CLOCK = "array_clk"
+
+
+def make_link(config, *, divisor, rx_buffer=None, frame_timeout=64, dsp_cells=0, program=None):
+    """The host link of an array configuration, or of a model accelerator's compiled `program`."""
+    if program is not None:
+        from hdl.accel.link import model_link
+        return model_link(program.config, program, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout,
+                          dsp_cells=dsp_cells)
+    return HostLink(config, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout, dsp_cells=dsp_cells)
 
 
 class LockReset(Elaboratable):
@@ -60,14 +69,15 @@ class BoardTop(Elaboratable):
     """
 
     def __init__(self, config, *, clk_frequency, baud=DEFAULT_BAUD, pll=None, family=None, rx_buffer=None,
-                 dsp_cells=0):
+                 dsp_cells=0, program=None):
         if pll is not None and family is None:
             raise TypeError("a BoardTop with a PLL needs the family that builds it")
         self.baud = baud
         self.pll, self.family = pll, family
         self.clk_frequency = pll.output_hz if pll is not None else clk_frequency
         self.divisor = divisor_for(self.clk_frequency, baud)
-        self.link = HostLink(config, divisor=self.divisor, rx_buffer=rx_buffer, dsp_cells=dsp_cells)
+        self.link = make_link(config, divisor=self.divisor, rx_buffer=rx_buffer, dsp_cells=dsp_cells,
+                              program=program)
 
     @property
     def startup_cycles(self):

@@ -40,6 +40,8 @@ def split_unit(argv):
             return argv[i + 1], argv[:i] + argv[i + 2:]
         if arg.startswith("--unit="):
             return arg.split("=", 1)[1], argv[:i] + argv[i + 1:]
+    if any(arg == "--model" or arg.startswith("--model=") for arg in argv):
+        return "model", argv        # --model FILE: the model accelerator of that packed model
     return "array", argv
 
 
@@ -71,7 +73,7 @@ def main(argv=None):
     out = args.output or os.path.join("build", config.design_name)
     if problem := output_problem(out):
         return fail(PROG, problem)
-    design = generate(config)
+    design = generate(config, **getattr(args, "component_options", {}))
     try:
         verilog_path, manifest_path = write(design, out)
     except OutputError as e:
@@ -80,4 +82,6 @@ def main(argv=None):
         return fail(PROG, f"cannot write {out}: {e.strerror or e}")
     print(f"{verilog_path}: {config.summary}, {design.lines} lines")
     print(f"{manifest_path}: ports, payload packing, latency, cycle model")
+    for line in getattr(unit_flags(unit), "report_lines", lambda config: [])(config):
+        print(line)
     return 0

@@ -50,12 +50,14 @@ def manifest_extras(config):
     return extras(config) if extras else {}
 
 
-def generate(config):
-    """The Design of `config` (a spec configuration)."""
+def generate(config, **options):
+    """The Design of `config` (a spec configuration). `options` go to the unit's component (the
+    model accelerator's compiled program)."""
     # Imported here so that `--help` and bad arguments answer without loading Amaranth.
     from amaranth.back import verilog
     unit = unit_of(config)
-    options = {"shared_cell": f"{unit.top}_cell"} if unit.shared_cell else {}
+    if unit.shared_cell:
+        options = {"shared_cell": f"{unit.top}_cell", **options}
     top = component(config, **options)
     # emit_src=False: no source paths in the output, so it is identical on every machine.
     text = verilog.convert(top, name=unit.top, emit_src=False)

@@ -7,4 +7,5 @@ UNIT_FLAGS = {
     "array": "gen.array",           # the column-combining systolic array (default)
     "tq": "gen.tq",                 # the term-quantization multiplier
     "attention": "gen.attention",   # the one-head attention unit
+    "model": "gen.model",           # a packed model on the chip (python -m gen --model FILE)
 }

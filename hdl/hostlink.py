@@ -1,6 +1,6 @@
 """The array behind a UART: framed, checked commands to load weights, stream activations and read results.
 
-Protocol, version 3 (software/host.py implements the host side from docs/formats.md)
+Protocol, version 4 (software/host.py implements the host side from docs/formats.md)
 -----------------------------------------------------------------------------------
 Serial line: 8 data bits, no parity, 1 stop bit. Multi-byte integers are little endian, except the
 CRC. A beat is sent as ceil(width / 8) bytes, least significant byte first, with the bit packing of
@@ -206,7 +206,7 @@ def link_buffer(name, value, least, what):
 
 
 class HostLink(wiring.Component):
-    """The systolic array behind a UART speaking the protocol in this module's docstring.
+    """The systolic array (or another core) behind a UART speaking the protocol in this module's docstring.
 
     `config` is an ArrayConfig (or any object with its attributes); `divisor` is clocks per bit.
     `rx_buffer` bytes hold received frames until their CRC checks and the array takes them (a
@@ -221,22 +221,33 @@ class HostLink(wiring.Component):
     tx : Out(1)  serial line to the host (idle high)
     """
 
-    def __init__(self, config, *, divisor, rx_buffer=None, frame_timeout=64, dsp_cells=0):
+    def __init__(self, config, *, divisor, rx_buffer=None, frame_timeout=64, dsp_cells=0, core=None,
+                 descriptor=None, credits=None):
+        """`core`: the component behind the link, with `weights` and `activations` input streams
+        and a `results` output stream (default: the systolic array of `config`, its first
+        `dsp_cells` cells in DSP blocks). With another core, `descriptor(max_weight_beats,
+        max_act_beats, frame_timeout)` gives the 'D' reply's bytes and `credits` the results a
+        host may leave unread (hdl/accel/link.py: the model accelerator)."""
         self.config = config
-        self.dsp_cells = dsp_cells      # passed to the array (hdl/systolic.py)
+        self.core = core if core is not None else SystolicArray(config, dsp_cells=dsp_cells)
         self.divisor = check_divisor(divisor)
-        widest = max(beat_bytes(config.weight_beat_width), beat_bytes(config.activation_beat_width))
+        self.widths = {name: len(Value.cast(getattr(self.core, name).payload))
+                       for name in ("weights", "activations", "results")}
+        widest = max(beat_bytes(self.widths["weights"]), beat_bytes(self.widths["activations"]))
         self.rx_buffer = link_buffer("rx_buffer", rx_buffer, FRAME_BUFFER_OVERHEAD + widest,
                                      "a frame of one beat")
         self.frame_timeout = positive_int("frame_timeout", frame_timeout)
         if self.frame_timeout > 0xFFFF:
             raise ValueError(f"frame_timeout must be at most 65535 byte times, not {frame_timeout}")
-        self.credits = link_credits(config)
-        self.max_weight_beats = frame_beats(self.rx_buffer, config.weight_beat_width)
-        self.max_act_beats = frame_beats(self.rx_buffer, config.activation_beat_width)
-        self.descriptor = link_descriptor(config, credits=self.credits, max_weight_beats=self.max_weight_beats,
-                                          max_act_beats=self.max_act_beats, frame_timeout=self.frame_timeout)
-        self.result_frame_bytes = result_frame_bytes(config)
+        self.credits = link_credits(config) if credits is None else credits
+        self.max_weight_beats = frame_beats(self.rx_buffer, self.widths["weights"])
+        self.max_act_beats = frame_beats(self.rx_buffer, self.widths["activations"])
+        if descriptor is None:
+            self.descriptor = link_descriptor(config, credits=self.credits, max_weight_beats=self.max_weight_beats,
+                                              max_act_beats=self.max_act_beats, frame_timeout=self.frame_timeout)
+        else:
+            self.descriptor = bytes(descriptor(self.max_weight_beats, self.max_act_beats, self.frame_timeout))
+        self.result_frame_bytes = REPLY_HEADER_BYTES + beat_bytes(self.widths["results"]) + CRC_BYTES
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -244,8 +255,8 @@ class HostLink(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        array = SystolicArray(self.config, dsp_cells=self.dsp_cells)
-        lay = array.layouts
+        array = self.core
+        widths = self.widths
         # The receiver is outside the reset it generates, so it can see the break end.
         m.submodules.receiver = receiver = UARTReceiver(divisor=self.divisor)
         m.d.comb += receiver.rx.eq(self.rx)
@@ -266,14 +277,14 @@ class HostLink(wiring.Component):
             return component
 
         frames = resettable("frames", FrameReceiver(
-            weight_bytes=beat_bytes(lay.weight_row.size), activation_bytes=beat_bytes(lay.activations.size),
+            weight_bytes=beat_bytes(widths["weights"]), activation_bytes=beat_bytes(widths["activations"]),
             max_weight_beats=self.max_weight_beats, max_activation_beats=self.max_act_beats,
             timeout_clocks=self.frame_timeout * 10 * self.divisor))
         frame_buffer = resettable("frame_buffer", FrameBuffer(depth=self.rx_buffer))
-        decoder = resettable("decoder", CommandDecoder(weight_width=lay.weight_row.size,
-                                                       activation_width=lay.activations.size))
+        decoder = resettable("decoder", CommandDecoder(weight_width=widths["weights"],
+                                                       activation_width=widths["activations"]))
         resettable("array", array)
-        result_bytes = beat_bytes(lay.results.size)
+        result_bytes = beat_bytes(widths["results"])
         encoder = resettable("encoder", ReplyEncoder(result_bytes=result_bytes, descriptor=self.descriptor))
         link_crc = resettable("link_crc", CRC(data_width=8).create())
         transmitter = resettable("transmitter", UARTTransmitter(divisor=self.divisor))

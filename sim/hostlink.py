@@ -69,3 +69,14 @@ def run_fault_campaign(built, *, sessions, probability, seed=0, shape=(4, 9, 2),
     return _run(built, {"skew": 1.0, "timeout_frames": quiet_frames(built), "faults": {
         "sessions": sessions, "probability": probability, "seed": seed, "shape": list(shape),
         "retries": retries, "kinds": list(kinds), "directions": list(directions), "limit": limit}}, name)
+
+
+def run_model_session(built, x_int, *, skew=1.0, faults=None, name="model_host"):
+    """Images through a model accelerator's host link (`built`: python -m fpga verilog --model),
+    with the host driver (software.host.ModelBoard); `faults`: {seed, probability} of a line that
+    damages frames both ways (sim/linkfaults.py). Returns the testbench's report (logits, stats)."""
+    stimulus = {"skew": skew, "timeout_frames": quiet_frames(built), "images": [[int(v) for v in row] for row in x_int]}
+    if faults:
+        stimulus["faults"] = {"seed": faults["seed"], "probability": faults["probability"], "kinds": list(FAULT_KINDS),
+                              "directions": list(DIRECTIONS), "limit": faults.get("limit")}
+    return _run(built, stimulus, name)

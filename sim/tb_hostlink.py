@@ -28,7 +28,7 @@ from cocotb.triggers import FallingEdge, First, RisingEdge, Timer
 from software.packing.colcomb import ColumnCombining, combine
 from spec import ArrayConfig
 from software.golden.array import reference_layer
-from software.host import Board, HostLinkError, frame, self_test
+from software.host import Board, HostLinkError, ModelBoard, frame, self_test
 from sim.linkfaults import FaultInjector
 
 CLOCK_PS = 10_000
@@ -144,6 +144,22 @@ def session(port, stim):
     return out
 
 
+def model_session(port, stim):
+    """A model accelerator's host side: connect (break, identify, the model's hash checked), then
+    images in, logits out, batch by batch, as `python -m fpga run --data` does on a board."""
+    from spec import ModelConfig
+    board = ModelBoard(port, ModelConfig.from_dict(stim["config"]))
+    if port.faults:
+        port.faults.start_session()
+    descriptor = board.connect()
+    out = {"descriptor": dataclasses.asdict(descriptor)}
+    out["logits"] = board.run_images(np.array(stim["images"], dtype=np.int64)).tolist()
+    out["bytes"] = [board.bytes_sent, board.bytes_received]
+    out["stats"] = board.stats.as_dict()
+    out["faults"] = [list(f) for f in port.faults.log] if port.faults else []
+    return out
+
+
 def random_layer(config, rng, out_features, in_features, batch):
     lo, hi = config.weight_range
     w = rng.integers(lo, hi + 1, size=(out_features, in_features))
@@ -210,7 +226,9 @@ async def hostlink_test(dut):
     start = time.perf_counter()
     error = None
     try:
-        if campaign:
+        if "images" in stim:
+            report = await bridge(model_session)(port, stim)
+        elif campaign:
             report = await bridge(fault_campaign)(port, stim, faults)
         else:
             report = await bridge(session)(port, stim)

@@ -38,7 +38,7 @@ from software.packing.colcomb import combine
 from software.golden.array import reference_layer, truncate_activations
 from software.packing.schedule import schedule_layer
 
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 START = 0xA5
 MAGIC = b"SG"
 DESCRIPTOR_BYTES = 20
@@ -110,6 +110,8 @@ class LinkStats:
 class Descriptor:
     """What the board says it is (its 'D' reply)."""
 
+    size = DESCRIPTOR_BYTES
+
     version: int
     rows: int
     cols: int
@@ -158,7 +160,7 @@ class Descriptor:
 
 
 class Board:
-    """The accelerator at the other end of a serial port.
+    """The array at the other end of a serial port.
 
     >>> board = Board(serial.Serial("/dev/ttyUSB1", 115200, timeout=0.5), config)
     >>> board.connect()                       # break, identify, check the configuration
@@ -166,6 +168,16 @@ class Board:
 
     After a HostLinkError the board's state is unknown: connect() again (it resets the board).
     """
+
+    descriptor_class = Descriptor
+
+    def _beat_bytes(self, config):
+        """Bytes of a weight, an activation and a result beat."""
+        return (beat_bytes(config.weight_beat_width), beat_bytes(config.activation_beat_width),
+                beat_bytes(config.result_beat_width))
+
+    def _result(self, word):
+        return beats.result_values(self.config, word)
 
     def __init__(self, port, config, *, retries=DEFAULT_RETRIES):
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -178,10 +190,9 @@ class Board:
         self.bytes_sent = 0
         self.bytes_received = 0
         self.stats = LinkStats()
-        self._weight_bytes = beat_bytes(config.weight_beat_width)
-        self._act_bytes = beat_bytes(config.activation_beat_width)
-        self._result_bytes = beat_bytes(config.result_beat_width)
-        self._body_bytes = {ACK: 0, NONE: 0, DESCRIPTOR: DESCRIPTOR_BYTES, RESULT: self._result_bytes, ERROR: 1}
+        self._weight_bytes, self._act_bytes, self._result_bytes = self._beat_bytes(config)
+        self._body_bytes = {ACK: 0, NONE: 0, DESCRIPTOR: self.descriptor_class.size, RESULT: self._result_bytes,
+                            ERROR: 1}
         self._received = bytearray()       # bytes read from the port, not yet parsed
         self._seq = 0
         self._results = []
@@ -300,7 +311,7 @@ class Board:
 
     def identify(self):
         _, body = self._transact(IDENTIFY, b"\x00")
-        return Descriptor.parse(body)
+        return self.descriptor_class.parse(body)
 
     def connect(self):
         """Reset the board, check that it is the configured array, and learn its credits."""
@@ -326,7 +337,7 @@ class Board:
         for _ in range(MAX_EMPTY_READS):
             kind, body = self._transact(READ, b"\x00")
             if kind == RESULT:
-                self._results.append(beats.result_values(self.config, int.from_bytes(body, "little")))
+                self._results.append(self._result(int.from_bytes(body, "little")))
                 self._outstanding -= 1
                 return
         raise HostLinkError(f"the board produced no result in {MAX_EMPTY_READS} reads")
@@ -374,6 +385,113 @@ class Board:
         """y = x W^T of a packed layer (software.packing.colcomb) on the board: N x F integers."""
         schedule = schedule_layer(self.config, layer, x)
         return schedule.assemble(self.run_schedule(schedule))
+
+
+MODEL_MAGIC = b"SM"
+MODEL_DESCRIPTOR_BYTES = 52
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelDescriptor:
+    """What a model accelerator says it is (its 'D' reply): the array, the batch, the model's
+    shape and the SHA-256 of the packed model it holds."""
+
+    size = MODEL_DESCRIPTOR_BYTES
+
+    version: int
+    rows: int
+    cols: int
+    alpha: int
+    act_width: int
+    logit_width: int
+    batch: int
+    in_features: int
+    out_features: int
+    logit_row_blocks: int
+    max_act_beats: int
+    frame_timeout: int
+    model_sha256: str
+
+    @classmethod
+    def parse(cls, data):
+        data = bytes(data)
+        if len(data) != MODEL_DESCRIPTOR_BYTES or data[:2] != MODEL_MAGIC:
+            raise HostLinkError(f"not a sparsegen model accelerator: descriptor {data[:20].hex()}")
+        if data[2] != PROTOCOL_VERSION:
+            raise HostLinkError(f"board speaks protocol version {data[2]}, this driver {PROTOCOL_VERSION}")
+        u16 = lambda at: int.from_bytes(data[at:at + 2], "little")  # noqa: E731
+        descriptor = cls(version=data[2], rows=data[3] + 1, cols=data[4] + 1, alpha=data[5] + 1, act_width=data[6],
+                         logit_width=data[7], batch=u16(8) + 1, in_features=u16(10), out_features=u16(12),
+                         logit_row_blocks=u16(14), max_act_beats=data[16], frame_timeout=u16(18),
+                         model_sha256=data[20:52].hex())
+        if not descriptor.max_act_beats:
+            raise HostLinkError(f"the board's descriptor allows no beats per frame: {data.hex()}")
+        return descriptor
+
+    def mismatches(self, config):
+        """Fields where the board differs from `config` (a spec.model.ModelConfig)."""
+        expected = {"rows": config.rows, "cols": config.cols, "alpha": config.alpha, "act_width": config.act_width,
+                    "logit_width": config.logit_width, "batch": config.batch, "in_features": config.in_features,
+                    "out_features": config.out_features,
+                    "logit_row_blocks": config.row_blocks(len(config.layers) - 1)}
+        wrong = [f"{n}: board {getattr(self, n)} vs configuration {v}" for n, v in expected.items()
+                 if getattr(self, n) != v]
+        if self.model_sha256 != config.model_sha256:
+            wrong.insert(0, f"the board holds model {self.model_sha256[:16]}..., not {config.model_sha256[:16]}...")
+        return wrong
+
+
+class ModelBoard(Board):
+    """A model accelerator (python -m fpga build --model) at the other end of a serial port:
+    pixels in 'A' frames, logits read with 'R' frames, batch by batch.
+
+    >>> board = ModelBoard(serial.Serial("/dev/ttyUSB1", 115200, timeout=0.5), config)
+    >>> board.connect()                       # break, identify, check it holds this model
+    >>> logits = board.run_images(x_int)      # images x out_features
+    """
+
+    descriptor_class = ModelDescriptor
+
+    def _beat_bytes(self, config):
+        return 1, beat_bytes(config.image_beat_width), beat_bytes(config.logit_beat_width)
+
+    def _result(self, word):
+        return beats.unpack_fields(word, self.config.logit_width, self.config.rows, signed=True)
+
+    def connect(self):
+        self.reset()
+        descriptor = self.identify()
+        wrong = descriptor.mismatches(self.config)
+        if wrong:
+            raise HostLinkError("the board is not this model's accelerator: " + "; ".join(wrong))
+        self.descriptor = descriptor
+        self.credits = 0
+        return descriptor
+
+    def run_images(self, x_int, batch=None):
+        """Logits (images x out_features) of integer images (images x in_features pixels), sent
+        `batch` images at a time (default, and at most, the board's batch)."""
+        self._require_connected()
+        cfg = self.config
+        x_int = np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1)
+        if x_int.shape[1] != cfg.in_features or x_int.min(initial=0) < 0 or x_int.max(initial=0) >> cfg.act_width:
+            raise HostLinkError(f"images must be n x {cfg.in_features} pixels in [0, {(1 << cfg.act_width) - 1}]")
+        blocks = cfg.row_blocks(len(cfg.layers) - 1)
+        out = np.zeros((len(x_int), blocks * cfg.rows), dtype=np.int64)
+        step = self.descriptor.max_act_beats
+        size = cfg.batch if batch is None else batch
+        if not 1 <= size <= cfg.batch:
+            raise HostLinkError(f"a batch holds 1 to {cfg.batch} images, not {size}")
+        for start in range(0, len(x_int), size):
+            batch = x_int[start:start + size]
+            words = [int(p) for p in batch.reshape(-1)]
+            words[-1] |= 1 << cfg.act_width               # `last`: the batch's final pixel
+            for at in range(0, len(words), step):
+                self._send_beats(ACTIVATIONS, words[at:at + step], self._act_bytes)
+            self._outstanding += blocks * len(batch)
+            results = self.take_results().reshape(blocks, len(batch), cfg.rows)
+            out[start:start + len(batch)] = results.transpose(1, 0, 2).reshape(len(batch), -1)
+        return out[:, :cfg.out_features]
 
 
 def run_model(board, model, x_int):

@@ -211,6 +211,12 @@ def load(path) -> tuple[IntModel, dict]:
         raise PackedModelError(f"{path}: invalid packed model ({e})") from None
 
 
+def digest(path) -> str:
+    """The whole-content SHA-256 of a packed model that load() accepted: what a model accelerator
+    generated from it is tied to (spec/model.py's model_sha256)."""
+    return _text_member(_read_members(os.fspath(path)), DIGEST)
+
+
 def _first_line(e):
     text = str(e).strip()
     return text.splitlines()[0] if text else type(e).__name__

@@ -15,6 +15,8 @@ from .checks import ConfigError
 from .array import ArrayConfig
 from .attention import TOP as ATTENTION_TOP
 from .attention import AttentionConfig
+from .model import TOP as MODEL_TOP
+from .model import ModelConfig
 from .tq import TOP as TQ_TOP
 from .tq import TQConfig
 
@@ -40,6 +42,8 @@ UNITS = {unit.name: unit for unit in (
          "the term-quantization multiplier"),
     Unit("attention", "attention", AttentionConfig, ATTENTION_TOP, "hdl.attention:AttentionUnit",
          "the one-head attention unit"),
+    Unit("model", "model_accelerator", ModelConfig, MODEL_TOP, "hdl.accel.top:ModelAccelerator",
+         "a packed model resident on the chip (python -m gen --model FILE)", shared_cell=True),
 )}
 
 

@@ -18,21 +18,43 @@ n >= R + C; with fewer, part of each weight load shows.
 import dataclasses
 
 
-def tile_timeline(config, tile_batches):
-    """(load_t, issue_t) for every tile."""
-    R, C = config.rows, config.cols
-    banks = 2 if config.double_buffer else 1
-    loads, issues = [], []
-    for t, n in enumerate(tile_batches):
+class ArrayTimeline:
+    """The recurrence above, one tile at a time. `first_load`: the clock of the first weight beat;
+    `earliest`: a clock before which a tile's first vector cannot come (it is not yet offered)."""
+
+    def __init__(self, config, *, first_load=0):
+        self.rows, self.cols = config.rows, config.cols
+        self.banks = 2 if config.double_buffer else 1
+        self.first_load = first_load
+        self.loads, self.issues, self.batches = [], [], []
+
+    def add(self, n, earliest=0):
+        """Schedule a tile of n vectors; returns (load, issue)."""
         if n < 1:
             raise ValueError("every tile needs at least one vector")
-        load = 0 if t == 0 else loads[t - 1] + R
-        if t >= banks:
-            load = max(load, issues[t - banks] + tile_batches[t - banks] + C)
-        issue = load + R if t == 0 else max(issues[t - 1] + tile_batches[t - 1], load + R)
-        loads.append(load)
-        issues.append(issue)
-    return loads, issues
+        R, C, t = self.rows, self.cols, len(self.loads)
+        load = self.first_load if t == 0 else self.loads[t - 1] + R
+        if t >= self.banks:
+            load = max(load, self.issues[t - self.banks] + self.batches[t - self.banks] + C)
+        issue = load + R if t == 0 else max(self.issues[t - 1] + self.batches[t - 1], load + R)
+        issue = max(issue, earliest)
+        self.loads.append(load)
+        self.issues.append(issue)
+        self.batches.append(n)
+        return load, issue
+
+    @property
+    def last_accept(self):
+        """The clock of the last vector's handshake."""
+        return self.issues[-1] + self.batches[-1] - 1
+
+
+def tile_timeline(config, tile_batches):
+    """(load_t, issue_t) for every tile."""
+    timeline = ArrayTimeline(config)
+    for n in tile_batches:
+        timeline.add(n)
+    return timeline.loads, timeline.issues
 
 
 def layer_cycles(config, tile_batches):

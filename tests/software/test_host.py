@@ -3,14 +3,14 @@ sends again, and when it gives up. The real board is in tests/sim/test_hostlink_
 
 import pytest
 
-from software.host import (DESCRIPTOR_BYTES, Board, Descriptor, HostLinkError, crc16, frame)
+from software.host import (DESCRIPTOR_BYTES, PROTOCOL_VERSION, Board, Descriptor, HostLinkError, crc16, frame)
 from spec import ArrayConfig
 
 CONFIG = ArrayConfig(rows=2, cols=2, alpha=2, max_batch=4)
 RESULT_BYTES = (CONFIG.result_beat_width + 7) // 8
 
 
-def descriptor_bytes(config=CONFIG, version=3, credits=2):
+def descriptor_bytes(config=CONFIG, version=PROTOCOL_VERSION, credits=2):
     return (b"SG" + bytes([version, config.rows - 1, config.cols - 1, config.alpha - 1, config.act_width,
                             config.weight_width, config.acc_width, 0b111]) +
             (config.max_batch - 1).to_bytes(2, "little") + credits.to_bytes(2, "little") + bytes([0, 0, 10, 4]) +
@@ -111,7 +111,7 @@ def test_a_repeated_result_reply_is_taken_once():
 
 def test_descriptor_checks():
     assert Descriptor.parse(descriptor_bytes()).frame_timeout == 16
-    with pytest.raises(HostLinkError, match="protocol version 2, this driver 3"):
+    with pytest.raises(HostLinkError, match=f"protocol version 2, this driver {PROTOCOL_VERSION}"):
         Descriptor.parse(descriptor_bytes(version=2))
     with pytest.raises(HostLinkError, match="not a sparsegen board"):
         Descriptor.parse(bytes(DESCRIPTOR_BYTES))

@@ -12,7 +12,7 @@ from spec.checks import check_int
 
 
 def test_spec_imports_neither_torch_nor_amaranth():
-    code = ("import sys, spec, spec.array, spec.attention, spec.tq, spec.macs, spec.units; "
+    code = ("import sys, spec, spec.array, spec.attention, spec.tq, spec.macs, spec.units, spec.model; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'amaranth', 'numpy')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
@@ -20,11 +20,12 @@ def test_spec_imports_neither_torch_nor_amaranth():
 
 def test_hdl_and_golden_models_import_only_the_spec_across_the_line():
     """hdl/ never imports software/ (beyond the spec), and the golden models never import hdl/."""
-    code = ("import sys, hdl.systolic, hdl.attention, hdl.tq, hdl.hostlink; "
+    code = ("import sys, hdl.systolic, hdl.attention, hdl.tq, hdl.hostlink, hdl.accel.top, hdl.accel.link; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('software', 'gen', 'sim', 'torch')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
-    code = ("import sys, software.golden.array, software.golden.attention, software.golden.tq, software.golden.cycles, software.packing.schedule; "
+    code = ("import sys, software.golden.array, software.golden.attention, software.golden.tq, software.golden.cycles, "
+            "software.golden.model_cycles, software.packing.schedule, software.packing.program; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] in ('hdl', 'amaranth')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"

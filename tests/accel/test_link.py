@@ -1,0 +1,90 @@
+"""The model accelerator behind the UART host link: the host driver (software.host.ModelBoard) sends
+pixels and reads logits through the generated Verilog in Verilator, over a clean line and over one
+that damages frames both ways; and the FPGA commands' handling of models."""
+
+import numpy as np
+import pytest
+
+from fpga.cli import main as fpga_main
+from software.host import HostLinkError, ModelDescriptor
+from software.packing.program import compile_program
+
+DIVISOR = 4
+
+
+@pytest.fixture(scope="module")
+def link(colcomb, tmp_path_factory):
+    from fpga.build import write_link_verilog
+    from sim.runner import build
+    path, model, digest = colcomb
+    program = compile_program(model, digest, batch=4)
+    out = tmp_path_factory.mktemp("model_link") / "link"
+    manifest = write_link_verilog(program.config, out, divisor=DIVISOR, program=program)
+    return build(out), manifest, program
+
+
+def _images(colcomb, digits_images, count):
+    _, model, _ = colcomb
+    x = model.quantize_input(digits_images[:count]).reshape(count, -1)
+    return x, model.run_golden(x)
+
+
+def test_images_over_the_link(link, colcomb, digits_images):
+    from sim.hostlink import run_model_session
+    built, manifest, program = link
+    x, golden = _images(colcomb, digits_images, 6)            # a batch of 4, then 2
+    report = run_model_session(built, x, skew=1.01)
+    assert report["error"] is None
+    assert np.array_equal(np.array(report["logits"]), golden)
+    assert report["descriptor"]["model_sha256"] == program.config.model_sha256
+    assert report["stats"]["retries"] == 0
+
+
+def test_images_over_a_damaging_line(link, colcomb, digits_images):
+    from sim.hostlink import run_model_session
+    built, _, _ = link
+    x, golden = _images(colcomb, digits_images, 5)
+    report = run_model_session(built, x, skew=0.99, faults={"seed": 3, "probability": 0.1})
+    assert report["error"] is None and report["faults"]          # faults were injected ...
+    assert np.array_equal(np.array(report["logits"]), golden)     # ... and the logits are exact
+
+
+def test_descriptor_names_the_model(link, colcomb):
+    _, manifest, program = link
+    descriptor = ModelDescriptor.parse(bytes.fromhex(manifest["link"]["descriptor"]))
+    assert descriptor.mismatches(program.config) == []
+    other = compile_program(colcomb[1], "1" * 64, batch=4)          # the same shape, another model
+    wrong = descriptor.mismatches(other.config)
+    assert len(wrong) == 1 and "holds model" in wrong[0]
+    with pytest.raises(HostLinkError, match="not a sparsegen model accelerator"):
+        ModelDescriptor.parse(bytes(20))
+
+
+def test_board_without_room_for_the_model_is_refused(colcomb, tmp_path, capsys):
+    """The iCEBreaker's 30 block RAMs cannot hold the 4x4 accelerator's 32 activation lanes."""
+    out = tmp_path / "build"
+    assert fpga_main(["build", "--board", "icebreaker", "--model", str(colcomb[0]), "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "does not fit the iCE40UP5K" in err and "the device has 30" in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_run_needs_the_model_file(tmp_path, capsys):
+    import json
+    (tmp_path / "summary.json").write_text(json.dumps({"unit": "model", "config": {}, "baud": 115200}))
+    assert fpga_main(["run", str(tmp_path), "--port", "/dev/null"]) == 2
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
+    """The whole digits model on the iCE40UP5K: a 2x1 array, batch 4, its clock constrained at 24 MHz."""
+    import json
+    out = tmp_path / "build"
+    assert fpga_main(["build", "--board", "icebreaker", "--model", str(colcomb[0]), "--rows", "2", "--cols", "1",
+                      "--batch-images", "4", "--clock-mhz", "24", "-o", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["unit"] == "model" and summary["config"]["model_sha256"] == colcomb[2]
+    assert summary["timing_pass"] and (out / summary["bitstream"]).stat().st_size > 0
+    used = summary["resources"]
+    assert all(v["used"] <= v["available"] for v in used.values())
