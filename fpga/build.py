@@ -14,9 +14,9 @@ import signal
 import subprocess
 import time
 
-from hdl.delay import REPLICA
 from hdl.hostlink import PROTOCOL_VERSION
 from hdl.memories import NO_COLLISION
+from hdl.replicas import REPLICA
 from software.output_set import output_problem, output_set
 from spec.units import GENERATOR, unit_of
 
@@ -120,9 +120,9 @@ def collision_free_script():
 
 
 def replicas_script():
-    """The Yosys commands (after reading the design and `proc`) that keep the registers hdl/delay.py
-    replicates on purpose (attribute REPLICA, each driving a share of a fan-out) from being merged
-    back into one by opt_merge: `keep` on the flip-flops that drive those wires."""
+    """The Yosys commands (after reading the design and `proc`) that keep the registers replicated on
+    purpose (hdl/replicas.py: attribute REPLICA, each copy driving a share of a fan-out) from being
+    merged back into one by opt_merge: `keep` on the flip-flops that drive those wires."""
     return f"setattr -set keep 1 a:{REPLICA} %ci1:+$dff[Q] a:{REPLICA} %d"
 
 

@@ -8,20 +8,12 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from .memories import collision_free_memory
+from .replicas import replica
 
 # From this depth on, a delay line is a memory (LUT RAM or block RAM) with one write and one
 # registered read per clock instead of a chain of registers: the array's input skew holds
 # C (C - 1) / 2 delayed activation groups, most of its flip-flops when it is a chain.
 MEMORY_FROM_DEPTH = 4
-# The attribute of registers that are copies of one another on purpose, to share out a fan-out:
-# Yosys would merge them back into one, so the board build (fpga/build.py) keeps them apart.
-# Such registers have no reset and no enable.
-REPLICA = "sparsegen_replica"
-
-
-def replica(shape, name):
-    """A reset-less register signal that synthesis keeps apart from its identical twins."""
-    return Signal(shape, name=name, reset_less=True, attrs={REPLICA: 1})
 
 
 class DelayLine(wiring.Component):

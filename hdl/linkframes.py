@@ -94,10 +94,32 @@ class FrameReceiver(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        byte = self.bytes.payload
+        # Each byte waits a clock in a register, with its comparisons against the protocol's
+        # constants, before the states look at it, so that no comparison of a byte is in series
+        # with the reply request (the iCEBreaker's critical path: the receiver's byte -> command
+        # checks -> reply request, 9 levels). Bytes come tens of clocks apart: the register is
+        # always empty again when the next one arrives.
+        incoming = self.bytes.payload
+        byte, byte_valid = Signal(8), Signal()
+        is_start, is_weights_command, is_activations_command, is_identify, is_read_command = (
+            Signal(name=name) for name in ("is_start", "is_weights_command", "is_activations_command",
+                                           "is_identify", "is_read_command"))
+        fits_weights, fits_activations, is_zero = Signal(), Signal(), Signal()   # as a beat count
+        wants = Signal()                      # the state takes a byte this clock
         take = Signal()
-        m.d.comb += [take.eq(self.bytes.valid & self.bytes.ready), self.crc_data.eq(byte),
-                     self.write_data.eq(byte)]
+        m.d.comb += [self.bytes.ready.eq(~byte_valid), take.eq(byte_valid & wants),
+                     self.crc_data.eq(byte), self.write_data.eq(byte)]
+        with m.If(self.bytes.valid & ~byte_valid):
+            m.d.sync += [
+                byte_valid.eq(1), byte.eq(incoming), is_start.eq(incoming == START_OF_FRAME),
+                is_weights_command.eq(incoming == CMD_WEIGHTS), is_activations_command.eq(incoming == CMD_ACTIVATIONS),
+                is_identify.eq(incoming == CMD_IDENTIFY), is_read_command.eq(incoming == CMD_READ),
+                fits_weights.eq((incoming != 0) & (incoming <= self.max_weight_beats)),
+                fits_activations.eq((incoming != 0) & (incoming <= self.max_activation_beats)),
+                is_zero.eq(incoming == 0),
+            ]
+        with m.Elif(take):
+            m.d.sync += byte_valid.eq(0)
 
         # Clocks since the last byte, saturating: the quiet line that ends a damaged frame.
         quiet = Signal(range(self.timeout_clocks + 1))
@@ -117,6 +139,7 @@ class FrameReceiver(wiring.Component):
         byte_index = Signal(range(max(self.weight_bytes, self.activation_bytes)))
         last_byte = Mux(is_weights, self.weight_bytes - 1, self.activation_bytes - 1)
         overflow = Signal()                   # a byte did not fit the buffer
+        count_fits, count_zero = Signal(), Signal()   # the count byte's checks
         last_seq, last_seq_valid = Signal(8), Signal()
         result_sent = Signal()                # the last accepted frame was answered with a result
         # Registered verdicts, so that the decision at the end of a frame is a few levels of logic.
@@ -141,10 +164,12 @@ class FrameReceiver(wiring.Component):
         # A byte lost or damaged on the line, or a line gone quiet, ends any frame early.
         m.d.comb += abort.eq(in_frame & (self.framing_error | self.overrun | (timed_out & ~take)))
 
-        def in_frame_state():
-            """Called last in each state that receives a frame's bytes: they go through the CRC,
-            and an abort wins over what the byte would have done."""
-            m.d.comb += [in_frame.eq(1), self.bytes.ready.eq(1), self.crc_valid.eq(take)]
+        def in_frame_state(receiving=True):
+            """Called last in each state inside a frame: the bytes it receives (if `receiving`) go
+            through the CRC, and an abort wins over what the byte would have done."""
+            m.d.comb += in_frame.eq(1)
+            if receiving:
+                m.d.comb += [wants.eq(1), self.crc_valid.eq(take)]
             with m.If(self.encoder_busy | self.reply_start):
                 m.d.sync += shared.eq(1)
             with m.If(abort):
@@ -152,8 +177,8 @@ class FrameReceiver(wiring.Component):
 
         with m.FSM():
             with m.State("hunt"):
-                m.d.comb += [self.bytes.ready.eq(1), self.crc_start.eq(1)]
-                with m.If(take & (byte == START_OF_FRAME)):
+                m.d.comb += [wants.eq(1), self.crc_start.eq(1)]
+                with m.If(take & is_start):
                     m.d.sync += [seq.eq(0), overflow.eq(0), shared.eq(0)]
                     m.next = "seq"
             with m.State("seq"):
@@ -163,11 +188,11 @@ class FrameReceiver(wiring.Component):
                 in_frame_state()
             with m.State("command"):
                 with m.If(take):
-                    beats = (byte == CMD_WEIGHTS) | (byte == CMD_ACTIVATIONS)
-                    m.d.sync += [is_weights.eq(byte == CMD_WEIGHTS), carries_beats.eq(beats),
-                                 is_read.eq(byte == CMD_READ)]
+                    beats = is_weights_command | is_activations_command
+                    m.d.sync += [is_weights.eq(is_weights_command), carries_beats.eq(beats),
+                                 is_read.eq(is_read_command)]
                     m.d.comb += write.eq(beats)
-                    with m.If(beats | (byte == CMD_IDENTIFY) | (byte == CMD_READ)):
+                    with m.If(beats | is_identify | is_read_command):
                         m.next = "count"
                     with m.Else():
                         reject(ERROR_COMMAND)
@@ -175,15 +200,20 @@ class FrameReceiver(wiring.Component):
             with m.State("count"):
                 with m.If(take):
                     m.d.comb += write.eq(carries_beats)
-                    m.d.sync += [beats_left.eq(byte), byte_index.eq(0)]
-                    limit = Mux(is_weights, self.max_weight_beats, self.max_activation_beats)
-                    with m.If(carries_beats & (byte != 0) & (byte <= limit)):
-                        m.next = "payload"
-                    with m.Elif(~carries_beats & (byte == 0)):
-                        m.next = "crc_high"
-                    with m.Else():
-                        reject(ERROR_LENGTH)
+                    m.d.sync += [beats_left.eq(byte), byte_index.eq(0),
+                                 count_fits.eq(Mux(is_weights, fits_weights, fits_activations)),
+                                 count_zero.eq(is_zero)]
+                    m.next = "count_check"
                 in_frame_state()
+            with m.State("count_check"):
+                # The count's checks are registered too: the decision is a clock after the byte.
+                with m.If(carries_beats & count_fits):
+                    m.next = "payload"
+                with m.Elif(~carries_beats & count_zero):
+                    m.next = "crc_high"
+                with m.Else():
+                    reject(ERROR_LENGTH)
+                in_frame_state(receiving=False)
             with m.State("payload"):
                 with m.If(take):
                     m.d.comb += write.eq(1)
@@ -242,7 +272,7 @@ class FrameReceiver(wiring.Component):
                     reply(REPLY_NONE)
                 m.next = "hunt"
             with m.State("discard"):
-                m.d.comb += self.bytes.ready.eq(1)
+                m.d.comb += wants.eq(1)
                 with m.If(timed_out & ~take):
                     m.next = "hunt"
 

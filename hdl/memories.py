@@ -16,6 +16,7 @@ from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .replicas import replica
 from spec.checks import positive_int
 
 NO_COLLISION = "sparsegen_no_collision"
@@ -33,8 +34,12 @@ class BufferedFIFO(wiring.Component):
     one in the output register (`r_data`), a write visible at the output two clocks later at the
     earliest.
 
-    Its memory is collision-free: it is read only when it holds an entry and written only when it
-    has room, so the two pointers are equal only when it is empty (no read) or full (no write).
+    The data is cut into `lanes` equal lanes, each a memory with its own output register whose
+    enable comes from copies of the control registers of its own (hdl/replicas.py): one enable for
+    a wide output register is a long net (a 512-bit result FIFO's was the ULX3S 16x16's critical
+    path, 7.8 ns of routing). Its memories are collision-free: they are read only when they hold
+    an entry and written only when they have room, so the pointers are equal only when empty (no
+    read) or full (no write).
 
     Members
     -------
@@ -43,11 +48,14 @@ class BufferedFIFO(wiring.Component):
     level  : Out(range(depth + 1))   entries held, the output register's included
     """
 
-    def __init__(self, *, width, depth):
+    def __init__(self, *, width, depth, lanes=1):
         self.width = positive_int("width", width)
         self.depth = positive_int("depth", depth)
         if self.depth < 2:
             raise ValueError(f"depth must be at least 2, not {depth}")
+        self.lanes = positive_int("lanes", lanes)
+        if self.width % self.lanes:
+            raise ValueError(f"lanes must divide width {self.width}, not {lanes}")
         super().__init__({
             "w_data": In(self.width),
             "w_en": In(1),
@@ -61,8 +69,6 @@ class BufferedFIFO(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         entries = self.depth - 1
-        m.submodules.storage = storage = collision_free_memory(shape=self.width, depth=entries)
-        write_port, read_port = storage.write_port(), storage.read_port()
         held = Signal(range(entries + 1))            # entries in the memory
         produce, consume = Signal(range(entries)), Signal(range(entries))
         write, read = Signal(), Signal()
@@ -75,21 +81,39 @@ class BufferedFIFO(wiring.Component):
             write.eq(self.w_en & self.w_rdy),
             # The memory's entry moves into the output register when that is empty or emptying.
             read.eq((held != 0) & (~self.r_rdy | self.r_en)),
-            write_port.addr.eq(produce),
-            write_port.data.eq(self.w_data),
-            write_port.en.eq(write),
-            read_port.addr.eq(consume),
-            read_port.en.eq(read),
-            self.r_data.eq(read_port.data),
             self.level.eq(held + self.r_rdy),
         ]
-        with m.If(write):
-            m.d.sync += produce.eq(following(produce))
-        with m.If(read):
-            m.d.sync += consume.eq(following(consume))
-        m.d.sync += held.eq(held + write - read)
-        with m.If(read):
-            m.d.sync += self.r_rdy.eq(1)
-        with m.Elif(self.r_en):
-            m.d.sync += self.r_rdy.eq(0)
+        held_next, r_rdy_next = Signal.like(held), Signal()
+        produce_next, consume_next = Signal.like(produce), Signal.like(consume)
+        m.d.comb += [
+            held_next.eq(held + write - read),
+            r_rdy_next.eq(read | (self.r_rdy & ~self.r_en)),
+            produce_next.eq(Mux(write, following(produce), produce)),
+            consume_next.eq(Mux(read, following(consume), consume)),
+        ]
+        m.d.sync += [held.eq(held_next), self.r_rdy.eq(r_rdy_next), produce.eq(produce_next),
+                     consume.eq(consume_next)]
+
+        lane_width = self.width // self.lanes
+        for k in range(self.lanes):
+            storage = collision_free_memory(shape=lane_width, depth=entries)
+            m.submodules[f"storage_{k}"] = storage
+            write_port, read_port = storage.write_port(), storage.read_port()
+            # This lane's copies of the control registers, so that its enables and addresses are
+            # nets of its own (they equal the shared ones in every clock).
+            room, not_empty = replica(1, f"room_{k}", init=1), replica(1, f"not_empty_{k}", init=0)
+            ready = replica(1, f"r_rdy_{k}", init=0)
+            lane_produce, lane_consume = replica(produce.shape(), f"produce_{k}", init=0), \
+                replica(consume.shape(), f"consume_{k}", init=0)
+            m.d.sync += [room.eq(held_next != entries), not_empty.eq(held_next != 0), ready.eq(r_rdy_next),
+                         lane_produce.eq(produce_next), lane_consume.eq(consume_next)]
+            data = slice(k * lane_width, (k + 1) * lane_width)
+            m.d.comb += [
+                write_port.addr.eq(lane_produce),
+                write_port.data.eq(self.w_data[data]),
+                write_port.en.eq(self.w_en & room),
+                read_port.addr.eq(lane_consume),
+                read_port.en.eq(not_empty & (~ready | self.r_en)),
+                self.r_data[data].eq(read_port.data),
+            ]
         return m

@@ -53,9 +53,10 @@ from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .cell import ColumnCombiningCell
-from .delay import FanoutDelay, replica
+from .delay import FanoutDelay
 from .macs import MAC_HARDWARE, value_shape
 from .memories import BufferedFIFO
+from .replicas import replica
 
 
 # Cells per copy of a column's activations, weight and bank registers: each copy drives this many
@@ -220,7 +221,8 @@ class SystolicArray(wiring.Component):
 
         # ---------------------------------------------------------------------------------
         # Results: a FIFO that is never asked to take a result it has no room for.
-        m.submodules.result_fifo = result_fifo = BufferedFIFO(width=lay.results.size, depth=cfg.result_buffer)
+        m.submodules.result_fifo = result_fifo = BufferedFIFO(width=lay.results.size, depth=cfg.result_buffer,
+                                                                 lanes=rows)
         # Accepted emitting vectors whose result has not left the FIFO (in flight or in it).
         reserved, reserved_next = Signal(range(cfg.result_buffer + 1)), Signal(range(cfg.result_buffer + 1))
         m.d.sync += reserved.eq(reserved_next)

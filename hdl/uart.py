@@ -144,11 +144,14 @@ class UARTTransmitter(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         timer = Signal(range(self.divisor))
+        # `timer == 0`, kept in a register as the timer moves, so that the comparison is not in
+        # series with the handshake (the iCEBreaker's critical path ran through it).
+        timer_zero = Signal(init=1)
         bits_left = Signal(range(11))       # bits of the current frame not yet finished
         frame = Signal(9)                   # data (LSB first) and stop bit, still to send
         last_bit_ends = Signal()
         m.d.comb += [
-            last_bit_ends.eq((bits_left == 1) & (timer == 0)),
+            last_bit_ends.eq((bits_left == 1) & timer_zero),
             # Take the next byte as the stop bit ends, so back-to-back frames have no gap.
             self.data.ready.eq((bits_left == 0) | last_bit_ends),
         ]
@@ -158,17 +161,19 @@ class UARTTransmitter(wiring.Component):
                 frame.eq(Cat(self.data.payload, 1)),
                 bits_left.eq(10),
                 timer.eq(self.divisor - 1),
+                timer_zero.eq(0),                                # divisor - 1 >= 3
             ]
         with m.Elif(last_bit_ends):
             m.d.sync += bits_left.eq(0)
         with m.Elif(bits_left != 0):
-            with m.If(timer == 0):
+            with m.If(timer_zero):
                 m.d.sync += [
                     self.tx.eq(frame[0]),
                     frame.eq(frame[1:]),
                     bits_left.eq(bits_left - 1),
                     timer.eq(self.divisor - 1),
+                    timer_zero.eq(0),
                 ]
             with m.Else():
-                m.d.sync += timer.eq(timer - 1)
+                m.d.sync += [timer.eq(timer - 1), timer_zero.eq(timer == 1)]
         return m
