@@ -175,10 +175,8 @@ def _default_output(args, config):
     return os.path.join("build", "fpga", f"{args.board}_{config.design_name}{clock}")
 
 
-def _load_summary(build_dir, fields):
-    """summary.json of an earlier build, with `fields` ({name: check(value) -> value}) checked: a
-    summary comes from outside (a copied or edited directory), so anything malformed, missing or of
-    the wrong kind is a one-line CommandError, never a traceback."""
+def _read_summary(build_dir):
+    """(path, the JSON object) of an earlier build's summary.json, or a one-line CommandError."""
     path = os.path.join(build_dir, BUILD_SUMMARY)
     if not os.path.isdir(build_dir) or not os.path.isfile(path):
         raise CommandError(f"{build_dir} is not a build directory (no {BUILD_SUMMARY}); run `{PROG} build` first")
@@ -190,6 +188,14 @@ def _load_summary(build_dir, fields):
         raise CommandError(f"{path}: not a readable build summary ({reason})") from None
     if not isinstance(summary, dict):
         raise CommandError(f"{path}: not a build summary (a JSON object)")
+    return path, summary
+
+
+def _load_summary(build_dir, fields):
+    """summary.json of an earlier build, with `fields` ({name: check(value) -> value}) checked: a
+    summary comes from outside (a copied or edited directory), so anything malformed, missing or of
+    the wrong kind is a one-line CommandError, never a traceback."""
+    path, summary = _read_summary(build_dir)
     checked = {}
     for name, check in fields.items():
         if name not in summary:
@@ -327,13 +333,9 @@ def cmd_run(args):
 
 
 def _summary_unit(build_dir):
-    """What an earlier build holds: "model" (a model accelerator) or "array"."""
-    try:
-        with open(os.path.join(build_dir, BUILD_SUMMARY), "rb") as f:
-            summary = json.loads(f.read(1 << 20).decode(), parse_constant=_not_json)
-        return summary.get("unit", "array") if isinstance(summary, dict) else "array"
-    except (OSError, UnicodeDecodeError, ValueError):
-        return "array"          # _load_summary then says what is wrong
+    """What an earlier build holds: "model" (a model accelerator) or "array" (builds before the
+    model accelerator say nothing)."""
+    return _read_summary(build_dir)[1].get("unit", "array")
 
 
 def _model_config(value):

@@ -159,9 +159,9 @@ class CommandDecoder(wiring.Component):
         return m
 
 
-def result_frame_bytes(config):
-    """Bytes of one 'R' reply: header, a result beat of `rows` sums, CRC."""
-    return REPLY_HEADER_BYTES + beat_bytes(config.rows * config.acc_width) + CRC_BYTES
+def result_frame_bytes(result_width):
+    """Bytes of one 'R' reply: header, a result beat of `result_width` bits, CRC."""
+    return REPLY_HEADER_BYTES + beat_bytes(result_width) + CRC_BYTES
 
 
 def link_credits(config):
@@ -247,7 +247,7 @@ class HostLink(wiring.Component):
                                               max_act_beats=self.max_act_beats, frame_timeout=self.frame_timeout)
         else:
             self.descriptor = bytes(descriptor(self.max_weight_beats, self.max_act_beats, self.frame_timeout))
-        self.result_frame_bytes = REPLY_HEADER_BYTES + beat_bytes(self.widths["results"]) + CRC_BYTES
+        self.result_frame_bytes = result_frame_bytes(self.widths["results"])
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),

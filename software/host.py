@@ -106,6 +106,17 @@ class LinkStats:
         return data
 
 
+def _descriptor_bytes(data, size, magic, what):
+    """A 'D' reply's bytes, checked to be `size` long, to start with `magic` and to speak this
+    driver's protocol version."""
+    data = bytes(data)
+    if len(data) != size or data[:2] != magic:
+        raise HostLinkError(f"not a sparsegen {what}: descriptor {data[:20].hex()}")
+    if data[2] != PROTOCOL_VERSION:
+        raise HostLinkError(f"board speaks protocol version {data[2]}, this driver {PROTOCOL_VERSION}")
+    return data
+
+
 @dataclasses.dataclass(frozen=True)
 class Descriptor:
     """What the board says it is (its 'D' reply)."""
@@ -133,11 +144,7 @@ class Descriptor:
 
     @classmethod
     def parse(cls, data):
-        data = bytes(data)
-        if len(data) != DESCRIPTOR_BYTES or data[:2] != MAGIC:
-            raise HostLinkError(f"not a sparsegen board: descriptor {data.hex()}")
-        if data[2] != PROTOCOL_VERSION:
-            raise HostLinkError(f"board speaks protocol version {data[2]}, this driver {PROTOCOL_VERSION}")
+        data = _descriptor_bytes(data, DESCRIPTOR_BYTES, MAGIC, "board")
         flags = data[9]
         descriptor = cls(
             version=data[2], rows=data[3] + 1, cols=data[4] + 1, alpha=data[5] + 1,
@@ -170,6 +177,7 @@ class Board:
     """
 
     descriptor_class = Descriptor
+    expected = "the configured array"       # for the message when the board is another
 
     def _beat_bytes(self, config):
         """Bytes of a weight, an activation and a result beat."""
@@ -319,7 +327,7 @@ class Board:
         descriptor = self.identify()
         wrong = descriptor.mismatches(self.config)
         if wrong:
-            raise HostLinkError("the board is not the configured array: " + "; ".join(wrong))
+            raise HostLinkError(f"the board is not {self.expected}: " + "; ".join(wrong))
         self.descriptor = descriptor
         self.credits = descriptor.credits
         return descriptor
@@ -397,6 +405,7 @@ class ModelDescriptor:
     shape and the SHA-256 of the packed model it holds."""
 
     size = MODEL_DESCRIPTOR_BYTES
+    credits = 0          # the accelerator holds its logits until read: the host needs no credits
 
     version: int
     rows: int
@@ -414,11 +423,7 @@ class ModelDescriptor:
 
     @classmethod
     def parse(cls, data):
-        data = bytes(data)
-        if len(data) != MODEL_DESCRIPTOR_BYTES or data[:2] != MODEL_MAGIC:
-            raise HostLinkError(f"not a sparsegen model accelerator: descriptor {data[:20].hex()}")
-        if data[2] != PROTOCOL_VERSION:
-            raise HostLinkError(f"board speaks protocol version {data[2]}, this driver {PROTOCOL_VERSION}")
+        data = _descriptor_bytes(data, MODEL_DESCRIPTOR_BYTES, MODEL_MAGIC, "model accelerator")
         u16 = lambda at: int.from_bytes(data[at:at + 2], "little")  # noqa: E731
         descriptor = cls(version=data[2], rows=data[3] + 1, cols=data[4] + 1, alpha=data[5] + 1, act_width=data[6],
                          logit_width=data[7], batch=u16(8) + 1, in_features=u16(10), out_features=u16(12),
@@ -451,22 +456,13 @@ class ModelBoard(Board):
     """
 
     descriptor_class = ModelDescriptor
+    expected = "this model's accelerator"
 
     def _beat_bytes(self, config):
         return 1, beat_bytes(config.image_beat_width), beat_bytes(config.logit_beat_width)
 
     def _result(self, word):
         return beats.unpack_fields(word, self.config.logit_width, self.config.rows, signed=True)
-
-    def connect(self):
-        self.reset()
-        descriptor = self.identify()
-        wrong = descriptor.mismatches(self.config)
-        if wrong:
-            raise HostLinkError("the board is not this model's accelerator: " + "; ".join(wrong))
-        self.descriptor = descriptor
-        self.credits = 0
-        return descriptor
 
     def run_images(self, x_int, batch=None):
         """Logits (images x out_features) of integer images (images x in_features pixels), sent

@@ -90,11 +90,11 @@ class ModelConfig(FieldsConfig):
     def __post_init__(self):
         self._set("batch", check_int("batch", self.batch, 1, MAX_BATCH))
         self._set("in_features", check_int("in_features", self.in_features, 1, MAX_FEATURES))
-        self._set("logit_shift", check_int("logit_shift", self.logit_shift, 0, (1 << SHIFT_WIDTH) - 1))
-        if isinstance(self.shift_width, int) and self.logit_shift >= 1 << self.shift_width:
-            raise ConfigError(f"logit_shift {self.logit_shift} does not fit shift_width {self.shift_width}")
         self._set("bias_width", check_int("bias_width", self.bias_width, 2, BIAS_WIDTH))
         self._set("shift_width", check_int("shift_width", self.shift_width, 1, SHIFT_WIDTH))
+        self._set("logit_shift", check_int("logit_shift", self.logit_shift, 0, (1 << SHIFT_WIDTH) - 1))
+        if self.logit_shift >= 1 << self.shift_width:
+            raise ConfigError(f"logit_shift {self.logit_shift} does not fit shift_width {self.shift_width}")
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
         if not isinstance(self.model_sha256, str) or not _SHA256.fullmatch(self.model_sha256):
             raise ConfigError("model_sha256 must be a SHA-256 digest (64 lowercase hex digits)")

@@ -68,7 +68,8 @@ class Program:
 
 
 
-def _pack_entry(fields, values):
+def pack_entry(fields, values):
+    """One table entry: `values` ({name: int}, missing ones 0) packed by `fields` ((name, width), lowest first)."""
     word, lsb = 0, 0
     for name, width in fields:
         value = int(values.get(name, 0))
@@ -258,7 +259,7 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
                     if lane % rows != r:
                         raise AssertionError("row order broke the lane classes")
                     values.update(valid=1, word=word, lane_class=lane // rows)
-                entries.append(_pack_entry(fields, values))
+                entries.append(pack_entry(fields, values))
             table.append(pack_fields(entries, entry_width(fields)))
 
     lfields = config.loader_fields
@@ -266,7 +267,7 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
     for k in range(config.in_features):
         if k in plans[0].in_slots:
             word, lane = plans[0].in_slots[k]
-            loader.append(_pack_entry(lfields, {"valid": 1, "word": word, "lane": lane}))
+            loader.append(pack_entry(lfields, {"valid": 1, "word": word, "lane": lane}))
         else:
             loader.append(0)
     return Program(config=config, layers=plans, weight_beats=beats, table=table, loader=loader)

@@ -9,6 +9,7 @@ from amaranth.sim import Simulator
 
 from hdl.accel.postproc import PostProcessor
 from software.packing.beats import pack_fields
+from software.packing.program import pack_entry
 from software.frontend.quant import requant_shift
 from spec import ModelConfig
 from spec.model import POSTPROC_STAGES
@@ -16,14 +17,6 @@ from spec.model import POSTPROC_STAGES
 ROWS = 3
 CONFIG = ModelConfig(rows=ROWS, cols=2, alpha=4, in_features=8, layers=((6, 2, 2), (5, 3, 2)), model_sha256="0" * 64,
                      batch=4, logit_shift=6, bias_width=20)
-
-
-def entry(config, values):
-    word, lsb = 0, 0
-    for name, width in config.table_fields:
-        word |= (int(values.get(name, 0)) & ((1 << width) - 1)) << lsb
-        lsb += width
-    return word
 
 
 def golden(total, shift, logits):
@@ -47,7 +40,7 @@ def test_postprocessing_matches_the_integer_model():
             bias = rng.choice([blo, bhi, 0, rng.randint(blo, bhi)])
             rows.append((shift, bias))
         # As software/packing/program.py fills them: logits shift left only.
-        table.append(pack_fields([entry(cfg, {"valid": 1, "bias": b, "pre_shift": 0 if logits else max(s - 1, 0),
+        table.append(pack_fields([pack_entry(cfg.table_fields, {"valid": 1, "bias": b, "pre_shift": 0 if logits else max(s - 1, 0),
                                               "round": 0 if logits else int(s > 0),
                                               "left": s if logits else max(-s, 0), "word": 1, "lane_class": r % 2})
                                   for r, (s, b) in enumerate(rows)], sum(w for _, w in cfg.table_fields)))

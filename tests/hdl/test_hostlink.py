@@ -422,7 +422,7 @@ def test_descriptor_and_credits():
     assert list(d[3:9]) == [2, 1, 3, 8, 8, 32] and d[9] == 0b010
     assert int.from_bytes(d[10:12], "little") == 299
     assert int.from_bytes(d[12:14], "little") == config.result_buffer - 1     # the array's result FIFO
-    assert result_frame_bytes(config) == 3 + 12 + 2
+    assert result_frame_bytes(config.result_beat_width) == 3 + 12 + 2
     assert d[14:16] == b"\x00\x00"           # no term budgets: integer cells
     assert d[16:18] == bytes([17, 5]) and int.from_bytes(d[18:], "little") == 300
     tq = ArrayConfig(rows=3, cols=2, alpha=4, mac="tq", weight_terms=2, data_terms=3)
