@@ -15,7 +15,7 @@ import subprocess
 import time
 
 from hdl.hostlink import PROTOCOL_VERSION
-from hdl.memories import NO_COLLISION
+from hdl.memories import NO_COLLISION, uninitialised_script
 from hdl.replicas import REPLICA
 from software.output_set import output_problem, output_set
 from spec.units import GENERATOR, unit_of
@@ -411,6 +411,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         opts, after_synth = list(synth_opts), ""
         after_read = [booth_script(array, n_dsp)] if booth else []
         after_read += [collision_free_script(), replicas_script()]
+        if program is not None and config.weights_loaded:
+            after_read.append(uninitialised_script([config.weight_beats * array.weight_beat_width]))
         # A model accelerator's array-of-values ports (its logits, the post-processing lanes) name
         # wires like bits of others (`x[3]` beside `x`): nextpnr then sees one net driven twice.
         if lut_mapper == "abc9-private-names" or program is not None:

@@ -30,7 +30,7 @@ import math
 import re
 
 from .array import ArrayConfig, MULTIPLIERS
-from .checks import ConfigError, FieldsConfig, check_choice, check_int
+from .checks import ConfigError, FieldsConfig, check_bool, check_choice, check_int
 from .ports import clock_and_reset, stream_port
 
 TOP = "sparsegen_model"
@@ -68,6 +68,9 @@ class ModelConfig(FieldsConfig):
     acc_width      the array's accumulator: the compiler gives it the bits the model's worst-case
                    sums need, no more (every sum is then exact, as in the golden model).
     model_sha256   the packed model's digest (software/packfile.py): the design holds that model.
+    weights_loaded the weight memory is not initialised by the bitstream (the iCE40UP5K's SPRAM cannot
+                   be): the accelerator takes the program's weight beats in order on its `weights`
+                   stream after every reset, and computes once it holds them all.
     """
 
     kind = "model accelerator configuration"
@@ -86,8 +89,10 @@ class ModelConfig(FieldsConfig):
     act_width: int = 8
     weight_width: int = 8
     acc_width: int = 32
+    weights_loaded: bool = False
 
     def __post_init__(self):
+        self._set("weights_loaded", check_bool("weights_loaded", self.weights_loaded))
         self._set("batch", check_int("batch", self.batch, 1, MAX_BATCH))
         self._set("in_features", check_int("in_features", self.in_features, 1, MAX_FEATURES))
         self._set("bias_width", check_int("bias_width", self.bias_width, 2, BIAS_WIDTH))
@@ -220,6 +225,8 @@ class ModelConfig(FieldsConfig):
         name = f"model_{self.rows}x{self.cols}_a{self.alpha}_b{self.batch}_{self.model_sha256[:8]}"
         if self.multiplier != "pipelined":
             name += f"_{self.multiplier}"
+        if self.weights_loaded:
+            name += "_wl"
         return name
 
     @property
@@ -253,7 +260,8 @@ class ModelConfig(FieldsConfig):
         """(name, width, depth) of the accelerator's memories (hdl/accel/, and the array's)."""
         arr = self.array
         width = lambda fields: sum(w for _, w in fields)  # noqa: E731
-        return [("weights", arr.weight_beat_width, self.weight_beats),
+        return [("weights (loaded at start-up)" if self.weights_loaded else "weights", arr.weight_beat_width,
+                 self.weight_beats),
                 *((f"activation lanes {r}", self.lanes_per_class * self.act_width, self.act_depth)
                   for r in range(min(self.rows, self.lanes))),
                 ("accumulator", self.rows * self.acc_width, max(self.batch, 2)),
@@ -267,8 +275,11 @@ class ModelConfig(FieldsConfig):
                   "note": "on the final pixel of the batch's last image"}]
         logits = [{"field": "logits", "count": self.rows, "width": self.logit_width, "signed": True, "lsb": 0,
                    "note": "row r of the row block: output feature row_block * rows + r"}]
+        weights = [{"field": "weight_beat", "width": self.array.weight_beat_width, "lsb": 0,
+                    "note": "the program's weight beats in order, after every reset, before any image computes"}]
         return [
             *clock_and_reset(),
+            *([stream_port("weights", "in", self.array.weight_beat_width, weights)] if self.weights_loaded else []),
             stream_port("images", "in", self.image_beat_width, image),
             stream_port("logits", "out", self.logit_beat_width, logits),
         ]

@@ -168,9 +168,10 @@ def _row_order(out_features, consumer_layout, rows):
 # ----------------------------------------------------------------------------------------------
 
 
-def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, batch=16, multiplier="pipelined"):
+def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, batch=16, multiplier="pipelined",
+                    weights_loaded=False):
     """The Program of a packed graph model (software.packfile.load) on an accelerator whose array is
-    the model's own unless rows / cols / alpha say otherwise."""
+    the model's own unless rows / cols / alpha say otherwise (`weights_loaded`: see spec/model.py)."""
     chain = chain_of(model)
     array = model.config
     rows = array.rows if rows is None else rows
@@ -206,7 +207,7 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
         rows=rows, cols=cols, alpha=alpha, in_features=chain[0].parts[0].in_features,
         layers=tuple((p.packed.shape[0], len(p.groups), len(orders[i]) // rows) for i, p in enumerate(packings)),
         model_sha256=model_sha256, batch=batch, logit_shift=logit_shift, bias_width=max(bias_width, 2),
-        shift_width=max(largest_shift.bit_length(), 1), multiplier=multiplier,
+        shift_width=max(largest_shift.bit_length(), 1), multiplier=multiplier, weights_loaded=weights_loaded,
         act_width=array.act_width, weight_width=array.weight_width, acc_width=acc_width)
 
     plans = []
