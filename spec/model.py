@@ -64,7 +64,9 @@ class ModelConfig(FieldsConfig):
                    the activation layout needs a padding row).
     logit_shift    the largest left shift of the logits.
     bias_width     bits of the largest bias (signed): the post-processing table holds no more.
-    shift_width    bits of the largest shift amount in the table (right shifts less one, left shifts).
+    shift_width    bits of the largest right shift less one in the table (the pre-shift).
+    left_width     bits of the largest left shift (hidden layers' and the logits'); 0: the model
+                   shifts nothing left, and the post-processing has no left shifter.
     acc_width      the array's accumulator: the compiler gives it the bits the model's worst-case
                    sums need, no more (every sum is then exact, as in the golden model).
     model_sha256   the packed model's digest (software/packfile.py): the design holds that model.
@@ -85,6 +87,7 @@ class ModelConfig(FieldsConfig):
     logit_shift: int = 0
     bias_width: int = BIAS_WIDTH
     shift_width: int = SHIFT_WIDTH
+    left_width: int = SHIFT_WIDTH
     multiplier: str = "pipelined"
     act_width: int = 8
     weight_width: int = 8
@@ -97,9 +100,10 @@ class ModelConfig(FieldsConfig):
         self._set("in_features", check_int("in_features", self.in_features, 1, MAX_FEATURES))
         self._set("bias_width", check_int("bias_width", self.bias_width, 2, BIAS_WIDTH))
         self._set("shift_width", check_int("shift_width", self.shift_width, 1, SHIFT_WIDTH))
+        self._set("left_width", check_int("left_width", self.left_width, 0, SHIFT_WIDTH))
         self._set("logit_shift", check_int("logit_shift", self.logit_shift, 0, (1 << SHIFT_WIDTH) - 1))
-        if self.logit_shift >= 1 << self.shift_width:
-            raise ConfigError(f"logit_shift {self.logit_shift} does not fit shift_width {self.shift_width}")
+        if self.logit_shift >= 1 << self.left_width:
+            raise ConfigError(f"logit_shift {self.logit_shift} does not fit left_width {self.left_width}")
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
         if not isinstance(self.model_sha256, str) or not _SHA256.fullmatch(self.model_sha256):
             raise ConfigError("model_sha256 must be a SHA-256 digest (64 lowercase hex digits)")
@@ -245,10 +249,11 @@ class ModelConfig(FieldsConfig):
     @property
     def table_fields(self):
         """(name, width) of a post-processing table entry, least significant first: whether the row is
-        real, its bias, its right shift as a pre-shift and a rounding bit, its left shift, and the word
-        and lane class its output goes to (software/packing/program.py fills them)."""
+        real, its bias, its right shift as a pre-shift and a rounding bit, its left shift (none when
+        left_width is 0), and the word and lane class its output goes to (software/packing/program.py
+        fills them)."""
         return (("valid", 1), ("bias", self.bias_width), ("pre_shift", self.shift_width), ("round", 1),
-                ("left", self.shift_width),
+                *((("left", self.left_width),) if self.left_width else ()),
                 ("word", self.word_width), ("lane_class", self.lane_class_width))
 
     @property
