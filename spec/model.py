@@ -44,8 +44,7 @@ MAX_FEATURES = 1 << 16
 # Pipeline depths in clocks (hdl/accel/ builds exactly these; the cycle model reads them).
 LOADER_STAGES = 2           # image handshake -> its pixel written (table read, write)
 POSTPROC_STAGES = 5         # result handshake -> written (table read, bias, shift, round, saturate)
-READER_LATENCY = 3          # a prefetching memory reader: address issued -> beat offered
-READER_DEPTH = 4            # its buffer: enough to offer one beat per clock without a gap
+READER_LATENCY = 1          # a memory reader: address taken -> its word offered (the memory's register)
 START_DELAY = 1             # a finished load or layer -> the next layer's first address issued
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")

@@ -30,10 +30,9 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.memories import uninitialised_memory
 from hdl.systolic import SystolicArray
-from spec.model import READER_DEPTH
 
 from .postproc import PostProcessor
-from .reader import PrefetchReader
+from .reader import MemoryReader
 
 LOGITS_BUFFER = 8           # entries: more than the post-processing pipeline holds
 
@@ -73,8 +72,8 @@ class ModelAccelerator(wiring.Component):
         # ---------------------------------------------------------------------------------
         # Weights: every tile's beats, in order, round and round.
         beats = len(prog.weight_beats)
-        m.submodules.weight_reader = weight_reader = PrefetchReader(
-            len(Signal(range(max(beats, 2)))), cfg.array.weight_beat_width, 1, depth=READER_DEPTH)
+        m.submodules.weight_reader = weight_reader = MemoryReader(
+            len(Signal(range(max(beats, 2)))), cfg.array.weight_beat_width, 1)
         weights_held = self._weight_memory(m, weight_reader, beats)
         weight_addr = Signal(range(max(beats, 2)))
         m.d.comb += [
@@ -92,16 +91,15 @@ class ModelAccelerator(wiring.Component):
         # activations into different words in one clock. Row r of a result writes only lanes
         # r, r + R, r + 2R, ... (its lane class picks one), so those lanes share one memory, a
         # lane per byte-enabled slice: R memories, each written once per clock at its own address.
-        m.submodules.act_reader = act_reader = PrefetchReader(
-            len(Signal(addr_shape)), lanes * cfg.act_width, data.StructLayout({"last": 1, "clear": 1, "emit": 1}),
-            depth=READER_DEPTH)
+        m.submodules.act_reader = act_reader = MemoryReader(
+            len(Signal(addr_shape)), lanes * cfg.act_width, data.StructLayout({"last": 1, "clear": 1, "emit": 1}))
         per_class = cfg.lanes_per_class
         class_writes, class_data = [], []
         for r in range(min(R, lanes)):
             lane_memory = memory.Memory(shape=unsigned(per_class * cfg.act_width), depth=cfg.act_depth, init=[])
             m.submodules[f"lanes_{r}"] = lane_memory
             read, write = lane_memory.read_port(), lane_memory.write_port(granularity=cfg.act_width)
-            m.d.comb += [read.addr.eq(act_reader.mem_addr), read.en.eq(1)]
+            m.d.comb += [read.addr.eq(act_reader.mem_addr), read.en.eq(act_reader.mem_en)]
             class_data.append(read.data)
             class_writes.append(write)
         m.d.comb += act_reader.mem_data.eq(Cat(
@@ -298,7 +296,7 @@ class ModelAccelerator(wiring.Component):
             m.submodules.weight_memory = weight_memory = memory.Memory(
                 shape=unsigned(cfg.array.weight_beat_width), depth=depth, init=prog.weight_beats)
             port = weight_memory.read_port()
-            m.d.comb += [port.addr.eq(reader.mem_addr), port.en.eq(1), reader.mem_data.eq(port.data)]
+            m.d.comb += [port.addr.eq(reader.mem_addr), port.en.eq(reader.mem_en), reader.mem_data.eq(port.data)]
             return 1
         m.submodules.weight_memory = weight_memory = uninitialised_memory(
             shape=unsigned(cfg.array.weight_beat_width), depth=depth)
@@ -312,7 +310,7 @@ class ModelAccelerator(wiring.Component):
             write.data.eq(self.weights.payload),
             address.eq(Mux(held, reader.mem_addr, write_addr)),
             write.addr.eq(address), read.addr.eq(address),
-            read.en.eq(~write.en),
+            read.en.eq(reader.mem_en & ~write.en),
             reader.mem_data.eq(read.data),
         ]
         with m.If(write.en):
