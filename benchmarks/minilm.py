@@ -180,6 +180,78 @@ def rtl_lines(r):
             f"{r['max_abs_vs_qat']:.2e}. Build {r['build_seconds']:.0f} s, simulation {r['sim_seconds']:.1f} s."]
 
 
+ENCODER_HEADERS = ["stage", "unit", "shape", "tiles / heads", "RTL cycles", "cycle model", "bit-exact", "sim s"]
+
+
+def rtl_encoder(path, model, sentence, calibration, layer=0, rows=32, cols=32, alpha=8):
+    """One whole encoder layer of the distilled int8 model through the hardware on one held-out
+    sentence (sim/encoder.py): the six matrices on a generated rows x cols alpha array, the 12 heads
+    on the attention unit, layer norm, GELU and residuals in the integer host model
+    (software/distill/encoder_int.py, exponents calibrated on the `calibration` sentences, which are
+    training sentences). Also the integer layer's output against the float student's layer."""
+    from sim.encoder import run_layer
+    from software.distill import encoder_int
+    from software.models.minilm import batch_ids
+    from spec.array import ArrayConfig
+    from spec.attention import AttentionConfig
+
+    student, record = spd.load_student(path, model=model)
+
+    def states(text):
+        """The student's hidden states at the layer's input and output (it runs as trained: its FFN
+        matrices int8 quantization-aware)."""
+        with torch.no_grad():
+            hidden, _ = student(*batch_ids(model, [text]))
+        return hidden[layer][0], hidden[layer + 1][0]
+
+    module = student.encoder["layer"][layer]
+    groups = {part: record["groups"][f"encoder.layer.{layer}.{part}.dense"] for part in ("intermediate", "output")}
+    start = time.time()
+    integer = encoder_int.from_float(module, [states(s)[0] for s in calibration],
+                                     AttentionConfig(head_dim=32, max_len=64), groups)
+    calibrate_seconds = time.time() - start
+    x, y = states(sentence)
+    h0 = integer.quantize_input(x.numpy())
+    result = run_layer(integer, h0, ArrayConfig(rows=rows, cols=cols, alpha=alpha))
+    out = integer.output_float(result.rtl["h2"])
+    return {"layer": layer, "sentence": sentence, "tokens": int(x.shape[0]), "calibration": len(calibration),
+            "calibrate_seconds": calibrate_seconds, "run": result, "array": f"{rows}x{cols} alpha {alpha}",
+            "vs_student": encoder_int.Closeness.of(out, y.numpy()),
+            "vs_float": encoder_int.Closeness.of(out, encoder_int.float_stages(module, x)["out"].numpy()),
+            "exps": integer.exps}
+
+
+def encoder_rows(r):
+    return [[s.stage, s.unit, s.shape, s.work, s.rtl_cycles, s.model_cycles,
+             "yes" if s.exact else "NO", f"{s.sim_seconds:.1f}"] for s in r["run"].stages]
+
+
+def encoder_lines(r):
+    run = r["run"]
+    total_rtl = sum(s.rtl_cycles for s in run.stages)
+    total_model = sum(s.model_cycles for s in run.stages)
+    close = lambda c: (f"max |diff| {c.max_abs:.3f}, mean |diff| {c.mean_abs:.4f}, cosine {c.cosine:.5f} "
+                       f"(lowest token {c.min_token_cosine:.5f})")
+    builds = ", ".join(f"{unit} {seconds:.0f} s" for unit, seconds in run.build_seconds.items())
+    return [
+        f"Encoder layer {r['layer']} of the final int8 student, whole, through the hardware "
+        f"(`sim/encoder.py`, `software/distill/encoder_int.py`) on the {r['tokens']} tokens of the held-out "
+        f"sentence \"{r['sentence']}\": Q, K, V, attention output (384x384, dense) and the two FFN matrices "
+        f"(column-combined by their grouping) on a generated {r['array']} array, the 12 heads on the generated "
+        f"attention unit (d 32, L 64, no pruning), each in Verilator; layer norm, GELU (a 4096-entry table) and "
+        f"the residual adds in the integer host model. Power-of-two scales calibrated on {r['calibration']} "
+        f"training sentences. Every stage's integers "
+        f"{'equal' if not run.mismatched else 'DIFFER from'} the golden model's "
+        f"({len(run.golden)} stages compared{'' if not run.mismatched else ': ' + ', '.join(run.mismatched)}); "
+        f"RTL cycles {'equal' if run.cycles_equal else 'DIFFER from'} the cycle models' "
+        f"({total_rtl} in all, cycle models {total_model}). Builds (generation + Verilator, 0 when cached): {builds}.",
+        report.markdown_table(ENCODER_HEADERS, encoder_rows(r)),
+        f"The integer layer's output against the float student's layer output on that sentence (its FFN "
+        f"matrices quantization-aware int8, as trained): {close(r['vs_student'])}; against the same layer "
+        f"entirely in float (nothing quantized): {close(r['vs_float'])}.",
+    ]
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/minilm", help="folder of a software.distill.spd run")
@@ -190,10 +262,19 @@ def main(argv=None):
                         help="evaluate only the points without distillation (e.g. while the run trains)")
     parser.add_argument("--rtl", action="store_true",
                         help="also run one FFN matrix of final.pt on the generated array in Verilator")
+    parser.add_argument("--encoder-rtl", action="store_true",
+                        help="also run one whole encoder layer of final.pt through the array and the attention "
+                             "unit in Verilator (sim/encoder.py)")
+    parser.add_argument("--layer", type=int, default=0, help="the encoder layer of --encoder-rtl")
+    parser.add_argument("--calibration", type=int, default=64,
+                        help="training sentences that calibrate the integer layer's scales (--encoder-rtl)")
     parser.add_argument("--limit", type=int, default=None,
                         help="use only the first N held-out sentences (quick checks; the page needs them all)")
     report.docs_argument(parser, "minilm.md")
     args = parser.parse_args(argv)
+    if not 0 <= args.layer < 6 or args.calibration < 1:
+        print("error: --layer must be 0 to 5 and --calibration at least 1", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     run = pathlib.Path(args.run)
     snapshots = sorted(run.glob("event-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
@@ -270,10 +351,20 @@ def main(argv=None):
         result = rtl_ffn(run / "final.pt", model, sentences[0])
         rtl = rtl_lines(result)
         print("\n" + rtl[0])
+    encoder = []
+    if args.encoder_rtl and (run / "final.pt").exists():
+        result = rtl_encoder(run / "final.pt", model, sentences[0], list(corpus.train)[:args.calibration],
+                             layer=args.layer)
+        encoder = encoder_lines(result)
+        print("\n" + "\n\n".join(encoder))
 
     if args.docs:
         png = plot(points, dense_tiles, args.docs)
-        argv_used = ["--run", str(args.run), *(["--rtl"] if args.rtl else []), "--docs"]
+        argv_used = ["--run", str(args.run), *(["--rtl"] if args.rtl else []),
+                     *(["--encoder-rtl"] if args.encoder_rtl else []),
+                     *(["--layer", str(args.layer)] if args.encoder_rtl and args.layer else []),
+                     *(["--calibration", str(args.calibration)] if args.encoder_rtl and args.calibration != 64 else []),
+                     "--docs"]
         body = "\n\n".join([
             f"MiniLM-L6 (all-MiniLM-L6-v2) with its 12 FFN matrices column-combined (alpha {plan.alpha}, "
             f"gamma {plan.gamma:g}, grouping `{plan.grouping}`), evaluated on {len(sentences)} held-out sentences "
@@ -292,6 +383,7 @@ def main(argv=None):
             report.markdown_table(matrix_headers, matrices),
             verdict,
             *rtl,
+            *encoder,
         ])
         page = report.write_page(args.docs, "minilm.md", "MiniLM-L6: column combining with progressive distillation",
                                  report.command("minilm.py", argv_used), body)
