@@ -5,6 +5,7 @@ a 32x32 alpha 8 array, with and without sparse progressive distillation. Prints 
         --prune-until 0.5000625 --qat-from 0.8 --sparsity 0.72 --lr 0.0002 --max-tokens 40   # the run
     python benchmarks/minilm.py --run runs/minilm            # evaluate it (~15 minutes on 2 busy cores)
     python benchmarks/minilm.py --run runs/minilm --docs     # also write docs/results/minilm.md and its plot
+    python benchmarks/minilm.py --run runs/minilm --rtl --encoder-rtl --docs   # with the Verilator runs (~3 more min)
 
 Held-out sentences: software/distill/corpus.py's held-out split (never trained on). Metrics:
 software/distill/evaluate.py (cosine of each sentence embedding to the dense model's: mean and 5th
@@ -17,6 +18,9 @@ Points of the curve:
 FFN tiles: the 12 FFN matrices int8 per channel, packed by their grouping and cut into tiles
 by software/packing/schedule.py; dense = every weight on an alpha 1 array of the same size.
 Cycles: software/golden/cycles.py for one sentence of --tokens tokens per matrix.
+--rtl: one FFN matrix of final.pt on the generated array in Verilator. --encoder-rtl: one whole encoder
+layer of final.pt (software/distill/encoder_int.py, scales calibrated on training sentences) through
+the array and the attention unit in Verilator (sim/encoder.py), stage by stage against the golden model.
 """
 
 import argparse
@@ -183,12 +187,13 @@ def rtl_lines(r):
 ENCODER_HEADERS = ["stage", "unit", "shape", "tiles / heads", "RTL cycles", "cycle model", "bit-exact", "sim s"]
 
 
-def rtl_encoder(path, model, sentence, calibration, layer=0, rows=32, cols=32, alpha=8):
+def rtl_encoder(path, model, sentence, calibration, layer=0, rows=32, cols=32, alpha=8, more=()):
     """One whole encoder layer of the distilled int8 model through the hardware on one held-out
     sentence (sim/encoder.py): the six matrices on a generated rows x cols alpha array, the 12 heads
     on the attention unit, layer norm, GELU and residuals in the integer host model
     (software/distill/encoder_int.py, exponents calibrated on the `calibration` sentences, which are
-    training sentences). Also the integer layer's output against the float student's layer."""
+    training sentences). Also the integer layer's output against the float student's layer, on that
+    sentence and, by the golden model alone, on the held-out sentences `more`."""
     from sim.encoder import run_layer
     from software.distill import encoder_int
     from software.models.minilm import batch_ids
@@ -214,7 +219,12 @@ def rtl_encoder(path, model, sentence, calibration, layer=0, rows=32, cols=32, a
     h0 = integer.quantize_input(x.numpy())
     result = run_layer(integer, h0, ArrayConfig(rows=rows, cols=cols, alpha=alpha))
     out = integer.output_float(result.rtl["h2"])
-    return {"layer": layer, "sentence": sentence, "tokens": int(x.shape[0]), "calibration": len(calibration),
+    others = []
+    for text in more:
+        x_other, y_other = states(text)
+        golden = integer.run(integer.quantize_input(x_other.numpy()))["h2"]
+        others.append(encoder_int.Closeness.of(integer.output_float(golden), y_other.numpy()))
+    return {"others": others, "layer": layer, "sentence": sentence, "tokens": int(x.shape[0]), "calibration": len(calibration),
             "calibrate_seconds": calibrate_seconds, "run": result, "array": f"{rows}x{cols} alpha {alpha}",
             "vs_student": encoder_int.Closeness.of(out, y.numpy()),
             "vs_float": encoder_int.Closeness.of(out, encoder_int.float_stages(module, x)["out"].numpy()),
@@ -232,7 +242,7 @@ def encoder_lines(r):
     total_model = sum(s.model_cycles for s in run.stages)
     close = lambda c: (f"max |diff| {c.max_abs:.3f}, mean |diff| {c.mean_abs:.4f}, cosine {c.cosine:.5f} "
                        f"(lowest token {c.min_token_cosine:.5f})")
-    builds = ", ".join(f"{unit} {seconds:.0f} s" for unit, seconds in run.build_seconds.items())
+    builds = ", ".join(f"{unit} {run.generate_seconds[unit]:.0f} s + {seconds:.0f} s" for unit, seconds in run.build_seconds.items())
     return [
         f"Encoder layer {r['layer']} of the final int8 student, whole, through the hardware "
         f"(`sim/encoder.py`, `software/distill/encoder_int.py`) on the {r['tokens']} tokens of the held-out "
@@ -244,11 +254,16 @@ def encoder_lines(r):
         f"{'equal' if not run.mismatched else 'DIFFER from'} the golden model's "
         f"({len(run.golden)} stages compared{'' if not run.mismatched else ': ' + ', '.join(run.mismatched)}); "
         f"RTL cycles {'equal' if run.cycles_equal else 'DIFFER from'} the cycle models' "
-        f"({total_rtl} in all, cycle models {total_model}). Builds (generation + Verilator, 0 when cached): {builds}.",
+        f"({total_rtl} in all, cycle models {total_model}). Generation + Verilator build: {builds} (a build reused from the simulator cache counts 0 s).",
         report.markdown_table(ENCODER_HEADERS, encoder_rows(r)),
         f"The integer layer's output against the float student's layer output on that sentence (its FFN "
         f"matrices quantization-aware int8, as trained): {close(r['vs_student'])}; against the same layer "
         f"entirely in float (nothing quantized): {close(r['vs_float'])}.",
+        *([f"The integer layer (golden model) on {len(r['others'])} held-out sentences against the float student's "
+           f"layer: cosine mean {np.mean([c.cosine for c in r['others']]):.5f}, lowest "
+           f"{min(c.cosine for c in r['others']):.5f}; lowest token cosine {min(c.min_token_cosine for c in r['others']):.5f}; "
+           f"mean |diff| {np.mean([c.mean_abs for c in r['others']]):.4f}, largest |diff| "
+           f"{max(c.max_abs for c in r['others']):.3f}."] if r["others"] else []),
     ]
 
 
@@ -266,14 +281,17 @@ def main(argv=None):
                         help="also run one whole encoder layer of final.pt through the array and the attention "
                              "unit in Verilator (sim/encoder.py)")
     parser.add_argument("--layer", type=int, default=0, help="the encoder layer of --encoder-rtl")
+    parser.add_argument("--closeness", type=int, default=200,
+                        help="held-out sentences on which --encoder-rtl also compares the integer layer (golden "
+                             "model) with the float student's")
     parser.add_argument("--calibration", type=int, default=64,
                         help="training sentences that calibrate the integer layer's scales (--encoder-rtl)")
     parser.add_argument("--limit", type=int, default=None,
                         help="use only the first N held-out sentences (quick checks; the page needs them all)")
     report.docs_argument(parser, "minilm.md")
     args = parser.parse_args(argv)
-    if not 0 <= args.layer < 6 or args.calibration < 1:
-        print("error: --layer must be 0 to 5 and --calibration at least 1", file=sys.stderr)
+    if not 0 <= args.layer < 6 or args.calibration < 1 or args.closeness < 0:
+        print("error: --layer must be 0 to 5, --calibration at least 1 and --closeness at least 0", file=sys.stderr)
         return 2
     torch.set_num_threads(args.threads)
     run = pathlib.Path(args.run)
@@ -354,7 +372,7 @@ def main(argv=None):
     encoder = []
     if args.encoder_rtl and (run / "final.pt").exists():
         result = rtl_encoder(run / "final.pt", model, sentences[0], list(corpus.train)[:args.calibration],
-                             layer=args.layer)
+                             layer=args.layer, more=sentences[:args.closeness])
         encoder = encoder_lines(result)
         print("\n" + "\n\n".join(encoder))
 
@@ -364,6 +382,7 @@ def main(argv=None):
                      *(["--encoder-rtl"] if args.encoder_rtl else []),
                      *(["--layer", str(args.layer)] if args.encoder_rtl and args.layer else []),
                      *(["--calibration", str(args.calibration)] if args.encoder_rtl and args.calibration != 64 else []),
+                     *(["--closeness", str(args.closeness)] if args.encoder_rtl and args.closeness != 200 else []),
                      "--docs"]
         body = "\n\n".join([
             f"MiniLM-L6 (all-MiniLM-L6-v2) with its 12 FFN matrices column-combined (alpha {plan.alpha}, "

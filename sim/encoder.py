@@ -48,7 +48,8 @@ class LayerRun:
     stages: list                # StageRun per hardware stage, in order
     golden: dict                # every stage's integers, golden backend
     rtl: dict                   # the same with the hardware's results
-    build_seconds: dict         # unit -> Verilator build seconds (0 when cached)
+    generate_seconds: dict      # unit -> seconds to generate its Verilog (0 when given built)
+    build_seconds: dict         # unit -> Verilator + C++ seconds (0 when reused from the cache or given)
 
     @property
     def mismatched(self):
@@ -65,11 +66,15 @@ class LayerRun:
 
 
 def generate_and_build(config):
-    """Generate `config`'s Verilog (gen/design.py) and build its simulator (cached by content)."""
+    """Generate `config`'s Verilog (gen/design.py) and build its simulator (cached by content).
+    Returns (Build, seconds of generation)."""
     from gen.design import generate, write
+    start = time.time()
+    design = generate(config)
+    seconds = time.time() - start
     with tempfile.TemporaryDirectory() as out:
-        write(generate(config), out + "/design")
-        return build(out + "/design")
+        write(design, out + "/design")
+        return build(out + "/design"), seconds
 
 
 def packing_of(linear, alpha):
@@ -119,15 +124,15 @@ def run_layer(layer, h0, array_config, *, stall=0.0, builds=None):
     """Run the integer layer on input h0 through the hardware and the golden model. `builds`:
     already built {"array": Build, "attention": Build} (each design is built once)."""
     builds = dict(builds or {})
-    seconds = {}
+    generate_seconds, build_seconds = {}, {}
     for unit, config in (("array", array_config), ("attention", layer.attention.config)):
-        if unit not in builds:
-            start = time.time()
-            builds[unit] = generate_and_build(config)
-            seconds[unit] = time.time() - start
+        if unit in builds:
+            generate_seconds[unit] = build_seconds[unit] = 0.0
         else:
-            seconds[unit] = 0.0
+            builds[unit], generate_seconds[unit] = generate_and_build(config)
+            build_seconds[unit] = builds[unit].seconds
     backend = RtlBackend(builds["array"], builds["attention"], stall=stall)
     golden = layer.run(h0)
     rtl = layer.run(h0, backend)
-    return LayerRun(stages=backend.stages, golden=golden, rtl=rtl, build_seconds=seconds)
+    return LayerRun(stages=backend.stages, golden=golden, rtl=rtl, generate_seconds=generate_seconds,
+                    build_seconds=build_seconds)
