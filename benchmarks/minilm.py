@@ -185,55 +185,69 @@ def rtl_lines(r):
 
 
 ENCODER_HEADERS = ["stage", "unit", "shape", "tiles / heads", "RTL cycles", "cycle model", "bit-exact", "sim s"]
+CLOSENESS_HEADERS = ["layer", "mean cosine", "lowest cosine", "lowest token cosine", "mean abs diff", "largest abs diff"]
+ENCODER_ATTENTION = dict(head_dim=32, max_len=64)
 
 
-def rtl_encoder(path, model, sentence, calibration, layer=0, rows=32, cols=32, alpha=8, more=()):
+def student_states(student, model, text):
+    """The student's hidden states of one sentence (n x 384 each: the embedding output and every
+    layer's output). It runs as trained: its FFN matrices int8 quantization-aware."""
+    from software.models.minilm import batch_ids
+    with torch.no_grad():
+        hidden, _ = student(*batch_ids(model, [text]))
+    return [h[0] for h in hidden]
+
+
+def integer_layer(student, record, layer, calibration_states):
+    """software/distill/encoder_int.py's integer form of one layer of the student, its scales
+    calibrated on the layer's inputs of the calibration (training) sentences."""
+    from software.distill import encoder_int
+    from spec.attention import AttentionConfig
+    groups = {part: record["groups"][f"encoder.layer.{layer}.{part}.dense"] for part in ("intermediate", "output")}
+    return encoder_int.from_float(student.encoder["layer"][layer], [s[layer] for s in calibration_states],
+                                  AttentionConfig(**ENCODER_ATTENTION), groups)
+
+
+def rtl_encoder(path, model, sentence, calibration, layer=0, rows=32, cols=32, alpha=8, closeness=()):
     """One whole encoder layer of the distilled int8 model through the hardware on one held-out
     sentence (sim/encoder.py): the six matrices on a generated rows x cols alpha array, the 12 heads
     on the attention unit, layer norm, GELU and residuals in the integer host model
     (software/distill/encoder_int.py, exponents calibrated on the `calibration` sentences, which are
-    training sentences). Also the integer layer's output against the float student's layer, on that
-    sentence and, by the golden model alone, on the held-out sentences `more`."""
+    training sentences). Also the integer layer's output against the float student's layer on that
+    sentence, and (golden model, every layer) on the held-out sentences `closeness`."""
     from sim.encoder import run_layer
     from software.distill import encoder_int
-    from software.models.minilm import batch_ids
     from spec.array import ArrayConfig
-    from spec.attention import AttentionConfig
 
     student, record = spd.load_student(path, model=model)
-
-    def states(text):
-        """The student's hidden states at the layer's input and output (it runs as trained: its FFN
-        matrices int8 quantization-aware)."""
-        with torch.no_grad():
-            hidden, _ = student(*batch_ids(model, [text]))
-        return hidden[layer][0], hidden[layer + 1][0]
-
-    module = student.encoder["layer"][layer]
-    groups = {part: record["groups"][f"encoder.layer.{layer}.{part}.dense"] for part in ("intermediate", "output")}
-    start = time.time()
-    integer = encoder_int.from_float(module, [states(s)[0] for s in calibration],
-                                     AttentionConfig(head_dim=32, max_len=64), groups)
-    calibrate_seconds = time.time() - start
-    x, y = states(sentence)
-    h0 = integer.quantize_input(x.numpy())
-    result = run_layer(integer, h0, ArrayConfig(rows=rows, cols=cols, alpha=alpha))
+    calibration_states = [student_states(student, model, s) for s in calibration]
+    integer = integer_layer(student, record, layer, calibration_states)
+    states = student_states(student, model, sentence)
+    x, y = states[layer], states[layer + 1]
+    result = run_layer(integer, integer.quantize_input(x.numpy()), ArrayConfig(rows=rows, cols=cols, alpha=alpha))
     out = integer.output_float(result.rtl["h2"])
-    others = []
-    for text in more:
-        x_other, y_other = states(text)
-        golden = integer.run(integer.quantize_input(x_other.numpy()))["h2"]
-        others.append(encoder_int.Closeness.of(integer.output_float(golden), y_other.numpy()))
-    return {"others": others, "layer": layer, "sentence": sentence, "tokens": int(x.shape[0]), "calibration": len(calibration),
-            "calibrate_seconds": calibrate_seconds, "run": result, "array": f"{rows}x{cols} alpha {alpha}",
+    per_layer = []
+    held_out = [student_states(student, model, s) for s in closeness]
+    for k in range(len(student.encoder["layer"]) if held_out else 0):
+        golden = integer_layer(student, record, k, calibration_states)
+        per_layer.append([encoder_int.Closeness.of(golden.output_float(golden.run(golden.quantize_input(h[k].numpy()))["h2"]),
+                                                   h[k + 1].numpy()) for h in held_out])
+    return {"layer": layer, "sentence": sentence, "tokens": int(x.shape[0]), "calibration": len(calibration),
+            "run": result, "array": f"{rows}x{cols} alpha {alpha}",
             "vs_student": encoder_int.Closeness.of(out, y.numpy()),
-            "vs_float": encoder_int.Closeness.of(out, encoder_int.float_stages(module, x)["out"].numpy()),
-            "exps": integer.exps}
+            "vs_float": encoder_int.Closeness.of(out, encoder_int.float_stages(student.encoder["layer"][layer], x)["out"].numpy()),
+            "per_layer": per_layer}
 
 
 def encoder_rows(r):
     return [[s.stage, s.unit, s.shape, s.work, s.rtl_cycles, s.model_cycles,
              "yes" if s.exact else "NO", f"{s.sim_seconds:.1f}"] for s in r["run"].stages]
+
+
+def closeness_rows(per_layer):
+    return [[k, f"{np.mean([c.cosine for c in cs]):.5f}", f"{min(c.cosine for c in cs):.5f}",
+             f"{min(c.min_token_cosine for c in cs):.5f}", f"{np.mean([c.mean_abs for c in cs]):.4f}",
+             f"{max(c.max_abs for c in cs):.3f}"] for k, cs in enumerate(per_layer)]
 
 
 def encoder_lines(r):
@@ -243,7 +257,7 @@ def encoder_lines(r):
     close = lambda c: (f"max |diff| {c.max_abs:.3f}, mean |diff| {c.mean_abs:.4f}, cosine {c.cosine:.5f} "
                        f"(lowest token {c.min_token_cosine:.5f})")
     builds = ", ".join(f"{unit} {run.generate_seconds[unit]:.0f} s + {seconds:.0f} s" for unit, seconds in run.build_seconds.items())
-    return [
+    lines = [
         f"Encoder layer {r['layer']} of the final int8 student, whole, through the hardware "
         f"(`sim/encoder.py`, `software/distill/encoder_int.py`) on the {r['tokens']} tokens of the held-out "
         f"sentence \"{r['sentence']}\": Q, K, V, attention output (384x384, dense) and the two FFN matrices "
@@ -254,17 +268,20 @@ def encoder_lines(r):
         f"{'equal' if not run.mismatched else 'DIFFER from'} the golden model's "
         f"({len(run.golden)} stages compared{'' if not run.mismatched else ': ' + ', '.join(run.mismatched)}); "
         f"RTL cycles {'equal' if run.cycles_equal else 'DIFFER from'} the cycle models' "
-        f"({total_rtl} in all, cycle models {total_model}). Generation + Verilator build: {builds} (a build reused from the simulator cache counts 0 s).",
+        f"({total_rtl} in all, cycle models {total_model}). Generation + Verilator build: {builds} "
+        f"(a build reused from the simulator cache counts 0 s).",
         report.markdown_table(ENCODER_HEADERS, encoder_rows(r)),
         f"The integer layer's output against the float student's layer output on that sentence (its FFN "
         f"matrices quantization-aware int8, as trained): {close(r['vs_student'])}; against the same layer "
         f"entirely in float (nothing quantized): {close(r['vs_float'])}.",
-        *([f"The integer layer (golden model) on {len(r['others'])} held-out sentences against the float student's "
-           f"layer: cosine mean {np.mean([c.cosine for c in r['others']]):.5f}, lowest "
-           f"{min(c.cosine for c in r['others']):.5f}; lowest token cosine {min(c.min_token_cosine for c in r['others']):.5f}; "
-           f"mean |diff| {np.mean([c.mean_abs for c in r['others']]):.4f}, largest |diff| "
-           f"{max(c.max_abs for c in r['others']):.3f}."] if r["others"] else []),
     ]
+    if r["per_layer"]:
+        lines += [f"Every layer as an integer layer (golden model, scales calibrated likewise), each on the float "
+                  f"student's input to that layer, against the student's output of that layer, over "
+                  f"{len(r['per_layer'][0])} held-out sentences (per sentence: cosine of all its n x 384 values, "
+                  f"the lowest cosine of one token's 384, the mean and largest |diff|):",
+                  report.markdown_table(CLOSENESS_HEADERS, closeness_rows(r["per_layer"]))]
+    return lines
 
 
 def main(argv=None):
@@ -282,7 +299,7 @@ def main(argv=None):
                              "unit in Verilator (sim/encoder.py)")
     parser.add_argument("--layer", type=int, default=0, help="the encoder layer of --encoder-rtl")
     parser.add_argument("--closeness", type=int, default=200,
-                        help="held-out sentences on which --encoder-rtl also compares the integer layer (golden "
+                        help="held-out sentences on which --encoder-rtl also compares every integer layer (golden "
                              "model) with the float student's")
     parser.add_argument("--calibration", type=int, default=64,
                         help="training sentences that calibrate the integer layer's scales (--encoder-rtl)")
@@ -372,7 +389,7 @@ def main(argv=None):
     encoder = []
     if args.encoder_rtl and (run / "final.pt").exists():
         result = rtl_encoder(run / "final.pt", model, sentences[0], list(corpus.train)[:args.calibration],
-                             layer=args.layer, more=sentences[:args.closeness])
+                             layer=args.layer, closeness=sentences[:args.closeness])
         encoder = encoder_lines(result)
         print("\n" + "\n\n".join(encoder))
 

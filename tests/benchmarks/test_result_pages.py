@@ -206,13 +206,14 @@ def test_minilm_encoder_paragraph_says_what_matched():
     result = {"layer": 0, "sentence": "A held-out sentence.", "tokens": 18, "calibration": 64, "array": "32x32 alpha 8",
               "run": LayerRun(stages, same, dict(same), {"array": 5.0, "attention": 1.0},
                                                     {"array": 57.0, "attention": 17.0}),
-              "vs_student": close, "vs_float": close, "others": [close, Closeness(0.3, 0.05, 0.99, 0.98)]}
+              "vs_student": close, "vs_float": close, "per_layer": [[close, Closeness(0.3, 0.05, 0.99, 0.98)]]}
     text = "\n".join(minilm.encoder_lines(result))
     assert "Every stage's integers equal the golden model's (2 stages compared)" in text
     assert "RTL cycles equal the cycle models' (21495 in all, cycle models 21495)" in text
     assert "| query | array | 384x384 | 144 | 5943 | 5943 | yes | 7.4 |" in text
     assert "Generation + Verilator build: array 5 s + 57 s, attention 1 s + 17 s" in text
-    assert "on 2 held-out sentences" in text and "lowest 0.99000" in text
+    assert "over 2 held-out sentences" in text
+    assert "| 0 | 0.99300 | 0.99000 | 0.98000 | 0.0450 | 0.300 |" in text
     # A stage whose integers differ, and a stage whose cycles differ, are named.
     wrong = dict(same, h2=np.zeros(3))
     late = [stages[0], StageRun("attention", "attention", "12x18x32", 12, False, 15553, 15552, 0.7)]
