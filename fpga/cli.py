@@ -18,7 +18,7 @@ from gen import array as array_flags
 from gen.cli import OneLineParser
 from spec import ConfigError
 
-from .boards import BOARD_NAMES
+from .boards import BOARD_NAMES, BOARDS
 from .families import FAMILIES
 from .toolchain import NEXTPNR_ROUTERS
 
@@ -149,10 +149,25 @@ def _model_arguments(p):
                                    "are given")
     g.add_argument("--batch-images", type=int, default=16, metavar="B",
                    help="with --model: most images per batch, each weight tile read once per batch (default 16)")
+    g.add_argument("--weights-from", choices=WEIGHT_SOURCES,
+                   help="with --model: what fills the weight memory: the bitstream (block RAM initialised at "
+                        "configuration) or the host link after every reset (a RAM the bitstream cannot "
+                        "initialise: the iCE40UP5K's SPRAM). Default: link on a board with SPRAM, else bitstream")
 
 
 def _given(argv, flag):
     return any(a == flag or a.startswith(flag + "=") for a in argv)
+
+
+WEIGHT_SOURCES = ("bitstream", "link")
+
+
+def weights_loaded(args):
+    """Whether --model's weights come over the link: --weights-from, else whether the board has SPRAM."""
+    if args.weights_from is not None:
+        return args.weights_from == "link"
+    board = BOARDS.get(getattr(args, "board", None))
+    return board is not None and any(memory.kind == "SPRAM" for memory in board.memories)
 
 
 def model_program(args, argv):
@@ -165,7 +180,7 @@ def model_program(args, argv):
     try:
         model, _ = load(args.model)
         return compile_program(model, digest(args.model), batch=args.batch_images, multiplier=args.multiplier,
-                               **shape)
+                               weights_loaded=weights_loaded(args), **shape)
     except (PackedModelError, ProgramError, ConfigError) as e:
         raise CommandError(str(e)) from None
 
@@ -372,9 +387,21 @@ def cmd_run_model(args):
         raise CommandError(str(e), EXIT_FAILED) from None
     except Exception as e:      # pyserial's SerialException
         raise CommandError(f"cannot open {args.port}: {e}", EXIT_FAILED) from None
+    weights = None
+    if config.weights_loaded:        # the host sends them after each reset: the same program's beats
+        from software.packing.program import ProgramError, compile_program
+        try:
+            program = compile_program(model, config.model_sha256, rows=config.rows, cols=config.cols,
+                                      alpha=config.alpha, batch=config.batch, multiplier=config.multiplier,
+                                      weights_loaded=True)
+        except ProgramError as e:
+            raise CommandError(str(e)) from None
+        if program.config != config:
+            raise CommandError(f"{args.model} compiles to another accelerator than this build's")
+        weights = program.weight_beats
     with port:
         try:
-            board = ModelBoard(port, config)
+            board = ModelBoard(port, config, weights=weights)
             board.connect()
             start = time.perf_counter()
             logits = board.run_images(x_int)

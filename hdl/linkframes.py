@@ -1,4 +1,4 @@
-"""The host link's framing layer (protocol version 4, see hdl/hostlink.py): frames in, checked and
+"""The host link's framing layer (protocol version 5, see hdl/hostlink.py): frames in, checked and
 applied once; replies out, each with the sequence number it answers and a CRC.
 
 Both CRCs are CRC-16/CCITT-FALSE (`amaranth.lib.crc.catalog.CRC16_CCITT_FALSE`: polynomial 0x1021,
@@ -13,7 +13,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec.checks import positive_int
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 START_OF_FRAME = 0xA5
 CRC = crc.catalog.CRC16_CCITT_FALSE
 # Commands (host to board).

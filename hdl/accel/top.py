@@ -28,11 +28,11 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.memories import uninitialised_memory
 from hdl.systolic import SystolicArray
-from spec.model import READER_DEPTH
 
 from .postproc import PostProcessor
-from .reader import PrefetchReader
+from .reader import MemoryReader
 
 LOGITS_BUFFER = 8           # entries: more than the post-processing pipeline holds
 
@@ -43,6 +43,7 @@ class ModelAccelerator(wiring.Component):
 
     Members
     -------
+    weights : In(stream.Signature(weight beat))   only with `weights_loaded`: the program's beats
     images : In(stream.Signature({pixel, last}))
     logits : Out(stream.Signature(rows logits))
     """
@@ -55,6 +56,7 @@ class ModelAccelerator(wiring.Component):
         self.shared_modules = self.array.shared_modules
         self.image_layout = data.StructLayout({"pixel": config.act_width, "last": 1})
         super().__init__({
+            **({"weights": In(stream.Signature(config.array.weight_beat_width))} if config.weights_loaded else {}),
             "images": In(stream.Signature(self.image_layout)),
             "logits": Out(stream.Signature(data.ArrayLayout(data.signed(config.logit_width), config.rows))),
         })
@@ -70,22 +72,18 @@ class ModelAccelerator(wiring.Component):
         # ---------------------------------------------------------------------------------
         # Weights: every tile's beats, in order, round and round.
         beats = len(prog.weight_beats)
-        m.submodules.weight_memory = weight_memory = memory.Memory(
-            shape=unsigned(cfg.array.weight_beat_width), depth=max(beats, 2), init=prog.weight_beats)
-        weight_port = weight_memory.read_port()
-        m.submodules.weight_reader = weight_reader = PrefetchReader(
-            len(weight_port.addr), cfg.array.weight_beat_width, 1, depth=READER_DEPTH)
+        m.submodules.weight_reader = weight_reader = MemoryReader(
+            len(Signal(range(max(beats, 2)))), cfg.array.weight_beat_width, 1)
+        weights_held = self._weight_memory(m, weight_reader, beats)
         weight_addr = Signal(range(max(beats, 2)))
         m.d.comb += [
-            weight_port.addr.eq(weight_reader.mem_addr), weight_port.en.eq(1),
-            weight_reader.mem_data.eq(weight_port.data),
-            weight_reader.addresses.valid.eq(1),
+            weight_reader.addresses.valid.eq(weights_held),
             weight_reader.addresses.payload.addr.eq(weight_addr),
             array.weights.valid.eq(weight_reader.data.valid),
             array.weights.payload.eq(weight_reader.data.payload.data),
             weight_reader.data.ready.eq(array.weights.ready),
         ]
-        with m.If(weight_reader.addresses.ready):
+        with m.If(weight_reader.addresses.valid & weight_reader.addresses.ready):
             m.d.sync += weight_addr.eq(_wrap_increment(weight_addr, beats))
 
         # ---------------------------------------------------------------------------------
@@ -93,16 +91,15 @@ class ModelAccelerator(wiring.Component):
         # activations into different words in one clock. Row r of a result writes only lanes
         # r, r + R, r + 2R, ... (its lane class picks one), so those lanes share one memory, a
         # lane per byte-enabled slice: R memories, each written once per clock at its own address.
-        m.submodules.act_reader = act_reader = PrefetchReader(
-            len(Signal(addr_shape)), lanes * cfg.act_width, data.StructLayout({"last": 1, "clear": 1, "emit": 1}),
-            depth=READER_DEPTH)
+        m.submodules.act_reader = act_reader = MemoryReader(
+            len(Signal(addr_shape)), lanes * cfg.act_width, data.StructLayout({"last": 1, "clear": 1, "emit": 1}))
         per_class = cfg.lanes_per_class
         class_writes, class_data = [], []
         for r in range(min(R, lanes)):
             lane_memory = memory.Memory(shape=unsigned(per_class * cfg.act_width), depth=cfg.act_depth, init=[])
             m.submodules[f"lanes_{r}"] = lane_memory
             read, write = lane_memory.read_port(), lane_memory.write_port(granularity=cfg.act_width)
-            m.d.comb += [read.addr.eq(act_reader.mem_addr), read.en.eq(1)]
+            m.d.comb += [read.addr.eq(act_reader.mem_addr), read.en.eq(act_reader.mem_en)]
             class_data.append(read.data)
             class_writes.append(write)
         m.d.comb += act_reader.mem_data.eq(Cat(
@@ -285,6 +282,42 @@ class ModelAccelerator(wiring.Component):
         with m.If(done & post.o_context.logits):
             m.d.sync += loading.eq(1)
         return m
+
+    def _weight_memory(self, m, reader, beats):
+        """The weight memory, read by `reader`; returns what says it holds the program's weights.
+
+        Initialised by the bitstream, it always does. Loaded (`weights_loaded`), it is written a
+        beat per handshake on `weights`, address 0 first, and read only once all `beats` are in:
+        one address for both, as a single-port RAM (the iCE40UP5K's SPRAM) has, and no initial
+        contents (the board build lets Yosys put it into SPRAM, hdl/memories.py)."""
+        cfg, prog = self.config, self.program
+        depth = max(beats, 2)
+        if not cfg.weights_loaded:
+            m.submodules.weight_memory = weight_memory = memory.Memory(
+                shape=unsigned(cfg.array.weight_beat_width), depth=depth, init=prog.weight_beats)
+            port = weight_memory.read_port()
+            m.d.comb += [port.addr.eq(reader.mem_addr), port.en.eq(reader.mem_en), reader.mem_data.eq(port.data)]
+            return 1
+        m.submodules.weight_memory = weight_memory = uninitialised_memory(
+            shape=unsigned(cfg.array.weight_beat_width), depth=depth)
+        read, write = weight_memory.read_port(), weight_memory.write_port()
+        held = Signal()                       # every beat written: reads may start
+        write_addr = Signal(range(depth))
+        address = Signal(range(depth))
+        m.d.comb += [
+            self.weights.ready.eq(~held),
+            write.en.eq(self.weights.valid & self.weights.ready),
+            write.data.eq(self.weights.payload),
+            address.eq(Mux(held, reader.mem_addr, write_addr)),
+            write.addr.eq(address), read.addr.eq(address),
+            read.en.eq(reader.mem_en & ~write.en),
+            reader.mem_data.eq(read.data),
+        ]
+        with m.If(write.en):
+            m.d.sync += write_addr.eq(write_addr + 1)
+            with m.If(write_addr == beats - 1):
+                m.d.sync += held.eq(1)
+        return held
 
 
 def _wrap_increment(counter, count):
