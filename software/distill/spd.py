@@ -27,6 +27,7 @@ an uninterrupted one. After the recovery that follows each event, the student is
 
     python -m software.distill.spd --out runs/minilm --steps 320       # resumes if runs/minilm has a checkpoint
     python -m software.distill.spd --out runs/minilm --steps 160 --prune-until 0.65 --replan   # new budget
+    python -m software.distill.spd --out runs/ft --init refit-71.pt --events 0 --steps 500   # fine-tune a fixed mask
 """
 
 import argparse
@@ -71,10 +72,12 @@ class Plan:
     attention_kl: float = 0.0       # weight of the attention-map KL term of the loss (0: off)
 
     def __post_init__(self):
-        for name in ("steps", "batch", "events", "alpha", "max_tokens", "weight_bits"):
+        for name in ("steps", "batch", "alpha", "max_tokens", "weight_bits"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise DistillError(f"{name} must be a positive integer, not {value!r}")
+        if not isinstance(self.events, int) or self.events < 0:
+            raise DistillError(f"events must be a non-negative integer, not {self.events!r}")
         for name in ("prune_until", "qat_from", "sparsity"):
             value = getattr(self, name)
             if not 0 <= value <= 1:
@@ -253,9 +256,11 @@ def _prepare_masks(student):
             apply_mask(module, torch.ones_like(module.weight))
 
 
-def new_run(plan, sentences, *, model=None, teacher=None):
+def new_run(plan, sentences, *, model=None, teacher=None, init=None):
     """A run from step 0. `model` (a MiniLM) gives the tokenizer and, unless `teacher` (an Encoder)
-    is given, the pretrained weights; the student starts as a copy of the teacher."""
+    is given, the pretrained weights; the student starts as a copy of the teacher, or with `init`
+    (a student file: event-K.pt, or software.distill.reconstruct's output) as that student, its
+    masks and groupings (plan.events = 0 then keeps them: a fine-tune without pruning events)."""
     import copy
     from software.models.minilm import Encoder, MiniLM
     model = model or MiniLM(max_tokens=plan.max_tokens)
@@ -266,9 +271,14 @@ def new_run(plan, sentences, *, model=None, teacher=None):
     for p in student.embeddings.parameters():
         p.requires_grad_(False)
     _prepare_masks(student)
+    groups = {}
+    if init is not None:
+        record = _read_student(init)
+        student.load_state_dict(record["student"])
+        groups = dict(record["groups"])
     optimizer = torch.optim.AdamW(_trainable(student), lr=plan.lr, weight_decay=0.0)
     return Run(plan=plan, tokenizer=model, teacher=teacher, student=student, optimizer=optimizer,
-               sentences=tuple(sentences))
+               sentences=tuple(sentences), groups=groups)
 
 
 def _torch_save_atomically(obj, path):
@@ -380,14 +390,22 @@ def train(run, *, until=None, folder=None, save_every=20, progress=True):
     return run
 
 
+def _read_student(path):
+    try:
+        record = torch.load(path, weights_only=True)
+        Plan(**record["plan"])
+        if "student" not in record or "groups" not in record:
+            raise KeyError("no student or groups")
+        return record
+    except (OSError, RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError) as error:
+        raise DistillError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+
+
 def load_student(path, *, model=None, config=None):
     """(Encoder with the saved weights and masks, saved record) from event-K.pt / final.pt."""
     from software.models.minilm import Encoder, MiniLM
-    try:
-        record = torch.load(path, weights_only=True)
-        plan = Plan(**record["plan"])
-    except (OSError, RuntimeError, KeyError, TypeError, EOFError, ValueError, pickle.UnpicklingError) as error:
-        raise DistillError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+    record = _read_student(path)
+    plan = Plan(**record["plan"])
     if config is None:
         config = (model or MiniLM(max_tokens=plan.max_tokens)).config
     student = Encoder(config)
@@ -406,6 +424,9 @@ def main(argv=None):
     for field in dataclasses.fields(Plan):
         parser.add_argument("--" + field.name.replace("_", "-"), type=type(getattr(defaults, field.name)),
                             default=getattr(defaults, field.name))
+    parser.add_argument("--init", default=None,
+                        help="start a new run from this student file (event-K.pt or software.distill.reconstruct's "
+                             "output) instead of the pretrained model; with --events 0 its masks stay as they are")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-progress", action="store_true")
     parser.add_argument("--replan", action="store_true",
@@ -422,7 +443,7 @@ def main(argv=None):
             run = resume(args.out, corpus.train, replan=plan if args.replan else None)
             print(f"resuming at step {run.step} of {run.plan.steps}", file=sys.stderr)
         else:
-            run = new_run(plan, corpus.train)
+            run = new_run(plan, corpus.train, init=args.init)
         print(f"corpus: {len(corpus.train)} training, {len(corpus.held_out)} held-out sentences "
               f"({', '.join(f'{n}: {c}' for n, c in corpus.sources)})", file=sys.stderr)
         start = time.time()

@@ -142,3 +142,22 @@ def test_cli_rejects_bad_options_with_status_2(capsys, tmp_path):
     err = capsys.readouterr().err
     assert err.count("error:") == 2 and "Traceback" not in err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_spd_fine_tunes_a_reconstructed_student_without_changing_its_mask(model, tmp_path):
+    import copy
+    teacher = tiny_teacher(model)
+    settings = rc.Settings(rate=0.6, alpha=4, calibration=8, max_tokens=24)
+    student = copy.deepcopy(teacher)
+    spd._prepare_masks(student)
+    groups, report = rc.reconstruct(student, teacher, rc.calibration_batches(model, list(SENTENCES[:8])), settings)
+    rc.save(tmp_path / "s.pt", student, groups, settings, report)
+    plan = spd.Plan(steps=3, batch=8, events=0, qat_from=1.0, lr=1e-3, max_tokens=24)
+    run = spd.new_run(plan, SENTENCES[:8], model=model, teacher=teacher, init=tmp_path / "s.pt")
+    spd.train(run, progress=False)
+    for name, module in run.student.ffn_linears().items():
+        assert torch.equal(module.weight_mask, student.ffn_linears()[name].weight_mask)
+        assert not torch.equal(module.weight_orig, student.ffn_linears()[name].weight_orig)     # it trained
+    assert run.groups == groups and run.step == 3
+    with pytest.raises(spd.DistillError):
+        spd.new_run(plan, SENTENCES[:8], model=model, teacher=teacher, init=tmp_path / "missing.pt")
