@@ -14,6 +14,12 @@ tokens (target "teacher": the refit also corrects what the upstream layers got w
 (target "self": C = H, the matrix alone reproduces its own dense output). The ridge pulls towards
 the original weights, so damp -> infinity gives back the masked original. Pruned entries stay 0.
 
+With `bias` the bias is refit with the weights (one more input, always 1; never pruned): it takes
+up the mean of what the kept weights cannot reproduce. With `dense` the four attention matrices of
+each layer (query, key, value, attention output; dense on the array, not column-combined) are refit
+too, with every weight kept, to the teacher's outputs on the student's inputs: they correct the
+drift that the pruned layers before them left, which is free in tiles.
+
 The mask itself comes from a score: |w| ("magnitude", what spd.column_combine uses) or the OBS
 saliency w^2 / [(H + lam I)^-1]_jj ("obs": the output error of removing w alone, the others
 compensating). Each matrix is score-pruned to `rate`, its columns are grouped on the pruned scores
@@ -57,6 +63,8 @@ class Settings:
     target: str = "teacher"         # TARGETS
     damp: float = 0.01
     calibration: int = 512          # training sentences
+    bias: bool = True               # refit the bias too (an input of ones)
+    dense: bool = False             # also refit the dense attention matrices (full mask) to the teacher's outputs
     max_tokens: int = 40
 
     def __post_init__(self):
@@ -151,25 +159,51 @@ def choose_mask(weight, score, rate, alpha, gamma, grouping, fill):
     return groups, pack(score if fill else pruned, groups, alpha).mask
 
 
+class _Captured(Exception):
+    """Raised by the capturing hook: the rest of the forward pass is not needed."""
+
+
 @torch.no_grad()
-def ffn_inputs(encoder, name, batches):
-    """N x K: the inputs of FFN matrix `name` of `encoder` on the real tokens of `batches`
-    ([(ids, keep)]), as the encoder computes them now."""
-    module = encoder.ffn_linears()[name]
+def linear_inputs(encoder, name, batches):
+    """N x K: the inputs of the linear `name` (a module name of `encoder`) on the real tokens of
+    `batches` ([(ids, keep)]), as the encoder computes them now (each pass stops there)."""
+    module = dict(encoder.named_modules())[name]
     rows = []
 
     def record(m, args):
         rows.append(args[0])
+        raise _Captured
     handle = module.register_forward_pre_hook(record, prepend=True)
     try:
         out = []
         for ids, keep in batches:
             rows.clear()
-            encoder(ids, keep)
+            try:
+                encoder(ids, keep)
+            except _Captured:
+                pass
             out.append(rows[0][keep])
     finally:
         handle.remove()
     return torch.cat(out).to(torch.float64)
+
+
+def with_ones(x):
+    """x with a column of ones appended: the bias as one more input."""
+    return torch.cat([x, torch.ones(x.shape[0], 1, dtype=x.dtype)], dim=1)
+
+
+def linears_in_order(encoder, dense):
+    """Module names in the order the sequential pass handles them: per layer, with `dense` the four
+    attention matrices (query, key, value, attention output), then the two FFN matrices."""
+    ffn = list(encoder.ffn_linears())
+    out = []
+    for i in range(len(encoder.encoder["layer"])):
+        if dense:
+            out += [f"encoder.layer.{i}.attention.self.{p}" for p in ("query", "key", "value")]
+            out.append(f"encoder.layer.{i}.attention.output.dense")
+        out += [n for n in ffn if n.startswith(f"encoder.layer.{i}.")]
+    return out
 
 
 def _dense_weight(module):
@@ -179,30 +213,44 @@ def _dense_weight(module):
 @torch.no_grad()
 def reconstruct(student, teacher, batches, settings, *, log=None):
     """Column-combine and refit every FFN matrix of `student` (a copy of `teacher`) in order,
-    layer by layer. Returns {name: groups} and {name: dict of what happened} per matrix."""
+    layer by layer (with settings.dense, the attention matrices too, each with its full mask).
+    Returns {name: groups} of the FFN matrices and {name: dict of what happened} per matrix."""
     groups, report = {}, {}
-    names = list(student.ffn_linears())
-    for name in names:
+    ffn = student.ffn_linears()
+    modules = dict(student.named_modules())
+    for name in linears_in_order(student, settings.dense):
         start = time.time()
-        module = student.ffn_linears()[name]
+        module = modules[name]
         weight = _dense_weight(module).to(torch.float64)
-        x_s = ffn_inputs(student, name, batches)
-        hessian = x_s.T @ x_s
-        if settings.target == "teacher":
-            x_t = ffn_inputs(teacher, name, batches)
-            cross, target_hessian = x_s.T @ x_t, x_t.T @ x_t
+        x_s = linear_inputs(student, name, batches)
+        x_t = linear_inputs(teacher, name, batches) if settings.target == "teacher" else x_s
+        hessian = x_s.T @ x_s                       # the saliency's, without the bias input
+        if name in ffn:
+            score = weight.abs() if settings.score == "magnitude" else obs_saliency(weight, hessian, settings.damp)
+            groups[name], mask = choose_mask(weight.numpy(), score.numpy(), settings.rate, settings.alpha,
+                                             settings.gamma, settings.grouping, settings.fill)
         else:
-            cross, target_hessian = hessian, hessian
-        score = weight.abs() if settings.score == "magnitude" else obs_saliency(weight, hessian, settings.damp)
-        groups[name], mask = choose_mask(weight.numpy(), score.numpy(), settings.rate, settings.alpha,
-                                         settings.gamma, settings.grouping, settings.fill)
+            mask = np.ones(tuple(weight.shape), dtype=bool)
+        if settings.bias and module.bias is not None:
+            x_s, x_t = with_ones(x_s), with_ones(x_t)
+            weight = torch.cat([weight, module.bias.detach().to(torch.float64)[:, None]], dim=1)
+            mask = np.concatenate([mask, np.ones((mask.shape[0], 1), dtype=bool)], axis=1)
+        hessian = x_s.T @ x_s
+        cross, target_hessian = x_s.T @ x_t, x_t.T @ x_t
         new = refit(weight, mask, hessian, cross=cross, damp=settings.damp)
         total = reconstruction_error(weight, torch.zeros_like(weight), hessian, cross, target_hessian)
         before = reconstruction_error(weight, weight * torch.from_numpy(mask), hessian, cross, target_hessian)
         after = reconstruction_error(weight, new, hessian, cross, target_hessian)
-        apply_mask(module, torch.from_numpy(mask.astype(np.float32)))
-        module.weight_orig.copy_(new.to(module.weight_orig.dtype))
-        report[name] = {"groups": len(groups[name]), "kept": float(mask.mean()), "tokens": int(x_s.shape[0]),
+        if settings.bias and module.bias is not None:
+            module.bias.copy_(new[:, -1].to(module.bias.dtype))
+            new, mask = new[:, :-1], mask[:, :-1]
+        if name in ffn:
+            apply_mask(module, torch.from_numpy(mask.astype(np.float32)))
+            module.weight_orig.copy_(new.to(module.weight_orig.dtype))
+        else:
+            module.weight.copy_(new.to(module.weight.dtype))
+        report[name] = {"groups": len(groups[name]) if name in ffn else int(weight.shape[1]) - settings.bias,
+                        "kept": float(mask.mean()), "tokens": int(x_s.shape[0]),
                         "error_masked": before / total, "error_refit": after / total,
                         "seconds": time.time() - start}
         if log:

@@ -104,10 +104,11 @@ def tiny_teacher(model):
     return Encoder(config).eval()
 
 
-def test_reconstruct_brings_a_tiny_bert_closer_than_the_same_mask_alone(model, tmp_path):
+@pytest.mark.parametrize("dense", [False, True])
+def test_reconstruct_brings_a_tiny_bert_closer_than_the_same_mask_alone(model, tmp_path, dense):
     teacher = tiny_teacher(model)
     batches = rc.calibration_batches(model, list(SENTENCES), batch=8)
-    settings = rc.Settings(rate=0.6, alpha=4, calibration=len(SENTENCES), max_tokens=24)
+    settings = rc.Settings(rate=0.6, alpha=4, calibration=len(SENTENCES), max_tokens=24, dense=dense)
     import copy
     student = copy.deepcopy(teacher)
     spd._prepare_masks(student)
@@ -115,10 +116,10 @@ def test_reconstruct_brings_a_tiny_bert_closer_than_the_same_mask_alone(model, t
     masked_only = copy.deepcopy(teacher)
     spd._prepare_masks(masked_only)
     for name, module in student.ffn_linears().items():
-        dense = teacher.ffn_linears()[name].weight.detach().numpy()
+        original = teacher.ffn_linears()[name].weight.detach().numpy()
         mask = module.weight_mask.numpy().astype(bool)
         weight = (module.weight_orig * module.weight_mask).detach().numpy()
-        assert np.all(weight[~mask] == 0) and not np.array_equal(weight[mask], dense[mask])
+        assert np.all(weight[~mask] == 0) and not np.array_equal(weight[mask], original[mask])
         assert np.array_equal(pack(weight, groups[name], 4).unpack(), weight)
         assert report[name]["error_refit"] < report[name]["error_masked"]
         with torch.no_grad():
@@ -128,6 +129,13 @@ def test_reconstruct_brings_a_tiny_bert_closer_than_the_same_mask_alone(model, t
         dense_emb, refit_emb, masked_emb = (m(ids, keep)[1] for m in (teacher, student, masked_only))
     refit_cos, masked_cos = ((dense_emb * e).sum(-1).mean() for e in (refit_emb, masked_emb))
     assert refit_cos > masked_cos and refit_cos > 0.9
+    query = "encoder.layer.1.attention.self.query"
+    assert (query in report) == dense
+    if dense:      # the original weights on the drifted inputs, against the refit ones
+        assert report[query]["error_refit"] < report[query]["error_masked"]
+    changed = not torch.equal(student.encoder["layer"][1].attention["self"]["query"].weight,
+                              teacher.encoder["layer"][1].attention["self"]["query"].weight)
+    assert changed == dense
     # The saved file loads as a student (for the benchmark and for spd --init).
     rc.save(tmp_path / "s.pt", student, groups, settings, report)
     loaded, record = spd.load_student(tmp_path / "s.pt", config=teacher.config)
