@@ -251,7 +251,7 @@ def reconstruct(student, teacher, batches, settings, *, log=None):
             module.weight.copy_(new.to(module.weight.dtype))
         report[name] = {"groups": len(groups[name]) if name in ffn else int(weight.shape[1]) - settings.bias,
                         "kept": float(mask.mean()), "tokens": int(x_s.shape[0]),
-                        "error_masked": before / total, "error_refit": after / total,
+                        "error_masked": max(0.0, before / total), "error_refit": max(0.0, after / total),
                         "seconds": time.time() - start}
         if log:
             r = report[name]

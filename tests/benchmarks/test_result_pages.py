@@ -165,9 +165,16 @@ def test_minilm_curve_plot_and_tables(tmp_path):
         return {"label": label, "kind": kind, "sparsity": 0.8, "tiles": tiles, "reduction": 6912 / tiles,
                 "agreement": Agreement(cosine, cosine - 0.05, 0.9, 1154), "costs": []}
     points = [fake("one-shot 39%", "without distillation", 3456, 0.70), fake("one-shot 80%", "without distillation", 1300, 0.40),
-              fake("SPD event 1", "with distillation", 3456, 0.95), fake("SPD final", "with distillation", 1300, 0.90)]
+              fake("SPD event 1", "with distillation", 3456, 0.95), fake("SPD final", "with distillation", 1300, 0.90),
+              fake("refit 71%", "least-squares refit, no training", 1692, 0.84),
+              fake("refit + fine-tune", "refit + fine-tune", 1692, 0.93)]
+    assert {kind for kind, _ in minilm.KINDS} == {p["kind"] for p in points}
     assert_png(minilm.plot(points, 6912, tmp_path))
-    assert minilm.row(points[-1]) == ["SPD final", "80.0%", 1300, "5.32x", "0.9000", "0.8500", "90.0%"]
+    assert minilm.row(points[3]) == ["SPD final", "80.0%", 1300, "5.32x", "0.9000", "0.8500", "90.0%"]
+    # The verdict names the best point at >= 4x fewer tiles, not the last one.
+    assert "best at >= 4x is refit + fine-tune, mean cosine 0.9300 at 4.09x fewer tiles -> MISSED" in minilm.target_verdict(points)
+    assert minilm.target_verdict([fake("x", "with distillation", 1700, 0.995)]).endswith("-> met")
+    assert "no point reaches 4x" in minilm.target_verdict(points[:1])
     dense = [MatrixCost("encoder.layer.0.intermediate.dense", (1536, 384), 384, 576, 20000, 1536 * 384)]
     packed = [MatrixCost("encoder.layer.0.intermediate.dense", (1536, 384), 60, 96, 5000, 60000)]
     assert minilm.per_matrix_rows(dense, packed) == [["L0.intermediate", "1536x384", 576, 96, 20000, 5000, 60, "4.00x"]]
