@@ -55,6 +55,7 @@ class ReconstructError(ValueError):
 @dataclasses.dataclass(frozen=True)
 class Settings:
     rate: float = 0.71              # score sparsity of each FFN matrix before grouping
+    output_rate: float | None = None    # that of the FFN output matrices (384 x 1536), if not `rate`
     alpha: int = 8
     gamma: float = 0.5
     grouping: str = "best"
@@ -68,8 +69,10 @@ class Settings:
     max_tokens: int = 40
 
     def __post_init__(self):
-        if not 0 <= self.rate < 1:
-            raise ReconstructError(f"rate must be in [0, 1), not {self.rate!r}")
+        for name in ("rate", "output_rate"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ReconstructError(f"{name} must be in [0, 1), not {value!r}")
         if self.alpha < 1 or self.calibration < 1 or self.max_tokens < 2:
             raise ReconstructError("alpha and calibration must be at least 1, max_tokens at least 2")
         if not (self.gamma >= 0 and math.isfinite(self.gamma)):
@@ -79,6 +82,13 @@ class Settings:
         for name, known in (("score", MASK_SCORES), ("target", TARGETS), ("grouping", tuple(GROUPINGS))):
             if getattr(self, name) not in known:
                 raise ReconstructError(f"unknown {name} {getattr(self, name)!r}; known: {', '.join(known)}")
+
+    def rate_of(self, name):
+        """The rate of FFN matrix `name`: the output matrices (pruning them costs little output error,
+        their 1536 columns pack into few tiles) may be pruned harder than the intermediate ones."""
+        if self.output_rate is not None and name.endswith(".output.dense") and ".attention." not in name:
+            return self.output_rate
+        return self.rate
 
     def key(self):
         return " ".join(f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self))
@@ -227,7 +237,7 @@ def reconstruct(student, teacher, batches, settings, *, log=None):
         hessian = x_s.T @ x_s                       # the saliency's, without the bias input
         if name in ffn:
             score = weight.abs() if settings.score == "magnitude" else obs_saliency(weight, hessian, settings.damp)
-            groups[name], mask = choose_mask(weight.numpy(), score.numpy(), settings.rate, settings.alpha,
+            groups[name], mask = choose_mask(weight.numpy(), score.numpy(), settings.rate_of(name), settings.alpha,
                                              settings.gamma, settings.grouping, settings.fill)
         else:
             mask = np.ones(tuple(weight.shape), dtype=bool)
@@ -304,7 +314,8 @@ def main(argv=None):
         if field.type is bool or isinstance(getattr(defaults, field.name), bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=getattr(defaults, field.name))
         else:
-            parser.add_argument(flag, type=type(getattr(defaults, field.name)), default=getattr(defaults, field.name))
+            value = getattr(defaults, field.name)
+            parser.add_argument(flag, type=float if value is None else type(value), default=value)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
     try:

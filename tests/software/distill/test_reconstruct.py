@@ -169,3 +169,27 @@ def test_spd_fine_tunes_a_reconstructed_student_without_changing_its_mask(model,
     assert run.groups == groups and run.step == 3
     with pytest.raises(spd.DistillError):
         spd.new_run(plan, SENTENCES[:8], model=model, teacher=teacher, init=tmp_path / "missing.pt")
+
+
+def test_output_matrices_can_have_their_own_rate(model):
+    settings = rc.Settings(rate=0.5, output_rate=0.8)
+    assert settings.rate_of("encoder.layer.3.output.dense") == 0.8
+    assert settings.rate_of("encoder.layer.3.intermediate.dense") == 0.5
+    assert settings.rate_of("encoder.layer.3.attention.output.dense") == 0.5
+    assert rc.Settings(rate=0.5).rate_of("encoder.layer.3.output.dense") == 0.5
+    with pytest.raises(rc.ReconstructError):
+        rc.Settings(output_rate=1.0)
+    teacher = tiny_teacher(model)
+    batches = rc.calibration_batches(model, list(SENTENCES[:8]))
+    widths = []
+    for output_rate in (None, 0.9):
+        import copy
+        student = copy.deepcopy(teacher)
+        spd._prepare_masks(student)
+        groups, _ = rc.reconstruct(student, teacher, batches, rc.Settings(rate=0.5, output_rate=output_rate, alpha=8))
+        widths.append({name: len(g) for name, g in groups.items()})
+    for name in widths[0]:
+        if name.endswith("intermediate.dense"):
+            assert widths[0][name] == widths[1][name]
+        else:
+            assert widths[1][name] < widths[0][name]       # pruned harder before grouping: fewer groups
