@@ -18,10 +18,10 @@ Points of the curve:
   without distillation  the pretrained model, every FFN matrix magnitude-pruned at once to the
                         rates of the run's events, then column-combined (alpha, gamma of the run): no training;
   least-squares refit   the pretrained model, each FFN matrix pruned at once to REFIT_RATES by OBS
-                        saliency, column-combined, every (row, group) cell filled and the kept weights,
-                        biases and the dense attention matrices refit layer by layer to the dense
-                        model's outputs on 512 training sentences (software/distill/reconstruct.py):
-                        no training (a few minutes per point);
+                        saliency (intermediate/output rate), column-combined, every (row, group) cell
+                        filled and the kept weights and biases refit layer by layer to the dense
+                        model's outputs on 256 training sentences (software/distill/reconstruct.py):
+                        no training (about 6 minutes per point on busy cores);
   with distillation     the run's students after the recovery that follows each event
                         (event-K.pt), and the final int8 quantization-aware model (final.pt);
   refit + fine-tune     final.pt of each --finetuned run: a refit student distilled further with its
@@ -54,9 +54,10 @@ from software.distill import spd  # noqa: E402
 from software.distill.corpus import load_corpus  # noqa: E402
 
 # Least-squares reconstruction without training (software/distill/reconstruct.py) at about 2x, 3x, 4x
-# and 5x fewer FFN tiles: the rate sets how far each matrix is pruned before its columns are grouped.
-REFIT_RATES = (0.42, 0.63, 0.71, 0.76)
-REFIT = dict(score="obs", fill=True, target="teacher", bias=True, dense=True, calibration=512)
+# and 5x fewer FFN tiles: (rate, output rate) set how far each FFN matrix is pruned before its columns
+# are grouped (the 5x point prunes the output matrices harder: uniform rates reach 5x only near 85%).
+REFIT_RATES = ((0.42, None), (0.63, None), (0.71, None), (0.71, 0.85))
+REFIT = dict(score="obs", fill=True, target="teacher", bias=True, dense=False, calibration=256)
 KINDS = (("without distillation", "o--"), ("least-squares refit, no training", "^-"),
          ("with distillation", "s-"), ("refit + fine-tune", "D"))
 
@@ -390,16 +391,17 @@ def main(argv=None):
             key = f"one-shot {rate!r} alpha {plan.alpha} gamma {plan.gamma!r} {plan.grouping}, {setting}"
             points.append(cached_point(cache, key, oneshot))
     if not args.no_refit and not args.only_oneshot:
-        for rate in REFIT_RATES:
-            settings = rc.Settings(rate=rate, alpha=plan.alpha, gamma=plan.gamma, grouping=plan.grouping,
+        for rate, output_rate in REFIT_RATES:
+            settings = rc.Settings(rate=rate, output_rate=output_rate, alpha=plan.alpha, gamma=plan.gamma, grouping=plan.grouping,
                                    max_tokens=plan.max_tokens, **REFIT)
 
             def refit(settings=settings):
                 start = time.time()
                 student, groups, _ = rc.reconstructed_student(settings, model=model, teacher=teacher,
                                                               sentences=corpus.train)
-                print(f"  reconstruction {settings.rate:.0%}: {time.time() - start:.0f} s", flush=True)
-                return point(f"one-shot {settings.rate:.0%} + colcomb + LS refit", "least-squares refit, no training",
+                rates = f"{settings.rate:.0%}" + (f"/{settings.output_rate:.0%}" if settings.output_rate else "")
+                print(f"  reconstruction {rates}: {time.time() - start:.0f} s", flush=True)
+                return point(f"one-shot {rates} + colcomb + LS refit", "least-squares refit, no training",
                              student, groups, *common)
             points.append(cached_point(cache, f"refit {settings.key()}, {setting}", refit))
     for path in snapshots:
