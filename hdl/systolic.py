@@ -271,7 +271,8 @@ class SystolicArray(wiring.Component):
             m.d.comb += next_is_last.eq((next_term == W - 1) & (next_data_term == D - 1))
             m.d.sync += [valid[0].eq(issue), stage0.term.eq(next_term), stage0.data_term.eq(next_data_term)]
             with m.If(accept):
-                m.d.sync += [stage0.bank.eq(compute_bank), stage0.clear.eq(act.clear), stage0.emit.eq(0),
+                m.d.sync += [stage0.bank.eq(compute_bank), stage0.clear.eq(act.clear),
+                             stage0.emit.eq(act.emit & next_is_last),     # 1 x 1 terms: the only pair
                              stage0.addr.eq(batch_addr), emit_held.eq(act.emit)]
             with m.Else():
                 m.d.sync += [stage0.clear.eq(0), stage0.emit.eq(emit_held & next_is_last)]
