@@ -6,12 +6,12 @@ that operand (once per activation, not once per cell), and the product a cell co
 style is one class here and one line in MAC_HARDWARE (and its spec in spec/macs.py).
 """
 
-from amaranth.hdl import Signal
+from amaranth.hdl import Module
 
 from spec.terms import term_max_exponent, term_product_width
 
 from .cell import ColumnCombiningCell
-from .hese import encode, term_layout, term_list_layout, value_shape
+from .hese import encode_term, term_layout, term_list_layout, value_shape
 from .tq import ShiftAddMultiply, TruncatedActivation, truncated_layout
 from .tq_serial import TermSerialCell
 
@@ -70,9 +70,9 @@ class TermMacHardware(MacHardware):
 
 class TermSerialMacHardware(MacHardware):
     """Term quantization, one term pair per clock (hdl/tq_serial.py): weights are term lists as
-    for "tq"; the array's edge HESE-encodes each activation once, holds its `data_terms` terms for
-    the vector's weight_terms x data_terms clocks and presents one of them per clock
-    (hdl/systolic.py); the cell adds one +-2**(e_w + e_x) per clock."""
+    for "tq"; the array's edge holds each activation for the vector's weight_terms x data_terms
+    clocks and presents one of its `data_terms` largest HESE terms per clock (hdl/systolic.py);
+    the cell adds one +-2**(e_w + e_x) per clock."""
 
     serial = True
 
@@ -82,14 +82,14 @@ class TermSerialMacHardware(MacHardware):
     def operand_shape(self, config):
         return term_layout(term_max_exponent(config.act_width, config.act_signed))
 
-    def edge_terms(self, m, config, activation, name):
-        """The activation's `data_terms` largest HESE terms (a term list Value), once per
-        activation at the array's edge."""
-        layout = term_list_layout(term_max_exponent(config.act_width, config.act_signed), config.data_terms)
-        terms = Signal(layout, name=name)
-        m.d.comb += terms.eq(encode(m, activation, width=config.act_width, signed=config.act_signed,
-                                    budget=config.data_terms))
-        return terms
+    def edge_term(self, m, config, activation, index, name):
+        """Term `index` (a Value) of the activation's `data_terms` largest HESE terms, once per
+        activation at the array's edge (a submodule, so that its signals keep their names)."""
+        edge = Module()
+        m.submodules[name] = edge
+        term = encode_term(edge, activation, index, width=config.act_width, signed=config.act_signed,
+                           budget=config.data_terms)
+        return term
 
     def cell(self, config, *, acc_width, dsp=False):
         pair_width = term_product_width(term_max_exponent(config.weight_width, config.weight_signed),

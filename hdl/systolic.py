@@ -321,17 +321,17 @@ class SystolicArray(wiring.Component):
         if not mac.serial:
             operands = [mac.edge_operand(m, cfg, act.data[k], f"edge_{k}") for k in range(cols * alpha)]
         else:
-            # Each activation's data terms, encoded once and held for the vector's pairs; each
-            # clock the data term of the pair token stage 0 takes next goes down the skew line.
+            # Each activation is held for the vector's pairs; each clock the data term of the pair
+            # token stage 0 takes next is encoded from it (only that term: hese.encode_term) and
+            # goes down the skew line.
             operands = []
             for k in range(cols * alpha):
-                encoded = mac.edge_terms(m, cfg, act.data[k], f"edge_{k}_terms")
-                held = Signal.like(encoded, name=f"edge_{k}_held", reset_less=True)
+                held = Signal.like(act.data[k], name=f"edge_{k}_held", reset_less=True)
                 with m.If(accept):
-                    m.d.sync += held.eq(encoded)
-                source = Signal.like(encoded, name=f"edge_{k}_source")
-                m.d.comb += source.eq(Mux(accept, encoded, held))
-                operands.append(source[next_data_term] if cfg.data_terms > 1 else source[0])
+                    m.d.sync += held.eq(act.data[k])
+                source = Signal.like(act.data[k], name=f"edge_{k}_source")
+                m.d.comb += source.eq(Mux(accept, act.data[k], held))
+                operands.append(mac.edge_term(m, cfg, source, next_data_term, f"edge_{k}").as_value())
         group_layout = data.ArrayLayout(lay.operand, alpha)
         skewed = []
         for g in range(cols):
