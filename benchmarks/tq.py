@@ -1,10 +1,10 @@
 """Term quantization numbers: what a TQ array cell and the TQ multipliers cost on an FPGA, and what
 term budgets cost in accuracy and term pairs on the digits MLP. Prints tables; asserts nothing.
 
-    python benchmarks/tq.py                          # all three tables (about 5 minutes on 2 cores)
-    python benchmarks/tq.py --no-fpga --no-digits    # the array-cell table only (28 Yosys + nextpnr runs, ~3 min)
-    python benchmarks/tq.py --no-cells --no-digits   # the multiplier table only (12 runs, ~2 min)
-    python benchmarks/tq.py --no-fpga --no-cells     # the digits table only (about 30 s)
+    python benchmarks/tq.py                          # all four tables (about 10 minutes on 2 cores)
+    python benchmarks/tq.py --no-fpga --no-digits --no-arrays   # the array-cell table only (28 Yosys + nextpnr runs, ~3 min)
+    python benchmarks/tq.py --no-cells --no-digits --no-arrays  # the multiplier table only (12 runs, ~2 min)
+    python benchmarks/tq.py --no-fpga --no-cells --no-arrays    # the digits table only (about 30 s)
     python benchmarks/tq.py --docs                   # also write docs/results/tq.md and its plot
 
 Cell table. ONE array cell as the array builds it (hdl/macs.py's MAC_HARDWARE[mac].cell: hdl/cell.py's
@@ -34,6 +34,10 @@ achieved. LUTs: iCE40 LUT4s from Yosys (a logic cell holds one LUT4 and one flip
 TRELLIS_COMB from nextpnr. "int8" is an 8-bit signed x 8-bit signed multiplier, once on a DSP block
 and once in LUTs; "TQ" rows are hdl/tq.py's TQMultiplier for 8-bit signed values with w weight
 term slots and d data terms (one term pair per clock, or all w*d pairs in one clock).
+
+Array table. A whole 4x4 alpha-8 array per MAC style (int8, TQ shift-add 2x3, TQ term-serial 2x3)
+through Yosys synth_ice40, flattened: the cells plus what they share (the edge, once per
+activation, the skew lines, the weight loading, the accumulator and the result FIFO).
 
 Digits table. The digits MLP (64-128-64-10, software/models/digits.py) is trained in float, then
 exported to integers by the front-end (software/frontend/intmodel.py: int8 per-channel power-of-two weights,
@@ -319,6 +323,44 @@ CELL_HEADERS = ["cell", "device", "alpha", "LUT4", "vs int8", "FFs", "Fmax MHz",
 
 
 # ---------------------------------------------------------------------------------------------
+# Whole arrays: what the edge adds to the cells
+
+ARRAY_STYLES = [("int8", "int", {}), ("TQ shift-add 2x3", "tq", dict(weight_terms=2, data_terms=3)),
+                ("TQ term-serial 2x3", "tq-serial", dict(weight_terms=2, data_terms=3))]
+
+
+def array_rows(size=4, alpha=8):
+    """One R x C array per MAC style (hdl/systolic.py as `python -m gen` builds it), flattened
+    through Yosys synth_ice40 (no nextpnr): [style, LUT4, FFs, EBR, LUT4 per cell]."""
+    from amaranth.back import verilog
+    from fpga import toolchain
+    from hdl.systolic import SystolicArray
+    from spec import ArrayConfig
+    rows = []
+    env = toolchain.tool_environment(["yosys"])
+    with tempfile.TemporaryDirectory(prefix="sparsegen_tq_array_") as tmp:
+        for label, mac, terms in ARRAY_STYLES:
+            start = time.perf_counter()
+            config = ArrayConfig(rows=size, cols=size, alpha=alpha, mac=mac, **terms)
+            work = os.path.join(tmp, mac)
+            os.makedirs(work)
+            with open(os.path.join(work, "top.v"), "w") as f:
+                f.write(verilog.convert(SystolicArray(config), name="top", emit_src=False))
+            subprocess.run([env["YOSYS"], "-q", "-p", "read_verilog top.v; synth_ice40 -top top; "
+                            "tee -q -o stat.json stat -json"], cwd=work, env=env, check=True, capture_output=True)
+            with open(os.path.join(work, "stat.json")) as f:
+                cells = json.load(f)["modules"]["top"]["num_cells_by_type"]
+            luts = cells.get("SB_LUT4", 0)
+            rows.append([label, f"{size}x{size}", alpha, luts, sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
+                         cells.get("SB_RAM40_4K", 0), f"{luts / config.cells:.0f}"])
+            print(f"  array {label}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+ARRAY_HEADERS = ["array cells", "size", "alpha", "LUT4", "FFs", "EBR", "LUT4 per cell"]
+
+
+# ---------------------------------------------------------------------------------------------
 # Digits: accuracy and term pairs
 
 def digits_results(seed, epochs, budgets):
@@ -447,7 +489,7 @@ def plot_pairs(results, directory):
     return report.save_figure(fig, directory, "tq_pairs_accuracy.png")
 
 
-def write_docs(directory, argv, seeds, digits, fpga, cells=None):
+def write_docs(directory, argv, seeds, digits, fpga, cells=None, arrays=None):
     """Write tq.md (and tq_pairs_accuracy.png when the digits table ran) into `directory`.
     `digits` = (seconds, results) or None; `fpga`, `cells` = (seconds, rows) or None."""
     paths, sections = [], []
@@ -489,6 +531,22 @@ the same (a TQ MAC being the approximate one the digits table measures).
         sections.append("## One array cell on the FPGAs\n\nNot run for this page (`--no-cells`): "
                         "`python benchmarks/tq.py --no-fpga --no-digits --docs` runs it (28 Yosys + nextpnr "
                         "runs, about 3 minutes).")
+    if arrays:
+        seconds, rows = arrays
+        sections.append(f"""## Whole arrays on the iCE40
+
+A 4x4 α = 8 array of each MAC style as `python -m gen` builds it (hdl/systolic.py: edge, skew
+lines, weight loading, cells, accumulator, result FIFO), flattened through Yosys `synth_ice40`
+({seconds:.0f} s; no place and route). What the cell table leaves out is the edge, once per
+activation (C · α of them) and shared by the R rows: the TQ edge truncates each activation, the
+term-serial edge holds it and encodes one HESE term per clock. On a 4-row array that is a large
+share; on taller arrays it spreads over more cells.
+
+{report.markdown_table(ARRAY_HEADERS, rows)}
+""")
+    else:
+        sections.append("## Whole arrays on the iCE40\n\nNot run for this page (`--no-arrays`): "
+                        "`python benchmarks/tq.py --docs` runs it (3 Yosys runs, about 4 minutes).")
     if digits:
         seconds, results = digits
         paths.append(plot_pairs(results, directory))
@@ -536,6 +594,7 @@ def main(argv=None):
     p.add_argument("--no-cells", action="store_true", help="skip the array-cell table (Yosys + nextpnr)")
     p.add_argument("--no-fpga", action="store_true", help="skip the multiplier table (Yosys + nextpnr)")
     p.add_argument("--no-digits", action="store_true", help="skip the digits accuracy table")
+    p.add_argument("--no-arrays", action="store_true", help="skip the whole-array table (3 Yosys runs, ~4 min)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="digits models to train and average over (default 0 1 2)")
     p.add_argument("--epochs", type=int, default=30, help="digits training epochs (default 30)")
@@ -543,7 +602,7 @@ def main(argv=None):
                    help="TQ multipliers of the FPGA table as WxD budgets, comma separated (default 2x3,1x2)")
     report.docs_argument(p, "tq.md")
     args = p.parse_args(argv)
-    digits = fpga = cells = None
+    digits = fpga = cells = arrays = None
     if not args.no_cells:
         print("One array cell (8-bit signed operands, 32-bit partial sum, registered inputs), Yosys "
               f"-noflatten for the cell's LUT4, nextpnr at a {TARGET_MHZ} MHz target for Fmax\n", flush=True)
@@ -551,6 +610,12 @@ def main(argv=None):
         rows = cell_rows()
         cells = (time.perf_counter() - start, rows)
         table(CELL_HEADERS, rows)
+    if not args.no_arrays:
+        print("Whole 4x4 alpha-8 arrays, Yosys synth_ice40 (flattened)\n", flush=True)
+        start = time.perf_counter()
+        rows = array_rows()
+        arrays = (time.perf_counter() - start, rows)
+        table(ARRAY_HEADERS, rows)
     if not args.no_digits:
         start = time.perf_counter()
         results = mean_over_seeds([digits_results(seed, args.epochs, DIGITS_BUDGETS) for seed in args.seeds])
@@ -568,7 +633,7 @@ def main(argv=None):
         table(FPGA_HEADERS, rows)
     if args.docs:
         argv = sys.argv[1:] if argv is None else argv
-        for path in write_docs(args.docs, argv, args.seeds, digits, fpga, cells):
+        for path in write_docs(args.docs, argv, args.seeds, digits, fpga, cells, arrays):
             print(f"wrote {path}", file=sys.stderr)
 
 

@@ -80,6 +80,16 @@ def test_tq_page_with_the_cell_table_only(tmp_path):
     assert "## One array cell on the FPGAs" in page
     assert "Not run for this page (`--no-fpga`)" in page and "Not run for this page (`--no-digits`)" in page
 
+
+def test_tq_page_with_the_array_table(tmp_path):
+    import tq
+    rows = [["TQ term-serial 2x3", "4x4", 8, 4834, 2552, 16, "302"]]
+    tq.write_docs(str(tmp_path), ["--no-fpga", "--no-digits", "--no-cells", "--docs"], [0], None, None, None,
+                  (200.0, rows))
+    page = (tmp_path / "tq.md").read_text()
+    assert "| TQ term-serial 2x3 | 4x4 | 8 | 4834 | 2552 | 16 | 302 |" in page
+    assert "## Whole arrays on the iCE40" in page and "Not run for this page (`--no-cells`)" in page
+
 def test_attention_page_has_its_sections_and_the_plot(tmp_path):
     import attention
     rows = [["none", "1.000", "1.000", 1000, "1.000", "0.9998", "0.9999"],
