@@ -349,7 +349,8 @@ def array_rows(size=4, alpha=8):
             subprocess.run([env["YOSYS"], "-q", "-p", "read_verilog top.v; synth_ice40 -top top; "
                             "tee -q -o stat.json stat -json"], cwd=work, env=env, check=True, capture_output=True)
             with open(os.path.join(work, "stat.json")) as f:
-                cells = json.load(f)["modules"]["top"]["num_cells_by_type"]
+                modules = json.load(f)["modules"]
+            cells = next(stat for name, stat in modules.items() if name.lstrip("\\") == "top")["num_cells_by_type"]
             luts = cells.get("SB_LUT4", 0)
             rows.append([label, f"{size}x{size}", alpha, luts, sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
                          cells.get("SB_RAM40_4K", 0), f"{luts / config.cells:.0f}"])
