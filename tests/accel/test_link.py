@@ -114,7 +114,8 @@ def test_run_needs_the_model_file(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
-    """The whole digits model on the iCE40UP5K: a 2x1 array, batch 4, its clock constrained at 24 MHz."""
+    """The whole digits model on the iCE40UP5K: a 2x1 array, batch 4, its clock constrained at 24 MHz,
+    its weights in SPRAM (loaded over the link: the default on a board with SPRAM)."""
     import json
     out = tmp_path / "build"
     assert fpga_main(["build", "--board", "icebreaker", "--model", str(colcomb[0]), "--rows", "2", "--cols", "1",
@@ -124,3 +125,4 @@ def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
     assert summary["timing_pass"] and (out / summary["bitstream"]).stat().st_size > 0
     used = summary["resources"]
     assert all(v["used"] <= v["available"] for v in used.values())
+    assert summary["config"]["weights_loaded"] and used["spram"]["used"] == 2     # 22-bit beats: two 16-bit SPRAMs

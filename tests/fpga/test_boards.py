@@ -71,7 +71,8 @@ def test_family_synthesis_and_mapping():
 
 def test_family_cell_names():
     assert ICE40.dsp_cell == "SB_MAC16" and ECP5.dsp_cell == "MULT18X18D"
-    assert dict(ICE40.placed) == {"logic_cells": "ICESTORM_LC", "block_ram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP"}
+    assert dict(ICE40.placed) == {"logic_cells": "ICESTORM_LC", "block_ram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM",
+                                  "dsp": "ICESTORM_DSP"}
     assert dict(ECP5.placed) == {"luts": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "block_ram": "DP16KD",
                                  "dsp": "MULT18X18D", "lutram": "TRELLIS_RAMW"}
     assert ICE40.mapped == (("luts", "SB_LUT4", "logic_cells"), ("flip_flops", "SB_DFF", "logic_cells"))
@@ -116,7 +117,7 @@ def test_summarize_ice40(family):
     assert summary["resources"] == {
         "luts": {"used": 80, "available": 5280}, "flip_flops": {"used": 15, "available": 5280},
         "logic_cells": {"used": 100, "available": 5280}, "block_ram": {"used": 2, "available": 30},
-        "dsp": {"used": 4, "available": 8}}
+        "spram": {"used": 0, "available": 4}, "dsp": {"used": 4, "available": 8}}
     assert summary["fmax"] == {"clk": {"achieved_mhz": 30.5, "constraint_mhz": 12.0, "pass": True}}
     assert summary["timing_pass"]
 
