@@ -358,3 +358,20 @@ def test_registry_and_cli_without_amaranth_boards():
     proc = subprocess.run([sys.executable, "-c", "import sys; from fpga.cli import build_parser; build_parser(); "
                            "print('amaranth_boards' in sys.modules)"], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_default_clock_by_size_class():
+    """--clock-mhz's default: the highest clock that builds of the array's size closed on the board."""
+    from fpga.cli import build_clock_mhz
+    from spec import ArrayConfig
+    icebreaker, ulx3s = BOARDS["icebreaker"], BOARDS["ulx3s-85f"]
+    assert [icebreaker.default_clock_mhz(n) for n in (1, 8, 9, 16, 17)] == [40, 40, 33, 33, None]
+    assert [ulx3s.default_clock_mhz(n) for n in (64, 65, 256, 257)] == [100, 80, 80, None]
+    small, large = ArrayConfig(rows=2, cols=4, alpha=2), ArrayConfig(rows=20, cols=20, alpha=4)
+    assert build_clock_mhz(icebreaker, small, None) == 40
+    assert build_clock_mhz(ulx3s, large, None) is None            # beyond the classes: the board's clock
+    assert build_clock_mhz(icebreaker, small, "board") is None
+    assert build_clock_mhz(icebreaker, small, 24.0) == 24.0
+    for board in BOARDS.values():
+        sizes = [most for most, _ in board.clock_classes]
+        assert sizes == sorted(sizes) and all(mhz * 1e6 > board.clock_hz for _, mhz in board.clock_classes)
