@@ -91,8 +91,7 @@ def build_parser():
                         "the nearest it can make, constrained there so that nextpnr optimises for it; the "
                         "UART divisor follows it. 'board' (or the board's own frequency): the board's clock, no "
                         "PLL (iCEBreaker 12, ULX3S 25, OrangeCrab 48 MHz). Default: the highest clock that "
-                        "builds of the array's size closed on the board (iCEBreaker: 40 MHz up to 8 cells, 33 "
-                        "up to 16; ULX3S: 100 up to 64, 80 up to 256; OrangeCrab: 100 up to 16), else the "
+                        "builds of the array's size closed on the board (iCEBreaker: 30 MHz up to 16 cells; ULX3S: 100 up to 64, 80 up to 256; OrangeCrab: 100 up to 16), else the "
                         "board's clock")
     mux_fed_limits = "".join(f" (at most {f.mux_fed_dsps} for an alpha > 1 array on the {f.title})"
                              for f in FAMILIES.values() if f.mux_fed_dsps)
