@@ -185,10 +185,10 @@ def test_accel_page_has_the_cycles_the_builds_and_the_plot(tmp_path):
     build_rows = [{"board": "orangecrab-25f", "model": "colcomb", "array": "4x4 a8", "batch": 16,
                    "resources": {"LUT4": "11057/24288"}, "clock_mhz": 100.0, "fmax_mhz": 105.2,
                    "critical_path": "a -> b", "ips_batch1": 1.4e5, "ips_batchB": 5e5, "link_bytes": 170.0,
-                   "link_ips": 67.7, "layer_path_bytes": 6100.0, "layer_path_ips": 1.9}]
+                   "link_ips": 67.7, "layer_path_bytes": 6100.0, "layer_path_ips": 1.9, "weights": "bitstream"}]
     body = accel.page_body(cycle_rows, {"colcomb": 1.5e5}, build_rows)
     assert "| colcomb | 4x4 a8 | 25 | 200 | 50 | 500,000 | 2,000,000 |" in body
-    assert "| orangecrab-25f | colcomb | 4x4 a8 | 16 | LUT4 11057/24288 | 100 | 105.2 |" in body
+    assert "| orangecrab-25f | colcomb | 4x4 a8 | 16 | bitstream | LUT4 11057/24288 | 100 | 105.2 |" in body
     assert "- orangecrab-25f colcomb 4x4 a8: a -> b" in body
     assert_png(accel.plot(cycle_rows, tmp_path))
 
