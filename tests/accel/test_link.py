@@ -85,6 +85,19 @@ def test_weights_loaded_over_the_link(loading_link, colcomb, digits_images):
     assert report["bytes"][0] > weight_bytes          # the weights went over the line
 
 
+@pytest.mark.slow
+def test_weights_loaded_over_a_damaging_line(loading_link, colcomb, digits_images):
+    """A 'W' frame sent again after a lost reply is answered, not applied again: a weight written
+    twice would shift every later one, and the logits would be wrong."""
+    from sim.hostlink import run_model_session
+    built, _, program = loading_link
+    x, golden = _images(colcomb, digits_images, 3)
+    report = run_model_session(built, x, skew=0.99, faults={"seed": 11, "probability": 0.1},
+                               weights=program.weight_beats)
+    assert report["error"] is None and report["stats"]["retries"] > 0
+    assert np.array_equal(np.array(report["logits"]), golden)
+
+
 def test_a_loading_board_needs_the_weights(loading_link, link):
     from software.host import ModelBoard
     _, manifest, program = loading_link
