@@ -5,6 +5,7 @@ a 32x32 alpha 8 array, with and without sparse progressive distillation. Prints 
         --prune-until 0.5000625 --qat-from 0.8 --sparsity 0.72 --lr 0.0002 --max-tokens 40   # the run
     python benchmarks/minilm.py --run runs/minilm            # evaluate it (~15 minutes on 2 busy cores)
     python benchmarks/minilm.py --run runs/minilm --docs     # also write docs/results/minilm.md and its plot
+    python benchmarks/minilm.py --run runs/minilm --rtl --encoder-rtl --docs   # with the Verilator runs (~3 more min)
 
 Held-out sentences: software/distill/corpus.py's held-out split (never trained on). Metrics:
 software/distill/evaluate.py (cosine of each sentence embedding to the dense model's: mean and 5th
@@ -17,6 +18,9 @@ Points of the curve:
 FFN tiles: the 12 FFN matrices int8 per channel, packed by their grouping and cut into tiles
 by software/packing/schedule.py; dense = every weight on an alpha 1 array of the same size.
 Cycles: software/golden/cycles.py for one sentence of --tokens tokens per matrix.
+--rtl: one FFN matrix of final.pt on the generated array in Verilator. --encoder-rtl: one whole encoder
+layer of final.pt (software/distill/encoder_int.py, scales calibrated on training sentences) through
+the array and the attention unit in Verilator (sim/encoder.py), stage by stage against the golden model.
 """
 
 import argparse
@@ -180,6 +184,106 @@ def rtl_lines(r):
             f"{r['max_abs_vs_qat']:.2e}. Build {r['build_seconds']:.0f} s, simulation {r['sim_seconds']:.1f} s."]
 
 
+ENCODER_HEADERS = ["stage", "unit", "shape", "tiles / heads", "RTL cycles", "cycle model", "bit-exact", "sim s"]
+CLOSENESS_HEADERS = ["layer", "mean cosine", "lowest cosine", "lowest token cosine", "mean abs diff", "largest abs diff"]
+ENCODER_ATTENTION = dict(head_dim=32, max_len=64)
+
+
+def student_states(student, model, text):
+    """The student's hidden states of one sentence (n x 384 each: the embedding output and every
+    layer's output). It runs as trained: its FFN matrices int8 quantization-aware."""
+    from software.models.minilm import batch_ids
+    with torch.no_grad():
+        hidden, _ = student(*batch_ids(model, [text]))
+    return [h[0] for h in hidden]
+
+
+def integer_layer(student, record, layer, calibration_states):
+    """software/distill/encoder_int.py's integer form of one layer of the student, its scales
+    calibrated on the layer's inputs of the calibration (training) sentences."""
+    from software.distill import encoder_int
+    from spec.attention import AttentionConfig
+    groups = {part: record["groups"][f"encoder.layer.{layer}.{part}.dense"] for part in ("intermediate", "output")}
+    return encoder_int.from_float(student.encoder["layer"][layer], [s[layer] for s in calibration_states],
+                                  AttentionConfig(**ENCODER_ATTENTION), groups)
+
+
+def rtl_encoder(path, model, sentence, calibration, layer=0, rows=32, cols=32, alpha=8, closeness=()):
+    """One whole encoder layer of the distilled int8 model through the hardware on one held-out
+    sentence (sim/encoder.py): the six matrices on a generated rows x cols alpha array, the 12 heads
+    on the attention unit, layer norm, GELU and residuals in the integer host model
+    (software/distill/encoder_int.py, exponents calibrated on the `calibration` sentences, which are
+    training sentences). Also the integer layer's output against the float student's layer on that
+    sentence, and (golden model, every layer) on the held-out sentences `closeness`."""
+    from sim.encoder import run_layer
+    from software.distill import encoder_int
+    from spec.array import ArrayConfig
+
+    student, record = spd.load_student(path, model=model)
+    calibration_states = [student_states(student, model, s) for s in calibration]
+    integer = integer_layer(student, record, layer, calibration_states)
+    states = student_states(student, model, sentence)
+    x, y = states[layer], states[layer + 1]
+    result = run_layer(integer, integer.quantize_input(x.numpy()), ArrayConfig(rows=rows, cols=cols, alpha=alpha))
+    out = integer.output_float(result.rtl["h2"])
+    per_layer = []
+    held_out = [student_states(student, model, s) for s in closeness]
+    for k in range(len(student.encoder["layer"]) if held_out else 0):
+        golden = integer_layer(student, record, k, calibration_states)
+        per_layer.append([encoder_int.Closeness.of(golden.output_float(golden.run(golden.quantize_input(h[k].numpy()))["h2"]),
+                                                   h[k + 1].numpy()) for h in held_out])
+    return {"layer": layer, "sentence": sentence, "tokens": int(x.shape[0]), "calibration": len(calibration),
+            "run": result, "array": f"{rows}x{cols} alpha {alpha}",
+            "vs_student": encoder_int.Closeness.of(out, y.numpy()),
+            "vs_float": encoder_int.Closeness.of(out, encoder_int.float_stages(student.encoder["layer"][layer], x)["out"].numpy()),
+            "per_layer": per_layer}
+
+
+def encoder_rows(r):
+    return [[s.stage, s.unit, s.shape, s.work, s.rtl_cycles, s.model_cycles,
+             "yes" if s.exact else "NO", f"{s.sim_seconds:.1f}"] for s in r["run"].stages]
+
+
+def closeness_rows(per_layer):
+    return [[k, f"{np.mean([c.cosine for c in cs]):.5f}", f"{min(c.cosine for c in cs):.5f}",
+             f"{min(c.min_token_cosine for c in cs):.5f}", f"{np.mean([c.mean_abs for c in cs]):.4f}",
+             f"{max(c.max_abs for c in cs):.3f}"] for k, cs in enumerate(per_layer)]
+
+
+def encoder_lines(r):
+    run = r["run"]
+    total_rtl = sum(s.rtl_cycles for s in run.stages)
+    total_model = sum(s.model_cycles for s in run.stages)
+    close = lambda c: (f"max |diff| {c.max_abs:.3f}, mean |diff| {c.mean_abs:.4f}, cosine {c.cosine:.5f} "
+                       f"(lowest token {c.min_token_cosine:.5f})")
+    builds = ", ".join(f"{unit} {run.generate_seconds[unit]:.0f} s + {seconds:.0f} s" for unit, seconds in run.build_seconds.items())
+    lines = [
+        f"Encoder layer {r['layer']} of the final int8 student, whole, through the hardware "
+        f"(`sim/encoder.py`, `software/distill/encoder_int.py`) on the {r['tokens']} tokens of the held-out "
+        f"sentence \"{r['sentence']}\": Q, K, V, attention output (384x384, dense) and the two FFN matrices "
+        f"(column-combined by their grouping) on a generated {r['array']} array, the 12 heads on the generated "
+        f"attention unit (d 32, L 64, no pruning), each in Verilator; layer norm, GELU (a 4096-entry table) and "
+        f"the residual adds in the integer host model. Power-of-two scales calibrated on {r['calibration']} "
+        f"training sentences. Every stage's integers "
+        f"{'equal' if not run.mismatched else 'DIFFER from'} the golden model's "
+        f"({len(run.golden)} stages compared{'' if not run.mismatched else ': ' + ', '.join(run.mismatched)}); "
+        f"RTL cycles {'equal' if run.cycles_equal else 'DIFFER from'} the cycle models' "
+        f"({total_rtl} in all, cycle models {total_model}). Generation + Verilator build: {builds} "
+        f"(a build reused from the simulator cache counts 0 s).",
+        report.markdown_table(ENCODER_HEADERS, encoder_rows(r)),
+        f"The integer layer's output against the float student's layer output on that sentence (its FFN "
+        f"matrices quantization-aware int8, as trained): {close(r['vs_student'])}; against the same layer "
+        f"entirely in float (nothing quantized): {close(r['vs_float'])}.",
+    ]
+    if r["per_layer"]:
+        lines += [f"Every layer as an integer layer (golden model, scales calibrated likewise), each on the float "
+                  f"student's input to that layer, against the student's output of that layer, over "
+                  f"{len(r['per_layer'][0])} held-out sentences (per sentence: cosine of all its n x 384 values, "
+                  f"the lowest cosine of one token's 384, the mean and largest |diff|):",
+                  report.markdown_table(CLOSENESS_HEADERS, closeness_rows(r["per_layer"]))]
+    return lines
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/minilm", help="folder of a software.distill.spd run")
@@ -190,10 +294,22 @@ def main(argv=None):
                         help="evaluate only the points without distillation (e.g. while the run trains)")
     parser.add_argument("--rtl", action="store_true",
                         help="also run one FFN matrix of final.pt on the generated array in Verilator")
+    parser.add_argument("--encoder-rtl", action="store_true",
+                        help="also run one whole encoder layer of final.pt through the array and the attention "
+                             "unit in Verilator (sim/encoder.py)")
+    parser.add_argument("--layer", type=int, default=0, help="the encoder layer of --encoder-rtl")
+    parser.add_argument("--closeness", type=int, default=200,
+                        help="held-out sentences on which --encoder-rtl also compares every integer layer (golden "
+                             "model) with the float student's")
+    parser.add_argument("--calibration", type=int, default=64,
+                        help="training sentences that calibrate the integer layer's scales (--encoder-rtl)")
     parser.add_argument("--limit", type=int, default=None,
                         help="use only the first N held-out sentences (quick checks; the page needs them all)")
     report.docs_argument(parser, "minilm.md")
     args = parser.parse_args(argv)
+    if not 0 <= args.layer < 6 or args.calibration < 1 or args.closeness < 0:
+        print("error: --layer must be 0 to 5, --calibration at least 1 and --closeness at least 0", file=sys.stderr)
+        return 2
     torch.set_num_threads(args.threads)
     run = pathlib.Path(args.run)
     snapshots = sorted(run.glob("event-*.pt"), key=lambda p: int(p.stem.split("-")[1]))
@@ -270,10 +386,21 @@ def main(argv=None):
         result = rtl_ffn(run / "final.pt", model, sentences[0])
         rtl = rtl_lines(result)
         print("\n" + rtl[0])
+    encoder = []
+    if args.encoder_rtl and (run / "final.pt").exists():
+        result = rtl_encoder(run / "final.pt", model, sentences[0], list(corpus.train)[:args.calibration],
+                             layer=args.layer, closeness=sentences[:args.closeness])
+        encoder = encoder_lines(result)
+        print("\n" + "\n\n".join(encoder))
 
     if args.docs:
         png = plot(points, dense_tiles, args.docs)
-        argv_used = ["--run", str(args.run), *(["--rtl"] if args.rtl else []), "--docs"]
+        argv_used = ["--run", str(args.run), *(["--rtl"] if args.rtl else []),
+                     *(["--encoder-rtl"] if args.encoder_rtl else []),
+                     *(["--layer", str(args.layer)] if args.encoder_rtl and args.layer else []),
+                     *(["--calibration", str(args.calibration)] if args.encoder_rtl and args.calibration != 64 else []),
+                     *(["--closeness", str(args.closeness)] if args.encoder_rtl and args.closeness != 200 else []),
+                     "--docs"]
         body = "\n\n".join([
             f"MiniLM-L6 (all-MiniLM-L6-v2) with its 12 FFN matrices column-combined (alpha {plan.alpha}, "
             f"gamma {plan.gamma:g}, grouping `{plan.grouping}`), evaluated on {len(sentences)} held-out sentences "
@@ -292,6 +419,7 @@ def main(argv=None):
             report.markdown_table(matrix_headers, matrices),
             verdict,
             *rtl,
+            *encoder,
         ])
         page = report.write_page(args.docs, "minilm.md", "MiniLM-L6: column combining with progressive distillation",
                                  report.command("minilm.py", argv_used), body)

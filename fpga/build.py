@@ -15,12 +15,13 @@ import subprocess
 import time
 
 from hdl.hostlink import PROTOCOL_VERSION
-from hdl.memories import NO_COLLISION
+from hdl.memories import NO_COLLISION, UNINITIALISED, uninitialised_script
 from hdl.replicas import REPLICA
 from software.output_set import output_problem, output_set
 from spec.units import GENERATOR, unit_of
 
 from . import report, toolchain
+from .accel_fit import fit_problem, spram_needed
 from .boards import Board
 from .families import PLLError
 from .top import ARRAY_CLOCK, BoardTop, make_link
@@ -384,7 +385,6 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     array = config.array if program is not None else config
     check_fits(board, array)
     if program is not None:
-        from .accel_fit import fit_problem
         if problem := fit_problem(board, config):
             raise BuildError(problem, status=2)
     check_output_dir(out_dir, BUILD_SUMMARY)
@@ -411,6 +411,10 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         opts, after_synth = list(synth_opts), ""
         after_read = [booth_script(array, n_dsp)] if booth else []
         after_read += [collision_free_script(), replicas_script()]
+        if program is not None and config.weights_loaded:
+            after_read.append(uninitialised_script([config.weight_beats * array.weight_beat_width]))
+            if spram_needed(board, config):     # Yosys puts a RAM into SPRAM only when told to
+                after_read.append(f'setattr -set ram_style "huge" a:{UNINITIALISED}')
         # A model accelerator's array-of-values ports (its logits, the post-processing lanes) name
         # wires like bits of others (`x[3]` beside `x`): nextpnr then sees one net driven twice.
         if lut_mapper == "abc9-private-names" or program is not None:

@@ -25,6 +25,9 @@ def add_arguments(p):
                    help="most images per batch: each weight tile is read once per batch (default 16)")
     p.add_argument("--multiplier", choices=MULTIPLIERS, default="pipelined",
                    help="the array's multiplier style (default pipelined)")
+    p.add_argument("--load-weights", action="store_true",
+                   help="leave the weight memory uninitialised: the host loads the weights on a `weights` stream "
+                        "after every reset (the iCE40UP5K's SPRAM, which the bitstream cannot initialise)")
     return p
 
 
@@ -36,7 +39,7 @@ def program_from_args(args):
     try:
         model, _ = load(args.model)
         return compile_program(model, digest(args.model), rows=args.rows, cols=args.cols, alpha=args.alpha,
-                               batch=args.batch, multiplier=args.multiplier)
+                               batch=args.batch, multiplier=args.multiplier, weights_loaded=args.load_weights)
     except (PackedModelError, ProgramError) as e:
         raise ConfigError(str(e)) from None
 

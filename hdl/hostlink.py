@@ -1,6 +1,6 @@
 """The array behind a UART: framed, checked commands to load weights, stream activations and read results.
 
-Protocol, version 4 (software/host.py implements the host side from docs/formats.md)
+Protocol, version 5 (software/host.py implements the host side from docs/formats.md)
 -----------------------------------------------------------------------------------
 Serial line: 8 data bits, no parity, 1 stop bit. Multi-byte integers are little endian, except the
 CRC. A beat is sent as ceil(width / 8) bytes, least significant byte first, with the bit packing of

@@ -11,7 +11,7 @@ declares the collision undefined for it, which removes the emulation; a simulati
 behaves the same either way.
 """
 
-from amaranth.hdl import Module, Mux, Signal
+from amaranth.hdl import Module, Mux, Shape, Signal
 from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
@@ -20,12 +20,31 @@ from .replicas import replica
 from spec.checks import positive_int
 
 NO_COLLISION = "sparsegen_no_collision"
+UNINITIALISED = "sparsegen_uninitialised"
 
 
 def collision_free_memory(*, shape, depth):
     """A memory (one write port, one read port) whose user guarantees that they never address the
     same entry in the same clock."""
     return Memory(shape=shape, depth=depth, init=[], attrs={NO_COLLISION: 1})
+
+
+def uninitialised_memory(*, shape, depth):
+    """A memory whose initial contents do not matter: its user writes every entry before reading it.
+
+    Amaranth gives every memory initial contents (zeros here), and Yosys maps no memory with
+    initial contents into a RAM that the bitstream cannot initialise, such as the iCE40UP5K's
+    SPRAM. The attribute UNINITIALISED (its value: the memory's bits) lets the board build drop
+    them (`uninitialised_script`); a simulation of the Verilog starts from zeros."""
+    memory = Memory(shape=shape, depth=depth, init=[])
+    memory.attrs[UNINITIALISED] = Shape.cast(shape).width * depth
+    return memory
+
+
+def uninitialised_script(design_bits):
+    """Yosys commands (after reading the design) that drop the initial contents of the memories made
+    by `uninitialised_memory`, given their sizes in bits."""
+    return "; ".join(f"setparam -set INIT {bits}'bx a:{UNINITIALISED}={bits}" for bits in sorted(set(design_bits)))
 
 
 class BufferedFIFO(wiring.Component):

@@ -104,7 +104,10 @@ def run_accelerator(program, golden_logits, x_int, *, batch=None, stall=0.0, see
         raise RuntimeError(f"generated accelerator {built.config} is not the program's {config}")
     expected = logit_words(config, golden_logits, batch)
     work = model_cycles(config, len(x_int), batch)
-    run = run_streams(built, {"images": image_words(config, x_int, batch)}, expected, stall=stall, seed=seed,
+    inputs = {"images": image_words(config, x_int, batch)}
+    if config.weights_loaded:           # offered from the first clock, after every reset again
+        inputs["weights"] = list(program.weight_beats)
+    run = run_streams(built, inputs, expected, stall=stall, seed=seed,
                       work=work, reset_after=reset_after, name=name)
     return AcceleratorRun(logits=logits_of(config, run.results, len(x_int), batch), cycles=run.cycles,
                           model_cycles=work,
@@ -130,6 +133,8 @@ def main(argv=None):
     parser.add_argument("--cols", type=int, help="array columns")
     parser.add_argument("--alpha", type=int, help="activations per column group")
     parser.add_argument("--batch", type=int, default=16, help="images per batch (default 16)")
+    parser.add_argument("--load-weights", action="store_true",
+                        help="an accelerator that takes its weights on a stream after reset (python -m gen --load-weights)")
     parser.add_argument("--stall", type=float, default=0.0, help="probability of valid/ready stalls (default 0)")
     parser.add_argument("--build-root", help="where designs are generated and built (default: the simulation cache)")
     args = parser.parse_args(argv)
@@ -138,7 +143,7 @@ def main(argv=None):
     try:
         model, _ = load(args.packed)
         program = compile_program(model, digest(args.packed), rows=args.rows, cols=args.cols, alpha=args.alpha,
-                                  batch=args.batch)
+                                  batch=args.batch, weights_loaded=args.load_weights)
         (_, _, x_test, _), _ = load_data(args.data, None, args.seed)
     except (PackedModelError, ProgramError, CompressError, ValueError) as e:
         parser.error(str(e).splitlines()[0])

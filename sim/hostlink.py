@@ -71,11 +71,15 @@ def run_fault_campaign(built, *, sessions, probability, seed=0, shape=(4, 9, 2),
         "retries": retries, "kinds": list(kinds), "directions": list(directions), "limit": limit}}, name)
 
 
-def run_model_session(built, x_int, *, skew=1.0, faults=None, name="model_host"):
+def run_model_session(built, x_int, *, skew=1.0, faults=None, weights=None, name="model_host"):
     """Images through a model accelerator's host link (`built`: python -m fpga verilog --model),
     with the host driver (software.host.ModelBoard); `faults`: {seed, probability} of a line that
-    damages frames both ways (sim/linkfaults.py). Returns the testbench's report (logits, stats)."""
+    damages frames both ways (sim/linkfaults.py); `weights`: the program's weight beats, which the
+    driver sends after connecting to an accelerator that loads them. Returns the testbench's report
+    (logits, stats)."""
     stimulus = {"skew": skew, "timeout_frames": quiet_frames(built), "images": [[int(v) for v in row] for row in x_int]}
+    if weights is not None:
+        stimulus["weights"] = [int(w) for w in weights]
     if faults:
         stimulus["faults"] = {"seed": faults["seed"], "probability": faults["probability"], "kinds": list(FAULT_KINDS),
                               "directions": list(DIRECTIONS), "limit": faults.get("limit")}

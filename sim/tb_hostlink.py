@@ -148,7 +148,7 @@ def model_session(port, stim):
     """A model accelerator's host side: connect (break, identify, the model's hash checked), then
     images in, logits out, batch by batch, as `python -m fpga run --data` does on a board."""
     from spec import ModelConfig
-    board = ModelBoard(port, ModelConfig.from_dict(stim["config"]))
+    board = ModelBoard(port, ModelConfig.from_dict(stim["config"]), weights=stim.get("weights"))
     if port.faults:
         port.faults.start_session()
     descriptor = board.connect()

@@ -38,7 +38,7 @@ from software.packing.colcomb import combine
 from software.golden.array import reference_layer, truncate_activations
 from software.packing.schedule import schedule_layer
 
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 START = 0xA5
 MAGIC = b"SG"
 DESCRIPTOR_BYTES = 20
@@ -418,6 +418,7 @@ class ModelDescriptor:
     out_features: int
     logit_row_blocks: int
     max_act_beats: int
+    max_weight_beats: int        # 0: the weights are on the chip; else the host loads them after a reset
     frame_timeout: int
     model_sha256: str
 
@@ -427,7 +428,8 @@ class ModelDescriptor:
         u16 = lambda at: int.from_bytes(data[at:at + 2], "little")  # noqa: E731
         descriptor = cls(version=data[2], rows=data[3] + 1, cols=data[4] + 1, alpha=data[5] + 1, act_width=data[6],
                          logit_width=data[7], batch=u16(8) + 1, in_features=u16(10), out_features=u16(12),
-                         logit_row_blocks=u16(14), max_act_beats=data[16], frame_timeout=u16(18),
+                         logit_row_blocks=u16(14), max_act_beats=data[16], max_weight_beats=data[17],
+                         frame_timeout=u16(18),
                          model_sha256=data[20:52].hex())
         if not descriptor.max_act_beats:
             raise HostLinkError(f"the board's descriptor allows no beats per frame: {data.hex()}")
@@ -441,6 +443,9 @@ class ModelDescriptor:
                     "logit_row_blocks": config.row_blocks(len(config.layers) - 1)}
         wrong = [f"{n}: board {getattr(self, n)} vs configuration {v}" for n, v in expected.items()
                  if getattr(self, n) != v]
+        if bool(self.max_weight_beats) != config.weights_loaded:
+            wrong.append("weights: board " + ("loads them over the link" if self.max_weight_beats else "holds them")
+                         + " vs configuration " + ("loaded over the link" if config.weights_loaded else "on the chip"))
         if self.model_sha256 != config.model_sha256:
             wrong.insert(0, f"the board holds model {self.model_sha256[:16]}..., not {config.model_sha256[:16]}...")
         return wrong
@@ -450,16 +455,37 @@ class ModelBoard(Board):
     """A model accelerator (python -m fpga build --model) at the other end of a serial port:
     pixels in 'A' frames, logits read with 'R' frames, batch by batch.
 
-    >>> board = ModelBoard(serial.Serial("/dev/ttyUSB1", 115200, timeout=0.5), config)
+    >>> board = ModelBoard(serial.Serial("/dev/ttyUSB1", 115200, timeout=0.5), config,
+    ...                    weights=program.weight_beats)
     >>> board.connect()                       # break, identify, check it holds this model
     >>> logits = board.run_images(x_int)      # images x out_features
+
+    `weights`: the compiled program's weight beats (software.packing.program), needed by a board
+    whose weights are loaded at start-up (`config.weights_loaded`): connect() sends them after its
+    reset, as every reset drops them.
     """
 
     descriptor_class = ModelDescriptor
     expected = "this model's accelerator"
 
+    def __init__(self, port, config, *, weights=None, retries=DEFAULT_RETRIES):
+        if config.weights_loaded and (weights is None or len(weights) != config.weight_beats):
+            raise ValueError(f"this accelerator loads its weights at start-up: give its program's "
+                             f"{config.weight_beats} weight beats")
+        super().__init__(port, config, retries=retries)
+        self.weights = weights
+
     def _beat_bytes(self, config):
-        return 1, beat_bytes(config.image_beat_width), beat_bytes(config.logit_beat_width)
+        weight = beat_bytes(config.array.weight_beat_width) if config.weights_loaded else 1
+        return weight, beat_bytes(config.image_beat_width), beat_bytes(config.logit_beat_width)
+
+    def connect(self):
+        """Reset the board, check that it holds this model and, if it loads its weights at start-up, send them."""
+        descriptor = super().connect()
+        if descriptor.max_weight_beats:
+            for start in range(0, len(self.weights), descriptor.max_weight_beats):
+                self._send_beats(WEIGHTS, self.weights[start:start + descriptor.max_weight_beats], self._weight_bytes)
+        return descriptor
 
     def _result(self, word):
         return beats.unpack_fields(word, self.config.logit_width, self.config.rows, signed=True)

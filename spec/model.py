@@ -30,7 +30,7 @@ import math
 import re
 
 from .array import ArrayConfig, MULTIPLIERS
-from .checks import ConfigError, FieldsConfig, check_choice, check_int
+from .checks import ConfigError, FieldsConfig, check_bool, check_choice, check_int
 from .ports import clock_and_reset, stream_port
 
 TOP = "sparsegen_model"
@@ -44,8 +44,7 @@ MAX_FEATURES = 1 << 16
 # Pipeline depths in clocks (hdl/accel/ builds exactly these; the cycle model reads them).
 LOADER_STAGES = 2           # image handshake -> its pixel written (table read, write)
 POSTPROC_STAGES = 5         # result handshake -> written (table read, bias, shift, round, saturate)
-READER_LATENCY = 3          # a prefetching memory reader: address issued -> beat offered
-READER_DEPTH = 4            # its buffer: enough to offer one beat per clock without a gap
+READER_LATENCY = 1          # a memory reader: address taken -> its word offered (the memory's register)
 START_DELAY = 1             # a finished load or layer -> the next layer's first address issued
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -64,10 +63,15 @@ class ModelConfig(FieldsConfig):
                    the activation layout needs a padding row).
     logit_shift    the largest left shift of the logits.
     bias_width     bits of the largest bias (signed): the post-processing table holds no more.
-    shift_width    bits of the largest shift amount in the table (right shifts less one, left shifts).
+    shift_width    bits of the largest right shift less one in the table (the pre-shift).
+    left_width     bits of the largest left shift (hidden layers' and the logits'); 0: the model
+                   shifts nothing left, and the post-processing has no left shifter.
     acc_width      the array's accumulator: the compiler gives it the bits the model's worst-case
                    sums need, no more (every sum is then exact, as in the golden model).
     model_sha256   the packed model's digest (software/packfile.py): the design holds that model.
+    weights_loaded the weight memory is not initialised by the bitstream (the iCE40UP5K's SPRAM cannot
+                   be): the accelerator takes the program's weight beats in order on its `weights`
+                   stream after every reset, and computes once it holds them all.
     """
 
     kind = "model accelerator configuration"
@@ -82,19 +86,23 @@ class ModelConfig(FieldsConfig):
     logit_shift: int = 0
     bias_width: int = BIAS_WIDTH
     shift_width: int = SHIFT_WIDTH
+    left_width: int = SHIFT_WIDTH
     multiplier: str = "pipelined"
     act_width: int = 8
     weight_width: int = 8
     acc_width: int = 32
+    weights_loaded: bool = False
 
     def __post_init__(self):
+        self._set("weights_loaded", check_bool("weights_loaded", self.weights_loaded))
         self._set("batch", check_int("batch", self.batch, 1, MAX_BATCH))
         self._set("in_features", check_int("in_features", self.in_features, 1, MAX_FEATURES))
         self._set("bias_width", check_int("bias_width", self.bias_width, 2, BIAS_WIDTH))
         self._set("shift_width", check_int("shift_width", self.shift_width, 1, SHIFT_WIDTH))
+        self._set("left_width", check_int("left_width", self.left_width, 0, SHIFT_WIDTH))
         self._set("logit_shift", check_int("logit_shift", self.logit_shift, 0, (1 << SHIFT_WIDTH) - 1))
-        if self.logit_shift >= 1 << self.shift_width:
-            raise ConfigError(f"logit_shift {self.logit_shift} does not fit shift_width {self.shift_width}")
+        if self.logit_shift >= 1 << self.left_width:
+            raise ConfigError(f"logit_shift {self.logit_shift} does not fit left_width {self.left_width}")
         check_choice("multiplier", self.multiplier, MULTIPLIERS)
         if not isinstance(self.model_sha256, str) or not _SHA256.fullmatch(self.model_sha256):
             raise ConfigError("model_sha256 must be a SHA-256 digest (64 lowercase hex digits)")
@@ -220,6 +228,8 @@ class ModelConfig(FieldsConfig):
         name = f"model_{self.rows}x{self.cols}_a{self.alpha}_b{self.batch}_{self.model_sha256[:8]}"
         if self.multiplier != "pipelined":
             name += f"_{self.multiplier}"
+        if self.weights_loaded:
+            name += "_wl"
         return name
 
     @property
@@ -238,10 +248,11 @@ class ModelConfig(FieldsConfig):
     @property
     def table_fields(self):
         """(name, width) of a post-processing table entry, least significant first: whether the row is
-        real, its bias, its right shift as a pre-shift and a rounding bit, its left shift, and the word
-        and lane class its output goes to (software/packing/program.py fills them)."""
+        real, its bias, its right shift as a pre-shift and a rounding bit, its left shift (none when
+        left_width is 0), and the word and lane class its output goes to (software/packing/program.py
+        fills them)."""
         return (("valid", 1), ("bias", self.bias_width), ("pre_shift", self.shift_width), ("round", 1),
-                ("left", self.shift_width),
+                *((("left", self.left_width),) if self.left_width else ()),
                 ("word", self.word_width), ("lane_class", self.lane_class_width))
 
     @property
@@ -253,7 +264,8 @@ class ModelConfig(FieldsConfig):
         """(name, width, depth) of the accelerator's memories (hdl/accel/, and the array's)."""
         arr = self.array
         width = lambda fields: sum(w for _, w in fields)  # noqa: E731
-        return [("weights", arr.weight_beat_width, self.weight_beats),
+        return [("weights (loaded at start-up)" if self.weights_loaded else "weights", arr.weight_beat_width,
+                 self.weight_beats),
                 *((f"activation lanes {r}", self.lanes_per_class * self.act_width, self.act_depth)
                   for r in range(min(self.rows, self.lanes))),
                 ("accumulator", self.rows * self.acc_width, max(self.batch, 2)),
@@ -267,8 +279,11 @@ class ModelConfig(FieldsConfig):
                   "note": "on the final pixel of the batch's last image"}]
         logits = [{"field": "logits", "count": self.rows, "width": self.logit_width, "signed": True, "lsb": 0,
                    "note": "row r of the row block: output feature row_block * rows + r"}]
+        weights = [{"field": "weight_beat", "width": self.array.weight_beat_width, "lsb": 0,
+                    "note": "the program's weight beats in order, after every reset, before any image computes"}]
         return [
             *clock_and_reset(),
+            *([stream_port("weights", "in", self.array.weight_beat_width, weights)] if self.weights_loaded else []),
             stream_port("images", "in", self.image_beat_width, image),
             stream_port("logits", "out", self.logit_beat_width, logits),
         ]

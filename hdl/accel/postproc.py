@@ -11,8 +11,8 @@ table holds right - 1 as `pre_shift` and right > 0 as `round`), so no stage hold
 adder, one barrel shifter or one comparator.
 
 Stages (POSTPROC_STAGES in spec/model.py): the beat's handshake reads its table entry (clock r);
-r + 1 adds the bias; r + 2 shifts right by right - 1; r + 3 rounds; r + 4 shifts left and
-saturates; the registered values are written at r + 5. (With the rounding, the left shift and a
+r + 1 adds the bias; r + 2 shifts right by right - 1; r + 3 rounds; r + 4 shifts left (if the
+model has left shifts: `left_width`) and saturates; the registered values are written at r + 5. (With the rounding, the left shift and a
 64-bit saturation in one stage, the iCEBreaker's critical path was 37 ns through 62 carry steps.) Nothing stalls: the sequencer takes a beat only when
 everything after has room (the logits buffer's credit).
 """
@@ -104,17 +104,21 @@ class PostProcessor(wiring.Component):
             # before the shift (x << left > top exactly when x > top >> left), so no comparator
             # is wider than the value.
             e = entry[2]
-            limit = Signal(range(top + 1), name=f"limit_r{r}")
-            with m.Switch(e.left):
-                for left in range(cfg.act_width):
-                    with m.Case(left):
-                        m.d.comb += limit.eq(top >> left)
-                with m.Default():
-                    m.d.comb += limit.eq(0)
-            low = (rounded[:cfg.act_width] << e.left)[:cfg.act_width]
-            activation = Mux(rounded < 0, 0, Mux(rounded > limit, top, low))
             value = Signal(signed(cfg.logit_width), name=f"value_r{r}", reset_less=True)
-            m.d.sync += value.eq(Mux(context[3].logits, rounded << e.left, activation))
+            if cfg.left_width:
+                limit = Signal(range(top + 1), name=f"limit_r{r}")
+                with m.Switch(e.left):
+                    for left in range(cfg.act_width):
+                        with m.Case(left):
+                            m.d.comb += limit.eq(top >> left)
+                    with m.Default():
+                        m.d.comb += limit.eq(0)
+                low = (rounded[:cfg.act_width] << e.left)[:cfg.act_width]
+                activation = Mux(rounded < 0, 0, Mux(rounded > limit, top, low))
+                m.d.sync += value.eq(Mux(context[3].logits, rounded << e.left, activation))
+            else:       # nothing shifts left: no shifter, and the saturation is one comparison
+                activation = Mux(rounded < 0, 0, Mux(rounded > top, top, rounded[:cfg.act_width]))
+                m.d.sync += value.eq(Mux(context[3].logits, rounded, activation))
             address = Signal.like(self.dest, name=f"addr_r{r}", reset_less=True)
             m.d.sync += address.eq(dest[3] + e.word)
             e = entry[3]

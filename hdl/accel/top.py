@@ -28,11 +28,11 @@ from amaranth.hdl import Cat, Module, Mux, Signal, unsigned
 from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from hdl.memories import uninitialised_memory
 from hdl.systolic import SystolicArray
-from spec.model import READER_DEPTH
 
 from .postproc import PostProcessor
-from .reader import PrefetchReader
+from .reader import MemoryReader
 
 LOGITS_BUFFER = 8           # entries: more than the post-processing pipeline holds
 
@@ -43,6 +43,7 @@ class ModelAccelerator(wiring.Component):
 
     Members
     -------
+    weights : In(stream.Signature(weight beat))   only with `weights_loaded`: the program's beats
     images : In(stream.Signature({pixel, last}))
     logits : Out(stream.Signature(rows logits))
     """
@@ -55,6 +56,7 @@ class ModelAccelerator(wiring.Component):
         self.shared_modules = self.array.shared_modules
         self.image_layout = data.StructLayout({"pixel": config.act_width, "last": 1})
         super().__init__({
+            **({"weights": In(stream.Signature(config.array.weight_beat_width))} if config.weights_loaded else {}),
             "images": In(stream.Signature(self.image_layout)),
             "logits": Out(stream.Signature(data.ArrayLayout(data.signed(config.logit_width), config.rows))),
         })
@@ -70,22 +72,18 @@ class ModelAccelerator(wiring.Component):
         # ---------------------------------------------------------------------------------
         # Weights: every tile's beats, in order, round and round.
         beats = len(prog.weight_beats)
-        m.submodules.weight_memory = weight_memory = memory.Memory(
-            shape=unsigned(cfg.array.weight_beat_width), depth=max(beats, 2), init=prog.weight_beats)
-        weight_port = weight_memory.read_port()
-        m.submodules.weight_reader = weight_reader = PrefetchReader(
-            len(weight_port.addr), cfg.array.weight_beat_width, 1, depth=READER_DEPTH)
+        m.submodules.weight_reader = weight_reader = MemoryReader(
+            len(Signal(range(max(beats, 2)))), cfg.array.weight_beat_width, 1)
+        weights_held = self._weight_memory(m, weight_reader, beats)
         weight_addr = Signal(range(max(beats, 2)))
         m.d.comb += [
-            weight_port.addr.eq(weight_reader.mem_addr), weight_port.en.eq(1),
-            weight_reader.mem_data.eq(weight_port.data),
-            weight_reader.addresses.valid.eq(1),
+            weight_reader.addresses.valid.eq(weights_held),
             weight_reader.addresses.payload.addr.eq(weight_addr),
             array.weights.valid.eq(weight_reader.data.valid),
             array.weights.payload.eq(weight_reader.data.payload.data),
             weight_reader.data.ready.eq(array.weights.ready),
         ]
-        with m.If(weight_reader.addresses.ready):
+        with m.If(weight_reader.addresses.valid & weight_reader.addresses.ready):
             m.d.sync += weight_addr.eq(_wrap_increment(weight_addr, beats))
 
         # ---------------------------------------------------------------------------------
@@ -93,16 +91,15 @@ class ModelAccelerator(wiring.Component):
         # activations into different words in one clock. Row r of a result writes only lanes
         # r, r + R, r + 2R, ... (its lane class picks one), so those lanes share one memory, a
         # lane per byte-enabled slice: R memories, each written once per clock at its own address.
-        m.submodules.act_reader = act_reader = PrefetchReader(
-            len(Signal(addr_shape)), lanes * cfg.act_width, data.StructLayout({"last": 1, "clear": 1, "emit": 1}),
-            depth=READER_DEPTH)
+        m.submodules.act_reader = act_reader = MemoryReader(
+            len(Signal(addr_shape)), lanes * cfg.act_width, data.StructLayout({"last": 1, "clear": 1, "emit": 1}))
         per_class = cfg.lanes_per_class
         class_writes, class_data = [], []
         for r in range(min(R, lanes)):
             lane_memory = memory.Memory(shape=unsigned(per_class * cfg.act_width), depth=cfg.act_depth, init=[])
             m.submodules[f"lanes_{r}"] = lane_memory
             read, write = lane_memory.read_port(), lane_memory.write_port(granularity=cfg.act_width)
-            m.d.comb += [read.addr.eq(act_reader.mem_addr), read.en.eq(1)]
+            m.d.comb += [read.addr.eq(act_reader.mem_addr), read.en.eq(act_reader.mem_en)]
             class_data.append(read.data)
             class_writes.append(write)
         m.d.comb += act_reader.mem_data.eq(Cat(
@@ -113,6 +110,7 @@ class ModelAccelerator(wiring.Component):
         loading = Signal(init=1)
         load_start = Signal()                 # one clock after the batch's last pixel
         n = Signal(range(cfg.batch + 1))      # images in the batch
+        last_image = Signal(range(max(cfg.batch, 2)))   # n - 1, kept so that no subtraction meets a comparison
         pixel_index = Signal(range(max(cfg.in_features, 2)))
         image = Signal(range(max(cfg.batch, 2)))
         image_base = Signal(addr_shape)
@@ -133,7 +131,8 @@ class ModelAccelerator(wiring.Component):
             with m.If(pixel_index == cfg.in_features - 1):
                 m.d.sync += pixel_index.eq(0)
                 with m.If(self.images.payload.last | (image == cfg.batch - 1)):
-                    m.d.sync += [n.eq(image + 1), loading.eq(0), load_start.eq(1), image.eq(0), image_base.eq(0)]
+                    m.d.sync += [n.eq(image + 1), last_image.eq(image), loading.eq(0), load_start.eq(1),
+                                 image.eq(0), image_base.eq(0)]
                 with m.Else():
                     m.d.sync += [image.eq(image + 1), image_base.eq(image_base + in_words)]
             with m.Else():
@@ -161,11 +160,14 @@ class ModelAccelerator(wiring.Component):
                     m.d.comb += [feed_groups.eq(cfg.group_blocks(i)), feed_blocks.eq(cfg.row_blocks(i)),
                                  feed_region.eq((i % 2) * cfg.region_words)]
 
+        # Whether `vector` is the batch's last image: a register, as comparing the counter with the
+        # batch size in the counters' enables was the iCEBreaker 4x2's critical path (25 ns).
+        vector_last = Signal()
         tag = act_reader.addresses.payload.tag
         m.d.comb += [
             act_reader.addresses.valid.eq(feeding),
             act_reader.addresses.payload.addr.eq(feed_address),
-            tag.last.eq(vector == n - 1),
+            tag.last.eq(vector_last),
             tag.clear.eq(group_block == 0),
             tag.emit.eq(group_block == feed_groups - 1),
         ]
@@ -173,8 +175,8 @@ class ModelAccelerator(wiring.Component):
             # The address is a register updated with the counters, not their sum: the activation
             # memory's read address comes straight from a flip-flop (the ULX3S 8x8's critical path
             # was the counters' adder into the memory, 11.4 ns).
-            with m.If(vector == n - 1):
-                m.d.sync += vector.eq(0)
+            with m.If(vector_last):
+                m.d.sync += [vector.eq(0), vector_last.eq(last_image == 0)]
                 with m.If(group_block == feed_groups - 1):
                     m.d.sync += [group_block.eq(0), feed_address.eq(feed_region)]
                     with m.If(row_block == feed_blocks - 1):
@@ -184,7 +186,8 @@ class ModelAccelerator(wiring.Component):
                 with m.Else():
                     m.d.sync += [group_block.eq(group_block + 1), feed_address.eq(feed_region + group_block + 1)]
             with m.Else():
-                m.d.sync += [vector.eq(vector + 1), feed_address.eq(feed_address + feed_groups)]
+                m.d.sync += [vector.eq(vector + 1), vector_last.eq(vector + 1 == last_image),
+                             feed_address.eq(feed_address + feed_groups)]
         response = act_reader.data.payload
         m.d.comb += [
             array.activations.valid.eq(act_reader.data.valid),
@@ -226,10 +229,11 @@ class ModelAccelerator(wiring.Component):
                 base += cfg.row_blocks(i)
         result_taken = Signal()
         layer_end = Signal()
+        post_image_last = Signal()              # post_image == n - 1, a register as vector_last is
         m.d.comb += [
             array.results.ready.eq(logits_reserved < LOGITS_BUFFER),
             result_taken.eq(array.results.valid & array.results.ready),
-            layer_end.eq((post_block == post_blocks - 1) & (post_image == n - 1)),
+            layer_end.eq((post_block == post_blocks - 1) & post_image_last),
             post.valid.eq(result_taken),
             post.sums.eq(array.results.payload),
             post.entry_index.eq(table_base + post_block),
@@ -237,15 +241,18 @@ class ModelAccelerator(wiring.Component):
             post.context.layer_end.eq(layer_end),
             post.dest.eq(out_region + post_offset),
         ]
+        with m.If(load_start):
+            m.d.sync += post_image_last.eq(last_image == 0)
         with m.If(result_taken):
-            with m.If(post_image == n - 1):
-                m.d.sync += [post_image.eq(0), post_offset.eq(0)]
+            with m.If(post_image_last):
+                m.d.sync += [post_image.eq(0), post_offset.eq(0), post_image_last.eq(last_image == 0)]
                 with m.If(post_block == post_blocks - 1):
                     m.d.sync += [post_block.eq(0), post_layer.eq(_wrap_increment(post_layer, layers))]
                 with m.Else():
                     m.d.sync += post_block.eq(post_block + 1)
             with m.Else():
-                m.d.sync += [post_image.eq(post_image + 1), post_offset.eq(post_offset + next_words)]
+                m.d.sync += [post_image.eq(post_image + 1), post_image_last.eq(post_image + 1 == last_image),
+                             post_offset.eq(post_offset + next_words)]
 
         # The post-processed beat: activations into the lanes (or the loader's pixel while loading),
         # logits into the buffer.
@@ -280,11 +287,48 @@ class ModelAccelerator(wiring.Component):
         m.d.comb += start_next.eq(done & ~post.o_context.logits)
         with m.If(load_start | start_next):
             m.d.sync += [feeding.eq(1), row_block.eq(0), group_block.eq(0), vector.eq(0),
+                         vector_last.eq(last_image == 0),
                          layer.eq(0 if layers == 1 else _first_or_next(load_start, layer)),
                          feed_address.eq(_region_of_start(cfg, load_start, layer))]
         with m.If(done & post.o_context.logits):
             m.d.sync += loading.eq(1)
         return m
+
+    def _weight_memory(self, m, reader, beats):
+        """The weight memory, read by `reader`; returns what says it holds the program's weights.
+
+        Initialised by the bitstream, it always does. Loaded (`weights_loaded`), it is written a
+        beat per handshake on `weights`, address 0 first, and read only once all `beats` are in:
+        one address for both, as a single-port RAM (the iCE40UP5K's SPRAM) has, and no initial
+        contents (the board build lets Yosys put it into SPRAM, hdl/memories.py)."""
+        cfg, prog = self.config, self.program
+        depth = max(beats, 2)
+        if not cfg.weights_loaded:
+            m.submodules.weight_memory = weight_memory = memory.Memory(
+                shape=unsigned(cfg.array.weight_beat_width), depth=depth, init=prog.weight_beats)
+            port = weight_memory.read_port()
+            m.d.comb += [port.addr.eq(reader.mem_addr), port.en.eq(reader.mem_en), reader.mem_data.eq(port.data)]
+            return 1
+        m.submodules.weight_memory = weight_memory = uninitialised_memory(
+            shape=unsigned(cfg.array.weight_beat_width), depth=depth)
+        read, write = weight_memory.read_port(), weight_memory.write_port()
+        held = Signal()                       # every beat written: reads may start
+        write_addr = Signal(range(depth))
+        address = Signal(range(depth))
+        m.d.comb += [
+            self.weights.ready.eq(~held),
+            write.en.eq(self.weights.valid & self.weights.ready),
+            write.data.eq(self.weights.payload),
+            address.eq(Mux(held, reader.mem_addr, write_addr)),
+            write.addr.eq(address), read.addr.eq(address),
+            read.en.eq(reader.mem_en & ~write.en),
+            reader.mem_data.eq(read.data),
+        ]
+        with m.If(write.en):
+            m.d.sync += write_addr.eq(write_addr + 1)
+            with m.If(write_addr == beats - 1):
+                m.d.sync += held.eq(1)
+        return held
 
 
 def _wrap_increment(counter, count):

@@ -3,7 +3,10 @@
 
 It assumes pixels are always offered and logits always taken, and counts from the clock of the
 first pixel's handshake to the clock of the last logits beat's, inclusive. Clock 0 is the first
-clock after reset: the weight reader's first beat reaches the array at READER_LATENCY.
+clock after reset: the weight reader's first beat reaches the array at READER_LATENCY. An
+accelerator that loads its weights at start-up (`weights_loaded`) takes them one beat per clock
+from clock 0 (offered from then on, as the pixels are) and starts its weight reader once it holds
+them all, so its first weight beat reaches the array at weight_beats + READER_LATENCY.
 
 For each batch of n images, starting at clock s (its first pixel):
   pixels      s .. s + n * in_features - 1, one per clock; the last one's write ends at + LOADER_STAGES
@@ -39,7 +42,8 @@ def model_cycles(config, images, batch=None):
     first pixel handshake to last logits handshake inclusive."""
     if images < 1:
         return 0
-    timeline = ArrayTimeline(config.array, first_load=READER_LATENCY)
+    loading = config.weight_beats if config.weights_loaded else 0
+    timeline = ArrayTimeline(config.array, first_load=loading + READER_LATENCY)
     latency = config.array.latency
     start = 0
     for n in batch_sizes(config, images, batch):

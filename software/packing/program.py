@@ -70,6 +70,9 @@ class Program:
 
 def pack_entry(fields, values):
     """One table entry: `values` ({name: int}, missing ones 0) packed by `fields` ((name, width), lowest first)."""
+    names = {name for name, _ in fields}
+    if lost := [name for name, value in values.items() if value and name not in names]:
+        raise ProgramError(f"table fields {', '.join(lost)} are not in the entry but not 0")
     word, lsb = 0, 0
     for name, width in fields:
         value = int(values.get(name, 0))
@@ -168,9 +171,10 @@ def _row_order(out_features, consumer_layout, rows):
 # ----------------------------------------------------------------------------------------------
 
 
-def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, batch=16, multiplier="pipelined"):
+def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, batch=16, multiplier="pipelined",
+                    weights_loaded=False):
     """The Program of a packed graph model (software.packfile.load) on an accelerator whose array is
-    the model's own unless rows / cols / alpha say otherwise."""
+    the model's own unless rows / cols / alpha say otherwise (`weights_loaded`: see spec/model.py)."""
     chain = chain_of(model)
     array = model.config
     rows = array.rows if rows is None else rows
@@ -191,9 +195,9 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
     logit_shift = int(chain[-1].arrays["shift"].max(initial=0))
     biases = np.concatenate([np.asarray(node.arrays["bias"], np.int64) for node in chain])
     bias_width = signed_width_for(int(biases.min(initial=0)), int(biases.max(initial=0)))
-    shifts = np.concatenate([np.asarray(node.arrays["shift"], np.int64) for node in chain])
-    largest_shift = max(int(np.maximum(shifts - 1, 0).max(initial=0)), int(np.maximum(-shifts, 0).max(initial=0)),
-                        logit_shift)
+    hidden = np.concatenate([np.asarray(node.arrays["shift"], np.int64) for node in chain[:-1]] + [np.zeros(0, np.int64)])
+    largest_pre_shift = int(np.maximum(hidden - 1, 0).max(initial=0))
+    largest_left = max(int(np.maximum(-hidden, 0).max(initial=0)), logit_shift)
     # The accumulator holds the worst case of every row's sum (pixels and activations unsigned,
     # below 2**act_width): no sum wraps, as none does in the golden model's wider accumulator.
     top = (1 << array.act_width) - 1
@@ -206,7 +210,8 @@ def compile_program(model, model_sha256, *, rows=None, cols=None, alpha=None, ba
         rows=rows, cols=cols, alpha=alpha, in_features=chain[0].parts[0].in_features,
         layers=tuple((p.packed.shape[0], len(p.groups), len(orders[i]) // rows) for i, p in enumerate(packings)),
         model_sha256=model_sha256, batch=batch, logit_shift=logit_shift, bias_width=max(bias_width, 2),
-        shift_width=max(largest_shift.bit_length(), 1), multiplier=multiplier,
+        shift_width=max(largest_pre_shift.bit_length(), 1), left_width=largest_left.bit_length(),
+        multiplier=multiplier, weights_loaded=weights_loaded,
         act_width=array.act_width, weight_width=array.weight_width, acc_width=acc_width)
 
     plans = []

@@ -46,8 +46,11 @@ def test_manifest_round_trip():
 
 
 def test_widths_follow_the_model():
-    cfg = ModelConfig(**{**BASE, "acc_width": 19, "bias_width": 24, "shift_width": 3, "logit_shift": 5})
+    cfg = ModelConfig(**{**BASE, "acc_width": 19, "bias_width": 24, "shift_width": 3, "left_width": 3,
+                         "logit_shift": 5})
     assert cfg.total_width == 25 and cfg.logit_width == 30
-    assert dict(cfg.table_fields)["bias"] == 24 and dict(cfg.table_fields)["left"] == 3
-    with pytest.raises(ConfigError, match="does not fit shift_width"):
-        ModelConfig(**{**BASE, "shift_width": 2, "logit_shift": 4})
+    fields = dict(cfg.table_fields)
+    assert fields["bias"] == 24 and fields["pre_shift"] == 3 and fields["left"] == 3
+    with pytest.raises(ConfigError, match="does not fit left_width"):
+        ModelConfig(**{**BASE, "left_width": 2, "logit_shift": 4})
+    assert "left" not in dict(ModelConfig(**{**BASE, "left_width": 0}).table_fields)

@@ -60,6 +60,55 @@ def test_descriptor_names_the_model(link, colcomb):
         ModelDescriptor.parse(bytes(20))
 
 
+@pytest.fixture(scope="module")
+def loading_link(colcomb, tmp_path_factory):
+    """An accelerator whose weight memory the host fills after each reset (the iCE40's SPRAM)."""
+    from fpga.build import write_link_verilog
+    from sim.runner import build
+    path, model, digest = colcomb
+    program = compile_program(model, digest, batch=4, weights_loaded=True)
+    out = tmp_path_factory.mktemp("model_link_loading") / "link"
+    manifest = write_link_verilog(program.config, out, divisor=DIVISOR, program=program)
+    return build(out), manifest, program
+
+
+def test_weights_loaded_over_the_link(loading_link, colcomb, digits_images):
+    """connect() resets the board and sends the program's weight beats in 'W' frames; then images."""
+    from sim.hostlink import run_model_session
+    built, manifest, program = loading_link
+    x, golden = _images(colcomb, digits_images, 5)
+    report = run_model_session(built, x, skew=1.01, weights=program.weight_beats)
+    assert report["error"] is None
+    assert report["descriptor"]["max_weight_beats"] > 0
+    assert np.array_equal(np.array(report["logits"]), golden)
+    weight_bytes = len(program.weight_beats) * ((program.config.array.weight_beat_width + 7) // 8)
+    assert report["bytes"][0] > weight_bytes          # the weights went over the line
+
+
+@pytest.mark.slow
+def test_weights_loaded_over_a_damaging_line(loading_link, colcomb, digits_images):
+    """A 'W' frame sent again after a lost reply is answered, not applied again: a weight written
+    twice would shift every later one, and the logits would be wrong."""
+    from sim.hostlink import run_model_session
+    built, _, program = loading_link
+    x, golden = _images(colcomb, digits_images, 3)
+    report = run_model_session(built, x, skew=0.99, faults={"seed": 11, "probability": 0.1},
+                               weights=program.weight_beats)
+    assert report["error"] is None and report["stats"]["retries"] > 0
+    assert np.array_equal(np.array(report["logits"]), golden)
+
+
+def test_a_loading_board_needs_the_weights(loading_link, link):
+    from software.host import ModelBoard
+    _, manifest, program = loading_link
+    with pytest.raises(ValueError, match="weight beats"):
+        ModelBoard(None, program.config)
+    descriptor = ModelDescriptor.parse(bytes.fromhex(manifest["link"]["descriptor"]))
+    assert descriptor.mismatches(program.config) == []
+    on_chip = link[2].config                                   # the same model with its weights on the chip
+    assert any("weights: board loads them" in w for w in descriptor.mismatches(on_chip))
+
+
 def test_board_without_room_for_the_model_is_refused(colcomb, tmp_path, capsys):
     """The iCEBreaker's 30 block RAMs cannot hold the 4x4 accelerator's 32 activation lanes."""
     out = tmp_path / "build"
@@ -78,7 +127,8 @@ def test_run_needs_the_model_file(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
-    """The whole digits model on the iCE40UP5K: a 2x1 array, batch 4, its clock constrained at 24 MHz."""
+    """The whole digits model on the iCE40UP5K: a 2x1 array, batch 4, its clock constrained at 24 MHz,
+    its weights in SPRAM (loaded over the link: the default on a board with SPRAM)."""
     import json
     out = tmp_path / "build"
     assert fpga_main(["build", "--board", "icebreaker", "--model", str(colcomb[0]), "--rows", "2", "--cols", "1",
@@ -88,3 +138,4 @@ def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
     assert summary["timing_pass"] and (out / summary["bitstream"]).stat().st_size > 0
     used = summary["resources"]
     assert all(v["used"] <= v["available"] for v in used.values())
+    assert summary["config"]["weights_loaded"] and used["spram"]["used"] == 2     # 22-bit beats: two 16-bit SPRAMs

@@ -14,9 +14,14 @@ from software.frontend.quant import requant_shift
 from spec import ModelConfig
 from spec.model import POSTPROC_STAGES
 
+import pytest
+
 ROWS = 3
 CONFIG = ModelConfig(rows=ROWS, cols=2, alpha=4, in_features=8, layers=((6, 2, 2), (5, 3, 2)), model_sha256="0" * 64,
                      batch=4, logit_shift=6, bias_width=20)
+# A model that shifts nothing left (the digits models): lanes without a left shifter.
+RIGHT_ONLY = ModelConfig(rows=ROWS, cols=2, alpha=4, in_features=8, layers=((6, 2, 2), (5, 3, 2)),
+                         model_sha256="0" * 64, batch=4, logit_shift=0, bias_width=20, left_width=0)
 
 
 def golden(total, shift, logits):
@@ -25,9 +30,9 @@ def golden(total, shift, logits):
     return int(requant_shift(torch.tensor([total]), torch.tensor([shift]), 8, signed=False)[0])
 
 
-def test_postprocessing_matches_the_integer_model():
+@pytest.mark.parametrize("cfg", [CONFIG, RIGHT_ONLY], ids=["left-shifts", "right-only"])
+def test_postprocessing_matches_the_integer_model(cfg):
     rng = random.Random(1)
-    cfg = CONFIG
     lo, hi = -(1 << (cfg.acc_width - 1)), (1 << (cfg.acc_width - 1)) - 1
     blo, bhi = -(1 << (cfg.bias_width - 1)), (1 << (cfg.bias_width - 1)) - 1
     cases, table = [], []
@@ -37,6 +42,8 @@ def test_postprocessing_matches_the_integer_model():
         for r in range(ROWS):
             shift = rng.randint(0, cfg.logit_shift) if logits else rng.choice([-8, -3, -1, 0, 1, 2, 7, 15, 30,
                                                                                rng.randint(-30, 30)])
+            if not cfg.left_width:
+                shift = abs(shift)
             bias = rng.choice([blo, bhi, 0, rng.randint(blo, bhi)])
             rows.append((shift, bias))
         # As software/packing/program.py fills them: logits shift left only.

@@ -69,6 +69,7 @@ def test_table_entries_decode(colcomb):
     bias = values["bias"] - 2 * top if values["bias"] >= top else values["bias"]
     assert cfg.bias_width == 15          # this model's biases: -6544 .. 10623
     assert cfg.shift_width == 4          # its hidden shifts 1 .. 11: pre-shifts up to 10
+    assert cfg.left_width == 0 and "left" not in values   # no left shifts: the lanes have no left shifter
     assert cfg.acc_width == 19           # its worst-case row sums, pixels and activations at 255
     assert bias == plan.bias[f]
     assert values["pre_shift"] + values["round"] == plan.shift[f]

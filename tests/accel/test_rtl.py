@@ -37,6 +37,18 @@ def test_random_stalls_and_a_mid_stream_reset(colcomb, digits_images):
     _run(colcomb, digits_images, 10, batch=4, stall=0.3, seed=7, reset_after=6)
 
 
+def test_weights_loaded_at_start_up(colcomb, digits_images):
+    """The weight memory starts empty (SPRAM): the weights stream in first, one beat per clock,
+    and the cycle model counts them."""
+    run = _run(colcomb, digits_images, 6, batch=4, weights_loaded=True)
+    assert run.cycles == run.model_cycles
+
+
+def test_weights_loaded_again_after_a_reset(colcomb, digits_images):
+    """A reset drops the loaded weights: the replay loads them again, with random stalls on every stream."""
+    _run(colcomb, digits_images, 6, batch=4, weights_loaded=True, stall=0.3, seed=5, reset_after=4)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("packed,shape", [
     ("colcomb", dict(batch=16)),

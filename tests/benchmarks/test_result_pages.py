@@ -195,9 +195,38 @@ def test_accel_page_has_the_cycles_the_builds_and_the_plot(tmp_path):
     build_rows = [{"board": "orangecrab-25f", "model": "colcomb", "array": "4x4 a8", "batch": 16,
                    "resources": {"LUT4": "11057/24288"}, "clock_mhz": 100.0, "fmax_mhz": 105.2,
                    "critical_path": "a -> b", "ips_batch1": 1.4e5, "ips_batchB": 5e5, "link_bytes": 170.0,
-                   "link_ips": 67.7, "layer_path_bytes": 6100.0, "layer_path_ips": 1.9}]
+                   "link_ips": 67.7, "layer_path_bytes": 6100.0, "layer_path_ips": 1.9, "weights": "bitstream"}]
     body = accel.page_body(cycle_rows, {"colcomb": 1.5e5}, build_rows)
     assert "| colcomb | 4x4 a8 | 25 | 200 | 50 | 500,000 | 2,000,000 |" in body
-    assert "| orangecrab-25f | colcomb | 4x4 a8 | 16 | LUT4 11057/24288 | 100 | 105.2 |" in body
+    assert "| orangecrab-25f | colcomb | 4x4 a8 | 16 | bitstream | LUT4 11057/24288 | 100 | 105.2 |" in body
     assert "- orangecrab-25f colcomb 4x4 a8: a -> b" in body
     assert_png(accel.plot(cycle_rows, tmp_path))
+
+
+def test_minilm_encoder_paragraph_says_what_matched():
+    import minilm
+    import numpy as np
+    from sim.encoder import LayerRun, StageRun
+    from software.distill.encoder_int import Closeness
+
+    stages = [StageRun("query", "array", "384x384", 144, True, 5943, 5943, 7.4),
+              StageRun("attention", "attention", "12x18x32", 12, True, 15552, 15552, 0.7)]
+    same = {"h0": np.zeros(3), "h2": np.ones(3)}
+    close = Closeness(0.2, 0.04, 0.996, 0.994)
+    result = {"layer": 0, "sentence": "A held-out sentence.", "tokens": 18, "calibration": 64, "array": "32x32 alpha 8",
+              "run": LayerRun(stages, same, dict(same), {"array": 5.0, "attention": 1.0},
+                                                    {"array": 57.0, "attention": 17.0}),
+              "vs_student": close, "vs_float": close, "per_layer": [[close, Closeness(0.3, 0.05, 0.99, 0.98)]]}
+    text = "\n".join(minilm.encoder_lines(result))
+    assert "Every stage's integers equal the golden model's (2 stages compared)" in text
+    assert "RTL cycles equal the cycle models' (21495 in all, cycle models 21495)" in text
+    assert "| query | array | 384x384 | 144 | 5943 | 5943 | yes | 7.4 |" in text
+    assert "Generation + Verilator build: array 5 s + 57 s, attention 1 s + 17 s" in text
+    assert "over 2 held-out sentences" in text
+    assert "| 0 | 0.99300 | 0.99000 | 0.98000 | 0.0450 | 0.300 |" in text
+    # A stage whose integers differ, and a stage whose cycles differ, are named.
+    wrong = dict(same, h2=np.zeros(3))
+    late = [stages[0], StageRun("attention", "attention", "12x18x32", 12, False, 15553, 15552, 0.7)]
+    text = "\n".join(minilm.encoder_lines(dict(result, run=LayerRun(late, same, wrong, {}, {}))))
+    assert "DIFFER from the golden model's (2 stages compared: h2)" in text
+    assert "RTL cycles DIFFER" in text and "| attention | attention | 12x18x32 | 12 | 15553 | 15552 | NO | 0.7 |" in text

@@ -419,7 +419,7 @@ def test_descriptor_and_credits():
     config = ArrayConfig(rows=3, cols=2, alpha=4, act_signed=False, max_batch=300, double_buffer=False)
     d = link_descriptor(config, credits=link_credits(config), max_weight_beats=17, max_act_beats=5,
                         frame_timeout=300)
-    assert d[:3] == b"SG\x04" and len(d) == DESCRIPTOR_BYTES == 20
+    assert d[:3] == b"SG\x05" and len(d) == DESCRIPTOR_BYTES == 20
     assert list(d[3:9]) == [2, 1, 3, 8, 8, 32] and d[9] == 0b010
     assert int.from_bytes(d[10:12], "little") == 299
     assert int.from_bytes(d[12:14], "little") == config.result_buffer - 1     # the array's result FIFO
