@@ -175,6 +175,8 @@ def rows_for(models, builds, x_ints):
             "link_bytes": link, "link_ips": baud / 10 / link,
             "layer_path_bytes": layer_path, "layer_path_ips": baud / 10 / layer_path,
             "numpy_ips": None,
+            "weights": (f"link: {config.weight_beats * ((config.array.weight_beat_width + 7) // 8):,} bytes per "
+                        "connection" if config.weights_loaded else "bitstream"),
         })
     return rows
 
@@ -212,10 +214,11 @@ def page_body(cycle_rows, numpy_ips, build_rows):
     if build_rows:
         lines += ["## Builds", "",
                   report.markdown_table(
-                      ["board", "model", "array", "batch", "resources used/available", "clock MHz", "Fmax MHz",
+                      ["board", "model", "array", "batch", "weights from", "resources used/available", "clock MHz",
+                       "Fmax MHz",
                        "images/s, batch 1", "images/s, batch B", "link bytes/image", "images/s over the link",
                        "layer-by-layer bytes/image", "layer-by-layer images/s"],
-                      [[r["board"], r["model"], r["array"], r["batch"],
+                      [[r["board"], r["model"], r["array"], r["batch"], r["weights"],
                         ", ".join(f"{k} {v}" for k, v in r["resources"].items()), f"{r['clock_mhz']:g}",
                         f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-", f"{r['ips_batch1']:,.0f}",
                         f"{r['ips_batchB']:,.0f}", f"{r['link_bytes']:.0f}", f"{r['link_ips']:.1f}",
@@ -223,7 +226,8 @@ def page_body(cycle_rows, numpy_ips, build_rows):
                   "", "Images/s at batch 1 and B: compute-bound, at the lower of Fmax and the clock the build is "
                   "constrained at. Over the link: the protocol's bytes per image at the build's baud, 10 bits a "
                   "byte; layer-by-layer: the same model on a bare array of the same shape over the same link "
-                  "(software.host.Board.run_model), every weight tile sent again for every batch of B images.", "",
+                  "(software.host.Board.run_model), every weight tile sent again for every batch of B images. "
+                  "Weights from the link (the iCE40's SPRAM): sent once after each reset, not counted per image.", "",
                   "Critical paths:", ""]
         lines += [f"- {r['board']} {r['model']} {r['array']}: {r['critical_path']}" for r in build_rows]
         lines += ["", "The numpy rate is wall time on this machine and moves with its load; cycles, Fmax and "

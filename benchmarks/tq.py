@@ -1,24 +1,25 @@
 """Term quantization numbers: what a TQ array cell and the TQ multipliers cost on an FPGA, and what
 term budgets cost in accuracy and term pairs on the digits MLP. Prints tables; asserts nothing.
 
-    python benchmarks/tq.py                          # all three tables (about 5 minutes on 2 cores)
-    python benchmarks/tq.py --no-fpga --no-digits    # the array-cell table only (20 Yosys + nextpnr runs, ~2 min)
-    python benchmarks/tq.py --no-cells --no-digits   # the multiplier table only (12 runs, ~2 min)
-    python benchmarks/tq.py --no-fpga --no-cells     # the digits table only (about 30 s)
+    python benchmarks/tq.py                          # all four tables (about 10 minutes on 2 cores)
+    python benchmarks/tq.py --no-fpga --no-digits --no-arrays   # the array-cell table only (28 Yosys + nextpnr runs, ~3 min)
+    python benchmarks/tq.py --no-cells --no-digits --no-arrays  # the multiplier table only (12 runs, ~2 min)
+    python benchmarks/tq.py --no-fpga --no-cells --no-arrays    # the digits table only (about 30 s)
     python benchmarks/tq.py --docs                   # also write docs/results/tq.md and its plot
 
-Cell table. ONE array cell as the array builds it (hdl/cell.py's ColumnCombiningCell with the MAC
-style's operand, weight and product from hdl/macs.py; 8-bit signed operands, 32-bit partial sum,
+Cell table. ONE array cell as the array builds it (hdl/macs.py's MAC_HARDWARE[mac].cell: hdl/cell.py's
+ColumnCombiningCell with the style's operand, weight and product, or hdl/tq_serial.py's
+TermSerialCell; 8-bit signed operands, 32-bit partial sum,
 registered), at alpha = 1 (dense) and 8 (column combining: an 8-way operand multiplexer). Every
 input of the cell comes from a flip-flop of a shift register fed by one pin, as in the array where
 every cell input is a register; its outputs are XOR-reduced to one pin. Yosys keeps the hierarchy
 (`-noflatten`) so that the cell module's own cells are counted: LUT4 = iCE40 SB_LUT4, or ECP5 LUT4
 + 2 x CCU2C (a carry cell takes a slice's two LUT4s); no DSP blocks (`synth_ecp5 -nodsp`); the
-int8 multiplier is Booth-encoded (Yosys `booth`, as fpga/build.py builds LUT multipliers). Fmax is
+int8 multiplier is hdl/booth.py's radix-4 Booth tree on carry chains. Fmax is
 nextpnr's for the flattened harness (one cell between registers) at a 250 MHz target. Rows: int8;
 the tq style's shift-add cell ("TQ shift-add WxD"); the tq cell it replaced, which summed all W x D
-term pairs ("term pairs", hdl/tq.py's TermPairMultiply on HESE term lists); and a term-serial
-cell (one term pair per clock) built here only, not in the array (term_serial_cell).
+term pairs ("term pairs", hdl/tq.py's TermPairMultiply on HESE term lists); and the tq-serial
+style's term-serial cell (one term pair per clock, `--mac tq-serial`).
 Throughput: MACs per clock (1 for every cell but the term-serial one: 1 / (W x D)); term pairs per
 clock: W x D for a TQ cell, 1 for the term-serial one, and 64 for int8 by the TQ paper's
 accounting (an 8-bit x 8-bit MAC is 8 x 8 pairs, as the digits table's "budget pairs").
@@ -33,6 +34,10 @@ achieved. LUTs: iCE40 LUT4s from Yosys (a logic cell holds one LUT4 and one flip
 TRELLIS_COMB from nextpnr. "int8" is an 8-bit signed x 8-bit signed multiplier, once on a DSP block
 and once in LUTs; "TQ" rows are hdl/tq.py's TQMultiplier for 8-bit signed values with w weight
 term slots and d data terms (one term pair per clock, or all w*d pairs in one clock).
+
+Array table. A whole 4x4 alpha-8 array per MAC style (int8, TQ shift-add 2x3, TQ term-serial 2x3)
+through Yosys synth_ice40, flattened: the cells plus what they share (the edge, once per
+activation, the skew lines, the weight loading, the accumulator and the result FIFO).
 
 Digits table. The digits MLP (64-128-64-10, software/models/digits.py) is trained in float, then
 exported to integers by the front-end (software/frontend/intmodel.py: int8 per-channel power-of-two weights,
@@ -185,93 +190,32 @@ CELL_ALPHAS = (1, 8)
 INT8_PAIRS = 64     # term pairs per int8 MAC, by the paper's accounting: 8 bits x 8 bits
 
 
-def term_serial_cell(alpha, weight_terms, data_terms, acc_width=ACC_WIDTH):
-    """A term-serial TQ cell, for this table only (not in the array, whose throughput and control
-    it would change): one term pair per clock, as the TQ paper's tMAC. Its operands are term lists
-    (the data terms HESE-encoded at the array's edge, as the term-pair cell's); the pair a clock
-    works on (`weight_index`, `data_index`) and `first` (the MAC's first pair) would come from the
-    array's control, shared by every cell; the partial sum is psum_in + the first pair, then + one
-    pair per clock, so a MAC takes weight_terms x data_terms clocks."""
-    from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
-    from amaranth.lib import data, wiring
-    from amaranth.lib.wiring import In, Out
-    from hdl.hese import term_list_layout
-    from spec.terms import term_max_exponent, term_product_width
-
-    max_exp = term_max_exponent(8, True)
-    weight_layout = term_list_layout(max_exp, weight_terms)
-    data_layout = term_list_layout(max_exp, data_terms)
-
-    class TermSerialCell(wiring.Component):
-        def __init__(self):
-            members = {
-                "activations": In(data.ArrayLayout(data_layout, alpha)),
-                "weight": In(weight_layout),
-                "weight_index": In(range(weight_terms)),
-                "data_index": In(range(data_terms)),
-                "first": In(1),
-                "psum_in": In(signed(acc_width)),
-                "psum_out": Out(signed(acc_width)),
-                "enable": In(1),
-            }
-            if alpha > 1:
-                members["select"] = In(range(alpha))
-            super().__init__(members)
-
-        def elaborate(self, platform):
-            m = Module()
-            operand = self.activations[0] if alpha == 1 else self.activations[self.select]
-            data_term = Signal(data_layout.elem_shape)
-            weight_term = Signal(weight_layout.elem_shape)
-            m.d.comb += [
-                weight_term.eq(self.weight[self.weight_index] if weight_terms > 1 else self.weight[0]),
-                data_term.eq(operand[self.data_index] if data_terms > 1 else operand[0]),
-            ]
-            # +2**e as a one-hot (exponent decoders, as hdl/tq.py's pair_term); -2**e as its
-            # complement plus one, the one a carry-in of the accumulator's adder.
-            width = term_product_width(max_exp, max_exp)
-            exponent = Signal(len(weight_term.exponent) + 1)
-            negative = Signal()
-            one_hot = Signal(width)
-            m.d.comb += [
-                exponent.eq(weight_term.exponent + data_term.exponent),
-                negative.eq(weight_term.valid & data_term.valid & (weight_term.sign ^ data_term.sign)),
-                one_hot.eq(Cat((exponent == k) & weight_term.valid & data_term.valid for k in range(width))),
-            ]
-            addend = Cat(one_hot, Const(0, acc_width - width)) ^ negative.replicate(acc_width)
-            with m.If(self.enable):
-                m.d.sync += self.psum_out.eq(Mux(self.first, self.psum_in, self.psum_out) + addend + negative)
-            return m
-
-    return TermSerialCell()
-
-
 def array_cell(kind, alpha, weight_terms=2, data_terms=3):
-    """(cell, MACs per clock, term pairs per clock) of one 8-bit signed array cell: "int8" and
-    "tq" as the array builds them (hdl/macs.py's registry, hdl/cell.py's ColumnCombiningCell),
-    "tq-pairs" the tq cell before the shift-add (a sum over all term pairs), "tq-serial"
-    term_serial_cell."""
+    """(cell, MACs per clock, term pairs per clock) of one 8-bit signed array cell as the array
+    builds it (hdl/macs.py's registry: `MAC_HARDWARE[mac].cell`): "int8" (and "int8-parallel", its
+    one-stage product), "tq" (shift-add), "tq-serial" (one term pair per clock); "tq-pairs" is the
+    tq cell before the shift-add (a sum over all term pairs)."""
     from hdl.cell import ColumnCombiningCell
     from hdl.hese import term_list_layout
     from hdl.macs import MAC_HARDWARE
     from hdl.tq import TermPairMultiply
     from spec import ArrayConfig
 
-    if kind == "tq-serial":
-        return term_serial_cell(alpha, weight_terms, data_terms), 1 / (weight_terms * data_terms), 1
     integer = kind.startswith("int8")
     terms = dict(weight_terms=weight_terms, data_terms=data_terms) if not integer else {}
     multiplier = "parallel" if kind == "int8-parallel" else "pipelined"
-    config = ArrayConfig(rows=1, cols=1, alpha=alpha, acc_width=ACC_WIDTH, mac="int" if integer else "tq",
-                         multiplier=multiplier, **terms)
+    mac = "int" if integer else ("tq-serial" if kind == "tq-serial" else "tq")
+    config = ArrayConfig(rows=1, cols=1, alpha=alpha, acc_width=ACC_WIDTH, mac=mac, multiplier=multiplier, **terms)
     hardware = MAC_HARDWARE[config.mac]
     if kind == "tq-pairs":
-        act_shape = term_list_layout(7, data_terms)
-        multiply = TermPairMultiply(weight_max_exponent=7, data_max_exponent=7)
+        cell = ColumnCombiningCell(alpha=alpha, act_shape=term_list_layout(7, data_terms),
+                                   weight_shape=hardware.weight_shape(config), acc_width=config.acc_width,
+                                   multiply=TermPairMultiply(weight_max_exponent=7, data_max_exponent=7),
+                                   product_stages=config.product_stages)
     else:
-        act_shape, multiply = hardware.operand_shape(config), hardware.multiply(config)
-    cell = ColumnCombiningCell(alpha=alpha, act_shape=act_shape, weight_shape=hardware.weight_shape(config),
-                               acc_width=config.acc_width, multiply=multiply, product_stages=config.product_stages)
+        cell = hardware.cell(config, acc_width=config.acc_width)
+    if kind == "tq-serial":
+        return cell, 1 / config.clocks_per_vector, 1
     return cell, 1, (INT8_PAIRS if integer else weight_terms * data_terms)
 
 
@@ -315,7 +259,8 @@ def synthesize_cell(design, family, work_dir):
         f.write(text)
     env = toolchain.tool_environment(["yosys", f"nextpnr-{family}"])
     synth = "synth_ice40" if family == "ice40" else "synth_ecp5 -nodsp"
-    # `booth`, as fpga/build.py's LUT multipliers: the int8 cell's $mul becomes a Booth adder tree.
+    # `booth`, as fpga/build.py runs it; the cells' LUT multipliers are already Booth trees
+    # (hdl/booth.py), so it finds no $mul in them.
     script = (f"read_verilog top.v; hierarchy -top top; proc; booth; {synth} -noflatten -top top; "
               f"tee -q -o stat.json stat -json; flatten; write_json top.json")
     subprocess.run([env["YOSYS"], "-q", "-p", script], cwd=work_dir, env=env, check=True, capture_output=True)
@@ -345,7 +290,8 @@ CELL_KINDS = [
     ("TQ shift-add 2x3", "tq", 2, 3),
     ("TQ shift-add 1x2", "tq", 1, 2),
     ("TQ term pairs 2x3 (before)", "tq-pairs", 2, 3),
-    ("TQ term-serial 2x3 (standalone)", "tq-serial", 2, 3),
+    ("TQ term-serial 2x3", "tq-serial", 2, 3),
+    ("TQ term-serial 1x2", "tq-serial", 1, 2),
 ]
 
 
@@ -374,6 +320,45 @@ def cell_rows(kinds=CELL_KINDS, alphas=CELL_ALPHAS):
 
 CELL_HEADERS = ["cell", "device", "alpha", "LUT4", "vs int8", "FFs", "Fmax MHz", "MACs / clock",
                 "term pairs / clock", "MMAC/s per LUT4", "M term pairs/s per LUT4"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Whole arrays: what the edge adds to the cells
+
+ARRAY_STYLES = [("int8", "int", {}), ("TQ shift-add 2x3", "tq", dict(weight_terms=2, data_terms=3)),
+                ("TQ term-serial 2x3", "tq-serial", dict(weight_terms=2, data_terms=3))]
+
+
+def array_rows(size=4, alpha=8):
+    """One R x C array per MAC style (hdl/systolic.py as `python -m gen` builds it), flattened
+    through Yosys synth_ice40 (no nextpnr): [style, LUT4, FFs, EBR, LUT4 per cell]."""
+    from amaranth.back import verilog
+    from fpga import toolchain
+    from hdl.systolic import SystolicArray
+    from spec import ArrayConfig
+    rows = []
+    env = toolchain.tool_environment(["yosys"])
+    with tempfile.TemporaryDirectory(prefix="sparsegen_tq_array_") as tmp:
+        for label, mac, terms in ARRAY_STYLES:
+            start = time.perf_counter()
+            config = ArrayConfig(rows=size, cols=size, alpha=alpha, mac=mac, **terms)
+            work = os.path.join(tmp, mac)
+            os.makedirs(work)
+            with open(os.path.join(work, "top.v"), "w") as f:
+                f.write(verilog.convert(SystolicArray(config), name="top", emit_src=False))
+            subprocess.run([env["YOSYS"], "-q", "-p", "read_verilog top.v; synth_ice40 -top top; "
+                            "tee -q -o stat.json stat -json"], cwd=work, env=env, check=True, capture_output=True)
+            with open(os.path.join(work, "stat.json")) as f:
+                modules = json.load(f)["modules"]
+            cells = next(stat for name, stat in modules.items() if name.lstrip("\\") == "top")["num_cells_by_type"]
+            luts = cells.get("SB_LUT4", 0)
+            rows.append([label, f"{size}x{size}", alpha, luts, sum(n for c, n in cells.items() if c.startswith("SB_DFF")),
+                         cells.get("SB_RAM40_4K", 0), f"{luts / config.cells:.0f}"])
+            print(f"  array {label}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    return rows
+
+
+ARRAY_HEADERS = ["array cells", "size", "alpha", "LUT4", "FFs", "EBR", "LUT4 per cell"]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -505,7 +490,7 @@ def plot_pairs(results, directory):
     return report.save_figure(fig, directory, "tq_pairs_accuracy.png")
 
 
-def write_docs(directory, argv, seeds, digits, fpga, cells=None):
+def write_docs(directory, argv, seeds, digits, fpga, cells=None, arrays=None):
     """Write tq.md (and tq_pairs_accuracy.png when the digits table ran) into `directory`.
     `digits` = (seconds, results) or None; `fpga`, `cells` = (seconds, rows) or None."""
     paths, sections = [], []
@@ -513,15 +498,17 @@ def write_docs(directory, argv, seeds, digits, fpga, cells=None):
         seconds, rows = cells
         sections.append(f"""## One array cell on the FPGAs
 
-One cell of the array as `python -m gen --mac ...` builds it ({seconds:.0f} s): hdl/cell.py's
-`ColumnCombiningCell` with the MAC style's operand, weight and product (hdl/macs.py), 8-bit signed
+One cell of the array as `python -m gen --mac ...` builds it ({seconds:.0f} s; hdl/macs.py
+`MAC_HARDWARE[mac].cell`: hdl/cell.py's `ColumnCombiningCell` with the MAC style's operand, weight
+and product, or hdl/tq_serial.py's `TermSerialCell`), 8-bit signed
 operands, a 32-bit partial sum, every input from a flip-flop (as in the array), at α = 1 (dense)
 and α = 8 (an 8-way operand multiplexer in the cell). LUT4 are the cell module's own, counted with
 the hierarchy kept (`synth_* -noflatten`): iCE40 SB_LUT4, ECP5 LUT4 + 2 × CCU2C. No DSP blocks; the
-int8 product is a Booth adder tree (Yosys `booth`, as `fpga build` makes LUT multipliers). Every
-cell has the array's default two product stages (`--multiplier pipelined`: the int8 cell's two
-half products, then their sum; the TQ cells' shifted terms, then their sum) except *int8 one-stage
-product* (`--multiplier parallel`). "vs int8" is the LUT4 ratio to the int8 cell of the same device and α. Fmax: nextpnr on the cell alone between
+int8 product is a radix-4 Booth multiplier whose partial sums are two-operand adders on carry
+chains (hdl/booth.py). Every cell has the array's default two product stages (`--multiplier
+pipelined`: the int8 cell's Booth rows, then their sum; the TQ cells' shifted terms, then their
+sum) except *int8 one-stage product* (`--multiplier parallel`) and the term-serial cells (one
+stage: the pair's exponent and sign). "vs int8" is the LUT4 ratio to the int8 cell of the same device and α. Fmax: nextpnr on the cell alone between
 registers (iCE40UP5K-SG48, ECP5-85F CABGA381, {TARGET_MHZ} MHz target, seed 1).
 
 - *TQ shift-add W×D*: the `--mac tq` cell: the array's edge truncates each activation to its D
@@ -529,9 +516,9 @@ registers (iCE40UP5K-SG48, ECP5-85F CABGA381, {TARGET_MHZ} MHz target, seed 1).
   terms' exponents and adds (hdl/tq.py `ShiftAddMultiply`).
 - *TQ term pairs 2x3 (before)*: the `--mac tq` cell this replaced, a sum over all W × D term pairs
   of ±2^(e_w + e_x) on HESE term lists (hdl/tq.py `TermPairMultiply`).
-- *TQ term-serial 2x3 (standalone)*: one term pair per clock into the partial sum (a MAC takes
-  W × D = 6 clocks), built by this script only; the array has no term-serial cells (they would change
-  its throughput and control).
+- *TQ term-serial W×D*: the `--mac tq-serial` cell (hdl/tq_serial.py), the TQ paper's tMAC: one
+  term pair ±2^(e_w + e_x) per clock into the partial sum; the array's edge presents one data term
+  of each activation per clock and a vector takes W × D clocks (a MAC: W × D clocks).
 
 Throughput per LUT4 = Fmax × (per clock) / LUT4. *MACs / clock*: one product per clock for every
 cell but the term-serial one. *Term pairs / clock*: W × D for the TQ cells, one for the term-serial
@@ -543,8 +530,24 @@ the same (a TQ MAC being the approximate one the digits table measures).
 """)
     else:
         sections.append("## One array cell on the FPGAs\n\nNot run for this page (`--no-cells`): "
-                        "`python benchmarks/tq.py --no-fpga --no-digits --docs` runs it (20 Yosys + nextpnr "
-                        "runs, about 2 minutes).")
+                        "`python benchmarks/tq.py --no-fpga --no-digits --docs` runs it (28 Yosys + nextpnr "
+                        "runs, about 3 minutes).")
+    if arrays:
+        seconds, rows = arrays
+        sections.append(f"""## Whole arrays on the iCE40
+
+A 4x4 α = 8 array of each MAC style as `python -m gen` builds it (hdl/systolic.py: edge, skew
+lines, weight loading, cells, accumulator, result FIFO), flattened through Yosys `synth_ice40`
+({seconds:.0f} s; no place and route). What the cell table leaves out is the edge, once per
+activation (C · α of them) and shared by the R rows: the TQ edge truncates each activation, the
+term-serial edge holds it and encodes one HESE term per clock. On a 4-row array that is a large
+share; on taller arrays it spreads over more cells.
+
+{report.markdown_table(ARRAY_HEADERS, rows)}
+""")
+    else:
+        sections.append("## Whole arrays on the iCE40\n\nNot run for this page (`--no-arrays`): "
+                        "`python benchmarks/tq.py --docs` runs it (3 Yosys runs, about 4 minutes).")
     if digits:
         seconds, results = digits
         paths.append(plot_pairs(results, directory))
@@ -592,6 +595,7 @@ def main(argv=None):
     p.add_argument("--no-cells", action="store_true", help="skip the array-cell table (Yosys + nextpnr)")
     p.add_argument("--no-fpga", action="store_true", help="skip the multiplier table (Yosys + nextpnr)")
     p.add_argument("--no-digits", action="store_true", help="skip the digits accuracy table")
+    p.add_argument("--no-arrays", action="store_true", help="skip the whole-array table (3 Yosys runs, ~4 min)")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2],
                    help="digits models to train and average over (default 0 1 2)")
     p.add_argument("--epochs", type=int, default=30, help="digits training epochs (default 30)")
@@ -599,7 +603,7 @@ def main(argv=None):
                    help="TQ multipliers of the FPGA table as WxD budgets, comma separated (default 2x3,1x2)")
     report.docs_argument(p, "tq.md")
     args = p.parse_args(argv)
-    digits = fpga = cells = None
+    digits = fpga = cells = arrays = None
     if not args.no_cells:
         print("One array cell (8-bit signed operands, 32-bit partial sum, registered inputs), Yosys "
               f"-noflatten for the cell's LUT4, nextpnr at a {TARGET_MHZ} MHz target for Fmax\n", flush=True)
@@ -607,6 +611,12 @@ def main(argv=None):
         rows = cell_rows()
         cells = (time.perf_counter() - start, rows)
         table(CELL_HEADERS, rows)
+    if not args.no_arrays:
+        print("Whole 4x4 alpha-8 arrays, Yosys synth_ice40 (flattened)\n", flush=True)
+        start = time.perf_counter()
+        rows = array_rows()
+        arrays = (time.perf_counter() - start, rows)
+        table(ARRAY_HEADERS, rows)
     if not args.no_digits:
         start = time.perf_counter()
         results = mean_over_seeds([digits_results(seed, args.epochs, DIGITS_BUDGETS) for seed in args.seeds])
@@ -624,7 +634,7 @@ def main(argv=None):
         table(FPGA_HEADERS, rows)
     if args.docs:
         argv = sys.argv[1:] if argv is None else argv
-        for path in write_docs(args.docs, argv, args.seeds, digits, fpga, cells):
+        for path in write_docs(args.docs, argv, args.seeds, digits, fpga, cells, arrays):
             print(f"wrote {path}", file=sys.stderr)
 
 

@@ -59,6 +59,10 @@ class Board:
     # The default clock's pin is the PLL's own input pad (iCE40: the PLL must then be the _PAD
     # variant, fed from the pin itself, not from the clock's global buffer).
     clock_pad_feeds_pll: bool = False
+    # The default array clock by size: ((most array cells, MHz), ...), smallest first, each the
+    # constraint that builds of that size closed (docs/fpga.md, "Default clocks"); larger arrays
+    # run at the board's clock.
+    clock_classes: tuple = ()
 
     def __post_init__(self):
         if not isinstance(self.family, Family):
@@ -103,6 +107,14 @@ class Board:
     def bitstream(self):
         """Suffix of the file a programmer loads."""
         return self.family.bitstream
+
+    def default_clock_mhz(self, cells):
+        """The array clock for an array of `cells` cells when none is asked for: its size class's,
+        or None (the board's own clock) beyond the classes."""
+        for most, mhz in self.clock_classes:
+            if cells <= most:
+                return mhz
+        return None
 
     def memory(self, kind):
         """The Memory of `kind` ("EBR", "SPRAM"); KeyError if the device has none."""
@@ -153,14 +165,21 @@ BOARDS = {b.name: b for b in (
         programmers=(("iceprog", ()), ("openFPGALoader", ("-b", "icebreaker"))),
         uart_note="the FTDI's second channel (the board's USB port, e.g. /dev/ttyUSB1)",
         # The 12 MHz oscillator is on pin 35, the UP5K's PLL input pad.
-        clock_pad_feeds_pll=True),
+        clock_pad_feeds_pll=True,
+        # Measured: a bare 4x4 alpha 4 array (96% of the logic cells) 34.8 MHz at a 30 MHz constraint,
+        # 32.6 at 33, 35.5-36.2 at 39.75; a bare 2x4 alpha 2 39.1 at 39.75 (the digits accelerators
+        # 2x2 and 4x2 at 39.75: 44.3 and 42.1 MHz).
+        clock_classes=((16, 30),)),
     Board(
         name="ulx3s-85f", family=ECP5, device="LFE5U-85F",
         platform_class="amaranth_boards.ulx3s:ULX3S_85F_Platform",
         luts=83640, flip_flops=83640, dsps=156,
         memories=(Memory("EBR", count=208, bits=18 * KBIT),),
         programmers=(("openFPGALoader", ("-b", "ulx3s", "-f")),),
-        uart_note="the FT231X on the US1 USB port (e.g. /dev/ttyUSB0)"),
+        uart_note="the FT231X on the US1 USB port (e.g. /dev/ttyUSB0)",
+        # Measured at a 100 MHz constraint: the digits accelerator 8x8, 107.7 MHz; bare 16x16
+        # alpha 4 arrays 83.3-86.8 MHz.
+        clock_classes=((64, 100), (256, 80))),
     Board(
         name="orangecrab-25f", family=ECP5, device="LFE5U-25F",
         platform_class="amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",
@@ -168,7 +187,9 @@ BOARDS = {b.name: b for b in (
         memories=(Memory("EBR", count=56, bits=18 * KBIT),),
         programmers=(("openFPGALoader", ("-b", "orangecrab")),),
         uart_note="a 3.3 V USB-serial adapter on the Feather header: board RX = pin 0, TX = pin 1",
-        extra_resources=_feather_uart),
+        extra_resources=_feather_uart,
+        # Measured at a 100 MHz constraint: the digits accelerators 4x4, 138.9 (colcomb) and 134.1 MHz (dense).
+        clock_classes=((16, 100),)),
 )}
 
 BOARD_NAMES = tuple(BOARDS)

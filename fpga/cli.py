@@ -33,13 +33,15 @@ def dsp_argument(text):
 
 
 def positive_mhz(text):
-    """argparse type of --clock-mhz: a positive number of MHz."""
+    """argparse type of --clock-mhz: a positive number of MHz, or "board" (the board's own clock)."""
+    if text == "board":
+        return text
     try:
         value = float(text)
     except ValueError:
         value = None
     if value is None or not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"--clock-mhz wants a positive number of MHz, not {text!r}")
+        raise argparse.ArgumentTypeError(f"--clock-mhz wants a positive number of MHz or 'board', not {text!r}")
     return value
 
 
@@ -87,9 +89,10 @@ def build_parser():
     b.add_argument("--clock-mhz", type=positive_mhz, metavar="MHZ",
                    help="clock the array at this frequency from the FPGA's PLL (iCE40 SB_PLL40, ECP5 EHXPLLL), "
                         "the nearest it can make, constrained there so that nextpnr optimises for it; the "
-                        "UART divisor follows it. Default (or the board's own frequency): the board's clock, no "
-                        "PLL (iCEBreaker 12, ULX3S 25, OrangeCrab 48 MHz), until the pipelined array that closes "
-                        "timing higher lands")
+                        "UART divisor follows it. 'board' (or the board's own frequency): the board's clock, no "
+                        "PLL (iCEBreaker 12, ULX3S 25, OrangeCrab 48 MHz). Default: the highest clock that "
+                        "builds of the array's size closed on the board (iCEBreaker: 30 MHz up to 16 cells; ULX3S: 100 up to 64, 80 up to 256; OrangeCrab: 100 up to 16), else the "
+                        "board's clock")
     mux_fed_limits = "".join(f" (at most {f.mux_fed_dsps} for an alpha > 1 array on the {f.title})"
                              for f in FAMILIES.values() if f.mux_fed_dsps)
     b.add_argument("--dsp", type=dsp_argument, default="auto", metavar="auto|on|off|N",
@@ -271,6 +274,17 @@ def batch_size(text):
     return value
 
 
+def build_clock_mhz(board, config, asked):
+    """The array clock of a build: `asked` (--clock-mhz), None for 'board', or by default the
+    board's clock for the array's size class (Board.default_clock_mhz)."""
+    if asked == "board":
+        return None
+    if asked is not None:
+        return asked
+    array = getattr(config, "array", config)          # a model accelerator's array, or the array
+    return board.default_clock_mhz(array.rows * array.cols)
+
+
 def cmd_build(args):
     from .boards import board as get_board
     from .build import build
@@ -279,6 +293,7 @@ def cmd_build(args):
     board = get_board(args.board)
     program_ = model_program(args, args.argv)
     config = program_.config if program_ else array_flags.config_from_args(args)
+    args.clock_mhz = build_clock_mhz(board, config, args.clock_mhz)
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
     result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,

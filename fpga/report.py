@@ -179,7 +179,7 @@ def describe_critical_path(path):
 
 
 _LABELS = {"luts": "LUT4", "flip_flops": "flip-flops", "logic_cells": "logic cells",
-           "block_ram": "block RAM", "dsp": "DSP", "lutram": "LUT RAM"}
+           "block_ram": "block RAM", "spram": "SPRAM", "dsp": "DSP", "lutram": "LUT RAM"}
 
 
 _MULTIPLIERS = {"dsp": "DSP blocks", "booth": "Booth LUTs", "lut": "LUTs", "tq": "none (TQ cells add shifted terms)"}

@@ -44,9 +44,9 @@ def add_arguments(p, *, default_rows=32):
     p.add_argument("--mac", choices=tuple(MACS), default="int",
                    help="; ".join(f"{name}: {style.summary}" for name, style in MACS.items()) + " (default int)")
     p.add_argument("--weight-terms", type=int,
-                   help=f"with --mac tq: term slots per weight (default {terms['weight_terms']})")
+                   help=f"with --mac tq or tq-serial: term slots per weight (default {terms['weight_terms']})")
     p.add_argument("--data-terms", type=int,
-                   help=f"with --mac tq: terms each activation keeps (default {terms['data_terms']})")
+                   help=f"with --mac tq or tq-serial: terms each activation keeps (default {terms['data_terms']})")
     return p
 
 
@@ -68,7 +68,7 @@ def mac_fields(args):
     for name, default in getattr(style, "default_terms", {"weight_terms": None, "data_terms": None}).items():
         value = getattr(args, name, None)
         if value is not None and not style.uses_terms:
-            raise ConfigError(f"--{name.replace('_', '-')} applies only to --mac tq")
+            raise ConfigError(f"--{name.replace('_', '-')} applies only to --mac tq or tq-serial")
         fields[name] = (default if value is None else value) if style.uses_terms else None
     return fields
 

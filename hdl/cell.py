@@ -3,13 +3,15 @@ one or two product stages, accumulate)."""
 
 import operator
 
-from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, Value, signed
+from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 # Register stages from the cell's activation inputs to its partial sum: the spec's latency and
 # cycle model count them (ArrayConfig.cell_stages), elaborate() builds exactly these.
 from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
+
+from .booth import BoothMultiply
 
 
 class ColumnCombiningCell(wiring.Component):
@@ -20,13 +22,13 @@ class ColumnCombiningCell(wiring.Component):
     Register stages, none of them reset (datapath registers hold no state that matters after a
     reset) and none with an enable (the array never stalls):
       select   the operand activations[select[bank]] and the weight[bank];
-      product  operand x weight (or the MAC style's `multiply`), in `product_stages` stages. With
-               two, an integer product is split at the weight's middle bit: the first stage holds
-               operand x low half and operand x high half (two LUT multipliers of half the
-               depth), the second their sum. A `dsp` cell, whose product goes to one DSP block,
-               computes it whole and registers it twice (the registers a DSP block can hold:
-               iCE40 SB_MAC16 takes them in). A MAC style's `multiply` registers its own
-               intermediate values when called with split=True;
+      product  operand x weight (or the MAC style's `multiply`), in `product_stages` stages. An
+               integer product in LUTs is a radix-4 Booth multiplier on carry chains
+               (hdl/booth.py); with two stages the first holds its partial-product rows, the
+               second their sum. A `dsp` cell, whose product goes to one DSP block, computes
+               `operand * weight` whole and registers it product_stages times (the registers a
+               DSP block can hold: iCE40 SB_MAC16 takes them in). A MAC style's `multiply`
+               registers its own intermediate values when called with split=True;
       psum     psum_in + product, one register per cell: what makes the row systolic.
     An activation presented at clock t reaches psum_out at t + `latency`; psum_in must come one
     clock earlier.
@@ -94,25 +96,24 @@ class ColumnCombiningCell(wiring.Component):
             product = Signal(self.multiply.shape, name="product", reset_less=True)
             m.d.sync += product.eq(self.multiply(m, operand, weight, split=self.product_stages == 2))
             return product
-        width = Shape.cast(self.act_shape).width + Shape.cast(self.weight_shape).width + 1
-        shape = signed(width)
-        full = operand * weight
+        act, weight_format = Shape.cast(self.act_shape), Shape.cast(self.weight_shape)
+        shape = signed(act.width + weight_format.width + 1)
         product = Signal(shape, name="product", reset_less=True)
-        if self.product_stages == 1:
-            m.d.sync += product.eq(full)
-        elif self.dsp:
-            early = Signal(shape, name="product_early", reset_less=True)
-            m.d.sync += [early.eq(full), product.eq(early)]
+        if self.dsp:
+            # One multiplier for a DSP block, registered product_stages times (the registers a
+            # DSP block can hold: iCE40 SB_MAC16 takes them in).
+            full = operand * weight
+            if self.product_stages == 1:
+                m.d.sync += product.eq(full)
+            else:
+                early = Signal(shape, name="product_early", reset_less=True)
+                m.d.sync += [early.eq(full), product.eq(early)]
         else:
-            # weight = high * 2**split + low, low unsigned: two half-depth multipliers.
-            w = Value.cast(weight)
-            split = len(w) // 2
-            low = w[:split]
-            high = w[split:].as_signed() if w.shape().signed else w[split:]
-            low_product = Signal((operand * low).shape(), name="product_low", reset_less=True)
-            high_product = Signal((operand * high).shape(), name="product_high", reset_less=True)
-            m.d.sync += [low_product.eq(operand * low), high_product.eq(operand * high),
-                         product.eq(low_product + (high_product << split))]
+            # LUTs: a Booth multiplier on carry chains (hdl/booth.py); with two stages its
+            # partial-product rows are registered and summed in the second.
+            booth = BoothMultiply(act_width=act.width, act_signed=act.signed, weight_width=weight_format.width,
+                                  weight_signed=weight_format.signed)
+            m.d.sync += product.eq(booth(m, operand, weight, split=self.product_stages == 2))
         return product
 
     def elaborate(self, platform):

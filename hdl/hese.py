@@ -66,9 +66,9 @@ def sign_magnitude(m, value, *, width, signed):
     return negative, magnitude, bit
 
 
-def encode(m, value, *, width, signed, budget):
-    """Combinational HESE encoding of `value` truncated to `budget` terms; returns the term list
-    as a plain Value (Cat of the slots, laid out as term_list_layout)."""
+def _emitters(m, value, *, width, signed, budget):
+    """The positions of HESE encoding: (emits, exponents, signs, found, max_exp), found[i] being
+    the one-hot count of emitting positions above position i (found[i][s]: exactly s, s < budget)."""
     max_exp = term_max_exponent(width, signed)
     exp_width = exponent_width(max_exp)
     negative, magnitude, bit = sign_magnitude(m, value, width=width, signed=signed)
@@ -90,31 +90,51 @@ def encode(m, value, *, width, signed, budget):
         exponents.append(exponent)
         signs.append(sign)
 
-    # slot[i][s]: position i is the s-th emitting position counted from the MSB (s < budget).
+    # found[i][s]: position i is the s-th emitting position counted from the MSB (s < budget).
     # One-hot, built from the MSB down: each emitting position moves the count one slot on.
     count = Const(1, budget + 1)                      # before any position: 0 found
-    slots = {}
+    found = {}
     for i in reversed(range(width)):
         here = Signal(budget + 1, name=f"found_above_{i}")
         m.d.comb += here.eq(count)
-        slots[i] = here
+        found[i] = here
         count = Mux(emits[i], Cat(Const(0, 1), here[:budget]), here)
+    return emits, exponents, signs, found, max_exp
 
+
+def _term_at(m, chosen, exponents, signs, max_exp, name):
+    """The term of the position `chosen` (one-hot over positions, or 0: no term)."""
+    exponent = 0
+    for i in range(len(chosen)):
+        exponent = exponent | Mux(chosen[i], exponents[i], 0)
+    term = Signal(term_layout(max_exp), name=name)
+    m.d.comb += [
+        term.valid.eq(chosen.any()),
+        term.sign.eq((chosen & Cat(signs)).any()),
+        term.exponent.eq(exponent),
+    ]
+    return term
+
+
+def encode(m, value, *, width, signed, budget):
+    """Combinational HESE encoding of `value` truncated to `budget` terms; returns the term list
+    as a plain Value (Cat of the slots, laid out as term_list_layout)."""
+    emits, exponents, signs, found, max_exp = _emitters(m, value, width=width, signed=signed, budget=budget)
     terms = []
     for s in range(budget):
         chosen = Signal(width, name=f"slot_{s}_position")   # one-hot: the position slot s takes
-        m.d.comb += chosen.eq(Cat(emits[i] & slots[i][s] for i in range(width)))
-        exponent = 0
-        for i in range(width):
-            exponent = exponent | Mux(chosen[i], exponents[i], 0)
-        slot = Signal(term_layout(max_exp), name=f"term_{s}")
-        m.d.comb += [
-            slot.valid.eq(chosen.any()),
-            slot.sign.eq((chosen & Cat(signs)).any()),
-            slot.exponent.eq(exponent),
-        ]
-        terms.append(slot.as_value())
+        m.d.comb += chosen.eq(Cat(emits[i] & found[i][s] for i in range(width)))
+        terms.append(_term_at(m, chosen, exponents, signs, max_exp, f"term_{s}").as_value())
     return Cat(terms)
+
+
+def encode_term(m, value, index, *, width, signed, budget):
+    """Slot `index` (a Value below `budget`) of encode()'s term list, without building the
+    others: the term-serial array's edge needs one term of each activation per clock."""
+    emits, exponents, signs, found, max_exp = _emitters(m, value, width=width, signed=signed, budget=budget)
+    chosen = Signal(width, name="indexed_position")
+    m.d.comb += chosen.eq(Cat(emits[i] & found[i].bit_select(index, 1) for i in range(width)))
+    return _term_at(m, chosen, exponents, signs, max_exp, "indexed_term")
 
 
 class HeseEncoder(wiring.Component):

@@ -30,7 +30,8 @@ Board to host: 0xA5 seq kind body crc_hi crc_lo, `seq` being the number of the f
                                  data_terms max_weight_beats max_act_beats frame_timeout:u16,
                                  where flags bit 0 = activations signed, bit 1 = weights signed,
                                  bit 2 = double buffered, bit 3 = term-quantized cells (mac "tq": a
-                                 weight beat holds term lists, see software/packing/beats.py); the
+                                 weight beat holds term lists, see software/packing/beats.py), bit 4
+                                 = with bit 3, term-serial cells (mac "tq-serial", same beats); the
                                  term budgets are 0 for integer cells; frame_timeout in byte times.
   'R' result beat                the oldest result the host has not acknowledged. A frame with a
                                  new sequence number acknowledges it (the host has moved on).
@@ -181,7 +182,7 @@ def link_descriptor(config, *, credits, max_weight_beats, max_act_beats, frame_t
     """The 20 bytes of the 'D' reply (see the protocol above)."""
     tq = config.mac_style.uses_terms
     flags = (int(config.act_signed) | int(config.weight_signed) << 1 | int(config.double_buffer) << 2
-             | int(tq) << 3)
+             | int(tq) << 3 | int(config.mac == "tq-serial") << 4)
     return bytes([
         ord("S"), ord("G"), PROTOCOL_VERSION,
         config.rows - 1, config.cols - 1, config.alpha - 1,

@@ -147,6 +147,10 @@ class FrameReceiver(wiring.Component):
         m.d.sync += [repeat.eq(last_seq_valid & (seq == last_seq)), crc_ok.eq(self.crc_match)]
         # The CRC unit is the encoder's while it sends: a frame that overlaps a reply is dropped.
         shared = Signal()
+        # A reply decided, not yet handed to the encoder (`pending`), or being sent.
+        pending = Signal()
+        replying = Signal()
+        m.d.comb += replying.eq(pending | self.encoder_busy | self.reply_start)
 
         # What this clock wants done, decided below; registered in one place at the end.
         in_frame, abort = Signal(), Signal()
@@ -170,7 +174,7 @@ class FrameReceiver(wiring.Component):
             m.d.comb += in_frame.eq(1)
             if receiving:
                 m.d.comb += [wants.eq(1), self.crc_valid.eq(take)]
-            with m.If(self.encoder_busy | self.reply_start):
+            with m.If(replying):
                 m.d.sync += shared.eq(1)
             with m.If(abort):
                 m.next = "discard"
@@ -234,7 +238,7 @@ class FrameReceiver(wiring.Component):
             with m.State("verdict"):
                 m.next = "check"      # the CRC register takes the last byte, then crc_ok follows it
             with m.State("check"):
-                with m.If(self.encoder_busy | self.reply_start | shared):
+                with m.If(replying | shared):
                     # Still answering something else: dropped unanswered, the host asks again.
                     m.d.comb += rollback.eq(1)
                     m.next = "hunt"
@@ -284,11 +288,18 @@ class FrameReceiver(wiring.Component):
             m.d.sync += overflow.eq(1)
         m.d.comb += self.write.eq(write & take)
         m.d.sync += [self.commit.eq(commit), self.rollback.eq(rollback), self.pop.eq(pop), self.reply_start.eq(0)]
-        # A reply is dropped while the encoder is busy (the host will ask again); the fields hold
-        # still meanwhile, as the encoder reads them.
-        with m.If(request & ~self.encoder_busy & ~self.reply_start):
-            m.d.sync += [self.reply_start.eq(1), self.reply_kind.eq(kind), self.reply_seq.eq(seq),
-                         self.reply_code.eq(code)]
+        # The reply the states decided waits a clock in registers (`pending`) before it reaches
+        # the encoder's, so that the states' decision is not in series with the enables of the
+        # reply's fields (the iCEBreaker 4x4's critical path: the state -> the encoder's `seq`,
+        # 9 levels). A reply is dropped while another is pending or being sent (the host will ask
+        # again); the fields hold still meanwhile, as the encoder reads them.
+        pending_kind, pending_seq, pending_code = Signal.like(kind), Signal.like(seq), Signal.like(code)
+        m.d.sync += pending.eq(0)
+        with m.If(request & ~replying):
+            m.d.sync += [pending.eq(1), pending_kind.eq(kind), pending_seq.eq(seq), pending_code.eq(code)]
+        with m.If(pending):
+            m.d.sync += [self.reply_start.eq(1), self.reply_kind.eq(pending_kind), self.reply_seq.eq(pending_seq),
+                         self.reply_code.eq(pending_code)]
         return m
 
 

@@ -6,13 +6,29 @@ that operand (once per activation, not once per cell), and the product a cell co
 style is one class here and one line in MAC_HARDWARE (and its spec in spec/macs.py).
 """
 
-from spec.terms import term_max_exponent
+from amaranth.hdl import Module
 
-from .hese import term_list_layout, value_shape
+from spec.terms import term_max_exponent, term_product_width
+
+from .cell import ColumnCombiningCell
+from .hese import encode_term, term_layout, term_list_layout, value_shape
 from .tq import ShiftAddMultiply, TruncatedActivation, truncated_layout
+from .tq_serial import TermSerialCell
 
 
-class IntegerMacHardware:
+class MacHardware:
+    """What every style shares: its cell is a ColumnCombiningCell with the style's operand, weight
+    and product, and its activation vectors take one clock each."""
+
+    serial = False      # True: vectors take config.clocks_per_vector clocks, one data term each (below)
+
+    def cell(self, config, *, acc_width, dsp=False):
+        return ColumnCombiningCell(dsp=dsp, alpha=config.alpha, act_shape=self.operand_shape(config),
+                                   weight_shape=self.weight_shape(config), acc_width=acc_width, banks=config.banks,
+                                   multiply=self.multiply(config), product_stages=config.product_stages)
+
+
+class IntegerMacHardware(MacHardware):
     """Integer operands; the cell multiplies (`multiply` None: `activation * weight`)."""
 
     def weight_shape(self, config):
@@ -28,7 +44,7 @@ class IntegerMacHardware:
         return None
 
 
-class TermMacHardware:
+class TermMacHardware(MacHardware):
     """Term quantization as a shift-add (DESIGN.md §3, §9): weights are term lists; each activation
     is HESE-encoded once at the array's edge, truncated to `data_terms` terms and passed on as the
     magnitude and sign of its truncated value (hdl.tq.TruncatedActivation); a cell shifts that
@@ -52,4 +68,35 @@ class TermMacHardware:
                                 act_width=config.act_width, act_signed=config.act_signed)
 
 
-MAC_HARDWARE = {"int": IntegerMacHardware(), "tq": TermMacHardware()}
+class TermSerialMacHardware(MacHardware):
+    """Term quantization, one term pair per clock (hdl/tq_serial.py): weights are term lists as
+    for "tq"; the array's edge holds each activation for the vector's weight_terms x data_terms
+    clocks and presents one of its `data_terms` largest HESE terms per clock (hdl/systolic.py);
+    the cell adds one +-2**(e_w + e_x) per clock."""
+
+    serial = True
+
+    def weight_shape(self, config):
+        return term_list_layout(term_max_exponent(config.weight_width, config.weight_signed), config.weight_terms)
+
+    def operand_shape(self, config):
+        return term_layout(term_max_exponent(config.act_width, config.act_signed))
+
+    def edge_term(self, m, config, activation, index, name):
+        """Term `index` (a Value) of the activation's `data_terms` largest HESE terms, once per
+        activation at the array's edge (a submodule, so that its signals keep their names)."""
+        edge = Module()
+        m.submodules[name] = edge
+        term = encode_term(edge, activation, index, width=config.act_width, signed=config.act_signed,
+                           budget=config.data_terms)
+        return term
+
+    def cell(self, config, *, acc_width, dsp=False):
+        pair_width = term_product_width(term_max_exponent(config.weight_width, config.weight_signed),
+                                        term_max_exponent(config.act_width, config.act_signed))
+        return TermSerialCell(alpha=config.alpha, data_term_layout=self.operand_shape(config),
+                              weight_layout=self.weight_shape(config), acc_width=acc_width,
+                              pair_width=pair_width, banks=config.banks)
+
+
+MAC_HARDWARE = {"int": IntegerMacHardware(), "tq": TermMacHardware(), "tq-serial": TermSerialMacHardware()}

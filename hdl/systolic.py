@@ -52,7 +52,6 @@ from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSi
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .cell import ColumnCombiningCell
 from .delay import FanoutDelay
 from .macs import MAC_HARDWARE, value_shape
 from .memories import BufferedFIFO
@@ -86,12 +85,19 @@ class ArrayLayouts:
         })
         self.results = data.ArrayLayout(signed(config.acc_width), config.rows)
         # What travels beside a vector (its valid bit travels separately: it is reset).
-        self.token = data.StructLayout({
+        token = {
             "bank": 1,
             "clear": 1,
             "emit": 1,
             "addr": range(max(config.max_batch, 2)),
-        })
+        }
+        if mac.serial:
+            # The term pair this clock of the vector works on: the weight term its cells use and
+            # the data term the edge presents.
+            # (At least one bit each: a zero-width field is no legal Verilog.)
+            token["term"] = range(max(config.weight_terms, 2))
+            token["data_term"] = range(max(config.data_terms, 2))
+        self.token = data.StructLayout(token)
 
 
 class SystolicArray(wiring.Component):
@@ -147,10 +153,7 @@ class SystolicArray(wiring.Component):
         return self.config.latency
 
     def _make_cell(self, dsp=False):
-        cfg, lay = self.config, self.layouts
-        return ColumnCombiningCell(dsp=dsp, alpha=cfg.alpha, act_shape=lay.operand, weight_shape=lay.weight,
-                                   acc_width=self.chain_width, banks=cfg.banks, multiply=MAC_HARDWARE[cfg.mac].multiply(cfg),
-                                   product_stages=cfg.product_stages)
+        return MAC_HARDWARE[self.config.mac].cell(self.config, acc_width=self.chain_width, dsp=dsp)
 
     def _add_cell(self, m, name, index, inputs):
         """Cell `name` with its inputs connected; returns its partial-sum output. As a submodule,
@@ -236,13 +239,43 @@ class SystolicArray(wiring.Component):
             self.activations.ready.eq(activations_ready),
             accept.eq(self.activations.valid & self.activations.ready),
         ]
-        m.d.sync += [
-            valid[0].eq(accept),
-            tokens[0].bank.eq(compute_bank),
-            tokens[0].clear.eq(act.clear),
-            tokens[0].emit.eq(act.emit),
-            tokens[0].addr.eq(batch_addr),
-        ]
+        # issue: token stage 0 takes a vector's (first) clock; issue_bank: the bank it computes with.
+        issue, issue_bank = Signal(), Signal()
+        continuing = Signal()   # a term-serial vector has pairs left after token stage 0's
+        if not mac.serial:
+            m.d.comb += [issue.eq(accept), issue_bank.eq(compute_bank)]
+            m.d.sync += [
+                valid[0].eq(accept),
+                tokens[0].bank.eq(compute_bank),
+                tokens[0].clear.eq(act.clear),
+                tokens[0].emit.eq(act.emit),
+                tokens[0].addr.eq(batch_addr),
+            ]
+        else:
+            # Term-serial: a vector takes one clock per term pair (weight term outer, data term
+            # inner): accepted with pair (0, 0), then token stage 0 steps through the pairs; only
+            # the first pair clears the accumulator and only the last emits.
+            W, D = cfg.weight_terms, cfg.data_terms
+            stage0 = tokens[0]
+            last_data = stage0.data_term == D - 1
+            is_last = last_data & (stage0.term == W - 1)
+            next_term, next_data_term = Signal(range(max(W, 2))), Signal(range(max(D, 2)))
+            next_is_last = Signal()
+            emit_held = Signal(reset_less=True)       # the vector's emit flag, for its last pair
+            m.d.comb += continuing.eq(valid[0] & ~is_last)
+            m.d.comb += [issue.eq(accept | continuing), issue_bank.eq(Mux(accept, compute_bank, stage0.bank))]
+            with m.If(accept):
+                m.d.comb += [next_term.eq(0), next_data_term.eq(0)]
+            with m.Else():
+                m.d.comb += [next_term.eq(stage0.term + last_data), next_data_term.eq(Mux(last_data, 0, stage0.data_term + 1))]
+            m.d.comb += next_is_last.eq((next_term == W - 1) & (next_data_term == D - 1))
+            m.d.sync += [valid[0].eq(issue), stage0.term.eq(next_term), stage0.data_term.eq(next_data_term)]
+            with m.If(accept):
+                m.d.sync += [stage0.bank.eq(compute_bank), stage0.clear.eq(act.clear),
+                             stage0.emit.eq(act.emit & next_is_last),     # 1 x 1 terms: the only pair
+                             stage0.addr.eq(batch_addr), emit_held.eq(act.emit)]
+            with m.Else():
+                m.d.sync += [stage0.clear.eq(0), stage0.emit.eq(emit_held & next_is_last)]
         with m.If(accept):
             with m.If(act.last | (batch_addr == cfg.max_batch - 1)):
                 m.d.sync += batch_addr.eq(0)
@@ -266,14 +299,15 @@ class SystolicArray(wiring.Component):
         # A vector stops reading its bank after column cols - 1's select stage (token stage cols - 1).
         idle_next = Signal(banks)
         for b in range(banks):
-            issued = accept & (compute_bank == b)
+            issued = issue & (issue_bank == b)
             done = valid[cols - 1] & (tokens[cols - 1].bank == b)
             m.d.comb += [users_next[b].eq(users[b] + issued - done), idle_next[b].eq(users_next[b] == 0)]
         # Credits: an emitting vector holds one from its acceptance until its result leaves the FIFO.
         m.d.comb += reserved_next.eq(reserved + (accept & act.emit) - (self.results.valid & self.results.ready))
         m.d.sync += [
             weights_ready.eq(~full_next.bit_select(load_bank_next, 1) & idle_next.bit_select(load_bank_next, 1)),
-            activations_ready.eq(full_next.bit_select(compute_bank_next, 1) & (reserved_next < cfg.result_buffer)),
+            activations_ready.eq(full_next.bit_select(compute_bank_next, 1) & (reserved_next < cfg.result_buffer)
+                                 & ~(issue & ~next_is_last if mac.serial else 0)),
         ]
         stored = Signal()
 
@@ -284,7 +318,20 @@ class SystolicArray(wiring.Component):
         # once per group of ROWS_PER_COPY rows (FanoutDelay), as are the bank bits below: no
         # register drives a whole column.
         copies = -(-rows // ROWS_PER_COPY)
-        operands = [mac.edge_operand(m, cfg, act.data[k], f"edge_{k}") for k in range(cols * alpha)]
+        if not mac.serial:
+            operands = [mac.edge_operand(m, cfg, act.data[k], f"edge_{k}") for k in range(cols * alpha)]
+        else:
+            # Each activation is held for the vector's pairs; each clock the data term of the pair
+            # token stage 0 takes next is encoded from it (only that term: hese.encode_term) and
+            # goes down the skew line.
+            operands = []
+            for k in range(cols * alpha):
+                held = Signal.like(act.data[k], name=f"edge_{k}_held", reset_less=True)
+                with m.If(accept):
+                    m.d.sync += held.eq(act.data[k])
+                source = Signal.like(act.data[k], name=f"edge_{k}_source")
+                m.d.comb += source.eq(Mux(accept, act.data[k], held))
+                operands.append(mac.edge_term(m, cfg, source, next_data_term, f"edge_{k}").as_value())
         group_layout = data.ArrayLayout(lay.operand, alpha)
         skewed = []
         for g in range(cols):
@@ -309,10 +356,18 @@ class SystolicArray(wiring.Component):
         # The bank each column's cells compute with: token stage c's, one copy per group of rows.
         column_banks = []
         for c in range(cols):
-            source = compute_bank if c == 0 else tokens[c - 1].bank
+            source = (issue_bank if mac.serial else compute_bank) if c == 0 else tokens[c - 1].bank
             banks_of_column = [replica(1, f"bank_c{c}_g{k}") for k in range(copies)]
             m.d.sync += [bank.eq(source) for bank in banks_of_column]
             column_banks.append(banks_of_column)
+        # Term-serial: the weight term each column's cells use, token stage c's, copied likewise.
+        column_terms = []
+        if mac.serial and cfg.weight_terms > 1:
+            for c in range(cols):
+                source = next_term if c == 0 else tokens[c - 1].term
+                terms_of_column = [replica(range(cfg.weight_terms), f"term_c{c}_g{k}") for k in range(copies)]
+                m.d.sync += [term.eq(source) for term in terms_of_column]
+                column_terms.append(terms_of_column)
         # The strobes after column 0 are reset-less: one a reset leaves in flight writes a bank that
         # is empty after the reset, and the load that fills that bank comes behind it through the
         # same registers, so it overwrites that weight before the bank computes.
@@ -336,6 +391,8 @@ class SystolicArray(wiring.Component):
                           "load_weight": column_beats[c][copy].weight}
                 if alpha > 1:
                     inputs["load_select"] = column_beats[c][copy].select
+                if column_terms:
+                    inputs["term"] = column_terms[c][copy]
                 psum = self._add_cell(m, f"cell_r{r}_c{c}", r * cols + c, inputs)
             row_sums.append(psum)
 

@@ -135,7 +135,7 @@ class Descriptor:
     double_buffer: bool
     max_batch: int
     credits: int
-    mac: str                 # "int" or "tq"
+    mac: str                 # "int", "tq" or "tq-serial"
     weight_terms: int | None # term budgets of a TQ board, None for integer cells
     data_terms: int | None
     max_weight_beats: int    # beats one frame may carry
@@ -151,7 +151,7 @@ class Descriptor:
             act_width=data[6], weight_width=data[7], acc_width=data[8],
             act_signed=bool(flags & 1), weight_signed=bool(flags & 2), double_buffer=bool(flags & 4),
             max_batch=int.from_bytes(data[10:12], "little") + 1,
-            credits=int.from_bytes(data[12:14], "little"), mac="tq" if flags & 8 else "int",
+            credits=int.from_bytes(data[12:14], "little"), mac=("tq-serial" if flags & 16 else "tq") if flags & 8 else "int",
             weight_terms=data[14] if flags & 8 else None, data_terms=data[15] if flags & 8 else None,
             max_weight_beats=data[16], max_act_beats=data[17], frame_timeout=int.from_bytes(data[18:20], "little"))
         if not (descriptor.credits and descriptor.max_weight_beats and descriptor.max_act_beats):

@@ -62,9 +62,10 @@ class ArrayConfig(FieldsConfig):
                    without overflow; across tiles the accumulator wraps modulo 2**acc_width.
     multiplier     multiplier style (PRODUCT_STAGES): "pipelined" (the product in two register
                    stages) or "parallel" (in one); either computes one product per cell per clock.
-    mac            multiply-accumulate style, a name in spec.macs.MACS: "int" (integer operands)
-                   or "tq" (term quantization: weights are term lists of `weight_terms` terms,
-                   activations keep `data_terms` HESE terms).
+    mac            multiply-accumulate style, a name in spec.macs.MACS: "int" (integer operands),
+                   "tq" (term quantization: weights are term lists of `weight_terms` terms,
+                   activations keep `data_terms` HESE terms) or "tq-serial" (the same terms, one
+                   term pair per cell per clock).
     weight_terms, data_terms
                    term budgets per weight and per activation (styles that use terms only).
     double_buffer  two weight banks per cell, so the next tile loads while this one computes.
@@ -175,7 +176,13 @@ class ArrayConfig(FieldsConfig):
 
     @property
     def product_stages(self):
-        return PRODUCT_STAGES[self.multiplier]
+        return self.mac_style.product_stages(self, PRODUCT_STAGES[self.multiplier])
+
+    @property
+    def clocks_per_vector(self):
+        """Clocks each activation vector occupies: 1, or with mac "tq-serial" one per term pair
+        (weight_terms x data_terms). The cycle model multiplies every tile's vectors by it."""
+        return self.mac_style.clocks_per_vector(self)
 
     @property
     def cell_stages(self):
@@ -185,7 +192,8 @@ class ArrayConfig(FieldsConfig):
 
     @property
     def latency(self):
-        """Clocks from an activation vector's handshake to its result being valid.
+        """Clocks from an activation vector's handshake to its result being valid (with
+        clocks_per_vector K > 1: from the handshake clock + K - 1, when its last term pair enters).
 
         The edge register (1), the input skew of the last column (cols - 1), the cell's stages
         (cell_stages), the accumulator's add (1) and the result FIFO (RESULT_FIFO_LATENCY).
@@ -202,9 +210,11 @@ class ArrayConfig(FieldsConfig):
     @property
     def cycle_formula(self):
         """The cycle model (software/golden/cycles.py) as text, for readers of the manifest."""
-        return ("load_0 = 0; load_t = max(load_{t-1} + R, issue_{t-banks} + n_{t-banks} + C); "
-                "issue_0 = R; issue_t = max(issue_{t-1} + n_{t-1}, load_t + R); "
-                f"cycles = issue_last + n_last - 1 + latency + 1, latency = {self.latency}")
+        k = self.clocks_per_vector
+        n = (lambda t: f"n_{t}") if k == 1 else (lambda t: f"{k} n_{t}")
+        return ("load_0 = 0; load_t = max(load_{t-1} + R, issue_{t-banks} + " + n("{t-banks}") + " + C); "
+                "issue_0 = R; issue_t = max(issue_{t-1} + " + n("{t-1}") + ", load_t + R); "
+                "cycles = issue_last + " + n("last") + f" - 1 + latency + 1, latency = {self.latency}")
 
     @property
     def design_name(self):
@@ -286,7 +296,9 @@ class ArrayConfig(FieldsConfig):
     def manifest_extras(self):
         return {
             "sparsity": self.sparsity,
-            "throughput": "one activation vector per clock once the pipeline is full",
+            "throughput": ("one activation vector per clock once the pipeline is full" if self.clocks_per_vector == 1
+                           else f"one activation vector per {self.clocks_per_vector} clocks (one per term pair) "
+                                f"once the pipeline is full"),
             "back_pressure": "activations are accepted only while the result FIFO (result_buffer entries) has "
                              "room for every result in flight; the array itself never stalls",
             "stream_order": STREAM_ORDER,

@@ -30,7 +30,7 @@ class IntegerMac:
 
     def validate(self, config):
         if config.weight_terms is not None or config.data_terms is not None:
-            raise ConfigError(f"weight_terms and data_terms apply only to mac 'tq', not {self.name!r}")
+            raise ConfigError(f"weight_terms and data_terms apply only to mac 'tq' or 'tq-serial', not {self.name!r}")
 
     def operand_ranges(self, config):
         return (int_range(config.act_width, config.act_signed),
@@ -54,6 +54,14 @@ class IntegerMac:
 
     def name_suffix(self, config):
         return ""
+
+    def clocks_per_vector(self, config):
+        """Clocks each activation vector occupies in the array (1: one vector per clock)."""
+        return 1
+
+    def product_stages(self, config, multiplier_stages):
+        """Register stages of a cell's product, given the multiplier style's."""
+        return multiplier_stages
 
 
 class TermMac:
@@ -79,7 +87,7 @@ class TermMac:
                                     ("data_terms", config.act_width, config.act_signed)):
             most = term_value_max_terms(width, signed)
             if getattr(config, name) is None:
-                raise ConfigError(f"mac 'tq' needs {name} (1 to {most})")
+                raise ConfigError(f"mac {self.name!r} needs {name} (1 to {most})")
             config._set(name, check_int(name, getattr(config, name), 1, most))
 
     def operand_ranges(self, config):
@@ -123,5 +131,57 @@ class TermMac:
     def name_suffix(self, config):
         return f"_tq{config.weight_terms}x{config.data_terms}"
 
+    def clocks_per_vector(self, config):
+        return 1
 
-MACS = {style.name: style for style in (IntegerMac(), TermMac())}
+    def product_stages(self, config, multiplier_stages):
+        return multiplier_stages
+
+
+class TermSerialMac(TermMac):
+    """Term quantization, term-serial (DESIGN.md §3, §9; the TQ paper's tMAC): weights and data
+    terms as for "tq", but a cell adds ONE term pair +-2**(e_w + e_x) per clock into the partial
+    sum running along its row. Each activation vector occupies weight_terms x data_terms clocks
+    (its term-pair budget), one per pair: the array's edge presents data term i of every
+    activation and each column's cells use weight term j, the pair (j, i) travelling beside the
+    vector; the row's weight_terms x data_terms partial sums of one vector meet in the accumulator.
+    A cell has no shifter and no multiplier: an exponent adder, a one-hot and the partial-sum
+    adder."""
+
+    name = "tq-serial"
+    summary = ("term quantization, term-serial: as 'tq', but each cell adds one term pair "
+               "+-2**(e_w + e_x) per clock; a vector takes weight_terms x data_terms clocks")
+    cell = ("psum_in + (valid ? sign * 2**(e_w + e_x) : 0) for the clock's term pair: weight term j of the "
+            "cell's weight, data term i of its selected activation (the activation's data_terms largest "
+            "HESE terms); the pair (j, i) cycles through weight_terms x data_terms clocks per vector")
+
+    def validate(self, config):
+        super().validate(config)
+        if config.multiplier != "pipelined":
+            raise ConfigError(f"mac 'tq-serial' has no multiplier to choose (its cells add one term pair "
+                              f"per clock): leave multiplier at 'pipelined', not {config.multiplier!r}")
+
+    def clocks_per_vector(self, config):
+        return config.weight_terms * config.data_terms
+
+    def product_stages(self, config, multiplier_stages):
+        # One register stage holds the pair's exponent, sign and validity; the one-hot is decoded
+        # in the accumulate stage.
+        return 1
+
+    def data_term_width(self, config):
+        """Bits of one data term on the skew lines: valid, sign, exponent."""
+        return term_width(config.act_width, config.act_signed)
+
+    def derived(self, config):
+        return {**super().derived(config), "clocks_per_vector": self.clocks_per_vector(config),
+                "data_term_width": self.data_term_width(config)}
+
+    def label(self, config):
+        return f"TQ term-serial {config.weight_terms}x{config.data_terms} terms"
+
+    def name_suffix(self, config):
+        return f"_tqs{config.weight_terms}x{config.data_terms}"
+
+
+MACS = {style.name: style for style in (IntegerMac(), TermMac(), TermSerialMac())}

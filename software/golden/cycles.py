@@ -13,6 +13,10 @@ For tile t with n_t vectors (R rows, C columns, `latency` clocks from spec/array
   total   = issue_last + n_last - 1 + latency + 1
 With double buffering and n vectors per tile, tiles run back to back (one vector per clock) once
 n >= R + C; with fewer, part of each weight load shows.
+
+A term-serial array (mac "tq-serial") spends config.clocks_per_vector = K clocks on every vector,
+one per term pair (spec/array.py): every n_t above counts K n_t clocks, and `latency` runs from the
+clock of a vector's last pair.
 """
 
 import dataclasses
@@ -25,6 +29,7 @@ class ArrayTimeline:
     def __init__(self, config, *, first_load=0):
         self.rows, self.cols = config.rows, config.cols
         self.banks = 2 if config.double_buffer else 1
+        self.clocks_per_vector = config.clocks_per_vector
         self.first_load = first_load
         self.loads, self.issues, self.batches = [], [], []
 
@@ -40,12 +45,12 @@ class ArrayTimeline:
         issue = max(issue, earliest)
         self.loads.append(load)
         self.issues.append(issue)
-        self.batches.append(n)
+        self.batches.append(n * self.clocks_per_vector)    # clocks its vectors occupy
         return load, issue
 
     @property
     def last_accept(self):
-        """The clock of the last vector's handshake."""
+        """The clock of the last vector's handshake (its last term pair's, with K > 1)."""
         return self.issues[-1] + self.batches[-1] - 1
 
 
@@ -62,8 +67,8 @@ def layer_cycles(config, tile_batches):
     if not tile_batches:
         return 0
     _, issues = tile_timeline(config, tile_batches)
-    last_accept = issues[-1] + tile_batches[-1] - 1
-    return last_accept + config.latency + 1
+    last_pair = issues[-1] + tile_batches[-1] * config.clocks_per_vector - 1
+    return last_pair + config.latency + 1
 
 
 @dataclasses.dataclass(frozen=True)

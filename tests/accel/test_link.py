@@ -85,6 +85,19 @@ def test_weights_loaded_over_the_link(loading_link, colcomb, digits_images):
     assert report["bytes"][0] > weight_bytes          # the weights went over the line
 
 
+@pytest.mark.slow
+def test_weights_loaded_over_a_damaging_line(loading_link, colcomb, digits_images):
+    """A 'W' frame sent again after a lost reply is answered, not applied again: a weight written
+    twice would shift every later one, and the logits would be wrong."""
+    from sim.hostlink import run_model_session
+    built, _, program = loading_link
+    x, golden = _images(colcomb, digits_images, 3)
+    report = run_model_session(built, x, skew=0.99, faults={"seed": 11, "probability": 0.1},
+                               weights=program.weight_beats)
+    assert report["error"] is None and report["stats"]["retries"] > 0
+    assert np.array_equal(np.array(report["logits"]), golden)
+
+
 def test_a_loading_board_needs_the_weights(loading_link, link):
     from software.host import ModelBoard
     _, manifest, program = loading_link
@@ -114,7 +127,8 @@ def test_run_needs_the_model_file(tmp_path, capsys):
 
 @pytest.mark.slow
 def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
-    """The whole digits model on the iCE40UP5K: a 2x1 array, batch 4, its clock constrained at 24 MHz."""
+    """The whole digits model on the iCE40UP5K: a 2x1 array, batch 4, its clock constrained at 24 MHz,
+    its weights in SPRAM (loaded over the link: the default on a board with SPRAM)."""
     import json
     out = tmp_path / "build"
     assert fpga_main(["build", "--board", "icebreaker", "--model", str(colcomb[0]), "--rows", "2", "--cols", "1",
@@ -124,3 +138,4 @@ def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
     assert summary["timing_pass"] and (out / summary["bitstream"]).stat().st_size > 0
     used = summary["resources"]
     assert all(v["used"] <= v["available"] for v in used.values())
+    assert summary["config"]["weights_loaded"] and used["spram"]["used"] == 2     # 22-bit beats: two 16-bit SPRAMs

@@ -80,6 +80,16 @@ def test_tq_page_with_the_cell_table_only(tmp_path):
     assert "## One array cell on the FPGAs" in page
     assert "Not run for this page (`--no-fpga`)" in page and "Not run for this page (`--no-digits`)" in page
 
+
+def test_tq_page_with_the_array_table(tmp_path):
+    import tq
+    rows = [["TQ term-serial 2x3", "4x4", 8, 4834, 2552, 16, "302"]]
+    tq.write_docs(str(tmp_path), ["--no-fpga", "--no-digits", "--no-cells", "--docs"], [0], None, None, None,
+                  (200.0, rows))
+    page = (tmp_path / "tq.md").read_text()
+    assert "| TQ term-serial 2x3 | 4x4 | 8 | 4834 | 2552 | 16 | 302 |" in page
+    assert "## Whole arrays on the iCE40" in page and "Not run for this page (`--no-cells`)" in page
+
 def test_attention_page_has_its_sections_and_the_plot(tmp_path):
     import attention
     rows = [["none", "1.000", "1.000", 1000, "1.000", "0.9998", "0.9999"],
@@ -192,10 +202,10 @@ def test_accel_page_has_the_cycles_the_builds_and_the_plot(tmp_path):
     build_rows = [{"board": "orangecrab-25f", "model": "colcomb", "array": "4x4 a8", "batch": 16,
                    "resources": {"LUT4": "11057/24288"}, "clock_mhz": 100.0, "fmax_mhz": 105.2,
                    "critical_path": "a -> b", "ips_batch1": 1.4e5, "ips_batchB": 5e5, "link_bytes": 170.0,
-                   "link_ips": 67.7, "layer_path_bytes": 6100.0, "layer_path_ips": 1.9}]
+                   "link_ips": 67.7, "layer_path_bytes": 6100.0, "layer_path_ips": 1.9, "weights": "bitstream"}]
     body = accel.page_body(cycle_rows, {"colcomb": 1.5e5}, build_rows)
     assert "| colcomb | 4x4 a8 | 25 | 200 | 50 | 500,000 | 2,000,000 |" in body
-    assert "| orangecrab-25f | colcomb | 4x4 a8 | 16 | LUT4 11057/24288 | 100 | 105.2 |" in body
+    assert "| orangecrab-25f | colcomb | 4x4 a8 | 16 | bitstream | LUT4 11057/24288 | 100 | 105.2 |" in body
     assert "- orangecrab-25f colcomb 4x4 a8: a -> b" in body
     assert_png(accel.plot(cycle_rows, tmp_path))
 

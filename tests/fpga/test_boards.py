@@ -71,7 +71,8 @@ def test_family_synthesis_and_mapping():
 
 def test_family_cell_names():
     assert ICE40.dsp_cell == "SB_MAC16" and ECP5.dsp_cell == "MULT18X18D"
-    assert dict(ICE40.placed) == {"logic_cells": "ICESTORM_LC", "block_ram": "ICESTORM_RAM", "dsp": "ICESTORM_DSP"}
+    assert dict(ICE40.placed) == {"logic_cells": "ICESTORM_LC", "block_ram": "ICESTORM_RAM", "spram": "ICESTORM_SPRAM",
+                                  "dsp": "ICESTORM_DSP"}
     assert dict(ECP5.placed) == {"luts": "TRELLIS_COMB", "flip_flops": "TRELLIS_FF", "block_ram": "DP16KD",
                                  "dsp": "MULT18X18D", "lutram": "TRELLIS_RAMW"}
     assert ICE40.mapped == (("luts", "SB_LUT4", "logic_cells"), ("flip_flops", "SB_DFF", "logic_cells"))
@@ -116,7 +117,7 @@ def test_summarize_ice40(family):
     assert summary["resources"] == {
         "luts": {"used": 80, "available": 5280}, "flip_flops": {"used": 15, "available": 5280},
         "logic_cells": {"used": 100, "available": 5280}, "block_ram": {"used": 2, "available": 30},
-        "dsp": {"used": 4, "available": 8}}
+        "spram": {"used": 0, "available": 4}, "dsp": {"used": 4, "available": 8}}
     assert summary["fmax"] == {"clk": {"achieved_mhz": 30.5, "constraint_mhz": 12.0, "pass": True}}
     assert summary["timing_pass"]
 
@@ -357,3 +358,20 @@ def test_registry_and_cli_without_amaranth_boards():
     proc = subprocess.run([sys.executable, "-c", "import sys; from fpga.cli import build_parser; build_parser(); "
                            "print('amaranth_boards' in sys.modules)"], capture_output=True, text=True, cwd=ROOT)
     assert proc.stdout.strip() == "False", proc.stderr
+
+
+def test_default_clock_by_size_class():
+    """--clock-mhz's default: the highest clock that builds of the array's size closed on the board."""
+    from fpga.cli import build_clock_mhz
+    from spec import ArrayConfig
+    icebreaker, ulx3s = BOARDS["icebreaker"], BOARDS["ulx3s-85f"]
+    assert [icebreaker.default_clock_mhz(n) for n in (1, 8, 9, 16, 17)] == [30, 30, 30, 30, None]
+    assert [ulx3s.default_clock_mhz(n) for n in (64, 65, 256, 257)] == [100, 80, 80, None]
+    small, large = ArrayConfig(rows=2, cols=4, alpha=2), ArrayConfig(rows=20, cols=20, alpha=4)
+    assert build_clock_mhz(icebreaker, small, None) == 30
+    assert build_clock_mhz(ulx3s, large, None) is None            # beyond the classes: the board's clock
+    assert build_clock_mhz(icebreaker, small, "board") is None
+    assert build_clock_mhz(icebreaker, small, 24.0) == 24.0
+    for board in BOARDS.values():
+        sizes = [most for most, _ in board.clock_classes]
+        assert sizes == sorted(sizes) and all(mhz * 1e6 > board.clock_hz for _, mhz in board.clock_classes)

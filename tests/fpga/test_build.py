@@ -41,7 +41,7 @@ def build(tmp_path_factory, board, *args):
 
 @pytest.fixture(scope="module")
 def icebreaker(tmp_path_factory):
-    return build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2")
+    return build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--clock-mhz", "board")
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +59,7 @@ def orangecrab(tmp_path_factory):
     # Without DSPs, so that the other multiplier path (Booth-encoded LUTs) is built too, and with
     # nextpnr's other router (the one the fit benchmark uses for the big ECP5 builds).
     return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2", "--dsp", "off",
-                 "--router", "router2")
+                 "--router", "router2", "--clock-mhz", "board")
 
 
 def check_common(out, stdout, summary, bitstream, clock_mhz):
@@ -283,7 +283,9 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "icebreaker", "--rows", "0"], "rows must be between 1 and 256"),
     (["--board", "icebreaker", "--sparsity", "dense", "--alpha", "4"], "dense means alpha 1"),
     (["--board", "icebreaker", "--rows", "32"], "does not fit the iCE40UP5K: its weight banks and input skew"),
-    (["--board", "icebreaker", "--baud", "4000000"], "4000000 baud is too fast for a 12 MHz clock"),
+    (["--board", "icebreaker", "--baud", "4000000", "--clock-mhz", "board"], "4000000 baud is too fast for a 12 MHz clock"),
+    # The default clock of a 4x4 array on the iCEBreaker is its size class's, 30 MHz.
+    (["--board", "icebreaker", "--rows", "4", "--baud", "4000000"], "4000000 baud is 6.2% off on a 30 MHz clock"),
     (["--board", "icebreaker", "--program"], "needs iceprog or openFPGALoader on PATH"),
     (["--board", "icebreaker", "--weight-terms", "2"], "--weight-terms applies only to --mac tq"),
     (["--board", "icebreaker", "--mac", "tq", "--data-terms", "0"], "data_terms"),
@@ -294,8 +296,8 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "icebreaker", "--clock-mhz", "300"],
      "error: cannot clock the icebreaker at 300 MHz: the iCE40 PLL makes 16-275 MHz, not 300 MHz"),
     (["--board", "orangecrab-25f", "--clock-mhz", "500"], "the ECP5 PLL makes 3.125-400 MHz, not 500 MHz"),
-    (["--board", "ulx3s-85f", "--clock-mhz", "0"], "--clock-mhz wants a positive number of MHz, not '0'"),
-    (["--board", "ulx3s-85f", "--clock-mhz", "fast"], "--clock-mhz wants a positive number of MHz, not 'fast'"),
+    (["--board", "ulx3s-85f", "--clock-mhz", "0"], "--clock-mhz wants a positive number of MHz or 'board', not '0'"),
+    (["--board", "ulx3s-85f", "--clock-mhz", "fast"], "--clock-mhz wants a positive number of MHz or 'board', not 'fast'"),
     # The UART divisor is the PLL's: 16.2 MHz asked, 16.125 MHz made.
     (["--board", "icebreaker", "--clock-mhz", "16.2", "--baud", "5000000"],
      "5000000 baud is too fast for a 16.125 MHz clock"),

@@ -122,3 +122,43 @@ def test_bad_parameters(kwargs, message):
         with pytest.raises(ValueError, match=message):
             HeseEncoder(**kwargs)
         gc.collect()
+
+
+@pytest.mark.parametrize("signed", [True, False], ids=["signed", "unsigned"])
+@pytest.mark.parametrize("width", [2, 3, 5, 8])
+def test_one_indexed_term_is_that_slot_of_the_encoding(width, signed):
+    """encode_term (the term-serial array's edge: one term per clock) gives slot `index` of
+    encode's term list, for every value, budget and index."""
+    from amaranth.hdl import Module, Signal
+    from hdl.hese import encode, encode_term, value_shape
+    most = term_value_max_terms(width, signed)
+    m = Module()
+    value = Signal(value_shape(width, signed))
+    index = Signal(range(max(most, 2)))
+    pairs = []
+    for budget in range(1, most + 1):
+        sub = Module()
+        m.submodules[f"b{budget}"] = sub
+        full = Signal(term_list_layout(term_max_exponent(width, signed), budget))
+        sub.d.comb += full.eq(encode(sub, value, width=width, signed=signed, budget=budget))
+        one = Module()
+        m.submodules[f"one{budget}"] = one
+        pairs.append((budget, full, encode_term(one, value, index, width=width, signed=signed, budget=budget)))
+    values = range(-(1 << (width - 1)), 1 << (width - 1)) if signed else range(1 << width)
+    checked = 0
+
+    async def testbench(ctx):
+        nonlocal checked
+        for v in values:
+            ctx.set(value, v)
+            for i in range(most):
+                ctx.set(index, i)
+                for budget, full, term in pairs:
+                    if i < budget:
+                        assert ctx.get(term.as_value()) == ctx.get(full[i].as_value()), (v, budget, i)
+                        checked += 1
+
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert checked == len(values) * most * (most + 1) // 2

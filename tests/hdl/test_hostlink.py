@@ -5,6 +5,7 @@ a packed layer, and frames that are damaged, cut off, repeated, unknown or surro
 Frames are built here from the protocol's description with amaranth.lib.crc's own software CRC,
 independently of software/host.py (whose CRC is checked against it)."""
 
+import dataclasses
 import gc
 import random
 import warnings
@@ -418,7 +419,7 @@ def test_descriptor_and_credits():
     config = ArrayConfig(rows=3, cols=2, alpha=4, act_signed=False, max_batch=300, double_buffer=False)
     d = link_descriptor(config, credits=link_credits(config), max_weight_beats=17, max_act_beats=5,
                         frame_timeout=300)
-    assert d[:3] == b"SG\x04" and len(d) == DESCRIPTOR_BYTES == 20
+    assert d[:3] == b"SG\x05" and len(d) == DESCRIPTOR_BYTES == 20
     assert list(d[3:9]) == [2, 1, 3, 8, 8, 32] and d[9] == 0b010
     assert int.from_bytes(d[10:12], "little") == 299
     assert int.from_bytes(d[12:14], "little") == config.result_buffer - 1     # the array's result FIFO
@@ -428,6 +429,12 @@ def test_descriptor_and_credits():
     tq = ArrayConfig(rows=3, cols=2, alpha=4, mac="tq", weight_terms=2, data_terms=3)
     d = link_descriptor(tq, credits=7, max_weight_beats=1, max_act_beats=1, frame_timeout=64)
     assert d[9] == 0b1111 and d[14:16] == b"\x02\x03"
+    serial = ArrayConfig(rows=3, cols=2, alpha=4, mac="tq-serial", weight_terms=1, data_terms=2)
+    d = link_descriptor(serial, credits=7, max_weight_beats=1, max_act_beats=1, frame_timeout=64)
+    assert d[9] == 0b11111 and d[14:16] == b"\x01\x02"
+    from software.host import Descriptor
+    assert Descriptor.parse(d).mismatches(serial) == []
+    assert Descriptor.parse(d).mismatches(dataclasses.replace(serial, mac="tq")) == ["mac: board tq-serial vs configuration tq"]
     link = HostLink(ArrayConfig(rows=4, cols=4, alpha=4), divisor=104)
     # A 512-byte frame buffer: 17-byte activation beats, 5-byte weight beats; 12 result FIFO entries.
     assert (link.max_act_beats, link.max_weight_beats, link.credits) == (30, 102, 11)

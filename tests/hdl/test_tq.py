@@ -146,12 +146,19 @@ ARRAY_CASES = [
     # Unsigned weights (exponents up to 8 in a 4-bit field) in three slots: the shift-add cell's
     # three-operand adder tree with its sign carries.
     dict(rows=2, cols=2, alpha=3, mac="tq", weight_terms=3, data_terms=4, weight_signed=False),
+    # Term-serial: a vector takes weight_terms x data_terms clocks (1 x 1: one, as for "tq").
+    dict(rows=2, cols=3, alpha=2, mac="tq-serial", weight_terms=2, data_terms=3),
+    dict(rows=3, cols=2, alpha=1, mac="tq-serial", weight_terms=1, data_terms=1, act_signed=False, acc_width=18,
+         double_buffer=False, max_batch=3),
+    dict(rows=2, cols=2, alpha=3, mac="tq-serial", weight_terms=3, data_terms=2, weight_signed=False, max_batch=4),
 ]
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 @pytest.mark.parametrize("case", ARRAY_CASES, ids=["colcomb_2x3_a2_t2x3", "dense_3x2_t1x1_acc18",
-                                                   "colcomb_2x2_a3_t3x4_unsigned_weights"])
+                                                   "colcomb_2x2_a3_t3x4_unsigned_weights",
+                                                   "serial_colcomb_2x3_a2_t2x3", "serial_dense_3x2_t1x1_acc18",
+                                                   "serial_colcomb_2x2_a3_t3x2_unsigned_weights_b4"])
 def test_tq_array_matches_golden(case, stall):
     config = ArrayConfig(**case)
     rng = np.random.default_rng(3)
@@ -173,50 +180,3 @@ def test_tq_array_matches_golden(case, stall):
     assert np.array_equal(np.array(got).reshape(expected.shape), expected)
     if stall == 0.0:
         assert cycles == layer_cycles(config, schedule.tile_batches)
-
-
-def test_benchmark_term_serial_cell_computes_the_mac():
-    """benchmarks/tq.py measures a term-serial cell that is not in the array; its area means
-    something only if it computes psum_in + weight x truncated activation in W x D clocks."""
-    import os
-    import sys
-    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "benchmarks"))
-    import tq as bench
-    wt, dt, alpha, acc_width = 2, 3, 2, 32
-    cell = bench.term_serial_cell(alpha, wt, dt, acc_width)
-    config = TQConfig(width=8, signed=True, weight_terms=wt, data_terms=dt)
-    rng = random.Random(11)
-
-    def set_terms(ctx, port, terms, slots):
-        for k in range(slots):
-            sign, exponent = terms[k] if k < len(terms) else (0, 0)
-            ctx.set(port[k].valid, sign != 0)
-            ctx.set(port[k].sign, sign < 0)
-            ctx.set(port[k].exponent, exponent)
-
-    async def testbench(ctx):
-        ctx.set(cell.enable, 1)
-        for _ in range(60):
-            w = tq.weight_terms_of(config, rng.randint(-128, 127), rng.randint(0, wt))
-            xs = [rng.randint(-128, 127) for _ in range(alpha)]
-            select = rng.randrange(alpha)
-            psum_in = rng.randrange(-(1 << 31), 1 << 31)
-            set_terms(ctx, cell.weight, w, wt)
-            for k, x in enumerate(xs):
-                set_terms(ctx, cell.activations[k], tq.activation_terms(config, x), dt)
-            ctx.set(cell.select, select)
-            ctx.set(cell.psum_in, psum_in)
-            for i in range(wt):
-                for j in range(dt):
-                    ctx.set(cell.weight_index, i)
-                    ctx.set(cell.data_index, j)
-                    ctx.set(cell.first, i == 0 and j == 0)
-                    await ctx.tick()
-            want = psum_in + tq.product(config, w, xs[select])
-            want = (want + (1 << 31)) % (1 << 32) - (1 << 31)
-            assert ctx.get(cell.psum_out) == want
-
-    sim = Simulator(cell)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()

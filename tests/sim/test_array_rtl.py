@@ -27,6 +27,9 @@ TQ_DENSE = ("--rows", "4", "--sparsity", "dense", "--mac", "tq", "--weight-terms
             "--acc-width", "18")
 TQ_COLCOMB = ("--rows", "4", "--cols", "3", "--alpha", "2", "--no-act-signed", "--mac", "tq",
               "--weight-terms", "5", "--data-terms", "2")
+# Term-serial: weight_terms x data_terms clocks per vector, one term pair each.
+TQ_SERIAL = ("--rows", "4", "--cols", "3", "--alpha", "3", "--mac", "tq-serial", "--weight-terms", "2",
+             "--data-terms", "3")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +77,14 @@ CASES = [
     # per group of 8 weights (the paper's 1.75 per weight), 2 per activation.
     Case("tq_digits_colcomb_4x3_a2_t5x2", TQ_COLCOMB, (10, 64), 8, gamma=1.0, weight_group=8, group_terms=14,
          data="digits"),
+    # Term-serial cells (one term pair per clock): two row blocks and group blocks, so tiles of
+    # 6-clock vectors run back to back and accumulate across tiles; the weights' group budget of 12
+    # terms per 8 weights (1.5 per weight, at most 2 kept per weight).
+    Case("tq_serial_colcomb_4x3_a3_t2x3", TQ_SERIAL, (7, 24), 6, density=0.6, weight_group=8, group_terms=12),
+    # Single-buffered, unsigned activations, one weight term, extreme values wrapping acc 18 bits.
+    Case("tq_serial_extreme_max_dense_4x4_t1x2_sb_acc18",
+         ("--rows", "4", "--sparsity", "dense", "--mac", "tq-serial", "--weight-terms", "1", "--data-terms", "2",
+          "--no-double-buffer", "--acc-width", "18"), (8, 12), 4, density=1.0, extreme="max", slow=True),
 ]
 
 

@@ -66,7 +66,7 @@ def test_host_driver_runs_a_packed_layer_over_the_uart(built, skew):
         d = report[key]
         assert (d["rows"], d["cols"], d["alpha"], d["max_batch"], d["credits"]) == (3, 2, 3, 4, 9)
         assert (d["mac"], d["weight_terms"], d["data_terms"]) == ("int", None, None)
-        assert (d["version"], d["max_weight_beats"], d["max_act_beats"], d["frame_timeout"]) == (4, 20, 8, 16)
+        assert (d["version"], d["max_weight_beats"], d["max_act_beats"], d["frame_timeout"]) == (5, 20, 8, 16)
     # The unknown command was refused, and the identify frame after it sent again.
     assert report["stats_after_error"]["error_replies"] == {"unknown command": 1}
     assert report["stats_after_error"]["retries"] == 1

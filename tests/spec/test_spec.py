@@ -95,7 +95,9 @@ def test_design_names_are_unique_per_array_configuration():
 @pytest.mark.parametrize("fields, message", [
     (dict(rows=0, cols=1), "rows must be between 1 and 256, not 0"),
     (dict(rows=True, cols=1), "rows must be an integer"),
-    (dict(rows=2, cols=2, mac="fp8"), "mac must be one of int, tq, not 'fp8'"),
+    (dict(rows=2, cols=2, mac="fp8"), "mac must be one of int, tq, tq-serial, not 'fp8'"),
+    (dict(rows=2, cols=2, mac="tq-serial", weight_terms=2, data_terms=3, multiplier="parallel"),
+     "mac 'tq-serial' has no multiplier to choose"),
     (dict(rows=2, cols=2, mac="tq"), "mac 'tq' needs weight_terms"),
     (dict(rows=2, cols=2, weight_terms=2), "apply only to mac 'tq'"),
     (dict(rows=2, cols=40, acc_width=16), "acc_width 16 is too narrow"),

@@ -1,0 +1,126 @@
+"""The term-serial TQ array cell (`--mac tq-serial`; the TQ paper's tMAC; DESIGN.md §3, §9): one
+term pair per clock into the partial sum running along its row.
+
+Each clock the array's edge presents one data term of every activation (hdl/systolic.py: a vector
+stays weight_terms x data_terms clocks, one per term pair) and tells each column which of its
+weights' terms to use (`term`). The cell picks its activation's term (select) and its weight's
+term (bank, term), adds their exponents, and adds +-2**(e_w + e_x) to psum_in: a one-hot whose
+negation is its complement plus a carry-in of the partial-sum adder. No multiplier, no shifter.
+"""
+
+import operator
+
+from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.lib import data, wiring
+from amaranth.lib.wiring import In, Out
+
+from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
+
+from .tq import sum_with_carries
+
+PAIR_STAGES = 1     # the pair's exponent, sign and validity, registered (spec: TermSerialMac.product_stages)
+
+
+class TermSerialCell(wiring.Component):
+    """Register stages, none reset and none with an enable (the array never stalls):
+      select   the data term activations[select[bank]] and the weight term weight[bank][term];
+      pair     their exponent sum, sign (XOR) and validity (AND);
+      psum     psum_in + (+-2**exponent or 0).
+    A term presented at clock t reaches psum_out at t + `latency`; psum_in must come one clock
+    earlier. Weights load as in hdl/cell.py (`load`, `load_bank`, `load_weight`, `load_select`).
+
+    Members
+    -------
+    activations : In(ArrayLayout(data_term_layout, alpha))   this clock's data term of each activation
+    bank        : In(1)
+    term        : In(range(weight_terms))                     (only when weight_terms > 1)
+    psum_in     : In(signed(acc_width))
+    psum_out    : Out(signed(acc_width))
+    load, load_bank : In(1)
+    load_weight : In(weight_layout)                           a term list
+    load_select : In(range(alpha))                            (only when alpha > 1)
+    """
+
+    def __init__(self, *, alpha, data_term_layout, weight_layout, acc_width, pair_width, banks=2):
+        self.alpha = operator.index(alpha)
+        self.banks = operator.index(banks)
+        if self.alpha < 1:
+            raise ValueError(f"alpha must be at least 1, not {alpha}")
+        if self.banks not in (1, 2):
+            raise ValueError(f"banks must be 1 or 2, not {banks}")
+        self.data_term_layout = data_term_layout
+        self.weight_layout = weight_layout
+        self.weight_terms = weight_layout.length
+        self.acc_width = operator.index(acc_width)
+        self.pair_width = operator.index(pair_width)     # bits of the largest pair's one-hot
+        members = {
+            "activations": In(data.ArrayLayout(data_term_layout, self.alpha)),
+            "bank": In(1),
+            "psum_in": In(signed(self.acc_width)),
+            "psum_out": Out(signed(self.acc_width)),
+            "load": In(1),
+            "load_bank": In(1),
+            "load_weight": In(weight_layout),
+        }
+        if self.weight_terms > 1:
+            members["term"] = In(range(self.weight_terms))
+        if self.alpha > 1:
+            members["load_select"] = In(range(self.alpha))
+        super().__init__(members)
+
+    @property
+    def latency(self):
+        return OPERAND_STAGES + PAIR_STAGES + ACCUMULATE_STAGES
+
+    def elaborate(self, platform):
+        m = Module()
+        weights = [Signal(self.weight_layout, name=f"weight_b{b}", reset_less=True) for b in range(self.banks)]
+        selects = [Signal(range(self.alpha), name=f"select_b{b}", reset_less=True) for b in range(self.banks)]
+        for b in range(self.banks):
+            write = self.load & (self.load_bank == b) if self.banks > 1 else self.load
+            with m.If(write):
+                m.d.sync += weights[b].eq(self.load_weight)
+                if self.alpha > 1:
+                    m.d.sync += selects[b].eq(self.load_select)
+
+        def in_bank(values):
+            return values[0] if self.banks == 1 else Mux(self.bank, values[1], values[0])
+
+        # Stage 1: the data term and the weight term.
+        term_shape = self.weight_layout.elem_shape
+        data_term = Signal(self.data_term_layout, name="data_term", reset_less=True)
+        weight_term = Signal(term_shape, name="weight_term", reset_less=True)
+        if self.alpha == 1:
+            m.d.sync += data_term.eq(self.activations[0])
+        else:
+            select = Signal(range(self.alpha), name="select")
+            m.d.comb += select.eq(in_bank(selects))
+            m.d.sync += data_term.eq(self.activations[select])
+        weight = Signal(self.weight_layout, name="weight")
+        m.d.comb += weight.eq(in_bank(weights))
+        m.d.sync += weight_term.eq(weight[self.term] if self.weight_terms > 1 else weight[0])
+
+        # Stage 2: the pair.
+        exponent = Signal(len(weight_term.exponent) + 1, name="pair_exponent", reset_less=True)
+        negative = Signal(name="pair_negative", reset_less=True)
+        valid = Signal(name="pair_valid", reset_less=True)
+        both = weight_term.valid & data_term.valid
+        m.d.sync += [
+            exponent.eq(weight_term.exponent + data_term.exponent),
+            negative.eq(both & (weight_term.sign ^ data_term.sign)),
+            valid.eq(both),
+        ]
+
+        # Stage 3: psum_in + (+-2**exponent): the one-hot (a decoder written bit by bit, see
+        # hdl/tq.py pair_term), complemented when negative, and the +1 as the adder's carry-in.
+        reach = 2 ** len(exponent) - 1
+        one_hot = Cat((exponent == k) & valid if k <= reach else Const(0, 1)
+                      for k in range(min(self.pair_width, self.acc_width)))
+        addend = Signal(self.acc_width, name="pair_addend")
+        m.d.comb += addend.eq(one_hot ^ negative.replicate(self.acc_width))
+        total = sum_with_carries(m, [(self.psum_in, None), (addend, negative)], self.acc_width,
+                                 name="psum_next")
+        psum = Signal(signed(self.acc_width), name="psum", reset_less=True)
+        m.d.sync += psum.eq(total)
+        m.d.comb += self.psum_out.eq(psum)
+        return m

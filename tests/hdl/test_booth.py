@@ -1,0 +1,68 @@
+"""hdl/booth.py's Booth multiplier in Amaranth's simulator against Python's integer product: every
+pair of operands of small formats (signed and unsigned, odd and even widths, split into two stages
+or not) and the extreme and seeded random pairs of 8- and 16-bit formats."""
+
+import itertools
+import random
+
+import pytest
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
+
+from hdl.booth import BoothMultiply
+from hdl.macs import value_shape
+
+
+def value_range(width, signed):
+    return range(-(1 << (width - 1)), 1 << (width - 1)) if signed else range(1 << width)
+
+
+def products(pairs, *, act_width, act_signed, weight_width, weight_signed, split):
+    """The multiplier's value for each (activation, weight), read after the clocks it needs."""
+    m = Module()
+    booth = BoothMultiply(act_width=act_width, act_signed=act_signed, weight_width=weight_width,
+                          weight_signed=weight_signed)
+    a = Signal(value_shape(act_width, act_signed))
+    w = Signal(value_shape(weight_width, weight_signed))
+    p = Signal(booth.shape)
+    m.d.comb += p.eq(booth(m, a, w, split=split))
+    if split:
+        m.d.sync += Signal().eq(0)       # a clock domain for the registered rows
+    results = []
+
+    async def testbench(ctx):
+        for x, y in pairs:
+            ctx.set(a, x)
+            ctx.set(w, y)
+            if split:
+                await ctx.tick()
+            results.append(ctx.get(p))
+
+    sim = Simulator(m)
+    if split:
+        sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    return results
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-stage", "two-stage"])
+@pytest.mark.parametrize("act_width,act_signed,weight_width,weight_signed", [
+    (4, True, 4, True), (4, False, 4, True), (4, True, 4, False), (3, False, 5, False),
+    (5, True, 3, True), (2, True, 2, True), (2, False, 3, True), (3, True, 2, False)])
+def test_every_pair_of_small_formats(act_width, act_signed, weight_width, weight_signed, split):
+    fmt = dict(act_width=act_width, act_signed=act_signed, weight_width=weight_width, weight_signed=weight_signed)
+    pairs = list(itertools.product(value_range(act_width, act_signed), value_range(weight_width, weight_signed)))
+    assert products(pairs, split=split, **fmt) == [x * y for x, y in pairs]
+
+
+@pytest.mark.parametrize("width,signed", [(8, True), (8, False), (16, True), (7, True)])
+def test_extreme_and_random_pairs(width, signed):
+    values = value_range(width, signed)
+    extremes = [values[0], values[0] + 1, -1 if signed else 1, 0, values[-1] - 1, values[-1]]
+    rng = random.Random(width * 2 + signed)
+    pairs = list(itertools.product(extremes, extremes))
+    pairs += [(rng.choice(values), rng.choice(values)) for _ in range(300)]
+    fmt = dict(act_width=width, act_signed=signed, weight_width=width, weight_signed=signed)
+    for split in (False, True):
+        assert products(pairs, split=split, **fmt) == [x * y for x, y in pairs]
