@@ -205,7 +205,7 @@ def test_ecp5_bitstream_and_report(orangecrab):
 def test_more_cells_than_dsps_fill_the_dsps_first(tmp_path_factory):
     """9 cells on the UP5K's 8 DSPs: 8 multipliers in DSPs, the ninth in Booth LUTs."""
     out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "3", "--alpha", "2")
-    check_common(out, stdout, summary, "top.bin", 12.0)
+    check_common(out, stdout, summary, "top.bin", 30.0)      # the default clock of 9 cells on the iCEBreaker
     assert summary["multipliers"] == "8 dsp + 1 booth" and summary["dsp_cells"] == 8
     assert summary["resources"]["dsp"] == {"used": 8, "available": 8}
     assert "multipliers: 8 in DSP blocks + 1 in Booth LUTs" in stdout
@@ -215,7 +215,7 @@ def test_more_cells_than_dsps_fill_the_dsps_first(tmp_path_factory):
 def test_dsp_count_puts_the_first_cells_in_dsps(tmp_path_factory):
     """--dsp 3 on a 2x2 array: three multipliers in DSP blocks, though the UP5K has eight."""
     out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--dsp", "3")
-    check_common(out, stdout, summary, "top.bin", 12.0)
+    check_common(out, stdout, summary, "top.bin", 30.0)
     assert summary["multipliers"] == "3 dsp + 1 booth" and summary["dsp_cells"] == 3
     assert summary["resources"]["dsp"] == {"used": 3, "available": 8}
 
@@ -225,7 +225,7 @@ def test_term_quantized_array_bitstream(tmp_path_factory):
     """TQ cells add shifted terms: no multiplier, no DSP; the manifest says what the board holds."""
     out, stdout, summary = build(tmp_path_factory, "icebreaker", "--rows", "2", "--alpha", "2", "--mac", "tq",
                                  "--weight-terms", "2", "--data-terms", "3")
-    check_common(out, stdout, summary, "top.bin", 12.0)
+    check_common(out, stdout, summary, "top.bin", 30.0)
     assert summary["config"]["mac"] == "tq" and summary["config"]["weight_terms"] == 2
     assert summary["multipliers"] == "tq" and summary["resources"]["dsp"]["used"] == 0
     assert "multipliers: none (TQ cells add shifted terms)" in stdout

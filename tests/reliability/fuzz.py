@@ -165,6 +165,8 @@ def built(config, build_root):
 def verilator_array(config, seed, stall, build_root, reset_after=None):
     from sim.array import run_schedule
     schedule, _, exact = array_stimulus(config, np.random.default_rng(seed))
+    if reset_after is not None and sum(t.batch for t in schedule.tiles if t.emit) <= reset_after:
+        reset_after = None          # one result beat: no middle of the stream to reset in
     out, _ = run_schedule(built(config, build_root), schedule, stall=stall, seed=seed, reset_after=reset_after)
     assert np.array_equal(out, exact), config
 
