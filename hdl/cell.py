@@ -14,6 +14,32 @@ from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 from .booth import BoothMultiply
 
 
+def banked_weight(m, cell, weight_shape):
+    """A cell's weight banks: each bank's weight (and select, with alpha > 1) in registers written
+    by the cell's `load` strobe into bank `load_bank`; returns the compute bank's (`bank`) weight
+    and select (None at alpha 1), both combinational. `cell` has banks, alpha, load, load_bank,
+    load_weight, load_select and bank."""
+    weights = [Signal(weight_shape, name=f"weight_b{b}", reset_less=True) for b in range(cell.banks)]
+    selects = [Signal(range(cell.alpha), name=f"select_b{b}", reset_less=True) for b in range(cell.banks)]
+    for b in range(cell.banks):
+        write = cell.load & (cell.load_bank == b) if cell.banks > 1 else cell.load
+        with m.If(write):
+            m.d.sync += weights[b].eq(cell.load_weight)
+            if cell.alpha > 1:
+                m.d.sync += selects[b].eq(cell.load_select)
+
+    def in_bank(values):
+        return values[0] if cell.banks == 1 else Mux(cell.bank, values[1], values[0])
+
+    weight = Signal(weight_shape, name="bank_weight")
+    m.d.comb += weight.eq(in_bank(weights))
+    if cell.alpha == 1:
+        return weight, None
+    select = Signal(range(cell.alpha), name="select")
+    m.d.comb += select.eq(in_bank(selects))
+    return weight, select
+
+
 class ColumnCombiningCell(wiring.Component):
     """Holds a weight and a select index per bank; picks one of its column group's `alpha`
     activations, multiplies it by the weight and adds the product into the partial sum running
@@ -118,28 +144,13 @@ class ColumnCombiningCell(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        weights = [Signal(self.weight_shape, name=f"weight_b{b}", reset_less=True) for b in range(self.banks)]
-        selects = [Signal(range(self.alpha), name=f"select_b{b}", reset_less=True) for b in range(self.banks)]
-        for b in range(self.banks):
-            write = self.load & (self.load_bank == b) if self.banks > 1 else self.load
-            with m.If(write):
-                m.d.sync += weights[b].eq(self.load_weight)
-                if self.alpha > 1:
-                    m.d.sync += selects[b].eq(self.load_select)
-
-        def in_bank(values):
-            return values[0] if self.banks == 1 else Mux(self.bank, values[1], values[0])
+        bank_weight, select = banked_weight(m, self, self.weight_shape)
 
         # Stage 1: operand select.
         operand = Signal(self.act_shape, name="operand", reset_less=True)
         weight = Signal(self.weight_shape, name="weight", reset_less=True)
-        if self.alpha == 1:
-            m.d.sync += operand.eq(self.activations[0])
-        else:
-            select = Signal(range(self.alpha), name="select")
-            m.d.comb += select.eq(in_bank(selects))
-            m.d.sync += operand.eq(self.activations[select])
-        m.d.sync += weight.eq(in_bank(weights))
+        m.d.sync += [operand.eq(self.activations[0] if select is None else self.activations[select]),
+                     weight.eq(bank_weight)]
 
         product = self._product(m, operand, weight)
 

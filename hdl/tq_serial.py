@@ -10,12 +10,13 @@ negation is its complement plus a carry-in of the partial-sum adder. No multipli
 
 import operator
 
-from amaranth.hdl import Cat, Const, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 
+from .cell import banked_weight
 from .tq import sum_with_carries
 
 PAIR_STAGES = 1     # the pair's exponent, sign and validity, registered (spec: TermSerialMac.product_stages)
@@ -74,30 +75,13 @@ class TermSerialCell(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        weights = [Signal(self.weight_layout, name=f"weight_b{b}", reset_less=True) for b in range(self.banks)]
-        selects = [Signal(range(self.alpha), name=f"select_b{b}", reset_less=True) for b in range(self.banks)]
-        for b in range(self.banks):
-            write = self.load & (self.load_bank == b) if self.banks > 1 else self.load
-            with m.If(write):
-                m.d.sync += weights[b].eq(self.load_weight)
-                if self.alpha > 1:
-                    m.d.sync += selects[b].eq(self.load_select)
-
-        def in_bank(values):
-            return values[0] if self.banks == 1 else Mux(self.bank, values[1], values[0])
+        weight, select = banked_weight(m, self, self.weight_layout)
 
         # Stage 1: the data term and the weight term.
         term_shape = self.weight_layout.elem_shape
         data_term = Signal(self.data_term_layout, name="data_term", reset_less=True)
         weight_term = Signal(term_shape, name="weight_term", reset_less=True)
-        if self.alpha == 1:
-            m.d.sync += data_term.eq(self.activations[0])
-        else:
-            select = Signal(range(self.alpha), name="select")
-            m.d.comb += select.eq(in_bank(selects))
-            m.d.sync += data_term.eq(self.activations[select])
-        weight = Signal(self.weight_layout, name="weight")
-        m.d.comb += weight.eq(in_bank(weights))
+        m.d.sync += data_term.eq(self.activations[0] if select is None else self.activations[select])
         m.d.sync += weight_term.eq(weight[self.term] if self.weight_terms > 1 else weight[0])
 
         # Stage 2: the pair.
