@@ -36,6 +36,9 @@ REPLY_HEADER_BYTES = 3     # start, sequence, kind (board to host)
 CRC_BYTES = 2
 
 
+VERDICT_BUSY, VERDICT_CRC, VERDICT_REPEAT, VERDICT_NO_ROOM, VERDICT_ACCEPT = range(5)   # of a whole frame
+
+
 class FrameReceiver(wiring.Component):
     """Receives frames, checks them, and applies each at most once.
 
@@ -147,6 +150,7 @@ class FrameReceiver(wiring.Component):
         m.d.sync += [repeat.eq(last_seq_valid & (seq == last_seq)), crc_ok.eq(self.crc_match)]
         # The CRC unit is the encoder's while it sends: a frame that overlaps a reply is dropped.
         shared = Signal()
+        verdict = Signal(range(5))
         # A reply decided, not yet handed to the encoder (`pending`), or being sent.
         pending = Signal()
         replying = Signal()
@@ -238,33 +242,42 @@ class FrameReceiver(wiring.Component):
             with m.State("verdict"):
                 m.next = "check"      # the CRC register takes the last byte, then crc_ok follows it
             with m.State("check"):
-                with m.If(replying | shared):
-                    # Still answering something else: dropped unanswered, the host asks again.
-                    m.d.comb += rollback.eq(1)
-                    m.next = "hunt"
-                with m.Elif(~crc_ok):
-                    reject(ERROR_CRC)
-                with m.Elif(repeat):
-                    # Answered exactly as the first time, and not applied again.
-                    reply(Mux(carries_beats, REPLY_ACK,
-                              Mux(~is_read, REPLY_DESCRIPTOR, Mux(result_sent, REPLY_RESULT, REPLY_NONE))))
-                    m.d.comb += rollback.eq(1)
-                    m.next = "hunt"
-                with m.Elif(overflow):
-                    reject(ERROR_NO_ROOM)
-                with m.Else():
-                    # Accepted: applied once, from here on a repeat is answered, not applied.
-                    m.d.sync += [last_seq.eq(seq), last_seq_valid.eq(1), result_sent.eq(0)]
-                    m.d.comb += pop.eq(result_sent)
-                    with m.If(carries_beats):
-                        m.d.comb += commit.eq(1)
-                        reply(REPLY_ACK)
+                # The verdict is registered before it is acted on, so that its priorities are not
+                # in series with the reply request (the iCEBreaker 4x4's critical path, 8 levels).
+                m.d.sync += verdict.eq(Mux(replying | shared, VERDICT_BUSY,
+                                           Mux(~crc_ok, VERDICT_CRC,
+                                               Mux(repeat, VERDICT_REPEAT,
+                                                   Mux(overflow, VERDICT_NO_ROOM, VERDICT_ACCEPT)))))
+                m.next = "answer"
+            with m.State("answer"):
+                with m.Switch(verdict):
+                    with m.Case(VERDICT_BUSY):
+                        # Still answering something else: dropped unanswered, the host asks again.
+                        m.d.comb += rollback.eq(1)
                         m.next = "hunt"
-                    with m.Elif(~is_read):
-                        reply(REPLY_DESCRIPTOR)
+                    with m.Case(VERDICT_CRC):
+                        reject(ERROR_CRC)
+                    with m.Case(VERDICT_REPEAT):
+                        # Answered exactly as the first time, and not applied again.
+                        reply(Mux(carries_beats, REPLY_ACK,
+                                  Mux(~is_read, REPLY_DESCRIPTOR, Mux(result_sent, REPLY_RESULT, REPLY_NONE))))
+                        m.d.comb += rollback.eq(1)
                         m.next = "hunt"
-                    with m.Else():
-                        m.next = "read_pop"
+                    with m.Case(VERDICT_NO_ROOM):
+                        reject(ERROR_NO_ROOM)
+                    with m.Default():
+                        # Accepted: applied once, from here on a repeat is answered, not applied.
+                        m.d.sync += [last_seq.eq(seq), last_seq_valid.eq(1), result_sent.eq(0)]
+                        m.d.comb += pop.eq(result_sent)
+                        with m.If(carries_beats):
+                            m.d.comb += commit.eq(1)
+                            reply(REPLY_ACK)
+                            m.next = "hunt"
+                        with m.Elif(~is_read):
+                            reply(REPLY_DESCRIPTOR)
+                            m.next = "hunt"
+                        with m.Else():
+                            m.next = "read_pop"
             with m.State("read_pop"):
                 m.next = "read"        # the store takes the pop
             with m.State("read"):
