@@ -169,8 +169,9 @@ def weights_loaded(args):
     """Whether --model's weights come over the link: --weights-from, else whether the board has SPRAM."""
     if args.weights_from is not None:
         return args.weights_from == "link"
+    from .accel_fit import has_spram
     board = BOARDS.get(getattr(args, "board", None))
-    return board is not None and any(memory.kind == "SPRAM" for memory in board.memories)
+    return board is not None and has_spram(board)
 
 
 def model_program(args, argv):

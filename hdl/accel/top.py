@@ -109,8 +109,7 @@ class ModelAccelerator(wiring.Component):
         # Load: pixels into the first layer's input words (half 0).
         loading = Signal(init=1)
         load_start = Signal()                 # one clock after the batch's last pixel
-        n = Signal(range(cfg.batch + 1))      # images in the batch
-        last_image = Signal(range(max(cfg.batch, 2)))   # n - 1, kept so that no subtraction meets a comparison
+        last_image = Signal(range(max(cfg.batch, 2)))   # the batch's images less one
         pixel_index = Signal(range(max(cfg.in_features, 2)))
         image = Signal(range(max(cfg.batch, 2)))
         image_base = Signal(addr_shape)
@@ -131,7 +130,7 @@ class ModelAccelerator(wiring.Component):
             with m.If(pixel_index == cfg.in_features - 1):
                 m.d.sync += pixel_index.eq(0)
                 with m.If(self.images.payload.last | (image == cfg.batch - 1)):
-                    m.d.sync += [n.eq(image + 1), last_image.eq(image), loading.eq(0), load_start.eq(1),
+                    m.d.sync += [last_image.eq(image), loading.eq(0), load_start.eq(1),
                                  image.eq(0), image_base.eq(0)]
                 with m.Else():
                     m.d.sync += [image.eq(image + 1), image_base.eq(image_base + in_words)]
@@ -229,7 +228,7 @@ class ModelAccelerator(wiring.Component):
                 base += cfg.row_blocks(i)
         result_taken = Signal()
         layer_end = Signal()
-        post_image_last = Signal()              # post_image == n - 1, a register as vector_last is
+        post_image_last = Signal()              # post_image == last_image, a register as vector_last is
         m.d.comb += [
             array.results.ready.eq(logits_reserved < LOGITS_BUFFER),
             result_taken.eq(array.results.valid & array.results.ready),
