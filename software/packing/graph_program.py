@@ -184,8 +184,7 @@ class GraphProgram:
     acc_width: int
     input_shape: tuple
     steps: list
-    loader_consumers: list      # step indices whose input is the graph's input
-    loader_rounds: list         # (consumer, tap) per pixel
+    loader_rounds: list         # per input channel: the Rounds of each of its pixels (row 0: the pixel)
     act_depth: int
     residual_depth: int
 
@@ -441,11 +440,12 @@ def compile_graph(model, *, rows=None, cols=None, alpha=None, batch=16):
                           shift=spec["shift"], bounds=spec["bounds"], layout=layout, region=regions[s], add=add,
                           residual_out=residual_out, rounds=rounds, synthetic=spec["synthetic"]))
 
-    loader_rounds = [(k, t) for k in readers[-1] for t in range(layouts[k].geometry.taps)]
+    loader_rounds = [_rounds(c, shapes[model.nodes[0].name][0], 1, [(k, layouts[k]) for k in readers[-1]])
+                     for c in range(shapes[model.nodes[0].name][0])]
     acc_width = _accumulator_width(steps, array.act_width, array.acc_width)
     return GraphProgram(rows=rows, cols=cols, alpha=alpha, batch=batch, act_width=array.act_width,
                         acc_width=acc_width, input_shape=tuple(model.input_shape), steps=steps,
-                        loader_consumers=list(readers[-1]), loader_rounds=loader_rounds, act_depth=act_depth,
+                        loader_rounds=loader_rounds, act_depth=act_depth,
                         residual_depth=residual_depth)
 
 
@@ -548,7 +548,8 @@ def _fewer_rounds(groups, slot_of, cols, alpha, rows, taps):
 
 def _rounds(block, features, rows, readers):
     """The Rounds of each beat of row block `block`: per reader k and tap t, row r's value to the
-    lane of column (channel, t), split where two rows aim at one lane class."""
+    lane of column (channel, t), split where two rows aim at one lane class (the loader: one row,
+    block = the input channel). A beat whose values no reader reads still takes one empty round."""
     rounds = []
     for k, layout in readers:
         taps = layout.geometry.taps
@@ -568,6 +569,8 @@ def _rounds(block, features, rows, readers):
                 else:
                     batches.append([write])
             rounds.extend(Round(consumer=k, tap=t, writes=tuple(b)) for b in batches)
+    if readers and not rounds:      # every beat takes a round, so that the one that ends a step is seen
+        rounds.append(Round(consumer=readers[0][0], tap=0, writes=()))
     return tuple(rounds)
 
 
@@ -607,11 +610,9 @@ def execute(program, x_int):
     for image in range(n):
         for c in range(channels):
             for q in range(height * width):
-                for k, t in P.loader_rounds:
-                    column = c * P.steps[k].layout.geometry.taps + t
-                    if column in P.steps[k].layout.where:
-                        word, lane, _ = P.steps[k].layout.where[column]
-                        write(k, t, q, image, word, lane, x[image, c, q // width, q % width])
+                for rnd in P.loader_rounds[c]:
+                    for _, word, lane in rnd.writes:
+                        write(rnd.consumer, rnd.tap, q, image, word, lane, x[image, c, q // width, q % width])
 
     mask = (1 << P.acc_width) - 1
     for s, step in enumerate(P.steps):
