@@ -32,15 +32,12 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.systolic import SystolicArray
-from software.packing.beats import weight_beat
-from spec import ArrayConfig
-from spec.checks import signed_width_for
 
 from .reader import MemoryReader
 
+from spec.graph_model import POST_STAGES
+
 LOGITS_BUFFER = 8
-POST_STAGES = 8         # a result's handshake -> its value, residual and logits offered
-SCATTER_STAGES = 3      # a round's issue -> its write (round table, spatial table, address)
 
 
 def _width(count):
@@ -56,47 +53,25 @@ class GraphAccelerator(wiring.Component):
     logits : Out(stream.Signature(rows logits))    per row block of the last step, per image
     """
 
-    def __init__(self, program, *, queue_depth=None):
-        P = self.program = program
-        self.positions = [s.positions for s in P.steps]
-        self.array_config = ArrayConfig(rows=P.rows, cols=P.cols, alpha=P.alpha, act_width=P.act_width,
-                                        act_signed=False, weight_width=8, weight_signed=True,
-                                        acc_width=P.acc_width, max_batch=P.batch * max(self.positions))
-        self.array = SystolicArray(self.array_config)
-        biases = [int(b) for s in P.steps for b in s.bias]
-        self.bias_width = max(2, signed_width_for(min(biases), max(biases)))
-        shifts = [int(v) for s in P.steps for v in s.shift]
-        self.shift_width = max(1, max(max(v - 1, 0) for v in shifts).bit_length())
-        lefts = [max(-int(v), 0) for s in P.steps[:-1] for v in s.shift] + [max(int(v), 0) for v in P.steps[-1].shift]
-        self.left_width = max(1, max(lefts).bit_length())
-        self.total_width = max(P.acc_width, self.bias_width) + 1
-        self.logit_width = self.total_width + max(0, int(P.steps[-1].shift.max()))
-        self.value_width = self.total_width + max(lefts)
-        self.residual_width = P.act_width + 2
-        # Deep enough for a whole step's beats: nothing the array gives has to wait (a cycle model
-        # can size it tighter).
-        self.queue_depth = queue_depth or max(
-            max(math.ceil(s.out_features / P.rows) * P.batch * s.positions for s in P.steps),
-            P.batch * math.prod(P.input_shape)) + 1
+    def __init__(self, config, *, program, shared_cell=None, dsp_cells=0):
+        if program.config != config:
+            raise ValueError("the program was compiled for another configuration")
+        self.config, self.program = config, program
+        self.positions = [s.positions for s in program.steps]
+        self.array_config = config.array
+        self.array = SystolicArray(config.array, shared_cell=shared_cell, dsp_cells=dsp_cells)
+        self.shared_modules = self.array.shared_modules
+        self.bias_width, self.shift_width, self.left_width = config.bias_width, config.shift_width, config.left_width
+        self.total_width, self.logit_width = config.total_width, config.logit_width
+        self.value_width, self.residual_width = config.value_width, config.residual_width
+        self.queue_depth = config.queue_depth
         super().__init__({
-            "images": In(stream.Signature(data.StructLayout({"pixel": P.act_width, "last": 1}))),
-            "logits": Out(stream.Signature(data.ArrayLayout(signed(self.logit_width), P.rows))),
+            "images": In(stream.Signature(data.StructLayout({"pixel": config.act_width, "last": 1}))),
+            "logits": Out(stream.Signature(data.ArrayLayout(signed(config.logit_width), config.rows))),
         })
 
     # ------------------------------------------------------------------------------------------
     # What goes into the memories
-
-    def weight_beats(self):
-        P, acfg = self.program, self.array_config
-        beats = []
-        for step in P.steps:
-            for rb in range(math.ceil(step.out_features / P.rows)):
-                for gb in range(step.layout.words):
-                    block = slice(gb * P.cols, (gb + 1) * P.cols)
-                    for r in range(P.rows):
-                        beats.append(weight_beat(acfg, step.weights[rb * P.rows + r, block],
-                                                 step.selects[rb * P.rows + r, block]))
-        return beats
 
     def _round_tables(self):
         """(entries, per step and row block (base, count), per input channel (base, count), spatial
@@ -138,7 +113,7 @@ class GraphAccelerator(wiring.Component):
         per_class = math.ceil(lanes / R)
 
         # ---- weights: every tile's beats, round and round
-        beats = self.weight_beats()
+        beats = P.weight_beats
         m.submodules.weight_memory = weight_memory = memory.Memory(
             shape=unsigned(self.array_config.weight_beat_width), depth=max(len(beats), 2), init=beats)
         m.submodules.weight_reader = weight_reader = MemoryReader(_width(len(beats)),

@@ -50,9 +50,14 @@ from collections import defaultdict
 
 import numpy as np
 
+from software.packing.beats import weight_beat
 from software.packing.colcomb import pack
+from spec import ArrayConfig
+from spec.array import MAX_ACC_WIDTH
+from spec.checks import signed_width_for
+from spec.graph_model import GraphModelConfig
 
-from .program import ProgramError
+from .program import ProgramError, chain_of, compile_program
 
 SHAPE_OPS = ("flatten", "reshape")
 
@@ -176,6 +181,7 @@ class Step:
 
 @dataclasses.dataclass(frozen=True)
 class GraphProgram:
+    config: GraphModelConfig
     rows: int
     cols: int
     alpha: int
@@ -194,6 +200,20 @@ class GraphProgram:
 
     def row_blocks(self, s):
         return math.ceil(self.steps[s].out_features / self.rows)
+
+    @property
+    def weight_beats(self):
+        """Every tile's R weight beats: step by step, row block by row block, group block by group
+        block (the array's stream order, software/packing/beats.py)."""
+        acfg, R, C = self.config.array, self.rows, self.cols
+        beats = []
+        for s, step in enumerate(self.steps):
+            for rb in range(self.row_blocks(s)):
+                for gb in range(step.layout.words):
+                    for r in range(R):
+                        beats.append(weight_beat(acfg, step.weights[rb * R + r, gb * C:(gb + 1) * C],
+                                                 step.selects[rb * R + r, gb * C:(gb + 1) * C]))
+        return beats
 
     def summary(self):
         """One line per step: tiles, positions, rounds per beat."""
@@ -267,8 +287,27 @@ def _pool_packing(channels, positions, alpha):
     return pack(weight, groups, alpha)
 
 
-def compile_graph(model, *, rows=None, cols=None, alpha=None, batch=16):
-    """The GraphProgram of a packed layer-graph model (software.packfile.load)."""
+def compile_model(model, model_sha256, *, rows=None, cols=None, alpha=None, batch=16, multiplier="pipelined",
+                  weights_loaded=False):
+    """The accelerator program of a packed model: a chain of Linear layers runs on the chain's
+    accelerator (program.compile_program), any other graph the sequencer can run on this one."""
+    try:
+        chain_of(model)
+    except ProgramError:
+        if weights_loaded:
+            raise ProgramError("only chains of Linear layers take their weights over the link yet; this model's "
+                               "accelerator keeps them in the bitstream") from None
+        return compile_graph(model, model_sha256, rows=rows, cols=cols, alpha=alpha, batch=batch,
+                             multiplier=multiplier)
+    return compile_program(model, model_sha256, rows=rows, cols=cols, alpha=alpha, batch=batch,
+                           multiplier=multiplier, weights_loaded=weights_loaded)
+
+
+def compile_graph(model, model_sha256="0" * 64, *, rows=None, cols=None, alpha=None, batch=4,
+                  multiplier="pipelined"):
+    """The GraphProgram of a packed layer-graph model (software.packfile.load) with digest
+    `model_sha256`, on an accelerator whose array is the model's own unless rows / cols / alpha say
+    otherwise."""
     array = model.config
     rows = array.rows if rows is None else rows
     cols = (array.cols if rows is None else rows) if cols is None else cols
@@ -442,20 +481,39 @@ def compile_graph(model, *, rows=None, cols=None, alpha=None, batch=16):
 
     loader_rounds = [_rounds(c, shapes[model.nodes[0].name][0], 1, [(k, layouts[k]) for k in readers[-1]])
                      for c in range(shapes[model.nodes[0].name][0])]
-    acc_width = _accumulator_width(steps, array.act_width, array.acc_width)
-    return GraphProgram(rows=rows, cols=cols, alpha=alpha, batch=batch, act_width=array.act_width,
+    acc_width = _accumulator_width(steps, array, rows, cols, alpha)
+    biases = [int(b) for step in steps for b in step.bias]
+    hidden = [int(v) for step in steps[:-1] for v in step.shift]
+    logit_shift = max(0, int(steps[-1].shift.max(initial=0)))
+    if int(steps[-1].shift.min(initial=0)) < 0:
+        raise ProgramError("the logits shift right, which the accelerator does not run")
+    pixels = batch * math.prod(model.input_shape)
+    beats = max(batch * step.positions * math.ceil(step.out_features / rows) for step in steps)
+    config = GraphModelConfig(
+        rows=rows, cols=cols, alpha=alpha, input_shape=tuple(model.input_shape),
+        steps=tuple((step.out_features, step.layout.words, step.positions, tuple(len(r) for r in step.rounds))
+                    for step in steps),
+        loader_rounds=tuple(len(r) for r in loader_rounds), act_depth=act_depth, residual_depth=residual_depth,
+        queue_depth=max(pixels, beats) + 1, model_sha256=model_sha256, batch=batch,
+        bias_width=max(2, signed_width_for(min(biases), max(biases))),
+        shift_width=max(1, max([max(v - 1, 0) for v in hidden] + [0]).bit_length()),
+        left_shift=max([max(-v, 0) for v in hidden] + [logit_shift]), logit_shift=logit_shift,
+        multiplier=multiplier, act_width=array.act_width, weight_width=array.weight_width, acc_width=acc_width)
+    return GraphProgram(config=config, rows=rows, cols=cols, alpha=alpha, batch=batch, act_width=array.act_width,
                         acc_width=acc_width, input_shape=tuple(model.input_shape), steps=steps,
                         loader_rounds=loader_rounds, act_depth=act_depth,
                         residual_depth=residual_depth)
 
 
-def _accumulator_width(steps, act_width, widest):
-    """Bits for every row's worst-case sum (inputs in [-top, top]), as compile_program gives the chain."""
-    from spec.checks import signed_width_for
-    top = (1 << act_width) - 1
-    lo = min(int(np.minimum(s.weights, 0).sum(axis=1).min(initial=0)) - int(np.maximum(s.weights, 0).sum(axis=1).max(initial=0)) for s in steps)
-    hi = max(int(np.abs(s.weights).sum(axis=1).max(initial=0)) for s in steps)
-    return min(widest, signed_width_for(lo * top, hi * top))
+def _accumulator_width(steps, array, rows, cols, alpha):
+    """The bits every row's worst-case sum needs (activations unsigned, below 2**act_width), and no
+    fewer than a tile row's own sums, as compile_program gives the chain: no sum wraps."""
+    top = (1 << array.act_width) - 1
+    lo = min(int(np.minimum(s.weights, 0).sum(axis=1).min(initial=0)) * top for s in steps)
+    hi = max(int(np.maximum(s.weights, 0).sum(axis=1).max(initial=0)) * top for s in steps)
+    tile_row = ArrayConfig(rows=rows, cols=cols, alpha=alpha, act_width=array.act_width, act_signed=False,
+                           weight_width=array.weight_width, acc_width=MAX_ACC_WIDTH).min_acc_width
+    return min(array.acc_width, max(signed_width_for(lo, hi), tile_row))
 
 
 def _allocate(items):
