@@ -161,8 +161,10 @@ class GraphAccelerator(wiring.Component):
         pixel_q = Signal(range(max(height * width, 2)))
         load_image = Signal(range(max(P.batch, 2)))
         channel_table = memory.Memory(shape=data.StructLayout({"base": _width(len(entries) + 1),
-                                                               "count": _width(max(len(r) for r in P.loader_rounds) + 1)}),
-                                      depth=max(channels, 2), init=[{"base": b, "count": n} for b, n in channel_rounds])
+                                                               "count": _width(max(len(r) for r in P.loader_rounds) + 1),
+                                                               "single": 1}),
+                                      depth=max(channels, 2),
+                                      init=[{"base": b, "count": n, "single": int(n == 1)} for b, n in channel_rounds])
         m.submodules.channel_table = channel_table
 
         # ---- feed
@@ -226,7 +228,7 @@ class GraphAccelerator(wiring.Component):
             "values": data.ArrayLayout(aw, R), "base": _width(len(entries) + 1),
             "count": _width(max([len(r) for s in P.steps for r in s.rounds] + [len(r) for r in P.loader_rounds]) + 1),
             "image": range(max(P.batch, 2)), "q": range(max(2, *(s.layout.geometry.in_positions for s in P.steps))),
-            "end": 1})
+            "end": 1, "single": 1})         # single: one round (known at the push: no subtraction after the queue)
         post = self._post_processing(m, array, queue_layout, last_image)
         # ---- the queue and the scatter
         m.submodules.queue = queue = memory.Memory(shape=queue_layout, depth=self.queue_depth, init=[])
@@ -266,6 +268,7 @@ class GraphAccelerator(wiring.Component):
                 push.eq(pixel_taken),
                 qw.data.values[0].eq(self.images.payload.pixel),
                 qw.data.base.eq(cport.data.base), qw.data.count.eq(cport.data.count),
+                qw.data.single.eq(cport.data.single),
                 qw.data.image.eq(load_image), qw.data.q.eq(pixel_q), qw.data.end.eq(batch_end),
             ]
         with m.Else():
@@ -278,22 +281,24 @@ class GraphAccelerator(wiring.Component):
             m.d.sync += w_ptr.eq(Mux(w_ptr == self.queue_depth - 1, 0, w_ptr + 1))
 
         # The scatter: one round per clock; the next entry is read in the clock of this one's last.
+        # Whether a round is its entry's last comes from registers and the entry's `single` bit, so
+        # the queue's output reaches the pop (the queue's read enable and occupancy) through one gate
+        # (with the count's subtraction in between, it was the OrangeCrab's critical path: 97 MHz).
         fresh = Signal()                    # the entry read last clock is on the queue's output
         cur = Signal(queue_layout, reset_less=True)
         ptr = Signal.like(cur.base)
-        left = Signal.like(cur.count)
-        issue, issue_base = Signal(), Signal.like(cur.base)
-        left_after = Signal.like(cur.count)
+        left = Signal.like(cur.count)       # rounds still to issue after this clock's
+        issue, issue_base, last_round = Signal(), Signal.like(cur.base), Signal()
         source = Signal(queue_layout)
         pop = Signal()
         m.d.comb += source.eq(Mux(fresh, qr.data, cur))
         with m.If(fresh):
-            m.d.comb += [issue.eq(1), issue_base.eq(qr.data.base), left_after.eq(qr.data.count - 1)]
+            m.d.comb += [issue.eq(1), issue_base.eq(qr.data.base), last_round.eq(qr.data.single)]
             m.d.sync += [cur.eq(qr.data), ptr.eq(qr.data.base + 1), left.eq(qr.data.count - 1)]
         with m.Elif(left != 0):
-            m.d.comb += [issue.eq(1), issue_base.eq(ptr), left_after.eq(left - 1)]
+            m.d.comb += [issue.eq(1), issue_base.eq(ptr), last_round.eq(left == 1)]
             m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
-        m.d.comb += [pop.eq((occupancy != 0) & (left_after == 0)), qr.addr.eq(r_ptr), qr.en.eq(pop)]
+        m.d.comb += [pop.eq((occupancy != 0) & (last_round | ~issue)), qr.addr.eq(r_ptr), qr.en.eq(pop)]
         m.d.sync += fresh.eq(pop)
         with m.If(pop):
             m.d.sync += r_ptr.eq(Mux(r_ptr == self.queue_depth - 1, 0, r_ptr + 1))
@@ -315,7 +320,7 @@ class GraphAccelerator(wiring.Component):
         # stage 1: the round entry is out
         v1, last1 = Signal(), Signal()
         s1 = Signal(queue_layout, reset_less=True)
-        m.d.sync += [v1.eq(issue), s1.eq(source), last1.eq(source.end & (left_after == 0))]
+        m.d.sync += [v1.eq(issue), s1.eq(source), last1.eq(source.end & last_round)]
         e1 = rport.data
         m.d.comb += [sport.addr.eq(e1.spatial_row + s1.q), sport.en.eq(1)]
         # stage 2: the spatial entry is out; the consumer's image base registered
@@ -392,11 +397,12 @@ class GraphAccelerator(wiring.Component):
                                      "left": max(-shift, 0)})
                 table.append(rows)
                 base, count = self._block_rounds[s][rb] if any(st.rounds) else (0, 0)
-                block_info.append({"base": base, "count": count})
+                block_info.append({"base": base, "count": count, "single": int(count == 1)})
         m.submodules.post_table = post_table = memory.Memory(shape=data.ArrayLayout(row, R), depth=max(len(table), 2),
                                                              init=table)
         m.submodules.block_table = block_table = memory.Memory(
-            shape=data.StructLayout({"base": queue_layout["base"].shape, "count": queue_layout["count"].shape}),
+            shape=data.StructLayout({"base": queue_layout["base"].shape, "count": queue_layout["count"].shape,
+                                     "single": 1}),
             depth=max(len(block_info), 2), init=block_info)
         res_depth = max(P.residual_depth, 2)
         m.submodules.residual = residual = memory.Memory(
@@ -502,7 +508,8 @@ class GraphAccelerator(wiring.Component):
             rounded = Signal(signed(self.total_width), name=f"rounded_{r}", reset_less=True)
             m.d.sync += rounded.eq(Mux(e[2].round, (partial + 1) >> 1, partial))          # stage 3
             shifted = Signal(signed(self.value_width), name=f"shifted_{r}")
-            m.d.comb += shifted.eq(rounded << e[3].left)
+            # No left shifter when the model shifts nothing left (the digits ResNet).
+            m.d.comb += shifted.eq(rounded << e[3].left if self.config.left_shift else rounded)
             value = Signal(signed(self.value_width), name=f"value_{r}", reset_less=True)    # stage 4
             low = Mux(ctx[3].signed, -top, 0)
             m.d.sync += value.eq(Mux(ctx[3].logits, shifted,
@@ -545,6 +552,7 @@ class GraphAccelerator(wiring.Component):
         queue_entry = Signal(queue_layout)
         m.d.comb += [queue_push.eq(o_valid & o_ctx.rounds & ~o_ctx.logits),
                      queue_entry.base.eq(o_blk.base), queue_entry.count.eq(o_blk.count),
+                     queue_entry.single.eq(o_blk.single),
                      queue_entry.image.eq(o_ctx.image), queue_entry.q.eq(o_ctx.q), queue_entry.end.eq(o_ctx.end)]
         for r in range(R):
             m.d.comb += queue_entry.values[r].eq(out_values[r][:aw])
