@@ -60,3 +60,16 @@ def test_hundred_images(resnet, digits_images, shape):
     """The issue's check for the bring-your-own-model path: >= 100 test images of a residual CNN."""
     run = _run(resnet, digits_images, 100, **shape)
     assert run.cycles == run.model_cycles
+
+
+def test_a_board_it_does_not_fit_is_refused_before_synthesis(resnet, tmp_path, capsys):
+    """The iCE40UP5K's 30 block RAMs cannot hold the residual CNN's im2col buffers: one line, needed
+    against available, exit status 2, nothing written."""
+    from fpga.cli import main as fpga_main
+    path, _, _ = resnet
+    out = tmp_path / "build"
+    assert fpga_main(["build", "--board", "icebreaker", "--model", str(path), "--batch-images", "1",
+                      "-o", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "does not fit the iCE40UP5K" in err and "the device has 30" in err
+    assert not out.exists()
