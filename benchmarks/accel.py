@@ -209,6 +209,16 @@ def model_rows(models, x_ints, shapes):
     return out
 
 
+def cycles_table(rows, first):
+    """Cycles and images/s per 100 MHz per array shape, at batch 1 and at batch B; `first`: the
+    column before the array's ("model", or "batch" when the batch varies)."""
+    return report.markdown_table(
+        [first, "array", "tiles", "cycles/image, batch 1", "cycles/image, batch B",
+         "images/s per 100 MHz, batch 1", "images/s per 100 MHz, batch B"],
+        [[r[first], r["array"], r["tiles"], f"{r['cycles_batch1']:.0f}", f"{r['cycles_batchB']:.0f}",
+          f"{1e8 / r['cycles_batch1']:,.0f}", f"{1e8 / r['cycles_batchB']:,.0f}"] for r in rows])
+
+
 def resnet_section(rows, golden_ips, build_rows):
     """The residual CNN's part of the page: cycles per array shape, the golden model's rate, its builds."""
     lines = ["## A residual CNN on the graph accelerator", "",
@@ -216,11 +226,7 @@ def resnet_section(rows, golden_ips, build_rows):
              "global average pool, linear; column combining alpha 8, gamma 0.5) on the graph accelerator "
              "(hdl/accel/graph.py, [how it works](../accel.md#residual-cnns-the-graph-accelerator)). Cycles are the "
              "cycle model, which tests/accel/test_graph_rtl.py asserts equal to the RTL's clocks.", "",
-             report.markdown_table(
-                 ["array", "batch", "tiles", "cycles/image, batch 1", "cycles/image, batch B",
-                  "images/s per 100 MHz, batch 1", "images/s per 100 MHz, batch B"],
-                 [[r["array"], r["batch"], r["tiles"], f"{r['cycles_batch1']:.0f}", f"{r['cycles_batchB']:.0f}",
-                   f"{1e8 / r['cycles_batch1']:,.0f}", f"{1e8 / r['cycles_batchB']:,.0f}"] for r in rows]),
+             cycles_table(rows, "batch"),
              "", f"The golden integer model (im2col and integer matrices in numpy), one thread of this machine: "
              f"{golden_ips:,.0f} images/s.", ""]
     if build_rows:
@@ -257,11 +263,7 @@ def page_body(cycle_rows, numpy_ips, build_rows, resnet=None):
              "compress ... --rows 4`). Cycles are the cycle model of the whole schedule, which "
              "tests/accel/test_rtl.py asserts equal to the RTL's clocks.", "",
              "## Cycles per image (any board)", "",
-             report.markdown_table(
-                 ["model", "array", "tiles", "cycles/image, batch 1", "cycles/image, batch 16",
-                  "images/s per 100 MHz, batch 1", "images/s per 100 MHz, batch 16"],
-                 [[r["model"], r["array"], r["tiles"], f"{r['cycles_batch1']:.0f}", f"{r['cycles_batchB']:.0f}",
-                   f"{1e8 / r['cycles_batch1']:,.0f}", f"{1e8 / r['cycles_batchB']:,.0f}"] for r in cycle_rows]),
+             cycles_table(cycle_rows, "model"),
              "", "numpy, the same int8 model (dense integer matrices), one thread of this machine: "
              + ", ".join(f"{m} {v:,.0f} images/s" for m, v in numpy_ips.items()) + ".", "",
              "![images per second per 100 MHz against the array's cells](accel_throughput.png)", ""]

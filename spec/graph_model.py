@@ -24,9 +24,9 @@ import dataclasses
 import math
 import re
 
-from .array import ArrayConfig, MULTIPLIERS
+from .array import MULTIPLIERS
 from .checks import ConfigError, FieldsConfig, check_choice, check_int
-from .model import BIAS_WIDTH, MAX_BATCH, MAX_FEATURES, READER_LATENCY, SHIFT_WIDTH
+from .model import BIAS_WIDTH, MAX_BATCH, MAX_FEATURES, READER_LATENCY, SHIFT_WIDTH, AcceleratorWidths
 from .ports import clock_and_reset, stream_port
 
 TOP = "sparsegen_graph_model"
@@ -47,7 +47,7 @@ def _tuple(value):
 
 
 @dataclasses.dataclass(frozen=True)
-class GraphModelConfig(FieldsConfig):
+class GraphModelConfig(AcceleratorWidths, FieldsConfig):
     """A graph model accelerator: the array, the batch and the shape of the program.
 
     input_shape     (channels, height, width) of an image.
@@ -100,9 +100,6 @@ class GraphModelConfig(FieldsConfig):
         self._set("input_shape", tuple(check_int("input_shape", v, 1, MAX_FEATURES) for v in shape))
         if self.in_features > MAX_FEATURES:
             raise ConfigError(f"an image of {self.in_features} pixels: at most {MAX_FEATURES}")
-        array = self.array       # validates the array's fields
-        if array.rows > array.inputs:
-            raise ConfigError(f"rows ({array.rows}) must be at most cols * alpha ({array.inputs})")
         steps = _tuple(self.steps)
         if not isinstance(steps, tuple) or not 1 <= len(steps) <= MAX_STEPS:
             raise ConfigError(f"steps must be a list of 1 to {MAX_STEPS} steps")
@@ -118,6 +115,7 @@ class GraphModelConfig(FieldsConfig):
             rounds = tuple(check_int(f"step {i} rounds", r, 0, MAX_ROUNDS) for r in step[3])
             checked.append((out, words, positions, rounds))
         self._set("steps", tuple(checked))
+        self._check_array()
         if any(checked[-1][3]) or checked[-1][2] != 1:
             raise ConfigError("the last step gives the logits: one position, no rounds")
         loader = _tuple(self.loader_rounds)
@@ -134,11 +132,9 @@ class GraphModelConfig(FieldsConfig):
 
     # ------------------------------------------------------------------------------------------
     @property
-    def array(self):
-        return ArrayConfig(rows=self.rows, cols=self.cols, alpha=self.alpha, act_width=self.act_width,
-                           act_signed=False, weight_width=self.weight_width, weight_signed=True,
-                           acc_width=self.acc_width, multiplier=self.multiplier,
-                           max_batch=self.batch * max(p for _, _, p, _ in self.steps))
+    def tile_vectors(self):
+        """Vectors a tile takes: a batch of images times the step's positions, at the most."""
+        return self.batch * max(p for _, _, p, _ in self.steps)
 
     weights_loaded = False      # a graph's weights are in the bitstream (loading them: not yet)
 
@@ -166,18 +162,6 @@ class GraphModelConfig(FieldsConfig):
         return sum(self.row_blocks(i) * words for i, (_, words, _, _) in enumerate(self.steps))
 
     @property
-    def weight_beats(self):
-        return self.tiles * self.rows
-
-    @property
-    def total_width(self):
-        return max(self.acc_width, self.bias_width) + 1
-
-    @property
-    def logit_width(self):
-        return self.total_width + self.logit_shift
-
-    @property
     def value_width(self):
         """A post-processed value before saturation: the total shifted left."""
         return self.total_width + self.left_shift
@@ -185,14 +169,6 @@ class GraphModelConfig(FieldsConfig):
     @property
     def left_width(self):
         return max(1, self.left_shift.bit_length())
-
-    @property
-    def image_beat_width(self):
-        return self.act_width + 1
-
-    @property
-    def logit_beat_width(self):
-        return self.rows * self.logit_width
 
     @property
     def residual_width(self):

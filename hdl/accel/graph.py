@@ -48,6 +48,19 @@ def _width(count):
     return max(1, (max(count, 2) - 1).bit_length())
 
 
+def _odometer(m, digits):
+    """Advance nested counters by one, least significant first. Each digit is (counter, last, on_wrap,
+    on_step): at `last` the counter returns to 0, runs `on_wrap` and carries into the next digit;
+    otherwise it counts up and runs `on_step` (statements for m.d.sync)."""
+    (counter, last, on_wrap, on_step), rest = digits[0], digits[1:]
+    with m.If(last):
+        m.d.sync += [counter.eq(0), *on_wrap]
+        if rest:
+            _odometer(m, rest)
+    with m.Else():
+        m.d.sync += [counter.eq(counter + 1), *on_step]
+
+
 class GraphAccelerator(wiring.Component):
     """The accelerator of one GraphProgram.
 
@@ -193,24 +206,16 @@ class GraphAccelerator(wiring.Component):
             tag.emit.eq(group_block == words - 1),
         ]
         with m.If(act_reader.addresses.valid & act_reader.addresses.ready):
-            with m.If(position_last):
-                m.d.sync += [position.eq(0), position_last.eq(positions == 1)]
-                with m.If(image_last):
-                    m.d.sync += [image.eq(0), image_last.eq(last_image == 0)]
-                    with m.If(group_block == words - 1):
-                        m.d.sync += [group_block.eq(0), feed_address.eq(region)]
-                        with m.If(row_block == blocks - 1):
-                            m.d.sync += [row_block.eq(0), feeding.eq(0)]
-                        with m.Else():
-                            m.d.sync += row_block.eq(row_block + 1)
-                    with m.Else():
-                        m.d.sync += [group_block.eq(group_block + 1), feed_address.eq(region + group_block + 1)]
-                with m.Else():
-                    m.d.sync += [image.eq(image + 1), image_last.eq(image + 1 == last_image),
-                                 feed_address.eq(feed_address + words)]
-            with m.Else():
-                m.d.sync += [position.eq(position + 1), position_last.eq(position + 2 == positions),
-                             feed_address.eq(feed_address + words)]
+            next_word = feed_address.eq(feed_address + words)
+            _odometer(m, [
+                (position, position_last, [position_last.eq(positions == 1)],
+                 [position_last.eq(position + 2 == positions), next_word]),
+                (image, image_last, [image_last.eq(last_image == 0)],
+                 [image_last.eq(image + 1 == last_image), next_word]),
+                (group_block, group_block == words - 1, [feed_address.eq(region)],
+                 [feed_address.eq(region + group_block + 1)]),
+                (row_block, row_block == blocks - 1, [feeding.eq(0)], []),
+            ])
         with m.If(start_step):
             m.d.sync += [feeding.eq(1), row_block.eq(0), group_block.eq(0), image.eq(0), position.eq(0),
                          image_last.eq(last_image == 0), position_last.eq(positions == 1), feed_address.eq(region)]
@@ -249,18 +254,9 @@ class GraphAccelerator(wiring.Component):
                          & (self.images.payload.last | (load_image == P.batch - 1))),
         ]
         with m.If(pixel_taken):
-            with m.If(pixel_q == height * width - 1):
-                m.d.sync += pixel_q.eq(0)
-                with m.If(pixel_c == channels - 1):
-                    m.d.sync += pixel_c.eq(0)
-                    with m.If(batch_end):
-                        m.d.sync += [loading.eq(0), last_image.eq(load_image), load_image.eq(0)]
-                    with m.Else():
-                        m.d.sync += load_image.eq(load_image + 1)
-                with m.Else():
-                    m.d.sync += pixel_c.eq(pixel_c + 1)
-            with m.Else():
-                m.d.sync += pixel_q.eq(pixel_q + 1)
+            _odometer(m, [(pixel_q, pixel_q == height * width - 1, [], []),
+                          (pixel_c, pixel_c == channels - 1, [], []),
+                          (load_image, batch_end, [loading.eq(0), last_image.eq(load_image)], [])])
 
         push = Signal()
         with m.If(loading):
@@ -446,19 +442,10 @@ class GraphAccelerator(wiring.Component):
         ]
         with m.If(taken):
             m.d.sync += beat.eq(beat + 1)
-            with m.If(post_pos == p_positions - 1):
-                m.d.sync += post_pos.eq(0)
-                with m.If(post_image == last_image):
-                    m.d.sync += post_image.eq(0)
-                    with m.If(post_block == p_blocks - 1):
-                        m.d.sync += [post_block.eq(0), beat.eq(0),
-                                     post_step.eq(Mux(post_step == S - 1, 0, post_step + 1))]
-                    with m.Else():
-                        m.d.sync += post_block.eq(post_block + 1)
-                with m.Else():
-                    m.d.sync += post_image.eq(post_image + 1)
-            with m.Else():
-                m.d.sync += post_pos.eq(post_pos + 1)
+            _odometer(m, [(post_pos, post_pos == p_positions - 1, [], []),
+                          (post_image, post_image == last_image, [], []),
+                          (post_block, post_block == p_blocks - 1, [beat.eq(0)], []),
+                          (post_step, post_step == S - 1, [], [])])
 
         # Stage 0 (the handshake): table entries and the residual read; the context registered.
         tport, bport, rread = post_table.read_port(), block_table.read_port(), residual.read_port()
