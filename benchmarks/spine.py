@@ -43,6 +43,13 @@ def gen(args, out):
     return time.perf_counter() - start
 
 
+def verilog_size(out):
+    """(kB, modules) of the Verilog that gen wrote into `out`."""
+    (path,) = pathlib.Path(out).glob("*.v")
+    text = path.read_text()
+    return len(text.encode()) / 1000, sum(line.startswith("module ") for line in text.splitlines())
+
+
 def sparse_layer(rng, out_features, in_features, sparsity):
     w = rng.integers(-127, 128, size=(out_features, in_features))
     w[rng.random(w.shape) < sparsity] = 0
@@ -108,11 +115,12 @@ def verilator_table(optimize):
             x = rng.integers(-128, 128, size=(64, w.shape[1]))
             sched = schedule_layer(cfg, combine(w, 8, 0.5), x)
             _, run = run_schedule(built, sched, name="speed")
-            rows.append([f"{size}x{size} a8", f"{gen_s:.1f}", f"{built.seconds:.1f}", run.total_cycles,
-                         f"{run.cycles_per_second:,.0f}"])
+            kilobytes, modules = verilog_size(gdir)
+            rows.append([f"{size}x{size} a8", f"{gen_s:.1f}", f"{kilobytes:,.0f}", modules, f"{built.seconds:.1f}",
+                         run.total_cycles, f"{run.cycles_per_second:,.0f}"])
     level = "-O2" if optimize else "-O0 (as the tests build)"
     heading = f"Verilator, C++ at {level}; cocotb testbench, one coroutine driving 3 streams"
-    headers = ["array", "gen s", "verilator build s", "cycles simulated", "cycles/s"]
+    headers = ["array", "gen s", "Verilog kB", "modules", "verilator build s", "cycles simulated", "cycles/s"]
     print(heading)
     table(headers, rows)
     return [heading + ".", "", report.markdown_table(headers, rows)]
@@ -198,8 +206,10 @@ def main(argv=None):
     report.docs_argument(ap, "array.md")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        seconds = [gen(["--rows", "32", "--sparsity", "colcomb"], pathlib.Path(tmp) / "o") for _ in range(2)]
-    timing = f"python -m gen --rows 32 --sparsity colcomb: {min(seconds):.1f} s wall (best of 2)"
+        seconds = [gen(["--rows", "32", "--sparsity", "colcomb"], pathlib.Path(tmp) / "o") for _ in range(3)]
+        kilobytes, modules = verilog_size(pathlib.Path(tmp) / "o")
+    timing = (f"python -m gen --rows 32 --sparsity colcomb: {min(seconds):.1f} s wall (best of 3), "
+              f"{kilobytes:,.0f} kB of Verilog in {modules} modules")
     print(timing + "\n")
     sections = ["\n".join(layer_table(args.batch, rtl=not args.quick)), ["`" + timing.replace(":", "`:", 1) + "."]]
     if args.quick:
