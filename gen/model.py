@@ -35,11 +35,12 @@ def program_from_args(args):
     """The compiled Program of the flags' packed model; ConfigError (one line) for a model that
     cannot be read or run."""
     from software.packfile import PackedModelError, digest, load
-    from software.packing.program import ProgramError, compile_program
+    from software.packing.graph_program import compile_model
+    from software.packing.program import ProgramError
     try:
         model, _ = load(args.model)
-        return compile_program(model, digest(args.model), rows=args.rows, cols=args.cols, alpha=args.alpha,
-                               batch=args.batch, multiplier=args.multiplier, weights_loaded=args.load_weights)
+        return compile_model(model, digest(args.model), rows=args.rows, cols=args.cols, alpha=args.alpha,
+                             batch=args.batch, multiplier=args.multiplier, weights_loaded=args.load_weights)
     except (PackedModelError, ProgramError) as e:
         raise ConfigError(str(e)) from None
 

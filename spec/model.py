@@ -171,6 +171,11 @@ class ModelConfig(FieldsConfig):
         return self.layers[-1][0]
 
     @property
+    def logit_blocks(self):
+        """Row blocks of the last layer: logits beats per image."""
+        return self.row_blocks(len(self.layers) - 1)
+
+    @property
     def region_words(self):
         """Words of one half of the activation memory: a batch of any layer's input vectors.
         Layer L reads half L % 2 and writes the other."""

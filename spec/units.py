@@ -15,6 +15,8 @@ from .checks import ConfigError
 from .array import ArrayConfig
 from .attention import TOP as ATTENTION_TOP
 from .attention import AttentionConfig
+from .graph_model import TOP as GRAPH_MODEL_TOP
+from .graph_model import GraphModelConfig
 from .model import TOP as MODEL_TOP
 from .model import ModelConfig
 from .tq import TOP as TQ_TOP
@@ -44,6 +46,9 @@ UNITS = {unit.name: unit for unit in (
          "the one-head attention unit"),
     Unit("model", "model_accelerator", ModelConfig, MODEL_TOP, "hdl.accel.top:ModelAccelerator",
          "a packed model resident on the chip (python -m gen --model FILE)", shared_modules=True),
+    Unit("graph-model", "graph_model_accelerator", GraphModelConfig, GRAPH_MODEL_TOP, "hdl.accel.graph:GraphAccelerator",
+         "a packed layer graph (convolutions, residual adds, pooling) resident on the chip "
+         "(python -m gen --model FILE)", shared_modules=True),
 )}
 
 

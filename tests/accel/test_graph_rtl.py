@@ -1,0 +1,61 @@
+"""The graph model accelerator (hdl/accel/graph.py) in Verilator, end to end: a residual CNN from the
+bring-your-own-model path, pixels in, logits out, bit-exact to the golden integer model and
+cycle-exact to the cycle model of the whole schedule (software/golden/model_cycles.py)."""
+
+import json
+
+import numpy as np
+import pytest
+
+from gen.cli import main as gen_main
+from sim.accel import run_accelerator
+from software.packing.graph_program import compile_model
+from spec import GraphModelConfig, config_from_manifest
+
+
+def _images(model, digits_images, count):
+    x = model.quantize_input(np.asarray(digits_images[:count]).reshape(count, 1, 8, 8))
+    top = (1 << model.config.act_width) - 1
+    if count >= 4:      # the extremes too: all dark, all bright
+        x[-2], x[-1] = 0, top
+    return x
+
+
+def _run(packed, digits_images, count, *, batch, stall=0.0, seed=0, reset_after=None, **shape):
+    _, model, sha = packed
+    program = compile_model(model, sha, batch=batch, **shape)
+    assert isinstance(program.config, GraphModelConfig)
+    x = _images(model, digits_images, count)
+    golden = model.run_golden(x)
+    run = run_accelerator(program, golden, x.reshape(count, -1), stall=stall, seed=seed, reset_after=reset_after,
+                          name=f"graph_{program.config.design_name}")
+    assert np.array_equal(run.logits, golden)
+    return run
+
+
+def test_residual_cnn_bit_exact_and_cycle_exact(resnet, digits_images):
+    """Two batches (4 and 2 images): convolutions, residual adds, the pool, the logits."""
+    run = _run(resnet, digits_images, 6, batch=4, rows=4, cols=4)
+    assert run.cycles == run.model_cycles
+
+
+def test_random_stalls_and_a_mid_stream_reset(resnet, digits_images):
+    _run(resnet, digits_images, 6, batch=4, rows=4, cols=4, stall=0.3, seed=3, reset_after=5)
+
+
+def test_gen_writes_the_graph_accelerator(resnet, tmp_path):
+    path, _, sha = resnet
+    assert gen_main(["--model", str(path), "--batch", "2", "-o", str(tmp_path / "g")]) == 0
+    manifest = json.loads((tmp_path / "g" / "manifest.json").read_text())
+    config = config_from_manifest(manifest)
+    assert isinstance(config, GraphModelConfig) and config.model_sha256 == sha
+    assert manifest["unit"] == "graph_model_accelerator" and (tmp_path / "g" / manifest["verilog"]).is_file()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", [dict(rows=4, cols=4, batch=8), dict(rows=8, cols=8, batch=16),
+                                   dict(rows=4, cols=2, batch=3)])
+def test_hundred_images(resnet, digits_images, shape):
+    """The issue's check for the bring-your-own-model path: >= 100 test images of a residual CNN."""
+    run = _run(resnet, digits_images, 100, **shape)
+    assert run.cycles == run.model_cycles
