@@ -187,6 +187,14 @@ class GraphModelConfig(FieldsConfig):
         return max(1, self.left_shift.bit_length())
 
     @property
+    def image_beat_width(self):
+        return self.act_width + 1
+
+    @property
+    def logit_beat_width(self):
+        return self.rows * self.logit_width
+
+    @property
     def residual_width(self):
         """A residual operand: a saturated value (at most the signed range) shifted right."""
         return self.act_width + 2
@@ -233,8 +241,8 @@ class GraphModelConfig(FieldsConfig):
         logits = [{"field": "logits", "count": self.rows, "width": self.logit_width, "signed": True, "lsb": 0,
                    "note": "row r of the row block: output feature row_block * rows + r"}]
         return [*clock_and_reset(),
-                stream_port("images", "in", self.act_width + 1, image),
-                stream_port("logits", "out", self.rows * self.logit_width, logits)]
+                stream_port("images", "in", self.image_beat_width, image),
+                stream_port("logits", "out", self.logit_beat_width, logits)]
 
     def derived(self):
         return {"array": self.array.design_name, "array_latency": self.array.latency, "tiles": self.tiles,
@@ -248,3 +256,11 @@ class GraphModelConfig(FieldsConfig):
                 "stream_order": "images: for each image of a batch, C x H x W pixels, channel-major (last on the "
                                 "batch's final pixel). logits: for each row block of the last step, for each image, "
                                 "one beat of rows logits (rows beyond out_features are padding)"}
+
+
+def model_config_from_dict(fields):
+    """The configuration of either model accelerator from its fields (a manifest's or a build summary's):
+    a layer graph's has steps, a chain's layers."""
+    from .model import ModelConfig
+    graph = isinstance(fields, dict) and "steps" in fields
+    return (GraphModelConfig if graph else ModelConfig).from_dict(fields)

@@ -35,9 +35,13 @@ from hdl.systolic import SystolicArray
 
 from .reader import MemoryReader
 
-from spec.graph_model import POST_STAGES
+from spec.graph_model import LOGITS_LATENCY, POST_STAGES
 
-LOGITS_BUFFER = 8
+# Entries: more than the post-processing pipeline and the buffer's own latency hold in flight, so a
+# burst of logits beats (a row block's images, one per clock) never finds the credit spent. (At 8, a
+# batch of 8 stalled the array for 6 clocks and the cycle model was off by as many.)
+LOGITS_BUFFER = 16
+assert LOGITS_BUFFER > POST_STAGES + LOGITS_LATENCY
 
 
 def _width(count):
@@ -65,8 +69,9 @@ class GraphAccelerator(wiring.Component):
         self.total_width, self.logit_width = config.total_width, config.logit_width
         self.value_width, self.residual_width = config.value_width, config.residual_width
         self.queue_depth = config.queue_depth
+        self.image_layout = data.StructLayout({"pixel": config.act_width, "last": 1})
         super().__init__({
-            "images": In(stream.Signature(data.StructLayout({"pixel": config.act_width, "last": 1}))),
+            "images": In(stream.Signature(self.image_layout)),
             "logits": Out(stream.Signature(data.ArrayLayout(signed(config.logit_width), config.rows))),
         })
 

@@ -287,18 +287,26 @@ def _pool_packing(channels, positions, alpha):
     return pack(weight, groups, alpha)
 
 
+def is_chain(model):
+    """Whether a packed model is a chain of Linear layers (the chain's accelerator runs it)."""
+    try:
+        chain_of(model)
+    except ProgramError:
+        return False
+    return True
+
+
 def compile_model(model, model_sha256, *, rows=None, cols=None, alpha=None, batch=16, multiplier="pipelined",
                   weights_loaded=False):
     """The accelerator program of a packed model: a chain of Linear layers runs on the chain's
     accelerator (program.compile_program), any other graph the sequencer can run on this one."""
-    try:
-        chain_of(model)
-    except ProgramError:
+    if not is_chain(model):
+        program = compile_graph(model, model_sha256, rows=rows, cols=cols, alpha=alpha, batch=batch,
+                                multiplier=multiplier)
         if weights_loaded:
             raise ProgramError("only chains of Linear layers take their weights over the link yet; this model's "
-                               "accelerator keeps them in the bitstream") from None
-        return compile_graph(model, model_sha256, rows=rows, cols=cols, alpha=alpha, batch=batch,
-                             multiplier=multiplier)
+                               "accelerator keeps them in the bitstream (--weights-from bitstream)")
+        return program
     return compile_program(model, model_sha256, rows=rows, cols=cols, alpha=alpha, batch=batch,
                            multiplier=multiplier, weights_loaded=weights_loaded)
 
