@@ -70,13 +70,13 @@ class GraphAccelerator(wiring.Component):
     logits : Out(stream.Signature(rows logits))    per row block of the last step, per image
     """
 
-    def __init__(self, config, *, program, shared_cell=None, dsp_cells=0):
+    def __init__(self, config, *, program, shared_prefix=None, dsp_cells=0):
         if program.config != config:
             raise ValueError("the program was compiled for another configuration")
         self.config, self.program = config, program
         self.positions = [s.positions for s in program.steps]
         self.array_config = config.array
-        self.array = SystolicArray(config.array, shared_cell=shared_cell, dsp_cells=dsp_cells)
+        self.array = SystolicArray(config.array, shared_prefix=shared_prefix, dsp_cells=dsp_cells)
         self.shared_modules = self.array.shared_modules
         self.bias_width, self.shift_width, self.left_width = config.bias_width, config.shift_width, config.left_width
         self.total_width, self.logit_width = config.total_width, config.logit_width
