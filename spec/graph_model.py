@@ -113,6 +113,9 @@ class GraphModelConfig(AcceleratorWidths, FieldsConfig):
             if len(step[3]) != math.ceil(out / self.rows):
                 raise ConfigError(f"step {i}: {len(step[3])} row blocks of rounds for {out} outputs")
             rounds = tuple(check_int(f"step {i} rounds", r, 0, MAX_ROUNDS) for r in step[3])
+            if 1 in rounds:
+                raise ConfigError(f"step {i}: a beat with writes takes at least 2 rounds (the scatter decides "
+                                  "its next entry from registers)")
             checked.append((out, words, positions, rounds))
         self._set("steps", tuple(checked))
         self._check_array()
@@ -121,7 +124,7 @@ class GraphModelConfig(AcceleratorWidths, FieldsConfig):
         loader = _tuple(self.loader_rounds)
         if not isinstance(loader, tuple) or len(loader) != self.input_shape[0]:
             raise ConfigError("loader_rounds must give the rounds of each input channel")
-        self._set("loader_rounds", tuple(check_int("loader rounds", r, 1, MAX_ROUNDS) for r in loader))
+        self._set("loader_rounds", tuple(check_int("loader rounds", r, 2, MAX_ROUNDS) for r in loader))
         for name in ("act_depth", "residual_depth", "queue_depth"):
             self._set(name, check_int(name, getattr(self, name), 0, 1 << 24))
         if self.queue_depth <= max(self.batch * self.in_features,

@@ -174,10 +174,8 @@ class GraphAccelerator(wiring.Component):
         pixel_q = Signal(range(max(height * width, 2)))
         load_image = Signal(range(max(P.batch, 2)))
         channel_table = memory.Memory(shape=data.StructLayout({"base": _width(len(entries) + 1),
-                                                               "count": _width(max(len(r) for r in P.loader_rounds) + 1),
-                                                               "single": 1}),
-                                      depth=max(channels, 2),
-                                      init=[{"base": b, "count": n, "single": int(n == 1)} for b, n in channel_rounds])
+                                                               "count": _width(max(len(r) for r in P.loader_rounds) + 1)}),
+                                      depth=max(channels, 2), init=[{"base": b, "count": n} for b, n in channel_rounds])
         m.submodules.channel_table = channel_table
 
         # ---- feed
@@ -233,7 +231,7 @@ class GraphAccelerator(wiring.Component):
             "values": data.ArrayLayout(aw, R), "base": _width(len(entries) + 1),
             "count": _width(max([len(r) for s in P.steps for r in s.rounds] + [len(r) for r in P.loader_rounds]) + 1),
             "image": range(max(P.batch, 2)), "q": range(max(2, *(s.layout.geometry.in_positions for s in P.steps))),
-            "end": 1, "single": 1})         # single: one round (known at the push: no subtraction after the queue)
+            "end": 1})
         post = self._post_processing(m, array, queue_layout, last_image)
         # ---- the queue and the scatter
         m.submodules.queue = queue = memory.Memory(shape=queue_layout, depth=self.queue_depth, init=[])
@@ -264,7 +262,6 @@ class GraphAccelerator(wiring.Component):
                 push.eq(pixel_taken),
                 qw.data.values[0].eq(self.images.payload.pixel),
                 qw.data.base.eq(cport.data.base), qw.data.count.eq(cport.data.count),
-                qw.data.single.eq(cport.data.single),
                 qw.data.image.eq(load_image), qw.data.q.eq(pixel_q), qw.data.end.eq(batch_end),
             ]
         with m.Else():
@@ -277,9 +274,10 @@ class GraphAccelerator(wiring.Component):
             m.d.sync += w_ptr.eq(Mux(w_ptr == self.queue_depth - 1, 0, w_ptr + 1))
 
         # The scatter: one round per clock; the next entry is read in the clock of this one's last.
-        # Whether a round is its entry's last comes from registers and the entry's `single` bit, so
-        # the queue's output reaches the pop (the queue's read enable and occupancy) through one gate
-        # (with the count's subtraction in between, it was the OrangeCrab's critical path: 97 MHz).
+        # Every entry has at least two rounds (the compiler pads), so the first round is never the last
+        # and whether to pop comes from registers alone, never from the queue's output (the count's
+        # subtraction there was the OrangeCrab's critical path, 97 MHz; a `single` bit instead, the
+        # ULX3S's, through the deep queue's output multiplexer: 64 MHz).
         fresh = Signal()                    # the entry read last clock is on the queue's output
         cur = Signal(queue_layout, reset_less=True)
         ptr = Signal.like(cur.base)
@@ -289,7 +287,7 @@ class GraphAccelerator(wiring.Component):
         pop = Signal()
         m.d.comb += source.eq(Mux(fresh, qr.data, cur))
         with m.If(fresh):
-            m.d.comb += [issue.eq(1), issue_base.eq(qr.data.base), last_round.eq(qr.data.single)]
+            m.d.comb += [issue.eq(1), issue_base.eq(qr.data.base)]
             m.d.sync += [cur.eq(qr.data), ptr.eq(qr.data.base + 1), left.eq(qr.data.count - 1)]
         with m.Elif(left != 0):
             m.d.comb += [issue.eq(1), issue_base.eq(ptr), last_round.eq(left == 1)]
@@ -298,7 +296,7 @@ class GraphAccelerator(wiring.Component):
         # is on the output at d + 1, as with an enable, but the pop does not reach the read port's
         # clock enable, which a deep queue spreads over many block RAMs (the ULX3S's batch-8 build:
         # queue output -> pop -> read enable, 17.1 ns, 57% routing: 58.5 MHz).
-        m.d.comb += [pop.eq((occupancy != 0) & (last_round | ~issue)), qr.addr.eq(r_ptr), qr.en.eq(1)]
+        m.d.comb += [pop.eq((occupancy != 0) & ~fresh & (left <= 1)), qr.addr.eq(r_ptr), qr.en.eq(1)]
         m.d.sync += fresh.eq(pop)
         with m.If(pop):
             m.d.sync += r_ptr.eq(Mux(r_ptr == self.queue_depth - 1, 0, r_ptr + 1))
@@ -401,12 +399,11 @@ class GraphAccelerator(wiring.Component):
                                      "left": max(-shift, 0)})
                 table.append(rows)
                 base, count = self._block_rounds[s][rb] if any(st.rounds) else (0, 0)
-                block_info.append({"base": base, "count": count, "single": int(count == 1)})
+                block_info.append({"base": base, "count": count})
         m.submodules.post_table = post_table = memory.Memory(shape=data.ArrayLayout(row, R), depth=max(len(table), 2),
                                                              init=table)
         m.submodules.block_table = block_table = memory.Memory(
-            shape=data.StructLayout({"base": queue_layout["base"].shape, "count": queue_layout["count"].shape,
-                                     "single": 1}),
+            shape=data.StructLayout({"base": queue_layout["base"].shape, "count": queue_layout["count"].shape}),
             depth=max(len(block_info), 2), init=block_info)
         res_depth = max(P.residual_depth, 2)
         m.submodules.residual = residual = memory.Memory(
@@ -547,7 +544,6 @@ class GraphAccelerator(wiring.Component):
         queue_entry = Signal(queue_layout)
         m.d.comb += [queue_push.eq(o_valid & o_ctx.rounds & ~o_ctx.logits),
                      queue_entry.base.eq(o_blk.base), queue_entry.count.eq(o_blk.count),
-                     queue_entry.single.eq(o_blk.single),
                      queue_entry.image.eq(o_ctx.image), queue_entry.q.eq(o_ctx.q), queue_entry.end.eq(o_ctx.end)]
         for r in range(R):
             m.d.comb += queue_entry.values[r].eq(out_values[r][:aw])
