@@ -273,31 +273,33 @@ class GraphAccelerator(wiring.Component):
         with m.If(push):
             m.d.sync += w_ptr.eq(Mux(w_ptr == self.queue_depth - 1, 0, w_ptr + 1))
 
-        # The scatter: one round per clock; the next entry is read in the clock of this one's last.
-        # Every entry has at least two rounds (the compiler pads), so the first round is never the last
-        # and whether to pop comes from registers alone, never from the queue's output (the count's
-        # subtraction there was the OrangeCrab's critical path, 97 MHz; a `single` bit instead, the
-        # ULX3S's, through the deep queue's output multiplexer: 64 MHz).
-        fresh = Signal()                    # the entry read last clock is on the queue's output
+        # The scatter: one round per clock. A popped entry reaches the scatter two clocks later, through
+        # the queue's output register and one of ours (a deep queue is many block RAMs and a multiplexer:
+        # from its output straight into the round table's address the ULX3S's batch-8 build made
+        # 15.6 ns, 64 MHz), so the next entry is popped in the clock of this one's second-to-last round.
+        # Every entry has at least two rounds (the compiler pads), and whether to pop comes from
+        # registers alone (from the queue's output it was the OrangeCrab's critical path, 97 MHz). The
+        # queue is read every clock at r_ptr, which moves only on a pop, so no pop drives the clock
+        # enable of its block RAMs either (the ULX3S: 17.1 ns, 58.5 MHz).
+        in_flight, fresh = Signal(), Signal()   # popped one / two clocks ago
+        head = Signal(queue_layout, reset_less=True)
         cur = Signal(queue_layout, reset_less=True)
         ptr = Signal.like(cur.base)
-        left = Signal.like(cur.count)       # rounds still to issue after this clock's
+        left = Signal.like(cur.count)       # rounds still to issue, this clock's included (not fresh)
         issue, issue_base, last_round = Signal(), Signal.like(cur.base), Signal()
         source = Signal(queue_layout)
         pop = Signal()
-        m.d.comb += source.eq(Mux(fresh, qr.data, cur))
+        m.d.sync += head.eq(qr.data)
+        m.d.comb += source.eq(Mux(fresh, head, cur))
         with m.If(fresh):
-            m.d.comb += [issue.eq(1), issue_base.eq(qr.data.base)]
-            m.d.sync += [cur.eq(qr.data), ptr.eq(qr.data.base + 1), left.eq(qr.data.count - 1)]
+            m.d.comb += [issue.eq(1), issue_base.eq(head.base)]
+            m.d.sync += [cur.eq(head), ptr.eq(head.base + 1), left.eq(head.count - 1)]
         with m.Elif(left != 0):
             m.d.comb += [issue.eq(1), issue_base.eq(ptr), last_round.eq(left == 1)]
             m.d.sync += [ptr.eq(ptr + 1), left.eq(left - 1)]
-        # The queue is read every clock at r_ptr, which moves only on a pop: the entry popped at clock d
-        # is on the output at d + 1, as with an enable, but the pop does not reach the read port's
-        # clock enable, which a deep queue spreads over many block RAMs (the ULX3S's batch-8 build:
-        # queue output -> pop -> read enable, 17.1 ns, 57% routing: 58.5 MHz).
-        m.d.comb += [pop.eq((occupancy != 0) & ~fresh & (left <= 1)), qr.addr.eq(r_ptr), qr.en.eq(1)]
-        m.d.sync += fresh.eq(pop)
+        free_in_two = Mux(fresh, head.count == 2, left <= 2)     # nothing left to issue after next clock
+        m.d.comb += [pop.eq((occupancy != 0) & ~in_flight & free_in_two), qr.addr.eq(r_ptr), qr.en.eq(1)]
+        m.d.sync += [in_flight.eq(pop), fresh.eq(in_flight)]
         with m.If(pop):
             m.d.sync += r_ptr.eq(Mux(r_ptr == self.queue_depth - 1, 0, r_ptr + 1))
         m.d.sync += occupancy.eq(occupancy + push - pop)

@@ -20,7 +20,7 @@ For each batch of n images, starting at clock s (its first pixel):
   next batch  its first pixel at r_last + POSTPROC_STAGES + 1
 """
 
-from spec.graph_model import LOGITS_LATENCY, POST_STAGES, SCATTER_STAGES, GraphModelConfig
+from spec.graph_model import LOGITS_LATENCY, POST_STAGES, QUEUE_LATENCY, SCATTER_STAGES, GraphModelConfig
 from spec.graph_model import START_DELAY as GRAPH_START_DELAY
 from spec.model import LOADER_STAGES, POSTPROC_STAGES, READER_LATENCY, START_DELAY
 
@@ -63,9 +63,9 @@ def model_cycles(config, images, batch=None):
 
 
 class _Scatter:
-    """The graph accelerator's queue and scatter: an entry pushed at clock e with n rounds is popped at
-    d = max(e + 1, the previous entry's pop + its rounds); its rounds issue at d + 1 .. d + n, and the
-    last one writes SCATTER_STAGES clocks later."""
+    """The graph accelerator's queue and scatter: an entry pushed at clock e with n >= 2 rounds is
+    popped at d = max(e + 1, the previous entry's pop + its rounds); its rounds issue at
+    d + QUEUE_LATENCY .. d + QUEUE_LATENCY + n - 1, and the last one writes SCATTER_STAGES clocks later."""
 
     def __init__(self):
         self.free = 0           # the earliest clock of the next pop
@@ -76,7 +76,7 @@ class _Scatter:
         for pushed, rounds in pushes:
             pop = max(pushed + 1, self.free)
             self.free = pop + rounds
-            last = pop + rounds + SCATTER_STAGES
+            last = pop + QUEUE_LATENCY + rounds - 1 + SCATTER_STAGES
         return last
 
 
