@@ -99,7 +99,7 @@ class FrameReceiver(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc = crc_unit = CRC(data_width=8).create()
+        m.submodules.frame_crc = crc_unit = CRC(data_width=8).create()
         # Each byte waits a clock in a register, with what the states ask of it (its comparisons
         # against the protocol's constants) in flags, before the states look at it. Bytes come
         # tens of clocks apart; the register is always empty again when the next one arrives, and
@@ -172,7 +172,6 @@ class FrameReceiver(wiring.Component):
         m.d.comb += replying.eq(pending | self.encoder_busy | self.reply_start)
 
         # What this clock wants done, decided below; registered in one place at the end.
-        in_frame = Signal()
         request, kind = Signal(), Signal.like(self.reply_kind)
         write, rollback, commit, pop = Signal(), Signal(), Signal(), Signal()
 
@@ -186,7 +185,6 @@ class FrameReceiver(wiring.Component):
         def in_frame_state(receiving=True):
             """Called last in each state inside a frame: the bytes it receives (if `receiving`) go
             through the CRC, and a fault on the line wins over what the byte would have done."""
-            m.d.comb += in_frame.eq(1)
             if receiving:
                 m.d.comb += [wants.eq(1), crc_unit.valid.eq(take)]
             with m.If(fault):
@@ -365,7 +363,7 @@ class ReplyEncoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.crc = crc_unit = CRC(data_width=8).create()
+        m.submodules.reply_crc = crc_unit = CRC(data_width=8).create()
         kind = self.kind
         body_bytes = max(self.result_bytes, len(self.descriptor), 1)
         index = Signal(range(body_bytes))             # body byte being sent
