@@ -149,14 +149,18 @@ class CommandDecoder(wiring.Component):
                 m.d.sync += [self.weights.valid.eq(is_weights), self.activations.valid.eq(~is_weights)]
                 m.next = "deliver"
             with m.State("deliver"):
+                # The array's ready reaches only the valid bits and the state: the counters move
+                # a clock later (the iCEBreaker 4x4's critical path ran from it to their enables).
                 with m.If((self.weights.valid & self.weights.ready) |
                           (self.activations.valid & self.activations.ready)):
-                    m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane),
-                                 self.weights.valid.eq(0), self.activations.valid.eq(0)]
-                    with m.If(count == 1):
-                        m.next = "command"
-                    with m.Else():
-                        m.next = "payload"
+                    m.d.sync += [self.weights.valid.eq(0), self.activations.valid.eq(0)]
+                    m.next = "delivered"
+            with m.State("delivered"):
+                m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane)]
+                with m.If(count == 1):
+                    m.next = "command"
+                with m.Else():
+                    m.next = "payload"
         return m
 
 
