@@ -148,14 +148,13 @@ def private_bit_names_script():
 
 
 # The modules (Amaranth's hierarchical names) that the LUT mapper maps on their own: the core
-# behind the link, and inside it the blocks with wide adders (a model accelerator's array and
-# post-processing lanes) and the array's result FIFO. ABC9 maps a netlist for the best delay of its
+# behind the link, a model accelerator's array inside it, and the array's result FIFO. ABC9 maps a netlist for the best delay of its
 # slowest path and then lets every other path grow up to that delay to save LUTs; in one netlist
 # with the array's 32-bit accumulator adders (a long carry chain) it mapped the link's control
 # logic 8-9 LUTs deep (the frame receiver alone maps 4 deep), and on a full iCE40 every LUT is a
-# hop of 2-3 ns of routing (the iCEBreaker 4x4's critical paths).
-MAPPED_APART = ("*.link.array", "*.link.array.accelerator.array", "*.link.array.accelerator.postproc",
-                "*.array.result_fifo")
+# hop of 2-3 ns of routing (the iCEBreaker 4x4's critical paths). An accelerator's post-processing
+# lanes stay with its sequencer: apart, the paths between them were 7 LUTs deep.
+MAPPED_APART = ("*.link.array", "*.link.array.accelerator.array", "*.array.result_fifo")
 
 
 def mapped_apart_script():
