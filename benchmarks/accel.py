@@ -7,6 +7,9 @@ numpy on one core of this machine.
     python benchmarks/accel.py --models M --builds DIR [DIR ...] [--docs]
         # ... with the builds of `fpga build --model M/colcomb/model.npz` (or M/dense/model.npz): a
         # build holds the SHA-256 of the very file it was built from, so give the same files
+    python benchmarks/accel.py ... --resnet R/model.npz
+        # ... and a residual CNN on the graph accelerator (python -m software compress --model
+        # examples.models.resnet:digits_resnet --input-shape 1,8,8 ...), its builds among --builds
 
 Where the numbers come from:
   cycles       software/golden/model_cycles.py, the cycle model of the whole schedule, which the
@@ -17,7 +20,8 @@ Where the numbers come from:
                10 bits a byte: frames of pixel beats and the reads of the logits, both ways.
   per-layer    the same model over the same link, layer by layer (software.host.Board): every
                tile's weight beats and activation beats, and the result reads.
-  numpy        the int8 model (dense integer matrices, bias, shift, ReLU) in numpy, one thread.
+  numpy        the int8 model (dense integer matrices, bias, shift, ReLU) in numpy, one thread; for
+               the residual CNN, the golden integer model itself (im2col, numpy), one thread.
 """
 
 import argparse
@@ -70,7 +74,7 @@ def link_bytes_per_image(config, max_act_beats, batch):
     frames = -(-pixels // max_act_beats)
     sent = pixels * beat + frames * FRAME_OVERHEAD
     received = frames * REPLY_OVERHEAD                                  # 'K' per frame
-    results = config.row_blocks(len(config.layers) - 1) * batch
+    results = config.logit_blocks * batch
     result_bytes = (config.logit_beat_width + 7) // 8
     sent += results * READ_FRAME
     received += results * (REPLY_OVERHEAD + result_bytes)
@@ -87,7 +91,7 @@ def layer_path_bytes_per_image(model, batch):
     max_w, max_a = frame_beats(rx_buffer, cfg.weight_beat_width), frame_beats(rx_buffer, cfg.activation_beat_width)
     wb, ab, rb = ((w + 7) // 8 for w in (cfg.weight_beat_width, cfg.activation_beat_width, cfg.result_beat_width))
     total = 0
-    x = np.zeros((batch, int(np.prod(model.input_shape))), dtype=np.int64)
+    x = np.zeros((batch, *model.input_shape), dtype=np.int64)
     inputs = model.layer_inputs(x)
     for layer, vectors in zip(model.layers, inputs):
         schedule = schedule_layer(cfg, layer.packing, vectors)
@@ -125,6 +129,14 @@ def numpy_images_per_second(model, x_int, repeats=20):
     return repeats * len(x_int) / (time.perf_counter() - start)
 
 
+def golden_images_per_second(model, x_int, repeats=3):
+    """The golden integer model (software.frontend.intgraph: im2col and integer matrices in numpy), one thread."""
+    start = time.perf_counter()
+    for _ in range(repeats):
+        model.run_golden(x_int)
+    return repeats * len(x_int) / (time.perf_counter() - start)
+
+
 def read_build(directory):
     with open(pathlib.Path(directory) / "summary.json") as f:
         summary = json.load(f)
@@ -145,7 +157,7 @@ def _path(path):
 
 def rows_for(models, builds, x_ints):
     from software.packfile import digest, load
-    from spec import ModelConfig
+    from spec.graph_model import model_config_from_dict
     rows = []
     by_digest = {}
     for method, path in models.items():
@@ -153,7 +165,7 @@ def rows_for(models, builds, x_ints):
         by_digest[digest(path)] = (method, model, path)
     for directory in builds:
         summary, manifest = read_build(directory)
-        config = ModelConfig.from_dict(summary["config"])
+        config = model_config_from_dict(summary["config"])
         if config.model_sha256 not in by_digest:
             raise SystemExit(f"{directory}: built from a model this script did not compress (--model it)")
         method, model, _ = by_digest[config.model_sha256]
@@ -184,12 +196,12 @@ def rows_for(models, builds, x_ints):
 def model_rows(models, x_ints, shapes):
     """Cycles and compute-bound images/s per MHz for array shapes without a build."""
     from software.packfile import digest, load
-    from software.packing.program import compile_program
+    from software.packing.graph_program import compile_model
     out = []
     for method, path in models.items():
         model, _ = load(path)
         for rows, cols, batch in shapes:
-            program = compile_program(model, digest(path), rows=rows, cols=cols, batch=batch)
+            program = compile_model(model, digest(path), rows=rows, cols=cols, batch=batch)
             cfg = program.config
             out.append({"model": method, "array": f"{rows}x{cols} a{cfg.alpha}", "cells": rows * cols,
                         "batch": batch, "tiles": cfg.tiles,
@@ -197,41 +209,68 @@ def model_rows(models, x_ints, shapes):
     return out
 
 
-def page_body(cycle_rows, numpy_ips, build_rows):
+def cycles_table(rows, first):
+    """Cycles and images/s per 100 MHz per array shape, at batch 1 and at batch B; `first`: the
+    column before the array's ("model", or "batch" when the batch varies)."""
+    return report.markdown_table(
+        [first, "array", "tiles", "cycles/image, batch 1", "cycles/image, batch B",
+         "images/s per 100 MHz, batch 1", "images/s per 100 MHz, batch B"],
+        [[r[first], r["array"], r["tiles"], f"{r['cycles_batch1']:.0f}", f"{r['cycles_batchB']:.0f}",
+          f"{1e8 / r['cycles_batch1']:,.0f}", f"{1e8 / r['cycles_batchB']:,.0f}"] for r in rows])
+
+
+def resnet_section(rows, golden_ips, build_rows):
+    """The residual CNN's part of the page: cycles per array shape, the golden model's rate, its builds."""
+    lines = ["## A residual CNN on the graph accelerator", "",
+             "The digits ResNet (examples/models/resnet.py: a 3x3 stem, an identity block, a downsampling block, "
+             "global average pool, linear; column combining alpha 8, gamma 0.5) on the graph accelerator "
+             "(hdl/accel/graph.py, [how it works](../accel.md#residual-cnns-the-graph-accelerator)). Cycles are the "
+             "cycle model, which tests/accel/test_graph_rtl.py asserts equal to the RTL's clocks.", "",
+             cycles_table(rows, "batch"),
+             "", f"The golden integer model (im2col and integer matrices in numpy), one thread of this machine: "
+             f"{golden_ips:,.0f} images/s.", ""]
+    if build_rows:
+        lines += ["### Builds", "", *builds_lines(build_rows)]
+    return lines
+
+
+def builds_lines(build_rows):
+    """The builds' table, what its columns mean, and their critical paths."""
+    lines = [report.markdown_table(
+        ["board", "model", "array", "batch", "weights from", "resources used/available", "clock MHz", "Fmax MHz",
+         "images/s, batch 1", "images/s, batch B", "link bytes/image", "images/s over the link",
+         "layer-by-layer bytes/image", "layer-by-layer images/s"],
+        [[r["board"], r["model"], r["array"], r["batch"], r["weights"],
+          ", ".join(f"{k} {v}" for k, v in r["resources"].items()), f"{r['clock_mhz']:g}",
+          f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-", f"{r['ips_batch1']:,.0f}",
+          f"{r['ips_batchB']:,.0f}", f"{r['link_bytes']:.0f}", f"{r['link_ips']:.1f}",
+          f"{r['layer_path_bytes']:,.0f}", f"{r['layer_path_ips']:.2f}"] for r in build_rows]),
+        "", "Images/s at batch 1 and B: compute-bound, at the lower of Fmax and the clock the build is "
+        "constrained at. Over the link: the protocol's bytes per image at the build's baud, 10 bits a "
+        "byte; layer-by-layer: the same model on a bare array of the same shape over the same link "
+        "(software.host.Board.run_model), every weight tile sent again for every batch of B images. "
+        "Weights from the link (the iCE40's SPRAM): sent once after each reset, not counted per image.", "",
+        "Critical paths:", ""]
+    lines += [f"- {r['board']} {r['model']} {r['array']}: {r['critical_path']}" for r in build_rows]
+    lines += ["", "The numpy rate is wall time on this machine and moves with its load; cycles, Fmax and "
+              "resources do not."]
+    return lines
+
+
+def page_body(cycle_rows, numpy_ips, build_rows, resnet=None):
     """The result page's Markdown: the cycles table, numpy's rate, the builds."""
     lines = ["Digits MLP 64-128-64-10, int8, colcomb alpha 8 gamma 0.5 or dense, seed 0 (`python -m software "
              "compress ... --rows 4`). Cycles are the cycle model of the whole schedule, which "
              "tests/accel/test_rtl.py asserts equal to the RTL's clocks.", "",
              "## Cycles per image (any board)", "",
-             report.markdown_table(
-                 ["model", "array", "tiles", "cycles/image, batch 1", "cycles/image, batch 16",
-                  "images/s per 100 MHz, batch 1", "images/s per 100 MHz, batch 16"],
-                 [[r["model"], r["array"], r["tiles"], f"{r['cycles_batch1']:.0f}", f"{r['cycles_batchB']:.0f}",
-                   f"{1e8 / r['cycles_batch1']:,.0f}", f"{1e8 / r['cycles_batchB']:,.0f}"] for r in cycle_rows]),
+             cycles_table(cycle_rows, "model"),
              "", "numpy, the same int8 model (dense integer matrices), one thread of this machine: "
              + ", ".join(f"{m} {v:,.0f} images/s" for m, v in numpy_ips.items()) + ".", "",
              "![images per second per 100 MHz against the array's cells](accel_throughput.png)", ""]
     if build_rows:
-        lines += ["## Builds", "",
-                  report.markdown_table(
-                      ["board", "model", "array", "batch", "weights from", "resources used/available", "clock MHz",
-                       "Fmax MHz",
-                       "images/s, batch 1", "images/s, batch B", "link bytes/image", "images/s over the link",
-                       "layer-by-layer bytes/image", "layer-by-layer images/s"],
-                      [[r["board"], r["model"], r["array"], r["batch"], r["weights"],
-                        ", ".join(f"{k} {v}" for k, v in r["resources"].items()), f"{r['clock_mhz']:g}",
-                        f"{r['fmax_mhz']:.1f}" if r["fmax_mhz"] else "-", f"{r['ips_batch1']:,.0f}",
-                        f"{r['ips_batchB']:,.0f}", f"{r['link_bytes']:.0f}", f"{r['link_ips']:.1f}",
-                        f"{r['layer_path_bytes']:,.0f}", f"{r['layer_path_ips']:.2f}"] for r in build_rows]),
-                  "", "Images/s at batch 1 and B: compute-bound, at the lower of Fmax and the clock the build is "
-                  "constrained at. Over the link: the protocol's bytes per image at the build's baud, 10 bits a "
-                  "byte; layer-by-layer: the same model on a bare array of the same shape over the same link "
-                  "(software.host.Board.run_model), every weight tile sent again for every batch of B images. "
-                  "Weights from the link (the iCE40's SPRAM): sent once after each reset, not counted per image.", "",
-                  "Critical paths:", ""]
-        lines += [f"- {r['board']} {r['model']} {r['array']}: {r['critical_path']}" for r in build_rows]
-        lines += ["", "The numpy rate is wall time on this machine and moves with its load; cycles, Fmax and "
-                  "resources do not."]
+        lines += ["## Builds", "", *builds_lines(build_rows)]
+    if resnet:
+        lines += ["", *resnet_section(*resnet)]
     return "\n".join(lines)
 
 
@@ -257,6 +296,8 @@ def main(argv=None):
     parser.add_argument("--builds", nargs="*", default=[], help="directories of python -m fpga build --model")
     parser.add_argument("--models", help="directory holding colcomb/model.npz and dense/model.npz (default: "
                                          "compress them into a temporary directory, seed 0, as the builds were)")
+    parser.add_argument("--resnet", help="a packed residual CNN (8x8 digits): its cycles on the graph accelerator, "
+                                         "and its builds among --builds")
     parser.add_argument("--rtl", action="store_true", help="also run 100 images through each array shape in "
                                                           "Verilator and check cycles against the cycle model")
     report.docs_argument(parser, "accel.md")
@@ -276,11 +317,20 @@ def main(argv=None):
             numpy_ips[method] = numpy_images_per_second(model, x_ints[method])
         shapes = [(4, 4, 16), (4, 2, 16), (8, 8, 16), (16, 16, 16), (32, 32, 16)]
         cycle_rows = model_rows(models, x_ints, shapes)
+        resnet = None
+        if args.resnet:
+            models["resnet colcomb"] = pathlib.Path(args.resnet)
+            net, _ = load(args.resnet)
+            x_ints["resnet colcomb"] = net.quantize_input(x_test)
+            resnet = (model_rows({"resnet colcomb": models["resnet colcomb"]}, None,
+                                 [(4, 4, 4), (4, 4, 16), (8, 8, 16), (16, 16, 16)]),
+                      golden_images_per_second(net, x_ints["resnet colcomb"][:100]))
         build_rows = rows_for(models, args.builds, x_ints)
         if args.rtl:
             check_rtl(models, x_ints, shapes)
 
-    body = page_body(cycle_rows, numpy_ips, build_rows)
+    body = page_body(cycle_rows, numpy_ips, [r for r in build_rows if r["model"] != "resnet colcomb"],
+                     resnet and (*resnet, [r for r in build_rows if r["model"] == "resnet colcomb"]))
     print(body)
     if args.docs:
         page = report.write_page(args.docs, "accel.md", "The model accelerator: fit and speed",

@@ -8,6 +8,7 @@ tiles, cycles and utilization dense vs column-combined. Prints tables; asserts n
 
 import argparse
 import pathlib
+import resource
 import subprocess
 import sys
 import tempfile
@@ -37,10 +38,25 @@ def table(headers, rows):
 
 
 def gen(args, out):
-    start = time.perf_counter()
+    """Run `python -m gen ARGS -o OUT`; returns (wall seconds, CPU seconds). The CPU time (user +
+    system of the process) is what the machine's load does not inflate."""
+    start, used = time.perf_counter(), children_cpu()
     subprocess.run([sys.executable, "-m", "gen", *args, "-o", str(out)], check=True, cwd=ROOT,
                    capture_output=True)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, children_cpu() - used
+
+
+def children_cpu():
+    """CPU seconds (user + system) of this process's finished child processes and theirs."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def verilog_size(out):
+    """(kB, modules) of the Verilog that gen wrote into `out`."""
+    (path,) = pathlib.Path(out).glob("*.v")
+    text = path.read_text()
+    return len(text.encode()) / 1000, sum(line.startswith("module ") for line in text.splitlines())
 
 
 def sparse_layer(rng, out_features, in_features, sparsity):
@@ -100,19 +116,23 @@ def verilator_table(optimize):
         tmp = pathlib.Path(tmp)
         for size in (8, 32):
             gdir = tmp / f"g{size}"
-            gen_s = gen(["--rows", str(size), "--sparsity", "colcomb"], gdir)
+            gen_wall, gen_cpu = gen(["--rows", str(size), "--sparsity", "colcomb"], gdir)
+            used = children_cpu()
             built = build(gdir, tmp / "b", always=True, optimize=optimize)
+            build_cpu = children_cpu() - used
             cfg = built.config
             rng = np.random.default_rng(1)
             w = sparse_layer(rng, size * 2, size * 8 * 3, 0.8)
             x = rng.integers(-128, 128, size=(64, w.shape[1]))
             sched = schedule_layer(cfg, combine(w, 8, 0.5), x)
             _, run = run_schedule(built, sched, name="speed")
-            rows.append([f"{size}x{size} a8", f"{gen_s:.1f}", f"{built.seconds:.1f}", run.total_cycles,
-                         f"{run.cycles_per_second:,.0f}"])
+            kilobytes, modules = verilog_size(gdir)
+            rows.append([f"{size}x{size} a8", f"{gen_wall:.1f}", f"{gen_cpu:.1f}", f"{kilobytes:,.0f}", modules,
+                         f"{built.seconds:.1f}", f"{build_cpu:.1f}", run.total_cycles, f"{run.cycles_per_second:,.0f}"])
     level = "-O2" if optimize else "-O0 (as the tests build)"
     heading = f"Verilator, C++ at {level}; cocotb testbench, one coroutine driving 3 streams"
-    headers = ["array", "gen s", "verilator build s", "cycles simulated", "cycles/s"]
+    headers = ["array", "gen s", "gen CPU s", "Verilog kB", "modules", "verilator build s", "build CPU s", "cycles simulated",
+               "cycles/s"]
     print(heading)
     table(headers, rows)
     return [heading + ".", "", report.markdown_table(headers, rows)]
@@ -184,7 +204,7 @@ for in weights: column combining is meant for layers that are already sparse.
 
 ## Generation and simulation speed
 
-""" + "\n".join(sections[1]) + "\n\nTimes are wall-clock on the machine that wrote this page, and vary with its load."
+""" + "\n".join(sections[1]) + "\n\nTimes are wall-clock on the machine that wrote this page, and vary with its load; CPU seconds vary\nless."
     page = report.write_page(directory, "array.md", "Results: the column-combining array",
                              report.command("spine.py", argv), body)
     return page, plot
@@ -198,8 +218,11 @@ def main(argv=None):
     report.docs_argument(ap, "array.md")
     args = ap.parse_args(argv)
     with tempfile.TemporaryDirectory() as tmp:
-        seconds = [gen(["--rows", "32", "--sparsity", "colcomb"], pathlib.Path(tmp) / "o") for _ in range(2)]
-    timing = f"python -m gen --rows 32 --sparsity colcomb: {min(seconds):.1f} s wall (best of 2)"
+        runs = [gen(["--rows", "32", "--sparsity", "colcomb"], pathlib.Path(tmp) / "o") for _ in range(3)]
+        kilobytes, modules = verilog_size(pathlib.Path(tmp) / "o")
+    timing = (f"python -m gen --rows 32 --sparsity colcomb: {min(wall for wall, _ in runs):.1f} s wall, "
+              f"{min(cpu for _, cpu in runs):.1f} s of CPU (best of 3), {kilobytes:,.0f} kB of Verilog in "
+              f"{modules} modules")
     print(timing + "\n")
     sections = ["\n".join(layer_table(args.batch, rtl=not args.quick)), ["`" + timing.replace(":", "`:", 1) + "."]]
     if args.quick:

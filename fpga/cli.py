@@ -179,12 +179,15 @@ def model_program(args, argv):
     if not getattr(args, "model", None):
         return None
     from software.packfile import PackedModelError, digest, load
-    from software.packing.program import ProgramError, compile_program
+    from software.packing.graph_program import compile_model, is_chain
+    from software.packing.program import ProgramError
     shape = {flag: getattr(args, flag) for flag in ("rows", "cols", "alpha") if _given(argv, f"--{flag}")}
     try:
         model, _ = load(args.model)
-        return compile_program(model, digest(args.model), batch=args.batch_images, multiplier=args.multiplier,
-                               weights_loaded=weights_loaded(args), **shape)
+        # A layer graph keeps its weights in the bitstream unless --weights-from says otherwise.
+        loaded = weights_loaded(args) and (args.weights_from is not None or is_chain(model))
+        return compile_model(model, digest(args.model), batch=args.batch_images, multiplier=args.multiplier,
+                             weights_loaded=loaded, **shape)
     except (PackedModelError, ProgramError, ConfigError) as e:
         raise CommandError(str(e)) from None
 
@@ -370,8 +373,8 @@ def _summary_unit(build_dir):
 
 
 def _model_config(value):
-    from spec import ModelConfig
-    return ModelConfig.from_dict(value)
+    from spec.graph_model import model_config_from_dict
+    return model_config_from_dict(value)
 
 
 def cmd_run_model(args):

@@ -56,8 +56,8 @@ def generate(config, **options):
     # Imported here so that `--help` and bad arguments answer without loading Amaranth.
     from amaranth.back import verilog
     unit = unit_of(config)
-    if unit.shared_cell:
-        options = {"shared_cell": f"{unit.top}_cell", **options}
+    if unit.shared_modules:
+        options = {"shared_prefix": unit.top, **options}
     top = component(config, **options)
     # emit_src=False: no source paths in the output, so it is identical on every machine.
     text = verilog.convert(top, name=unit.top, emit_src=False)

@@ -1,7 +1,8 @@
 """Flags of the model accelerator (`python -m gen --model out/model.npz`).
 
 The packed model (python -m software compress) is loaded and checked, compiled into the
-accelerator's program (software/packing/program.py) for its own array or the one the flags give,
+accelerator's program (software/packing/program.py for a chain of Linear layers,
+software/packing/graph_program.py for a layer graph) for its own array or the one the flags give,
 and the program goes into the generated memories.
 """
 
@@ -11,6 +12,8 @@ from spec import ConfigError, MULTIPLIERS
 DESCRIPTION = ("Generate a model accelerator (Amaranth -> Verilog): the packed model's weights, biases and "
                "shifts in on-chip memory, its activations in on-chip buffers, the post-processing in hardware "
                "and a sequencer that runs every layer on the column-combining array; images in, logits out. "
+               "A chain of Linear layers gets the chain's accelerator, a residual CNN (convolutions, residual "
+               "adds, global average pooling) the graph accelerator. "
                "Also writes a manifest JSON with the configuration, ports, memories and cycle model.")
 EPILOG = ("Example: python -m gen --model out/model.npz --batch 16  (the model's own array size; "
           "--rows/--cols/--alpha choose another)")
@@ -35,11 +38,12 @@ def program_from_args(args):
     """The compiled Program of the flags' packed model; ConfigError (one line) for a model that
     cannot be read or run."""
     from software.packfile import PackedModelError, digest, load
-    from software.packing.program import ProgramError, compile_program
+    from software.packing.graph_program import compile_model
+    from software.packing.program import ProgramError
     try:
         model, _ = load(args.model)
-        return compile_program(model, digest(args.model), rows=args.rows, cols=args.cols, alpha=args.alpha,
-                               batch=args.batch, multiplier=args.multiplier, weights_loaded=args.load_weights)
+        return compile_model(model, digest(args.model), rows=args.rows, cols=args.cols, alpha=args.alpha,
+                             batch=args.batch, multiplier=args.multiplier, weights_loaded=args.load_weights)
     except (PackedModelError, ProgramError) as e:
         raise ConfigError(str(e)) from None
 

@@ -8,4 +8,5 @@ UNIT_FLAGS = {
     "tq": "gen.tq",                 # the term-quantization multiplier
     "attention": "gen.attention",   # the one-head attention unit
     "model": "gen.model",           # a packed model on the chip (python -m gen --model FILE)
+    "graph-model": "gen.model",     # the same flags: --model FILE gives whichever accelerator the model needs
 }

@@ -1,14 +1,13 @@
-"""Free-running delay lines: what goes in at clock t comes out at t + depth; and one whose last
-register is replicated, to feed many cells without a long net."""
+"""Free-running delay lines: what goes in at clock t comes out at t + depth. (The array replicates
+the register after its skew lines, one copy per group of rows: hdl/systolic.py.)"""
 
 import operator
 
 from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal
-from amaranth.lib import data, wiring
+from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from .memories import collision_free_memory
-from .replicas import replica
 
 # From this depth on, a delay line is a memory (LUT RAM or block RAM) with one write and one
 # registered read per clock instead of a chain of registers: the array's input skew holds
@@ -62,37 +61,4 @@ class DelayLine(wiring.Component):
                 read.addr.eq(following), read.en.eq(1),
             ]
             m.d.comb += self.o.eq(read.data)
-        return m
-
-
-class FanoutDelay(wiring.Component):
-    """`o[k]` is `i` delayed by `depth` (at least 1) clocks, for each of `copies` copies: a delay
-    line of `depth - 1` whose last register is replicated, so that each copy drives a share of the
-    cells (the array gives each its own group of rows). On the ULX3S 16x16 array one register
-    drove a column's 16 cells: 11.7 ns of routing, the critical path.
-
-    Members
-    -------
-    i : In(shape)
-    o : Out(ArrayLayout(shape, copies))
-    """
-
-    def __init__(self, shape, depth, copies):
-        self.shape = shape if isinstance(shape, ShapeCastable) else Shape.cast(shape)
-        self.depth = operator.index(depth)
-        if self.depth < 1:
-            raise ValueError(f"depth must be at least 1, not {depth}")
-        self.copies = operator.index(copies)
-        if self.copies < 1:
-            raise ValueError(f"copies must be at least 1, not {copies}")
-        super().__init__({"i": In(self.shape), "o": Out(data.ArrayLayout(self.shape, self.copies))})
-
-    def elaborate(self, platform):
-        m = Module()
-        m.submodules.line = line = DelayLine(self.shape, self.depth - 1)
-        m.d.comb += line.i.eq(self.i)
-        for k in range(self.copies):
-            copy = replica(self.shape, f"copy_{k}")
-            m.d.sync += copy.eq(line.o)
-            m.d.comb += self.o[k].eq(copy)
         return m

@@ -48,14 +48,15 @@ Latency (spec.ArrayConfig.latency): the input register, C - 1 clocks of skew, th
 the accumulator's add, and the result FIFO.
 """
 
-from amaranth.hdl import Cat, ClockSignal, Const, Instance, Module, Mux, ResetSignal, Signal, Value, signed, unsigned
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .delay import FanoutDelay
+from .delay import DelayLine
 from .macs import MAC_HARDWARE, value_shape
 from .memories import BufferedFIFO
 from .replicas import replica
+from .row import SystolicRow, build_row, column_widths, instantiate
 
 
 # Cells per copy of a column's activations, weight and bank registers: each copy drives this many
@@ -72,6 +73,8 @@ class ArrayLayouts:
         self.weight = mac.weight_shape(config)
         self.operand = mac.operand_shape(config)
         self.select = unsigned(config.select_width)
+        # The weight term a term-serial cell uses this clock (no port with a single term).
+        self.term = Shape.cast(range(config.weight_terms)) if mac.serial and config.weight_terms > 1 else None
         row = {"weights": data.ArrayLayout(self.weight, config.cols)}
         if config.alpha > 1:
             row["selects"] = data.ArrayLayout(self.select, config.cols)
@@ -113,26 +116,33 @@ class SystolicArray(wiring.Component):
     results     : Out(stream.Signature(layouts.results))    one beat per `emit` vector.
     """
 
-    def __init__(self, config, *, shared_cell=None, dsp_cells=0):
-        """`shared_cell`: a module name. The cells then become instances of that one module, which
-        `shared_modules` holds for the generator to emit once (hierarchical Verilog: one cell
-        module instead of R x C copies); None keeps them Amaranth submodules, which Amaranth's
-        simulator needs.
+    def __init__(self, config, *, shared_prefix=None, dsp_cells=0):
+        """`shared_prefix`: a module name prefix. The cells then become instances of one cell module,
+        `<prefix>_cell`, and the rows instances of one row module, `<prefix>_row` (hdl/row.py),
+        which `shared_modules` holds for the generator to emit once (hierarchical Verilog: one cell
+        and one row module instead of R x C copies in the top); None keeps the cells Amaranth
+        submodules of the array, which Amaranth's simulator needs.
 
         `dsp_cells`: the first this many cells (row by row) compute their product as one
         multiplier for a DSP block, the others as LUT-friendly halves (hdl/cell.py); an FPGA build
-        chooses it from the device's DSP blocks. It changes no result and no timing."""
-        if dsp_cells and shared_cell is not None:
-            raise ValueError("DSP cells differ from the others: they cannot share one cell module")
+        chooses it from the device's DSP blocks. It changes no result and no timing. Its rows
+        differ, so it keeps the cells in the array's module (no shared modules)."""
+        if dsp_cells and shared_prefix is not None:
+            raise ValueError("DSP cells differ from the others: they cannot share one cell and row module")
         if not 0 <= dsp_cells <= config.rows * config.cols:
             raise ValueError(f"dsp_cells must be between 0 and {config.rows * config.cols}, not {dsp_cells}")
         self.dsp_cells = dsp_cells
         self.config = config
         self.layouts = ArrayLayouts(config)
-        self.shared_cell = shared_cell
         self.shared_modules = {}
-        if shared_cell is not None:
-            self.shared_modules[shared_cell] = self._make_cell()
+        self.shared_row = None
+        if shared_prefix is not None:
+            self.shared_row = f"{shared_prefix}_row"
+            cell_module = f"{shared_prefix}_cell"
+            self.shared_modules[cell_module] = self._make_cell()
+            self.shared_modules[self.shared_row] = SystolicRow(
+                cols=config.cols, widths=column_widths(self.layouts, config.alpha), chain_width=self.chain_width,
+                cell_module=cell_module)
         super().__init__({
             "weights": In(stream.Signature(self.layouts.weight_row)),
             "activations": In(stream.Signature(self.layouts.activations)),
@@ -155,21 +165,13 @@ class SystolicArray(wiring.Component):
     def _make_cell(self, dsp=False):
         return MAC_HARDWARE[self.config.mac].cell(self.config, acc_width=self.chain_width, dsp=dsp)
 
-    def _add_cell(self, m, name, index, inputs):
-        """Cell `name` with its inputs connected; returns its partial-sum output. As a submodule,
-        or as an instance of the shared cell module wired straight to the signals it reads (no
-        per-cell copies of them: they are most of a flat netlist)."""
-        acc = signed(self.chain_width)
-        if self.shared_cell is None:
-            cell = self._make_cell(dsp=index < self.dsp_cells)
-            m.submodules[name] = cell
-            m.d.comb += [getattr(cell, port).eq(value) for port, value in inputs.items()]
-            return cell.psum_out
-        psum_out = Signal(acc, name=f"{name}_psum")
-        ports = {f"i_{port}": Value.cast(value) for port, value in inputs.items()}
-        m.submodules[name] = Instance(self.shared_cell, i_clk=ClockSignal("sync"), i_rst=ResetSignal("sync"),
-                                      o_psum_out=psum_out, **ports)
-        return psum_out
+    def _add_flat_cell(self, m, name, index, inputs):
+        """Cell `name`, the array's cell number `index` (row by row), as a submodule of the array
+        with its inputs connected; returns its partial-sum output."""
+        cell = self._make_cell(dsp=index < self.dsp_cells)
+        m.submodules[name] = cell
+        m.d.comb += [getattr(cell, port).eq(value) for port, value in inputs.items()]
+        return cell.psum_out
 
     def elaborate(self, platform):
         m = Module()
@@ -312,12 +314,24 @@ class SystolicArray(wiring.Component):
         stored = Signal()
 
         # ---------------------------------------------------------------------------------
-        # The edge: each activation becomes the MAC style's operand (once, not once per cell)
-        # and is registered; group g is then delayed g more clocks.
-        # Column g's activations are delayed 1 + g clocks in all; the last register is replicated
-        # once per group of ROWS_PER_COPY rows (FanoutDelay), as are the bank bits below: no
-        # register drives a whole column.
+        # What the rows read, column by column, arrives in one replicated register per group of
+        # ROWS_PER_COPY rows (group k drives rows k * ROWS_PER_COPY ...): no register drives a
+        # whole column. Each is a plain bit vector, the columns side by side (column 0 low), as
+        # the row takes them (hdl/row.py).
         copies = -(-rows // ROWS_PER_COPY)
+        row_inputs = [{} for _ in range(copies)]
+
+        def to_rows(name, columns):
+            """Register `columns` (one value per column, side by side) once per group of rows as
+            row input `name`."""
+            value = Cat(columns)
+            for k, inputs in enumerate(row_inputs):
+                inputs[name] = replica(len(value), f"{name}_g{k}")
+                m.d.sync += inputs[name].eq(value)
+
+        # The edge: each activation becomes the MAC style's operand (once, not once per cell)
+        # and is registered; group g is then delayed g more clocks, 1 + g in all with the row
+        # group's register.
         if not mac.serial:
             operands = [mac.edge_operand(m, cfg, act.data[k], f"edge_{k}") for k in range(cols * alpha)]
         else:
@@ -332,69 +346,51 @@ class SystolicArray(wiring.Component):
                 source = Signal.like(act.data[k], name=f"edge_{k}_source")
                 m.d.comb += source.eq(Mux(accept, act.data[k], held))
                 operands.append(mac.edge_term(m, cfg, source, next_data_term, f"edge_{k}").as_value())
-        group_layout = data.ArrayLayout(lay.operand, alpha)
-        skewed = []
-        for g in range(cols):
-            line = FanoutDelay(group_layout, 1 + g, copies)
-            m.submodules[f"skew_{g}"] = line
-            m.d.comb += line.i.as_value().eq(Cat(operands[g * alpha:(g + 1) * alpha]))
-            skewed.append(line.o)
 
-        # ---------------------------------------------------------------------------------
+        def skew(name, values, column):
+            """`values` delayed `column` clocks (hdl/delay.py: a memory where that is long)."""
+            value = Cat(values)
+            m.submodules[f"{name}_{column}"] = line = DelayLine(len(value), column)
+            m.d.comb += line.i.eq(value)
+            return line.o
+
+        to_rows("activations", [skew("skew", operands[g * alpha:(g + 1) * alpha], g) for g in range(cols)])
+
         # Weight loading, skewed like the activations: column c's weight and select are delayed
         # 1 + c clocks (shared by every row, the last register replicated per group of rows), and
-        # each row's load strobe and bank pass from cell to cell through a register each.
-        column_layout = data.StructLayout({"weight": lay.weight, **({"select": lay.select} if alpha > 1 else {})})
-        column_beats = []
+        # each row's load strobe and bank pass from cell to cell through a register each (hdl/row.py).
+        beats = []
         for c in range(cols):
-            line = FanoutDelay(column_layout, 1 + c, copies)
-            m.submodules[f"weight_skew_{c}"] = line
-            m.d.comb += line.i.weight.eq(self.weights.payload.weights[c])
+            beat = {"weight": self.weights.payload.weights[c]}
             if alpha > 1:
-                m.d.comb += line.i.select.eq(self.weights.payload.selects[c])
-            column_beats.append(line.o)
-        # The bank each column's cells compute with: token stage c's, one copy per group of rows.
-        column_banks = []
-        for c in range(cols):
-            source = (issue_bank if mac.serial else compute_bank) if c == 0 else tokens[c - 1].bank
-            banks_of_column = [replica(1, f"bank_c{c}_g{k}") for k in range(copies)]
-            m.d.sync += [bank.eq(source) for bank in banks_of_column]
-            column_banks.append(banks_of_column)
-        # Term-serial: the weight term each column's cells use, token stage c's, copied likewise.
-        column_terms = []
-        if mac.serial and cfg.weight_terms > 1:
-            for c in range(cols):
-                source = next_term if c == 0 else tokens[c - 1].term
-                terms_of_column = [replica(range(cfg.weight_terms), f"term_c{c}_g{k}") for k in range(copies)]
-                m.d.sync += [term.eq(source) for term in terms_of_column]
-                column_terms.append(terms_of_column)
-        # The strobes after column 0 are reset-less: one a reset leaves in flight writes a bank that
-        # is empty after the reset, and the load that fills that bank comes behind it through the
-        # same registers, so it overwrites that weight before the bank computes.
-        strobes = [[Signal(name=f"load_r{r}_c{c}", reset_less=True) if c else row_load[r] for c in range(cols)]
-                   for r in range(rows)]
-        strobe_banks = [[Signal(name=f"load_bank_r{r}_c{c}", reset_less=True) if c else row_bank[r]
-                         for c in range(cols)] for r in range(rows)]
-        for r in range(rows):
-            for c in range(1, cols):
-                m.d.sync += [strobes[r][c].eq(strobes[r][c - 1]), strobe_banks[r][c].eq(strobe_banks[r][c - 1])]
+                beat["select"] = self.weights.payload.selects[c]
+            layout = data.StructLayout({name: len(Value.cast(value)) for name, value in beat.items()})
+            beats.append(data.View(layout, skew("weight_skew", list(beat.values()), c)))
+        to_rows("load_weight", [beat.weight for beat in beats])
+        if alpha > 1:
+            to_rows("load_select", [beat.select for beat in beats])
+        # The bank each column's cells compute with: token stage c's.
+        to_rows("bank", [(issue_bank if mac.serial else compute_bank) if c == 0 else tokens[c - 1].bank
+                         for c in range(cols)])
+        # Term-serial: the weight term each column's cells use, token stage c's.
+        if lay.term is not None:
+            to_rows("term", [next_term if c == 0 else tokens[c - 1].term for c in range(cols)])
 
         # ---------------------------------------------------------------------------------
-        # The cells.
+        # The rows (hdl/row.py), each reading its group's registers: one shared row module
+        # instantiated R times, or the cells in this module.
         row_sums = []
         for r in range(rows):
-            psum = Const(0, signed(self.chain_width))
-            for c in range(cols):
-                copy = r // ROWS_PER_COPY
-                inputs = {"activations": skewed[c][copy], "bank": column_banks[c][copy], "psum_in": psum,
-                          "load": strobes[r][c], "load_bank": strobe_banks[r][c],
-                          "load_weight": column_beats[c][copy].weight}
-                if alpha > 1:
-                    inputs["load_select"] = column_beats[c][copy].select
-                if column_terms:
-                    inputs["term"] = column_terms[c][copy]
-                psum = self._add_cell(m, f"cell_r{r}_c{c}", r * cols + c, inputs)
-            row_sums.append(psum)
+            inputs = {**row_inputs[r // ROWS_PER_COPY], "load": row_load[r], "load_bank": row_bank[r]}
+            if self.shared_row is None:
+                row_sums.append(build_row(
+                    m, inputs, cols=cols, chain_width=self.chain_width,
+                    add_cell=lambda m, name, c, ports, r=r: self._add_flat_cell(m, name, r * cols + c, ports),
+                    suffix=lambda c, r=r: f"_r{r}_c{c}"))
+            else:
+                row_sum = Signal(signed(self.chain_width), name=f"row_{r}_psum")
+                m.submodules[f"row_{r}"] = instantiate(self.shared_row, {"psum_out": row_sum}, inputs)
+                row_sums.append(row_sum)
 
         # ---------------------------------------------------------------------------------
         # Accumulator: read the vector's entry two clocks ahead (token stage cols), register the

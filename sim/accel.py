@@ -40,7 +40,7 @@ def logit_words(config, logits, batch=None):
     """The `logits` stream of the golden logits: per batch, per row block of the last layer, per
     image, `rows` logits (rows past the outputs are the zero rows of padding)."""
     R, F = config.rows, config.out_features
-    blocks = config.row_blocks(len(config.layers) - 1)
+    blocks = config.logit_blocks
     padded = np.zeros((len(logits), blocks * R), dtype=np.int64)
     padded[:, :F] = logits
     words, start = [], 0
@@ -55,7 +55,7 @@ def logit_words(config, logits, batch=None):
 def logits_of(config, words, images, batch=None):
     """The inverse of logit_words: (images x out_features) logits from the stream's words."""
     R, F = config.rows, config.out_features
-    blocks = config.row_blocks(len(config.layers) - 1)
+    blocks = config.logit_blocks
     out = np.zeros((images, blocks * R), dtype=np.int64)
     position, start = 0, 0
     for n in batch_sizes(config, images, batch):
@@ -119,7 +119,8 @@ def main(argv=None):
     from software.frontend.arrival import load_data
     from software.frontend.sparsity import CompressError
     from software.packfile import PackedModelError, digest, load
-    from software.packing.program import ProgramError, compile_program
+    from software.packing.graph_program import compile_model
+    from software.packing.program import ProgramError
 
     parser = OneLineParser(prog="python -m sim.accel",
                            description="Run a packed model through its model accelerator (python -m gen --model) "
@@ -142,13 +143,13 @@ def main(argv=None):
         parser.error("--images must be at least 1 and --stall in [0, 1)")
     try:
         model, _ = load(args.packed)
-        program = compile_program(model, digest(args.packed), rows=args.rows, cols=args.cols, alpha=args.alpha,
-                                  batch=args.batch, weights_loaded=args.load_weights)
+        program = compile_model(model, digest(args.packed), rows=args.rows, cols=args.cols, alpha=args.alpha,
+                                batch=args.batch, weights_loaded=args.load_weights)
         (_, _, x_test, _), _ = load_data(args.data, None, args.seed)
     except (PackedModelError, ProgramError, CompressError, ValueError) as e:
         parser.error(str(e).splitlines()[0])
     x_int = model.quantize_input(np.asarray(x_test)[:args.images]).reshape(min(args.images, len(x_test)), -1)
-    golden = model.run_golden(x_int)
+    golden = model.run_golden(x_int.reshape((len(x_int),) + tuple(model.input_shape)))
     run = run_accelerator(program, golden, x_int, stall=args.stall, build_root=args.build_root)
     same = np.array_equal(run.logits, golden)
     cfg = program.config

@@ -147,8 +147,8 @@ def session(port, stim):
 def model_session(port, stim):
     """A model accelerator's host side: connect (break, identify, the model's hash checked), then
     images in, logits out, batch by batch, as `python -m fpga run --data` does on a board."""
-    from spec import ModelConfig
-    board = ModelBoard(port, ModelConfig.from_dict(stim["config"]), weights=stim.get("weights"))
+    from spec.graph_model import model_config_from_dict
+    board = ModelBoard(port, model_config_from_dict(stim["config"]), weights=stim.get("weights"))
     if port.faults:
         port.faults.start_session()
     descriptor = board.connect()

@@ -440,7 +440,7 @@ class ModelDescriptor:
         expected = {"rows": config.rows, "cols": config.cols, "alpha": config.alpha, "act_width": config.act_width,
                     "logit_width": config.logit_width, "batch": config.batch, "in_features": config.in_features,
                     "out_features": config.out_features,
-                    "logit_row_blocks": config.row_blocks(len(config.layers) - 1)}
+                    "logit_row_blocks": config.logit_blocks}
         wrong = [f"{n}: board {getattr(self, n)} vs configuration {v}" for n, v in expected.items()
                  if getattr(self, n) != v]
         if bool(self.max_weight_beats) != config.weights_loaded:
@@ -498,7 +498,7 @@ class ModelBoard(Board):
         x_int = np.asarray(x_int, dtype=np.int64).reshape(len(x_int), -1)
         if x_int.shape[1] != cfg.in_features or x_int.min(initial=0) < 0 or x_int.max(initial=0) >> cfg.act_width:
             raise HostLinkError(f"images must be n x {cfg.in_features} pixels in [0, {(1 << cfg.act_width) - 1}]")
-        blocks = cfg.row_blocks(len(cfg.layers) - 1)
+        blocks = cfg.logit_blocks
         out = np.zeros((len(x_int), blocks * cfg.rows), dtype=np.int64)
         step = self.descriptor.max_act_beats
         size = cfg.batch if batch is None else batch

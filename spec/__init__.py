@@ -10,9 +10,10 @@ from .array import ARRAY_SPARSITY, MULTIPLIERS, ArrayConfig
 from .attention import PRUNE_MODES, AttentionConfig
 from .checks import ConfigError, FieldsConfig
 from .macs import MACS
+from .graph_model import GraphModelConfig
 from .model import ModelConfig
 from .tq import FORMS, TQConfig
 from .units import UNITS, Unit, config_from_manifest, manifest, unit_of
 
-__all__ = ["ARRAY_SPARSITY", "FORMS", "MACS", "MULTIPLIERS", "ModelConfig", "PRUNE_MODES", "UNITS", "ArrayConfig", "AttentionConfig",
+__all__ = ["ARRAY_SPARSITY", "FORMS", "MACS", "MULTIPLIERS", "GraphModelConfig", "ModelConfig", "PRUNE_MODES", "UNITS", "ArrayConfig", "AttentionConfig",
            "ConfigError", "FieldsConfig", "TQConfig", "Unit", "config_from_manifest", "manifest", "unit_of"]

@@ -50,8 +50,48 @@ START_DELAY = 1             # a finished load or layer -> the next layer's first
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
+class AcceleratorWidths:
+    """What both model accelerators (this chain's and spec/graph_model.py's) derive alike from their
+    array fields, `tiles`, `tile_vectors`, widths and logit shift."""
+
+    @property
+    def array(self):
+        """The systolic array inside (its accumulator holds a tile's vectors: one batch's)."""
+        return ArrayConfig(rows=self.rows, cols=self.cols, alpha=self.alpha, act_width=self.act_width,
+                           act_signed=False, weight_width=self.weight_width, weight_signed=True,
+                           acc_width=self.acc_width, multiplier=self.multiplier, max_batch=self.tile_vectors)
+
+    def _check_array(self):
+        array = self.array       # validates the array's fields
+        if array.rows > array.inputs:
+            raise ConfigError(f"rows ({array.rows}) must be at most cols * alpha ({array.inputs}): each row of "
+                              "a result writes its own activation lane")
+
+    @property
+    def weight_beats(self):
+        return self.tiles * self.rows
+
+    @property
+    def total_width(self):
+        """acc + bias: the wider of the two and a carry."""
+        return max(self.acc_width, self.bias_width) + 1
+
+    @property
+    def logit_width(self):
+        """(acc + bias) << shift."""
+        return self.total_width + self.logit_shift
+
+    @property
+    def image_beat_width(self):
+        return self.act_width + 1
+
+    @property
+    def logit_beat_width(self):
+        return self.rows * self.logit_width
+
+
 @dataclasses.dataclass(frozen=True)
-class ModelConfig(FieldsConfig):
+class ModelConfig(AcceleratorWidths, FieldsConfig):
     """A model accelerator: the array, the batch, and the shape of the model's program.
 
     rows, cols, alpha, multiplier, act_width, weight_width, acc_width
@@ -108,7 +148,8 @@ class ModelConfig(FieldsConfig):
             raise ConfigError("model_sha256 must be a SHA-256 digest (64 lowercase hex digits)")
         if not isinstance(self.layers, (tuple, list)) or not 1 <= len(self.layers) <= MAX_LAYERS:
             raise ConfigError(f"layers must be a list of 1 to {MAX_LAYERS} layers")
-        array = self.array      # validates the array's fields
+        self._check_array()
+        array = self.array
         layers = []
         for i, layer in enumerate(self.layers):
             if not isinstance(layer, (tuple, list)) or len(layer) != 3:
@@ -120,19 +161,14 @@ class ModelConfig(FieldsConfig):
                 raise ConfigError(f"layer {i}: {blocks} row blocks of {self.rows} cannot hold {out} outputs")
             layers.append((out, groups, blocks))
         self._set("layers", tuple(layers))
-        if array.rows > array.inputs:
-            raise ConfigError(f"rows ({array.rows}) must be at most cols * alpha ({array.inputs}): each row of "
-                              "a result writes its own activation lane")
         if self.logit_width > 64:
             raise ConfigError(f"logits of {self.logit_width} bits: at most 64")
 
     # ------------------------------------------------------------------------------------------
     @property
-    def array(self):
-        """The systolic array inside (its accumulator holds one batch)."""
-        return ArrayConfig(rows=self.rows, cols=self.cols, alpha=self.alpha, act_width=self.act_width,
-                           act_signed=False, weight_width=self.weight_width, weight_signed=True,
-                           acc_width=self.acc_width, multiplier=self.multiplier, max_batch=self.batch)
+    def tile_vectors(self):
+        """Vectors a tile takes: a batch of images."""
+        return self.batch
 
     @property
     def lanes(self):
@@ -153,10 +189,6 @@ class ModelConfig(FieldsConfig):
         return sum(self.layer_tiles(i) for i in range(len(self.layers)))
 
     @property
-    def weight_beats(self):
-        return self.tiles * self.rows
-
-    @property
     def table_entries(self):
         """Entries of the post-processing table: one per row block of every layer."""
         return sum(self.row_blocks(i) for i in range(len(self.layers)))
@@ -169,6 +201,11 @@ class ModelConfig(FieldsConfig):
     @property
     def out_features(self):
         return self.layers[-1][0]
+
+    @property
+    def logit_blocks(self):
+        """Row blocks of the last layer: logits beats per image."""
+        return self.row_blocks(len(self.layers) - 1)
 
     @property
     def region_words(self):
@@ -198,24 +235,6 @@ class ModelConfig(FieldsConfig):
     @property
     def lane_width(self):
         return max(1, (self.lanes - 1).bit_length())
-
-    @property
-    def total_width(self):
-        """acc + bias: the wider of the two and a carry."""
-        return max(self.acc_width, self.bias_width) + 1
-
-    @property
-    def logit_width(self):
-        """(acc + bias) << shift."""
-        return self.total_width + self.logit_shift
-
-    @property
-    def image_beat_width(self):
-        return self.act_width + 1
-
-    @property
-    def logit_beat_width(self):
-        return self.rows * self.logit_width
 
     @property
     def latency(self):

@@ -15,6 +15,8 @@ from .checks import ConfigError
 from .array import ArrayConfig
 from .attention import TOP as ATTENTION_TOP
 from .attention import AttentionConfig
+from .graph_model import TOP as GRAPH_MODEL_TOP
+from .graph_model import GraphModelConfig
 from .model import TOP as MODEL_TOP
 from .model import ModelConfig
 from .tq import TOP as TQ_TOP
@@ -32,18 +34,21 @@ class Unit:
     top: str            # the top module of the Verilog
     component: str      # "module:Class" of the Amaranth component, built as Class(config)
     summary: str
-    shared_cell: bool = False   # its component instantiates one cell module many times
+    shared_modules: bool = False   # its component instantiates modules emitted once (cell, row)
 
 
 UNITS = {unit.name: unit for unit in (
     Unit("array", "column_combining_systolic_array", ArrayConfig, ARRAY_TOP, "hdl.systolic:SystolicArray",
-         "the column-combining systolic array", shared_cell=True),
+         "the column-combining systolic array", shared_modules=True),
     Unit("tq", "tq_multiplier", TQConfig, TQ_TOP, "hdl.tq:TQMultiplier",
          "the term-quantization multiplier"),
     Unit("attention", "attention", AttentionConfig, ATTENTION_TOP, "hdl.attention:AttentionUnit",
          "the one-head attention unit"),
     Unit("model", "model_accelerator", ModelConfig, MODEL_TOP, "hdl.accel.top:ModelAccelerator",
-         "a packed model resident on the chip (python -m gen --model FILE)", shared_cell=True),
+         "a packed model resident on the chip (python -m gen --model FILE)", shared_modules=True),
+    Unit("graph-model", "graph_model_accelerator", GraphModelConfig, GRAPH_MODEL_TOP, "hdl.accel.graph:GraphAccelerator",
+         "a packed layer graph (convolutions, residual adds, pooling) resident on the chip "
+         "(python -m gen --model FILE)", shared_modules=True),
 )}
 
 

@@ -31,18 +31,23 @@ class BasicBlock(nn.Module):
 
 
 class DigitsResNet(nn.Module):
-    """8x8 digits (1 channel) -> 10 logits: a stem conv, two residual blocks, global average pool, linear."""
+    """8x8 digits (1 channel) -> 10 logits: a stem conv, two residual blocks (and `extra` blocks whose
+    shortcut is the previous block's output), global average pool, linear."""
 
-    def __init__(self, width=16, classes=10):
+    def __init__(self, width=16, classes=10, extra=0):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(1, width, 3, padding=1, bias=False), nn.BatchNorm2d(width), nn.ReLU())
         self.block1 = BasicBlock(width, width)
         self.block2 = BasicBlock(width, 2 * width, stride=2)
+        if extra:
+            self.extra = nn.Sequential(*(BasicBlock(2 * width, 2 * width) for _ in range(extra)))
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(2 * width, classes)
 
     def forward(self, x):
         x = self.block2(self.block1(self.stem(x)))
+        if hasattr(self, "extra"):
+            x = self.extra(x)
         return self.fc(self.pool(x).flatten(1))
 
 
@@ -76,6 +81,11 @@ class ResNet18(nn.Module):
 
 def digits_resnet():
     return DigitsResNet()
+
+
+def digits_resnet_deep():
+    """The digits ResNet with a third block whose shortcut is the second block's output (ResNet's identity blocks)."""
+    return DigitsResNet(width=8, extra=1)
 
 
 def resnet18():

@@ -24,6 +24,9 @@ from amaranth.lib.wiring import In, Out
 
 from hdl.linkframes import PROTOCOL_VERSION
 
+from spec import GraphModelConfig
+
+from .graph import GraphAccelerator
 from .top import ModelAccelerator
 
 MODEL_DESCRIPTOR_BYTES = 52
@@ -31,10 +34,9 @@ MODEL_MAGIC = b"SM"
 
 
 def model_descriptor(config, *, max_act_beats, max_weight_beats, frame_timeout):
-    last = len(config.layers) - 1
     fields = [(config.rows - 1, 1), (config.cols - 1, 1), (config.alpha - 1, 1), (config.act_width, 1),
               (config.logit_width, 1), (config.batch - 1, 2), (config.in_features, 2), (config.out_features, 2),
-              (config.row_blocks(last), 2), (max_act_beats, 1),
+              (config.logit_blocks, 2), (max_act_beats, 1),
               (max_weight_beats if config.weights_loaded else 0, 1), (frame_timeout, 2)]
     data = MODEL_MAGIC + bytes([PROTOCOL_VERSION]) + b"".join(v.to_bytes(n, "little") for v, n in fields)
     data += bytes.fromhex(config.model_sha256)
@@ -43,10 +45,11 @@ def model_descriptor(config, *, max_act_beats, max_weight_beats, frame_timeout):
 
 
 class LinkedModel(wiring.Component):
-    """ModelAccelerator with the stream names the host link drives."""
+    """The model accelerator (of a chain, or of a layer graph) with the stream names the host link drives."""
 
     def __init__(self, config, *, program, dsp_cells=0):
-        self.accelerator = ModelAccelerator(config, program=program, dsp_cells=dsp_cells)
+        accelerator = GraphAccelerator if isinstance(config, GraphModelConfig) else ModelAccelerator
+        self.accelerator = accelerator(config, program=program, dsp_cells=dsp_cells)
         loaded = config.weights_loaded
         super().__init__({
             "weights": In(stream.Signature(config.array.weight_beat_width if loaded else 8)),

@@ -48,11 +48,11 @@ class ModelAccelerator(wiring.Component):
     logits : Out(stream.Signature(rows logits))
     """
 
-    def __init__(self, config, *, program, shared_cell=None, dsp_cells=0):
+    def __init__(self, config, *, program, shared_prefix=None, dsp_cells=0):
         if program.config != config:
             raise ValueError("the program was compiled for another configuration")
         self.config, self.program = config, program
-        self.array = SystolicArray(config.array, shared_cell=shared_cell, dsp_cells=dsp_cells)
+        self.array = SystolicArray(config.array, shared_prefix=shared_prefix, dsp_cells=dsp_cells)
         self.shared_modules = self.array.shared_modules
         self.image_layout = data.StructLayout({"pixel": config.act_width, "last": 1})
         super().__init__({

@@ -29,3 +29,18 @@ def dense(tmp_path_factory):
 def digits_images():
     from software.models.digits import load_digits_split
     return load_digits_split().x_test
+
+
+@pytest.fixture(scope="session")
+def resnet(tmp_path_factory, digits_images):
+    """The digits ResNet (stem, an identity block, a downsampling block, global average pool, linear),
+    column combining alpha 8, gamma 0.5, trained briefly on 80 digits: (path, model, digest)."""
+    import numpy as np
+    directory = tmp_path_factory.mktemp("resnet")
+    np.savez(directory / "d.npz", x=np.asarray(digits_images[:80]).reshape(80, 1, 8, 8), y=np.arange(80) % 10)
+    assert software_main(["compress", "--model", "examples.models.resnet:digits_resnet", "--data",
+                          str(directory / "d.npz"), "--rows", "4", "--epochs", "1", "--finetune-epochs", "1", "-q",
+                          "--method", "colcomb", "--alpha", "8", "--gamma", "0.5", "-o", str(directory / "out")]) == 0
+    path = directory / "out" / "model.npz"
+    model, _ = load(path)
+    return path, model, digest(path)

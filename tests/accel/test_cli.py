@@ -18,6 +18,7 @@ def test_gen_model_writes_the_accelerator(colcomb, tmp_path, capsys):
     verilog = (out / manifest["verilog"]).read_text()
     assert "module sparsegen_model(" in verilog
     assert verilog.count("module sparsegen_model_cell(") == 1      # one cell module, instantiated
+    assert verilog.count("module sparsegen_model_row(") == 1       # one row module, instantiated
     assert "134 tiles" in capsys.readouterr().out
 
 

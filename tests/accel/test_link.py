@@ -143,3 +143,19 @@ def test_model_accelerator_builds_for_the_icebreaker(colcomb, tmp_path, capsys):
     from spec import ModelConfig
     config = ModelConfig.from_dict(summary["config"])
     assert config.weights_loaded and used["spram"]["used"] == spram_needed(BOARDS["icebreaker"], config) >= 1
+
+
+def test_a_residual_cnn_over_the_link(resnet, digits_images, tmp_path):
+    """The graph accelerator behind the same link: a batch of 2 and one of 1, logits bit-exact."""
+    from fpga.build import write_link_verilog
+    from sim.hostlink import run_model_session
+    from sim.runner import build
+    from software.packing.graph_program import compile_model
+    _, model, digest = resnet
+    program = compile_model(model, digest, batch=2)
+    manifest = write_link_verilog(program.config, tmp_path / "link", divisor=DIVISOR, program=program)
+    assert ModelDescriptor.parse(bytes.fromhex(manifest["link"]["descriptor"])).mismatches(program.config) == []
+    x = model.quantize_input(np.asarray(digits_images[:3]).reshape(3, 1, 8, 8))
+    report = run_model_session(build(tmp_path / "link"), x.reshape(3, -1), skew=1.01)
+    assert report["error"] is None
+    assert np.array_equal(np.array(report["logits"]), model.run_golden(x))

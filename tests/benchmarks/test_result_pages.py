@@ -237,3 +237,9 @@ def test_minilm_encoder_paragraph_says_what_matched():
     text = "\n".join(minilm.encoder_lines(dict(result, run=LayerRun(late, same, wrong, {}, {}))))
     assert "DIFFER from the golden model's (2 stages compared: h2)" in text
     assert "RTL cycles DIFFER" in text and "| attention | attention | 12x18x32 | 12 | 15553 | 15552 | NO | 0.7 |" in text
+
+
+def test_array_page_verilog_size_counts_bytes_and_modules(tmp_path):
+    import spine
+    (tmp_path / "top.v").write_text("module a(x);\nendmodule\nmodule \\b.c (y);\nendmodule\n// module d\n")
+    assert spine.verilog_size(tmp_path) == (0.062, 2)

