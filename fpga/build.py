@@ -147,6 +147,26 @@ def private_bit_names_script():
     return f"hierarchy -top {NAME}; flatten; rename -hide {BIT_LIKE_NAMES}"
 
 
+# The modules (Amaranth's hierarchical names) that the LUT mapper maps on their own: the core
+# behind the link, a model accelerator's array inside it, and the array's result FIFO. ABC9 maps a netlist for the best delay of its
+# slowest path and then lets every other path grow up to that delay to save LUTs; in one netlist
+# with the array's 32-bit accumulator adders (a long carry chain) it mapped the link's control
+# logic 8-9 LUTs deep (the frame receiver alone maps 4 deep), and on a full iCE40 every LUT is a
+# hop of 2-3 ns of routing (the iCEBreaker 4x4's critical paths). An accelerator's post-processing
+# lanes stay with its sequencer: apart, the paths between them were 7 LUTs deep.
+MAPPED_APART = ("*.link.array", "*.link.array.accelerator.array", "*.array.result_fifo")
+
+
+def mapped_apart_script():
+    """Yosys commands (after reading the design, before synthesis) that keep the MAPPED_APART
+    modules out of the flattening, so that each is mapped into LUTs as a netlist of its own."""
+    return f"setattr -mod -set keep_hierarchy 1 {' '.join(MAPPED_APART)}"
+
+
+# After synthesis: one flat netlist again, for nextpnr and the cell counts.
+FLATTEN_AFTER_MAPPING = "setattr -mod -unset keep_hierarchy; flatten; "
+
+
 def classic_abc_script(board, synth_opts):
     """(synth options, commands after synthesis) that map the LUTs with Yosys's classic ABC instead
     of ABC9, on a family that has this fallback (`Family.classic_abc_luts`, the ECP5's):
@@ -411,6 +431,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         opts, after_synth = list(synth_opts), ""
         after_read = [booth_script(array, n_dsp)] if booth else []
         after_read += [collision_free_script(), replicas_script()]
+        apart = board.family.map_array_apart and lut_mapper != "abc"
+        if apart:
+            after_read.append(mapped_apart_script())
         if program is not None and config.weights_loaded:
             after_read.append(uninitialised_script([config.weight_beats * array.weight_beat_width]))
             if spram_needed(board, config):     # Yosys puts a RAM into SPRAM only when told to
@@ -424,7 +447,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         platform = board.make_platform()       # a platform prepares one design only: one per attempt
         return platform.build(top, name=NAME, do_build=False, synth_opts=opts, nextpnr_opts=nextpnr_opts,
                               script_after_read="; ".join(after_read),
-                              script_after_synth=after_synth + "tee -q -o stat.json stat -json")
+                              script_after_synth=(after_synth + (FLATTEN_AFTER_MAPPING if apart else "")
+                                                  + "tee -q -o stat.json stat -json"))
 
     start = time.perf_counter()
     stages = _StageReporter(progress, start)

@@ -260,6 +260,9 @@ class Family:
     # `abc -lut` widths of Yosys's classic ABC mapper, the last LUT mapper a build tries when ABC9
     # crashes (fpga.build.classic_abc_script); None: the family has no such fallback.
     classic_abc_luts: str = None
+    # Map the array behind the link into LUTs apart from the link (fpga.build.mapped_apart_script):
+    # measured on the iCE40 only so far.
+    map_array_apart: bool = False
     # The most DSP cells "auto" gives an array with alpha > 1 (fpga.build.auto_dsps); None: all.
     mux_fed_dsps: int = None
     # Block RAM shapes (width, depth) Yosys maps memories to, and the depth up to which it leaves
@@ -326,6 +329,7 @@ ICE40 = Family(
     synth_command="synth_ice40",
     # synth_ice40 leaves multipliers to LUTs unless told -dsp.
     dsp_synth_opts=("-dsp",), no_dsp_synth_opts=(),
+    map_array_apart=True,
     dsp_cell="SB_MAC16",
     bitstream="bin",
     placed=(("logic_cells", "ICESTORM_LC"), ("block_ram", "ICESTORM_RAM"), ("spram", "ICESTORM_SPRAM"),

@@ -60,7 +60,7 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .linkbuffers import FrameBuffer, power_of_two
-from .linkframes import CMD_WEIGHTS, CRC, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
+from .linkframes import CMD_WEIGHTS, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
 from .systolic import SystolicArray
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from spec.checks import positive_int
@@ -149,14 +149,18 @@ class CommandDecoder(wiring.Component):
                 m.d.sync += [self.weights.valid.eq(is_weights), self.activations.valid.eq(~is_weights)]
                 m.next = "deliver"
             with m.State("deliver"):
+                # The array's ready reaches only the valid bits and the state: the counters move
+                # a clock later (the iCEBreaker 4x4's critical path ran from it to their enables).
                 with m.If((self.weights.valid & self.weights.ready) |
                           (self.activations.valid & self.activations.ready)):
-                    m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane),
-                                 self.weights.valid.eq(0), self.activations.valid.eq(0)]
-                    with m.If(count == 1):
-                        m.next = "command"
-                    with m.Else():
-                        m.next = "payload"
+                    m.d.sync += [self.weights.valid.eq(0), self.activations.valid.eq(0)]
+                    m.next = "delivered"
+            with m.State("delivered"):
+                m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane)]
+                with m.If(count == 1):
+                    m.next = "command"
+                with m.Else():
+                    m.next = "payload"
         return m
 
 
@@ -287,7 +291,6 @@ class HostLink(wiring.Component):
         resettable("array", array)
         result_bytes = beat_bytes(widths["results"])
         encoder = resettable("encoder", ReplyEncoder(result_bytes=result_bytes, descriptor=self.descriptor))
-        link_crc = resettable("link_crc", CRC(data_width=8).create())
         transmitter = resettable("transmitter", UARTTransmitter(divisor=self.divisor))
 
         wiring.connect(m, receiver.data, frames.bytes)
@@ -306,8 +309,6 @@ class HostLink(wiring.Component):
         # select is a path of its own (on the iCEBreaker it was the critical path into the encoder).
         result_byte = Signal(8, reset_less=True)
         m.d.sync += result_byte.eq(result.word_select(encoder.read_index, 8))
-        # One CRC unit: the encoder's while it sends a reply, the receiver's otherwise.
-        encoder_crc = encoder.busy | encoder.crc_start
         m.d.comb += [
             frame_buffer.write_data.eq(frames.write_data),
             frame_buffer.write.eq(frames.write),
@@ -322,11 +323,6 @@ class HostLink(wiring.Component):
             frames.result_available.eq(array.results.valid),
             array.results.ready.eq(frames.pop),
             encoder.read_data.eq(result_byte),
-            link_crc.start.eq(Mux(encoder_crc, encoder.crc_start, frames.crc_start)),
-            link_crc.valid.eq(Mux(encoder_crc, encoder.crc_valid, frames.crc_valid)),
-            link_crc.data.eq(Mux(encoder_crc, encoder.crc_data, frames.crc_data)),
-            frames.crc_match.eq(link_crc.match_detected),
-            encoder.crc_value.eq(link_crc.crc),
         ]
         wiring.connect(m, frame_buffer.r_stream, decoder.bytes)
         for source, sink in ((decoder.weights, array.weights), (decoder.activations, array.activations)):

@@ -112,6 +112,16 @@ class BufferedFIFO(wiring.Component):
         ]
         m.d.sync += [held.eq(held_next), self.r_rdy.eq(r_rdy_next), produce.eq(produce_next),
                      consume.eq(consume_next)]
+        # The lanes' flags for the next clock, from `held` and this clock's write and read rather
+        # than from `held_next`, so that the count's adder is not in series with them (the
+        # iCEBreaker 4x4's critical path ran from `held` through it). A read leaves room, a write
+        # leaves an entry; otherwise the memory is full next clock only if it is full now or a write
+        # fills its last entry, and empty only if it is empty now or a read takes its only entry.
+        room_next, not_empty_next = Signal(), Signal()
+        m.d.comb += [
+            room_next.eq(read | ~((held == entries) | ((held == entries - 1) & write))),
+            not_empty_next.eq(write | ~((held == 0) | ((held == 1) & read))),
+        ]
 
         lane_width = self.width // self.lanes
         for k in range(self.lanes):
@@ -124,7 +134,7 @@ class BufferedFIFO(wiring.Component):
             ready = replica(1, f"r_rdy_{k}", init=0)
             lane_produce, lane_consume = replica(produce.shape(), f"produce_{k}", init=0), \
                 replica(consume.shape(), f"consume_{k}", init=0)
-            m.d.sync += [room.eq(held_next != entries), not_empty.eq(held_next != 0), ready.eq(r_rdy_next),
+            m.d.sync += [room.eq(room_next), not_empty.eq(not_empty_next), ready.eq(r_rdy_next),
                          lane_produce.eq(produce_next), lane_consume.eq(consume_next)]
             data = slice(k * lane_width, (k + 1) * lane_width)
             m.d.comb += [

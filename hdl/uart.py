@@ -128,9 +128,14 @@ class UARTReceiver(wiring.Component):
 class UARTTransmitter(wiring.Component):
     """8N1 transmitter.
 
+    A byte first waits in a holding register, which takes it whenever it is empty, so that
+    `data.ready` is a register (the sender's state does not wait on the bit timer through logic:
+    the iCEBreaker's critical path ran from it into the reply encoder); the frame starts from the
+    holding register as the line frees.
+
     Members
     -------
-    data : In(stream.Signature(8))  bytes to send; taken when the previous frame has ended.
+    data : In(stream.Signature(8))  bytes to send
     tx   : Out(1)  the serial line, registered, idle high.
     """
 
@@ -143,22 +148,28 @@ class UARTTransmitter(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
+        holding, holding_valid = Signal(8), Signal()
+        m.d.comb += self.data.ready.eq(~holding_valid)
         timer = Signal(range(self.divisor))
         # `timer == 0`, kept in a register as the timer moves, so that the comparison is not in
-        # series with the handshake (the iCEBreaker's critical path ran through it).
+        # series with the frame's start (the iCEBreaker's critical path ran through it).
         timer_zero = Signal(init=1)
         bits_left = Signal(range(11))       # bits of the current frame not yet finished
         frame = Signal(9)                   # data (LSB first) and stop bit, still to send
-        last_bit_ends = Signal()
+        last_bit_ends, start = Signal(), Signal()
         m.d.comb += [
             last_bit_ends.eq((bits_left == 1) & timer_zero),
-            # Take the next byte as the stop bit ends, so back-to-back frames have no gap.
-            self.data.ready.eq((bits_left == 0) | last_bit_ends),
+            # The next frame starts as the stop bit ends, so back-to-back frames have no gap.
+            start.eq(holding_valid & ((bits_left == 0) | last_bit_ends)),
         ]
-        with m.If(self.data.valid & self.data.ready):
+        with m.If(self.data.valid & ~holding_valid):
+            m.d.sync += [holding.eq(self.data.payload), holding_valid.eq(1)]
+        with m.Elif(start):
+            m.d.sync += holding_valid.eq(0)
+        with m.If(start):
             m.d.sync += [
                 self.tx.eq(0),                                   # start bit
-                frame.eq(Cat(self.data.payload, 1)),
+                frame.eq(Cat(holding, 1)),
                 bits_left.eq(10),
                 timer.eq(self.divisor - 1),
                 timer_zero.eq(0),                                # divisor - 1 >= 3
