@@ -34,7 +34,7 @@ TOP = "sparsegen_graph_model"
 # Pipeline depths in clocks (hdl/accel/graph.py builds exactly these; the cycle model reads them).
 POST_STAGES = 8         # a result's handshake -> its value into the queue, residual buffer or logits buffer
 QUEUE_LATENCY = 2       # an entry's pop -> its first round (the queue's output register, then the scatter's)
-SCATTER_STAGES = 3      # a round's issue -> its write
+SCATTER_STAGES = 4      # a round's issue -> its write
 START_DELAY = 2         # a step's last write -> its successor's first address (a registered start, then feeding)
 LOGITS_LATENCY = 2      # a write into the logits buffer -> offered
 MAX_STEPS = 256

@@ -339,23 +339,30 @@ class GraphAccelerator(wiring.Component):
         base2 = bport.data
         m.d.sync += [v2.eq(v1), last2.eq(v1 & last1), e2.eq(e1), values2.eq(s1.values)]
         sp = sport.data
-        # stage 3: per class memory, address and value registered
-        v3, last3 = Signal(), Signal()
-        m.d.sync += [v3.eq(v2), last3.eq(last2)]
+        # stage 3: the consumer's word for this output position (one adder, shared), and per class
+        # memory its word, lane and value; stage 4: per class the address. (Both adds in one stage, the
+        # spatial table's output through 11 carry steps was the ULX3S's critical path: 80.5 MHz.)
+        v3, last3, v4, last4 = Signal(), Signal(), Signal(), Signal()
+        position3 = Signal(addr_width, reset_less=True)
+        m.d.sync += [v3.eq(v2), last3.eq(last2), v4.eq(v3), last4.eq(last3), position3.eq(base2 + sp.offset)]
         for r, write in enumerate(class_writes):
             ce = e2.classes[r]
-            addr3 = Signal(addr_width, name=f"addr3_{r}", reset_less=True)
+            word3 = Signal.like(ce.word, name=f"word3_{r}", reset_less=True)
             value3 = Signal(aw, name=f"value3_{r}", reset_less=True)
             en3 = Signal(name=f"en3_{r}")
             lane3 = Signal(_width(per_class), name=f"lane3_{r}", reset_less=True)
-            m.d.sync += [addr3.eq(base2 + sp.offset + ce.word), lane3.eq(ce.lane),
-                         value3.eq(Mux(sp.zero, 0, values2[ce.src])),
+            m.d.sync += [word3.eq(ce.word), lane3.eq(ce.lane), value3.eq(Mux(sp.zero, 0, values2[ce.src])),
                          en3.eq(v2 & sp.valid & ce.en)]
-            m.d.comb += [write.addr.eq(addr3), write.data.eq(value3.replicate(per_class))]
+            addr4 = Signal(addr_width, name=f"addr4_{r}", reset_less=True)
+            value4 = Signal(aw, name=f"value4_{r}", reset_less=True)
+            en4 = Signal(name=f"en4_{r}")
+            lane4 = Signal(_width(per_class), name=f"lane4_{r}", reset_less=True)
+            m.d.sync += [addr4.eq(position3 + word3), value4.eq(value3), en4.eq(en3), lane4.eq(lane3)]
+            m.d.comb += [write.addr.eq(addr4), write.data.eq(value4.replicate(per_class))]
             for j in range(per_class):
-                m.d.comb += write.en[j].eq(en3 & (lane3 == j))
+                m.d.comb += write.en[j].eq(en4 & (lane4 == j))
         scatter_done = Signal()
-        m.d.comb += scatter_done.eq(v3 & last3)
+        m.d.comb += scatter_done.eq(v4 & last4)
 
         # ---- sequencing: the load's last write starts step 0; a step's last write (or, with nothing
         # to scatter, its last residual) starts the next; the logits of the last step end the batch.
