@@ -19,8 +19,8 @@ Steps run one after another: step s starts once every write of step s - 1 is don
   * scatter: a queue entry (R values, or a pixel) takes its rounds, one per clock: each round's
     table entry names the consumer and tap and, per lane class memory, whether it is written, by
     which row (a crossbar) at which word and lane; the spatial table gives the word of the output
-    position the value goes to (or a 0 into a padding word). Four clocks from a round's issue to
-    its write.
+    position the value goes to (or a 0 into a padding word). An entry's first round two clocks
+    after its pop (QUEUE_LATENCY), its write four after the round (SCATTER_STAGES).
 Results are taken from the array only while the queue and the logits buffer are sure to have room
 (credits), so nothing after the array stalls.
 """
@@ -32,10 +32,9 @@ from amaranth.lib import data, fifo, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hdl.systolic import SystolicArray
+from spec.graph_model import LOGITS_LATENCY, POST_STAGES
 
 from .reader import MemoryReader
-
-from spec.graph_model import LOGITS_LATENCY, POST_STAGES
 
 # Entries: more than the post-processing pipeline and the buffer's own latency hold in flight, so a
 # burst of logits beats (a row block's images, one per clock) never finds the credit spent. (At 8, a
@@ -92,8 +91,8 @@ class GraphAccelerator(wiring.Component):
     # What goes into the memories
 
     def _round_tables(self):
-        """(entries, per step and row block (base, count), per input channel (base, count), spatial
-        table, spatial row base per (consumer, tap))."""
+        """The round table's entries; (first entry, rounds) per step and row block, and per input
+        channel (the loader's); the spatial table's entries, every (consumer, tap)'s row in turn."""
         P = self.program
         spatial, spatial_base = [], {}
         for k, step in enumerate(P.steps):
@@ -374,11 +373,6 @@ class GraphAccelerator(wiring.Component):
         with m.If(post["batch_done"]):
             m.d.sync += [loading.eq(1), in_steps.eq(0)]
         m.d.comb += [post["phase_loading"].eq(loading), post["pixel_taken"].eq(pixel_taken)]
-        self.probes = {"loading": loading, "in_steps": in_steps, "step": step, "feeding": feeding,
-                       "occupancy": occupancy, "left": left, "reserved": reserved, "step_done": step_done,
-                       "scatter_done": scatter_done, "row_block": row_block, "group_block": group_block,
-                       "results_valid": array.results.valid, "results_ready": array.results.ready,
-                       "act_valid": array.activations.valid, "act_ready": array.activations.ready}
         return m
 
     # ------------------------------------------------------------------------------------------
@@ -562,8 +556,6 @@ class GraphAccelerator(wiring.Component):
         residual_done, batch_done = Signal(), Signal()
         m.d.comb += [residual_done.eq(o_valid & o_ctx.end & ~o_ctx.rounds & ~o_ctx.logits),
                      batch_done.eq(o_valid & o_ctx.end & o_ctx.logits)]
-        self.post_probes = {"post_step": post_step, "post_block": post_block, "post_image": post_image,
-                            "post_pos": post_pos, "taken": taken, "residual_done": residual_done}
         return {"queue_reserved": queue_reserved, "queue_push": queue_push, "queue_entry": queue_entry,
                 "queue_pop": queue_pop, "residual_done": residual_done, "batch_done": batch_done,
                 "phase_loading": phase_loading, "pixel_taken": pixel_taken}
