@@ -416,7 +416,7 @@ def compile_graph(model, model_sha256="0" * 64, *, rows=None, cols=None, alpha=N
         raise ProgramError("only the graph's last matrix may give logits")
     if specs[-1]["geometry"].positions != 1:
         raise ProgramError("the logits must come from a Linear layer (one position per image)")
-    for s, spec in enumerate(specs):
+    for spec in specs:
         for main, _, name in spec.get("residual_for", []):
             if len(spec.get("residual_for")) > 1:
                 raise ProgramError(f"node '{name}': the value of '{spec['name']}' is added twice, which the "
@@ -424,7 +424,6 @@ def compile_graph(model, model_sha256="0" * 64, *, rows=None, cols=None, alpha=N
             m = specs[main]
             if (m["geometry"].positions, len(m["bias"])) != (spec["geometry"].positions, len(spec["bias"])):
                 raise ProgramError(f"node '{name}' adds tensors of different shapes")
-        spec["readers"] = []
     # Which steps read each step's value (the loader's: -1).
     readers = defaultdict(list)
     for s, spec in enumerate(specs):
