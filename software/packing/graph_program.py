@@ -50,6 +50,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from software.frontend.intmodel import ConvGeometry
 from software.packing.beats import weight_beat
 from software.packing.colcomb import pack
 from spec import ArrayConfig
@@ -67,47 +68,29 @@ SHAPE_OPS = ("flatten", "reshape")
 
 
 @dataclasses.dataclass(frozen=True)
-class Geometry:
-    """How a step reads a C x H x W tensor: a convolution's window (a Linear: the whole map)."""
-
-    channels: int
-    height: int
-    width: int
-    kernel: tuple = (1, 1)
-    stride: tuple = (1, 1)
-    padding: tuple = (0, 0)
+class Geometry(ConvGeometry):
+    """How a step reads a C x H x W tensor: a convolution's window (a Linear: the whole map). The
+    integer model's im2col geometry (its output size and positions), with the taps and where each
+    reads."""
 
     @classmethod
     def whole(cls, channels, height, width):
-        return cls(channels, height, width, kernel=(height, width))
+        return cls(channels, height, width, kernel=(height, width), stride=(1, 1), padding=(0, 0))
 
     @property
     def taps(self):
         return self.kernel[0] * self.kernel[1]
 
     @property
-    def out_h(self):
-        return (self.height + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1
-
-    @property
-    def out_w(self):
-        return (self.width + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1
-
-    @property
-    def positions(self):
-        """Output positions: vectors per image."""
-        return self.out_h * self.out_w
-
-    @property
     def in_positions(self):
-        return self.height * self.width
+        return self.in_h * self.in_w
 
     def source(self, t, p):
         """The input position that output position p reads through tap t, or None (padding)."""
         (oy, ox), (dy, dx) = divmod(p, self.out_w), divmod(t, self.kernel[1])
         y = oy * self.stride[0] - self.padding[0] + dy
         x = ox * self.stride[1] - self.padding[1] + dx
-        return y * self.width + x if 0 <= y < self.height and 0 <= x < self.width else None
+        return y * self.in_w + x if 0 <= y < self.in_h and 0 <= x < self.in_w else None
 
     def spatial(self, where):
         """Per tap t, per input position q: (word position p or -1, whether the write is a 0).
