@@ -252,7 +252,8 @@ def labels(sweep, alpha, mac):
 
 
 TABLE_COLUMNS = ("board (device, clock)", "cell", "alpha", "largest array", "LUT4", "flip-flops", "block RAM",
-                 "DSP", "Fmax (MHz)", "GMAC/s (utilization)", "LUT4 per cell", "critical path", "next larger sizes")
+                 "DSP", "Fmax (MHz)", "GMAC/s (utilization)", "useful MAC/s per LUT4 vs dense int8",
+                 "LUT4 per cell", "critical path", "next larger sizes")
 TABLE_HEADER = "| " + " | ".join(TABLE_COLUMNS) + " |"
 NO_VALUE = "—"      # a measurement an older build summary does not have (e.g. its critical path)
 
@@ -316,6 +317,53 @@ def throughput(summary):
 def describe_throughput(summary):
     macs, utilization = throughput(summary)
     return NO_VALUE if macs is None else f"{macs / 1e9:.2f} ({100 * utilization:.0f}%)"
+
+
+def useful_rate_on_combinable_layer(summary, alpha):
+    """Useful MACs per second of a build on REFERENCE_LAYER pruned to 1 in `alpha` weights so
+    that every `alpha` columns combine into one (the column-combining paper's best case): the
+    array holds the packed layer, inputs x outputs / alpha_array weights of it (its own alpha; a
+    dense array, alpha 1, multiplies every zero too), and every packed weight is useful only
+    where it is nonzero: inputs x outputs / alpha of them per vector. None without an Fmax."""
+    config = ArrayConfig.from_dict(summary["config"])
+    fmax = array_fmax(summary)
+    if fmax is None:
+        return None
+    from software.golden.cycles import layer_cycles
+    layer = REFERENCE_LAYER
+    packed_columns = -(-layer["inputs"] // config.alpha)
+    tiles = -(-layer["outputs"] // config.rows) * -(-packed_columns // config.cols)
+    cycles = layer_cycles(config, [layer["batch"]] * tiles)
+    useful = layer["inputs"] * layer["outputs"] // alpha * layer["batch"]
+    return useful / cycles * fmax["achieved_mhz"] * 1e6
+
+
+def describe_against_dense(summary, dense_summary):
+    """This array's useful MACs per second per LUT4 on the layer its alpha combines perfectly,
+    over the largest dense int8 array's on the same layer (which multiplies the zeros too): the
+    throughput against a dense int8 array of the same LUT budget, if throughput scales with
+    LUT4. NO_VALUE without the dense sweep of the board."""
+    if dense_summary is None:
+        return NO_VALUE
+    alpha = summary["config"]["alpha"]
+    mine, dense = (useful_rate_on_combinable_layer(s, alpha) for s in (summary, dense_summary))
+    if mine is None or dense is None:
+        return NO_VALUE
+    per_lut = lambda rate, s: rate / s["resources"]["luts"]["used"]  # noqa: E731
+    return f"{per_lut(mine, summary) / per_lut(dense, dense_summary):.2f}x"
+
+
+def largest_dense_int8(sweep, board):
+    """The summary of the largest dense int8 array of `board` that fits, among the sweep's results
+    with the sweep's --dsp for int8 and clock (most cells, then most rows, as the table picks), or
+    None when there is none."""
+    best, summary = None, None
+    for k, entry in sweep.results.items():
+        b, r, c, alpha, mac, dsp, clock = parse_key(k)
+        if (b, alpha, mac, dsp, clock) == (board.name, 1, "int", sweep.dsp_of("int"), sweep.clock_mhz) \
+                and entry["fit"] and (best is None or (r * c, r) > best):
+            best, summary = (r * c, r), entry["summary"]
+    return summary
 
 
 def describe_critical_path(summary):
@@ -392,7 +440,7 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     luts += MAPPER_MARKS.get(s.get("lut_mapper"), "")
     return table_row(describe_board(board, s), cell, kind, f"{r}x{c}", luts, used("flip_flops"),
                      used("block_ram"), used("dsp"), f"{clock['achieved_mhz']:.1f}{router}", describe_throughput(s),
-                     per_cell, describe_critical_path(s), "; ".join(why))
+                     describe_against_dense(s, largest_dense_int8(sweep, board)), per_cell, describe_critical_path(s), "; ".join(why))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -603,6 +651,14 @@ Fmax, with the utilization (useful MACs per cell per clock, in brackets) of the 
 {REFERENCE_LAYER['batch']}, tiled onto the array. On that dense layer column combining gives
 nothing; on a layer pruned so that α columns combine into one, an α-way cell does the useful work
 of up to α dense cells, while a dense array spends the same share of its MACs on zeros.
+
+"useful MAC/s per LUT4 vs dense int8" measures that: on the same layer pruned to one weight in α
+so that every α columns combine into one (`useful_rate_on_combinable_layer`), this array's useful
+MACs per second (the packed layer on it, cycles from the cycle model, at its Fmax) per LUT4 it
+uses, over the same for the board's largest dense int8 array in the table (which multiplies the
+zeros too, at its own Fmax): the throughput against a dense int8 array of the same LUT budget, as
+far as throughput scales with LUT4. 1.00x for the dense int8 row itself; "—" where the board's
+dense int8 sweep (with the same clock) is not in the results.
 
 "critical path" is the worst path of the array's clock in nextpnr's report: its start and end (as
 the design names them, with the end's port), its delay, the share of it on wires, its logic levels

@@ -91,8 +91,10 @@ def test_results_are_cached_and_the_table_prints_from_them(tmp_path, simulated, 
     assert row[8] == "108.0"
     utilization = fpga_fit.reference_utilization(config(n + 1, n))
     assert row[9] == f"{(n + 1) * n * utilization * 108e6 / 1e9:.2f} ({100 * utilization:.0f}%)"
-    assert row[10] == f"{(luts - simulated_luts(config(1, 1), 'auto')) / ((n + 1) * n - 1):.0f}"
-    assert row[11] == "link.array.acc_mem.0.0 → link.array.acc_mem.0.1 (DIB6): 10.0 ns, 40% routing, 2 levels + 26 carry"
+    # The dense int8 array against itself.
+    assert row[10] == "1.00x"
+    assert row[11] == f"{(luts - simulated_luts(config(1, 1), 'auto')) / ((n + 1) * n - 1):.0f}"
+    assert row[12] == "link.array.acc_mem.0.0 → link.array.acc_mem.0.1 (DIB6): 10.0 ns, 40% routing, 2 levels + 26 carry"
     other = simulated_luts(config(n, n + 1), "auto")
     assert row[-1] == (f"{n + 1}x{n + 1}: needs {simulated_luts(config(n + 1, n + 1), 'auto')} of 24288 TRELLIS_COMB; "
                        f"{n}x{n + 1} fits too ({other} LUT4, {100 * other / 24288:.0f}%) |")
@@ -228,3 +230,29 @@ def test_docs_page_of_a_sweep_just_built(tmp_path, simulated):
     assert "| critical path |" in page and "GMAC/s (utilization)" in page
     assert f"({len(simulated)} builds)" in page
     assert all(report.is_png(out / name) for name in ("fpga_luts.png", "fpga_fmax.png"))
+
+
+def test_column_combining_array_against_the_dense_int8_array_per_lut(tmp_path, simulated, capsys):
+    """The comparison column: useful MACs per second per LUT4 on the reference layer pruned so that
+    4 columns combine into one, the alpha-4 array (holding the packed layer) over the dense int8
+    array (multiplying every zero), each at its Fmax, computed here from the cycle model."""
+    from software.golden.cycles import layer_cycles
+    results = str(tmp_path / "results.json")
+    args = ["--boards", BOARD, "--alphas", "1,4", "--rectangles", "0", "--results", results,
+            "--work-dir", str(tmp_path / "work")]
+    assert fpga_fit.main(args) == 0
+    dense_row, comb_row = [line.split(" | ") for line in capsys.readouterr().out.splitlines()[2:4]]
+    layer = fpga_fit.REFERENCE_LAYER
+
+    def per_lut(n, alpha):
+        config = fpga_fit.ArrayConfig(rows=n, cols=n, alpha=alpha)
+        tiles = -(-layer["outputs"] // n) * -(-(layer["inputs"] // alpha) // n)
+        useful = layer["inputs"] * layer["outputs"] // 4 * layer["batch"]
+        return useful / layer_cycles(config, [layer["batch"]] * tiles) * 108e6 / simulated_luts(config, "auto")
+
+    n_dense, n_comb = true_largest(1), true_largest(4)
+    assert dense_row[3] == f"{n_dense}x{n_dense}" and comb_row[3] == f"{n_comb}x{n_comb}"
+    assert dense_row[10] == "1.00x"
+    ratio = per_lut(n_comb, 4) / per_lut(n_dense, 1)
+    assert comb_row[10] == f"{ratio:.2f}x"
+    assert ratio > 1.5     # a 4-way cell costs 180 LUT4 here against 120 for a dense one
