@@ -3,7 +3,7 @@ one or two product stages, accumulate)."""
 
 import operator
 
-from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, signed
+from amaranth.hdl import Module, Mux, Shape, ShapeCastable, Signal, Value, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -12,6 +12,7 @@ from amaranth.lib.wiring import In, Out
 from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 
 from .booth import BoothMultiply
+from .dsp import dsp_family, dsp_product, fits_dsp
 
 
 def banked_weight(m, cell, weight_shape):
@@ -53,7 +54,9 @@ class ColumnCombiningCell(wiring.Component):
                (hdl/booth.py); with two stages the first holds its partial-product rows, the
                second their sum. A `dsp` cell, whose product goes to one DSP block, computes
                `operand * weight` whole and registers it product_stages times (the registers a
-               DSP block can hold: iCE40 SB_MAC16 takes them in). A MAC style's `multiply`
+               DSP block can hold: iCE40 SB_MAC16 takes them in; in an ECP5 board build the
+               MULT18X18D's own input and output registers are the select and first product
+               stages, hdl/dsp.py). A MAC style's `multiply`
                registers its own intermediate values when called with split=True;
       psum     psum_in + product, one register per cell: what makes the row systolic.
     An activation presented at clock t reaches psum_out at t + `latency`; psum_in must come one
@@ -142,17 +145,34 @@ class ColumnCombiningCell(wiring.Component):
             m.d.sync += product.eq(booth(m, operand, weight, split=self.product_stages == 2))
         return product
 
+    def _dsp_block_product(self, m, selected, bank_weight):
+        """The product from a DSP block whose own registers hold the operand stage and the first
+        product stage (hdl/dsp.py), a second product stage in the fabric after it."""
+        act, weight_format = Shape.cast(self.act_shape), Shape.cast(self.weight_shape)
+        shape = signed(act.width + weight_format.width + 1)
+        operand = Signal(self.act_shape, name="operand_selected")
+        m.d.comb += operand.eq(selected)
+        early = dsp_product(m, operand, bank_weight, shape=shape)
+        if self.product_stages == 1:
+            return early
+        product = Signal(shape, name="product", reset_less=True)
+        m.d.sync += product.eq(early)
+        return product
+
     def elaborate(self, platform):
         m = Module()
         bank_weight, select = banked_weight(m, self, self.weight_shape)
+        selected = self.activations[0] if select is None else self.activations[select]
 
-        # Stage 1: operand select.
-        operand = Signal(self.act_shape, name="operand", reset_less=True)
-        weight = Signal(self.weight_shape, name="weight", reset_less=True)
-        m.d.sync += [operand.eq(self.activations[0] if select is None else self.activations[select]),
-                     weight.eq(bank_weight)]
-
-        product = self._product(m, operand, weight)
+        if self.dsp and dsp_family(platform) is not None \
+                and fits_dsp(Value.cast(selected), Value.cast(bank_weight)):
+            product = self._dsp_block_product(m, selected, bank_weight)
+        else:
+            # Stage 1: operand select.
+            operand = Signal(self.act_shape, name="operand", reset_less=True)
+            weight = Signal(self.weight_shape, name="weight", reset_less=True)
+            m.d.sync += [operand.eq(selected), weight.eq(bank_weight)]
+            product = self._product(m, operand, weight)
 
         # Last stage: accumulate. Truncation to acc_width wraps modulo 2**acc_width, as the golden
         # model does.
