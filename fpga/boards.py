@@ -168,8 +168,9 @@ BOARDS = {b.name: b for b in (
         clock_pad_feeds_pll=True,
         # Measured: a bare 4x4 alpha 4 array (96% of the logic cells) 34.8 MHz at a 30 MHz constraint,
         # 32.6 at 33, 35.5-36.2 at 39.75; a bare 2x4 alpha 2 39.1 at 39.75 (the digits accelerators
-        # 2x2 and 4x2 at 39.75: 44.3 and 42.1 MHz).
-        clock_classes=((16, 30),)),
+        # 2x2 and 4x2 at 39.75: 44.3 and 42.1 MHz). The fit sweep at 30 MHz (docs/results/fpga.md):
+        # every largest int8 and TQ array up to 5x4 closes it, at 34.6-44.7 MHz.
+        clock_classes=((20, 30),)),
     Board(
         name="ulx3s-85f", family=ECP5, device="LFE5U-85F",
         platform_class="amaranth_boards.ulx3s:ULX3S_85F_Platform",
@@ -188,8 +189,10 @@ BOARDS = {b.name: b for b in (
         programmers=(("openFPGALoader", ("-b", "orangecrab")),),
         uart_note="a 3.3 V USB-serial adapter on the Feather header: board RX = pin 0, TX = pin 1",
         extra_resources=_feather_uart,
-        # Measured at a 100 MHz constraint: the digits accelerators 4x4, 138.9 (colcomb) and 134.1 MHz (dense).
-        clock_classes=((16, 100),)),
+        # Measured at a 100 MHz constraint: the digits accelerators 4x4, 138.9 (colcomb) and 134.1 MHz
+        # (dense); the fit sweep (docs/results/fpga.md): int8 arrays up to the largest that fits, 12x12
+        # dense at 159.4 MHz and 10x10 alpha 8 at 144.7.
+        clock_classes=((144, 100),)),
 )}
 
 BOARD_NAMES = tuple(BOARDS)

@@ -23,6 +23,12 @@ from .families import FAMILIES
 from .toolchain import NEXTPNR_ROUTERS
 
 
+
+def clock_classes_text():
+    """Each board's default array clocks by size, for --help: 'icebreaker: 30 MHz up to 20 cells; ...'."""
+    return "; ".join(f"{b.name}: " + ", ".join(f"{mhz:g} MHz up to {most} cells" for most, mhz in b.clock_classes)
+                     for b in BOARDS.values() if b.clock_classes)
+
 def dsp_argument(text):
     """argparse type of --dsp (fpga.build.parse_dsp, with argparse's one-line error)."""
     from .build import parse_dsp
@@ -91,7 +97,7 @@ def build_parser():
                         "the nearest it can make, constrained there so that nextpnr optimises for it; the "
                         "UART divisor follows it. 'board' (or the board's own frequency): the board's clock, no "
                         "PLL (iCEBreaker 12, ULX3S 25, OrangeCrab 48 MHz). Default: the highest clock that "
-                        "builds of the array's size closed on the board (iCEBreaker: 30 MHz up to 16 cells; ULX3S: 100 up to 64, 80 up to 256; OrangeCrab: 100 up to 16), else the "
+                        f"builds of the array's size closed on the board ({clock_classes_text()}), else the "
                         "board's clock")
     mux_fed_limits = "".join(f" (at most {f.mux_fed_dsps} for an alpha > 1 array on the {f.title})"
                              for f in FAMILIES.values() if f.mux_fed_dsps)
