@@ -114,6 +114,9 @@ CASES = [
     dict(config=dict(rows=3, cols=3, alpha=2), shape=(5, 14), n=4, density=0.6, dsp_cells=4),
     dict(config=dict(rows=2, cols=2, alpha=2, weight_width=5, act_width=3, weight_signed=False), shape=(3, 8), n=3,
          density=0.8),
+    # More rows than one group of copies (hdl/systolic.py, ROWS_PER_GROUP): each row's own copy of
+    # the column inputs, fed a clock ahead from a copy per group (here a group of 4 and one of 2).
+    dict(config=dict(rows=6, cols=4, alpha=2), shape=(9, 20), n=3, density=0.5),
 ]
 
 

@@ -151,6 +151,8 @@ ARRAY_CASES = [
     dict(rows=3, cols=2, alpha=1, mac="tq-serial", weight_terms=1, data_terms=1, act_signed=False, acc_width=18,
          double_buffer=False, max_batch=3),
     dict(rows=2, cols=2, alpha=3, mac="tq-serial", weight_terms=3, data_terms=2, weight_signed=False, max_batch=4),
+    # More rows than one group of copies of the column inputs (the weight term among them).
+    dict(rows=6, cols=3, alpha=2, mac="tq-serial", weight_terms=2, data_terms=2),
 ]
 
 
@@ -158,7 +160,8 @@ ARRAY_CASES = [
 @pytest.mark.parametrize("case", ARRAY_CASES, ids=["colcomb_2x3_a2_t2x3", "dense_3x2_t1x1_acc18",
                                                    "colcomb_2x2_a3_t3x4_unsigned_weights",
                                                    "serial_colcomb_2x3_a2_t2x3", "serial_dense_3x2_t1x1_acc18",
-                                                   "serial_colcomb_2x2_a3_t3x2_unsigned_weights_b4"])
+                                                   "serial_colcomb_2x2_a3_t3x2_unsigned_weights_b4",
+                                                   "serial_colcomb_6x3_a2_t2x2"])
 def test_tq_array_matches_golden(case, stall):
     config = ArrayConfig(**case)
     rng = np.random.default_rng(3)
