@@ -221,7 +221,9 @@ class SystolicArray(wiring.Component):
                      weight_taken.eq(self.weights.valid & self.weights.ready)]
         load_row = Signal(rows, init=1)
         row_load = Signal(rows)                           # one registered load enable per row
-        row_bank = Signal(rows, reset_less=True)          # the bank it writes, replicated per row
+        # The bank it writes, a copy per row: identical registers that synthesis would otherwise
+        # merge into one driving every row (hdl/replicas.py).
+        row_bank = [replica(1, f"row_bank_{r}") for r in range(rows)]
         for r in range(rows):
             m.d.sync += [row_load[r].eq(weight_taken & load_row[r]), row_bank[r].eq(load_bank)]
         with m.If(weight_taken):
@@ -370,24 +372,27 @@ class SystolicArray(wiring.Component):
             m.d.comb += line.i.eq(value)
             return line.o
 
-        to_rows("activations", lambda g, lead: skew("skew", operands[g * alpha:(g + 1) * alpha], g, lead))
-
         # Weight loading, skewed like the activations: column c's weight and select are delayed
         # c + 1 clocks (shared by every row up to the copies to the rows), and each row's load
-        # strobe and bank pass from cell to cell through a register each (hdl/row.py).
-        beats = {}
+        # strobe and bank pass from cell to cell through a register each (hdl/row.py). A column's
+        # activations and weight beat go down one skew line (one memory, one pointer) so that
+        # both reach the column's cells from one place: on the ULX3S 16x16 array the placer put a
+        # cell's weight banks 30-65 columns away from its operand select and Booth rows.
+        lines = {}
 
-        def beat(c, lead):
-            if c not in beats:
-                fields = {"weight": self.weights.payload.weights[c]}
+        def column_line(c, lead):
+            if c not in lines:
+                fields = {"activations": Cat(operands[c * alpha:(c + 1) * alpha]),
+                          "weight": self.weights.payload.weights[c]}
                 if alpha > 1:
                     fields["select"] = self.weights.payload.selects[c]
                 layout = data.StructLayout({name: len(Value.cast(value)) for name, value in fields.items()})
-                beats[c] = data.View(layout, skew("weight_skew", list(fields.values()), c, lead))
-            return beats[c]
-        to_rows("load_weight", lambda c, lead: beat(c, lead).weight)
+                lines[c] = data.View(layout, skew("skew", list(fields.values()), c, lead))
+            return lines[c]
+        to_rows("activations", lambda c, lead: column_line(c, lead).activations)
+        to_rows("load_weight", lambda c, lead: lines[c].weight)
         if alpha > 1:
-            to_rows("load_select", lambda c, lead: beats[c].select)
+            to_rows("load_select", lambda c, lead: lines[c].select)
 
         # Token stage k's field `name` `lead` clocks ahead: stage k - 1's, where stage -1 is the
         # token stage 0 takes next (its bank `issue_bank`, its term `next_term`).
@@ -443,9 +448,9 @@ class SystolicArray(wiring.Component):
             forward_sums_before.eq(valid[at_write] & (tokens[at_write].addr == tokens[at_add - 1].addr)),
         ]
         for r in range(rows):
-            use_sums = Signal(name=f"forward_sums_r{r}", reset_less=True)
-            use_sums_before = Signal(name=f"forward_sums_before_r{r}", reset_less=True)
-            clear = Signal(name=f"clear_r{r}", reset_less=True)
+            use_sums = replica(1, f"forward_sums_r{r}")
+            use_sums_before = replica(1, f"forward_sums_before_r{r}")
+            clear = replica(1, f"clear_r{r}")
             m.d.sync += [use_sums.eq(forward_sums), use_sums_before.eq(forward_sums_before),
                          clear.eq(tokens[at_add - 1].clear)]
             previous = Mux(use_sums, sums[r], Mux(use_sums_before, sums_before[r], read_data[r]))
