@@ -60,11 +60,12 @@ from .row import SystolicRow, build_row, column_widths, instantiate
 
 
 # How a column's activations, weight and bank reach its rows' cells, as copies of one register
-# (hdl/replicas.py) so that no register drives a whole column: an array of at most ROWS_PER_GROUP
-# rows has one register per column; a larger one has a register of its own per row and cell, fed
-# from one copy per group of ROWS_PER_GROUP rows a clock earlier (two levels, each register driving
-# at most ROWS_PER_GROUP others), at no extra clock: the group copies take the value a clock ahead.
+# (hdl/replicas.py) so that no register drives a whole column: one copy per group of
+# ROWS_PER_GROUP rows, driving the group's cells; or, with PER_ROW_COPIES and more rows than one
+# group, a register of its own per row and cell, fed from the group's copy, which takes the value a
+# clock ahead (two levels, each register driving at most ROWS_PER_GROUP others, no extra clock).
 ROWS_PER_GROUP = 4
+PER_ROW_COPIES = True
 
 
 class ArrayLayouts:
@@ -331,12 +332,12 @@ class SystolicArray(wiring.Component):
             Small arrays: one register per column. Larger ones: a register per row, each column's
             (but column 0's, which has no value a clock ahead) from a copy per group of rows that
             takes the column's value a clock ahead."""
-            if groups == 1:
-                shared = Cat(column_value(c, 0) for c in range(cols))
-                inputs = replica(len(shared), f"{name}_g0")
-                m.d.sync += inputs.eq(shared)
-                for row in row_inputs:
-                    row[name] = inputs
+            if groups == 1 or not PER_ROW_COPIES:
+                late = Cat(column_value(c, 0) for c in range(cols))
+                copies = [replica(len(late), f"{name}_g{k}") for k in range(groups)]
+                m.d.sync += [copy.eq(late) for copy in copies]
+                for r, row in enumerate(row_inputs):
+                    row[name] = copies[r // ROWS_PER_GROUP]
                 return
             ahead = Cat(column_value(c, 1) for c in range(1, cols))   # columns 1 ... side by side
             group_copies = [replica(len(ahead), f"{name}_g{k}") for k in range(groups)]
