@@ -65,7 +65,7 @@ from .row import SystolicRow, build_row, column_widths, instantiate
 # group, a register of its own per row and cell, fed from the group's copy, which takes the value a
 # clock ahead (two levels, each register driving at most ROWS_PER_GROUP others, no extra clock).
 ROWS_PER_GROUP = 4
-PER_ROW_COPIES = True
+PER_ROW_COPIES = False
 
 
 class ArrayLayouts:
@@ -373,27 +373,24 @@ class SystolicArray(wiring.Component):
             m.d.comb += line.i.eq(value)
             return line.o
 
+        to_rows("activations", lambda g, lead: skew("skew", operands[g * alpha:(g + 1) * alpha], g, lead))
+
         # Weight loading, skewed like the activations: column c's weight and select are delayed
         # c + 1 clocks (shared by every row up to the copies to the rows), and each row's load
-        # strobe and bank pass from cell to cell through a register each (hdl/row.py). A column's
-        # activations and weight beat go down one skew line (one memory, one pointer) so that
-        # both reach the column's cells from one place: on the ULX3S 16x16 array the placer put a
-        # cell's weight banks 30-65 columns away from its operand select and Booth rows.
-        lines = {}
+        # strobe and bank pass from cell to cell through a register each (hdl/row.py).
+        beats = {}
 
-        def column_line(c, lead):
-            if c not in lines:
-                fields = {"activations": Cat(operands[c * alpha:(c + 1) * alpha]),
-                          "weight": self.weights.payload.weights[c]}
+        def beat(c, lead):
+            if c not in beats:
+                fields = {"weight": self.weights.payload.weights[c]}
                 if alpha > 1:
                     fields["select"] = self.weights.payload.selects[c]
                 layout = data.StructLayout({name: len(Value.cast(value)) for name, value in fields.items()})
-                lines[c] = data.View(layout, skew("skew", list(fields.values()), c, lead))
-            return lines[c]
-        to_rows("activations", lambda c, lead: column_line(c, lead).activations)
-        to_rows("load_weight", lambda c, lead: lines[c].weight)
+                beats[c] = data.View(layout, skew("weight_skew", list(fields.values()), c, lead))
+            return beats[c]
+        to_rows("load_weight", lambda c, lead: beat(c, lead).weight)
         if alpha > 1:
-            to_rows("load_select", lambda c, lead: lines[c].select)
+            to_rows("load_select", lambda c, lead: beats[c].select)
 
         # Token stage k's field `name` `lead` clocks ahead: stage k - 1's, where stage -1 is the
         # token stage 0 takes next (its bank `issue_bank`, its term `next_term`).
