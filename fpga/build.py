@@ -380,7 +380,7 @@ def array_clock(board, clock_mhz):
         raise BuildError(f"cannot clock the {board.name} at {clock_mhz:g} MHz: {e}", status=2) from None
 
 
-def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None,
+def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None, placer=None,
           time_limit=None, progress=None, clock_mhz=None, program=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
 
@@ -390,7 +390,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
 
     `dsp`: see `dsp_cells`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
-    LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1).
+    LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1);
+    `placer` its placer (None: its default, heap).
     `time_limit`: seconds after which the tools are stopped and the build fails (None: no limit).
     A design with more cells of a kind than the device is stopped once nextpnr has packed it.
     When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with ABC9
@@ -425,6 +426,10 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         if router not in toolchain.NEXTPNR_ROUTERS:
             raise BuildError(f"router must be one of {', '.join(toolchain.NEXTPNR_ROUTERS)}, not {router!r}", status=2)
         nextpnr_opts += ["--router", router]
+    if placer is not None:
+        if placer not in toolchain.NEXTPNR_PLACERS:
+            raise BuildError(f"placer must be one of {', '.join(toolchain.NEXTPNR_PLACERS)}, not {placer!r}", status=2)
+        nextpnr_opts += ["--placer", placer]
     multipliers = multiplier_summary(array, n_dsp, booth)
 
     def plan(lut_mapper):
@@ -495,6 +500,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "dsp_cells": n_dsp,
             "seed": seed,
             "router": router or toolchain.NEXTPNR_ROUTERS[0],
+            "placer": placer or toolchain.NEXTPNR_PLACERS[0],
             "lut_mapper": lut_mapper,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),

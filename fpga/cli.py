@@ -20,7 +20,7 @@ from spec import ConfigError
 
 from .boards import BOARD_NAMES, BOARDS
 from .families import FAMILIES
-from .toolchain import NEXTPNR_ROUTERS
+from .toolchain import NEXTPNR_PLACERS, NEXTPNR_ROUTERS
 
 
 
@@ -111,6 +111,8 @@ def build_parser():
     b.add_argument("--seed", type=int, help="nextpnr placement seed")
     b.add_argument("--router", choices=NEXTPNR_ROUTERS,
                    help="nextpnr router (default router1, nextpnr's own default)")
+    b.add_argument("--placer", choices=NEXTPNR_PLACERS,
+                   help="nextpnr placer (default heap, nextpnr's own default; static: electrostatic)")
     b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>"
                                           "[_tq<W>x<D>][_<MHZ>mhz])")
     b.add_argument("--program", action="store_true",
@@ -307,7 +309,7 @@ def cmd_build(args):
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
     result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,
-                   router=args.router, clock_mhz=args.clock_mhz, program=program_,
+                   router=args.router, placer=args.placer, clock_mhz=args.clock_mhz, program=program_,
                    progress=lambda line: print(f"{PROG} build: {line}", file=sys.stderr))
     for line in format_summary(result.summary):
         print(line)

@@ -17,6 +17,8 @@ TOOLS = {tool.name: tool for family in FAMILIES.values() for tool in family.tool
 
 # nextpnr's routers (`--router`); the first is its default.
 NEXTPNR_ROUTERS = ("router1", "router2")
+# nextpnr's placers (`--placer`); the first is its default: HeAP (analytic) and the electrostatic one.
+NEXTPNR_PLACERS = ("heap", "static")
 
 
 class ToolchainError(RuntimeError):

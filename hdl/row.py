@@ -17,6 +17,8 @@ from amaranth.hdl import ClockSignal, Const, Instance, Module, ResetSignal, Shap
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
+from .replicas import replica
+
 # The cell ports that a row's columns each have their own of (in a row input, `cols` of them side
 # by side); "load_select" only with alpha > 1, "term" only for a term-serial cell with more than
 # one weight term. The rest: "load" and "load_bank" enter at column 0, "psum_in" chains.
@@ -51,7 +53,9 @@ def build_row(m, inputs, *, cols, chain_width, add_cell, suffix):
     for c in range(cols):
         if c:
             next_strobe = Signal(name=f"load{suffix(c)}", reset_less=True)
-            next_bank = Signal(name=f"load_bank{suffix(c)}", reset_less=True)
+            # Every row's bank registers hold the same bit: replicas, so that synthesis does not
+            # merge them into one register per column that drives the whole column.
+            next_bank = replica(1, f"load_bank{suffix(c)}")
             m.d.sync += [next_strobe.eq(strobe), next_bank.eq(strobe_bank)]
             strobe, strobe_bank = next_strobe, next_bank
         ports = {name: vector.word_select(c, len(vector) // cols) for name, vector in columns.items()}

@@ -59,9 +59,13 @@ from .replicas import replica
 from .row import SystolicRow, build_row, column_widths, instantiate
 
 
-# Cells per copy of a column's activations, weight and bank registers: each copy drives this many
-# rows of cells, a short net, rather than one register driving the whole column.
-ROWS_PER_COPY = 4
+# How a column's activations, weight and bank reach its rows' cells, as copies of one register
+# (hdl/replicas.py) so that no register drives a whole column: one copy per group of
+# ROWS_PER_GROUP rows, driving the group's cells; or, with PER_ROW_COPIES and more rows than one
+# group, a register of its own per row and cell, fed from the group's copy, which takes the value a
+# clock ahead (two levels, each register driving at most ROWS_PER_GROUP others, no extra clock).
+ROWS_PER_GROUP = 4
+PER_ROW_COPIES = False
 
 
 class ArrayLayouts:
@@ -218,7 +222,9 @@ class SystolicArray(wiring.Component):
                      weight_taken.eq(self.weights.valid & self.weights.ready)]
         load_row = Signal(rows, init=1)
         row_load = Signal(rows)                           # one registered load enable per row
-        row_bank = Signal(rows, reset_less=True)          # the bank it writes, replicated per row
+        # The bank it writes, a copy per row: identical registers that synthesis would otherwise
+        # merge into one driving every row (hdl/replicas.py).
+        row_bank = [replica(1, f"row_bank_{r}") for r in range(rows)]
         for r in range(rows):
             m.d.sync += [row_load[r].eq(weight_taken & load_row[r]), row_bank[r].eq(load_bank)]
         with m.If(weight_taken):
@@ -314,24 +320,36 @@ class SystolicArray(wiring.Component):
         stored = Signal()
 
         # ---------------------------------------------------------------------------------
-        # What the rows read, column by column, arrives in one replicated register per group of
-        # ROWS_PER_COPY rows (group k drives rows k * ROWS_PER_COPY ...): no register drives a
-        # whole column. Each is a plain bit vector, the columns side by side (column 0 low), as
+        # What the rows read, column by column, arrives in copies of one register (ROWS_PER_GROUP
+        # above): each row input is a plain bit vector, the columns side by side (column 0 low), as
         # the row takes them (hdl/row.py).
-        copies = -(-rows // ROWS_PER_COPY)
-        row_inputs = [{} for _ in range(copies)]
+        row_inputs = [{} for _ in range(rows)]
+        groups = -(-rows // ROWS_PER_GROUP)
 
-        def to_rows(name, columns):
-            """Register `columns` (one value per column, side by side) once per group of rows as
-            row input `name`."""
-            value = Cat(columns)
-            for k, inputs in enumerate(row_inputs):
-                inputs[name] = replica(len(value), f"{name}_g{k}")
-                m.d.sync += inputs[name].eq(value)
+        def to_rows(name, column_value):
+            """Row input `name`, registered on the way: `column_value(c, lead)` is what column c's
+            cells take, made `lead` (0 or 1) clocks ahead, i.e. before the register that this adds.
+            Small arrays: one register per column. Larger ones: a register per row, each column's
+            (but column 0's, which has no value a clock ahead) from a copy per group of rows that
+            takes the column's value a clock ahead."""
+            if groups == 1 or not PER_ROW_COPIES:
+                late = Cat(column_value(c, 0) for c in range(cols))
+                copies = [replica(len(late), f"{name}_g{k}") for k in range(groups)]
+                m.d.sync += [copy.eq(late) for copy in copies]
+                for r, row in enumerate(row_inputs):
+                    row[name] = copies[r // ROWS_PER_GROUP]
+                return
+            ahead = Cat(column_value(c, 1) for c in range(1, cols))   # columns 1 ... side by side
+            group_copies = [replica(len(ahead), f"{name}_g{k}") for k in range(groups)]
+            m.d.sync += [copy.eq(ahead) for copy in group_copies]
+            first = column_value(0, 0)
+            for r, row in enumerate(row_inputs):
+                value = Cat(first, group_copies[r // ROWS_PER_GROUP])
+                row[name] = replica(len(value), f"{name}_r{r}")
+                m.d.sync += row[name].eq(value)
 
-        # The edge: each activation becomes the MAC style's operand (once, not once per cell)
-        # and is registered; group g is then delayed g more clocks, 1 + g in all with the row
-        # group's register.
+        # The edge: each activation becomes the MAC style's operand (once, not once per cell);
+        # group g is then delayed g clocks, g + 1 with the register to the rows.
         if not mac.serial:
             operands = [mac.edge_operand(m, cfg, act.data[k], f"edge_{k}") for k in range(cols * alpha)]
         else:
@@ -347,41 +365,50 @@ class SystolicArray(wiring.Component):
                 m.d.comb += source.eq(Mux(accept, act.data[k], held))
                 operands.append(mac.edge_term(m, cfg, source, next_data_term, f"edge_{k}").as_value())
 
-        def skew(name, values, column):
-            """`values` delayed `column` clocks (hdl/delay.py: a memory where that is long)."""
+        def skew(name, values, column, lead):
+            """`values` delayed `column - lead` clocks, for column `column` (hdl/delay.py: a memory
+            where that is long)."""
             value = Cat(values)
-            m.submodules[f"{name}_{column}"] = line = DelayLine(len(value), column)
+            m.submodules[f"{name}_{column}"] = line = DelayLine(len(value), column - lead)
             m.d.comb += line.i.eq(value)
             return line.o
 
-        to_rows("activations", [skew("skew", operands[g * alpha:(g + 1) * alpha], g) for g in range(cols)])
+        to_rows("activations", lambda g, lead: skew("skew", operands[g * alpha:(g + 1) * alpha], g, lead))
 
         # Weight loading, skewed like the activations: column c's weight and select are delayed
-        # 1 + c clocks (shared by every row, the last register replicated per group of rows), and
-        # each row's load strobe and bank pass from cell to cell through a register each (hdl/row.py).
-        beats = []
-        for c in range(cols):
-            beat = {"weight": self.weights.payload.weights[c]}
-            if alpha > 1:
-                beat["select"] = self.weights.payload.selects[c]
-            layout = data.StructLayout({name: len(Value.cast(value)) for name, value in beat.items()})
-            beats.append(data.View(layout, skew("weight_skew", list(beat.values()), c)))
-        to_rows("load_weight", [beat.weight for beat in beats])
+        # c + 1 clocks (shared by every row up to the copies to the rows), and each row's load
+        # strobe and bank pass from cell to cell through a register each (hdl/row.py).
+        beats = {}
+
+        def beat(c, lead):
+            if c not in beats:
+                fields = {"weight": self.weights.payload.weights[c]}
+                if alpha > 1:
+                    fields["select"] = self.weights.payload.selects[c]
+                layout = data.StructLayout({name: len(Value.cast(value)) for name, value in fields.items()})
+                beats[c] = data.View(layout, skew("weight_skew", list(fields.values()), c, lead))
+            return beats[c]
+        to_rows("load_weight", lambda c, lead: beat(c, lead).weight)
         if alpha > 1:
-            to_rows("load_select", [beat.select for beat in beats])
+            to_rows("load_select", lambda c, lead: beats[c].select)
+
+        # Token stage k's field `name` `lead` clocks ahead: stage k - 1's, where stage -1 is the
+        # token stage 0 takes next (its bank `issue_bank`, its term `next_term`).
+        def token_field(name, k, lead, next_value):
+            k -= lead
+            return next_value if k < 0 else tokens[k][name]
         # The bank each column's cells compute with: token stage c's.
-        to_rows("bank", [(issue_bank if mac.serial else compute_bank) if c == 0 else tokens[c - 1].bank
-                         for c in range(cols)])
+        to_rows("bank", lambda c, lead: token_field("bank", c - 1, lead, issue_bank))
         # Term-serial: the weight term each column's cells use, token stage c's.
         if lay.term is not None:
-            to_rows("term", [next_term if c == 0 else tokens[c - 1].term for c in range(cols)])
+            to_rows("term", lambda c, lead: token_field("term", c - 1, lead, next_term))
 
         # ---------------------------------------------------------------------------------
-        # The rows (hdl/row.py), each reading its group's registers: one shared row module
+        # The rows (hdl/row.py), each reading its copies of the column inputs: one shared row module
         # instantiated R times, or the cells in this module.
         row_sums = []
         for r in range(rows):
-            inputs = {**row_inputs[r // ROWS_PER_COPY], "load": row_load[r], "load_bank": row_bank[r]}
+            inputs = {**row_inputs[r], "load": row_load[r], "load_bank": row_bank[r]}
             if self.shared_row is None:
                 row_sums.append(build_row(
                     m, inputs, cols=cols, chain_width=self.chain_width,
@@ -419,9 +446,9 @@ class SystolicArray(wiring.Component):
             forward_sums_before.eq(valid[at_write] & (tokens[at_write].addr == tokens[at_add - 1].addr)),
         ]
         for r in range(rows):
-            use_sums = Signal(name=f"forward_sums_r{r}", reset_less=True)
-            use_sums_before = Signal(name=f"forward_sums_before_r{r}", reset_less=True)
-            clear = Signal(name=f"clear_r{r}", reset_less=True)
+            use_sums = replica(1, f"forward_sums_r{r}")
+            use_sums_before = replica(1, f"forward_sums_before_r{r}")
+            clear = replica(1, f"clear_r{r}")
             m.d.sync += [use_sums.eq(forward_sums), use_sums_before.eq(forward_sums_before),
                          clear.eq(tokens[at_add - 1].clear)]
             previous = Mux(use_sums, sums[r], Mux(use_sums_before, sums_before[r], read_data[r]))

@@ -196,7 +196,7 @@ def test_ecp5_bitstream_and_report(orangecrab):
     out, stdout, summary = orangecrab
     check_common(out, stdout, summary, "top.bit", 48.0)
     check_board(out, summary)
-    assert summary["device"] == "LFE5U-25F" and summary["router"] == "router2"
+    assert summary["device"] == "LFE5U-25F" and summary["router"] == "router2" and summary["placer"] == "heap"
     assert summary["multipliers"] == "booth" and summary["resources"]["dsp"] == {"used": 0, "available": 28}
     assert "multipliers: Booth LUTs" in stdout
 
@@ -291,6 +291,7 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "icebreaker", "--mac", "tq", "--data-terms", "0"], "data_terms"),
     (["--board", "ulx3s-85f", "--program"], "needs openFPGALoader on PATH"),
     (["--board", "ulx3s-85f", "--router", "router3"], "invalid choice: 'router3'"),
+    (["--board", "ulx3s-85f", "--placer", "sa"], "invalid choice: 'sa'"),
     (["--board", "icebreaker", "--dsp", "some"], "--dsp wants auto, on, off or a number of cells, not 'some'"),
     (["--board", "icebreaker", "--rows", "3", "--dsp", "9"], "--dsp 9: the iCE40UP5K has 8 DSP blocks"),
     (["--board", "icebreaker", "--clock-mhz", "300"],

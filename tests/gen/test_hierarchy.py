@@ -8,7 +8,7 @@ import re
 import pytest
 
 from gen.design import generate
-from hdl.systolic import ROWS_PER_COPY
+from hdl.systolic import PER_ROW_COPIES, ROWS_PER_GROUP
 from spec import ArrayConfig
 
 TOP = "sparsegen_array"
@@ -28,11 +28,11 @@ def instances(body, module):
 
 
 @pytest.mark.parametrize("config", [
-    # More rows than one group of rows (ROWS_PER_COPY): rows of several groups share the module.
-    ArrayConfig(rows=ROWS_PER_COPY + 2, cols=5, alpha=2),
+    # More rows than one group of rows (ROWS_PER_GROUP): rows of several groups share the module.
+    ArrayConfig(rows=ROWS_PER_GROUP + 2, cols=5, alpha=2),
     ArrayConfig(rows=3, cols=4, alpha=1, double_buffer=False),
-    ArrayConfig(rows=ROWS_PER_COPY + 1, cols=3, alpha=3, mac="tq", weight_terms=2, data_terms=3),
-    ArrayConfig(rows=ROWS_PER_COPY + 1, cols=3, alpha=3, mac="tq-serial", weight_terms=2, data_terms=3),
+    ArrayConfig(rows=ROWS_PER_GROUP + 1, cols=3, alpha=3, mac="tq", weight_terms=2, data_terms=3),
+    ArrayConfig(rows=ROWS_PER_GROUP + 1, cols=3, alpha=3, mac="tq-serial", weight_terms=2, data_terms=3),
 ], ids=["int_a2", "dense_single_bank", "tq", "tq_serial"])
 def test_one_row_module_instantiated_once_per_row(config):
     verilog = generate(config).verilog
@@ -48,10 +48,11 @@ def test_one_row_module_instantiated_once_per_row(config):
             assert not instances(body, f"{TOP}_cell"), name
         if name != TOP:
             assert not instances(body, f"{TOP}_row"), name
-    # Rows of one group of rows read the same registers: a row's inputs are named signals, not
-    # per-row copies of the columns' wires.
+    # A row's inputs are named registers, not per-row copies of the columns' wires: its group's,
+    # or (PER_ROW_COPIES, more rows than a group) the row's own.
     first = re.search(r"^\s*\w+_row row_0\s*\((.*?)\);", top, re.M | re.S).group(1)
-    assert re.search(r"\.activations\(activations_g0\)", first)
+    own = "activations_r0" if PER_ROW_COPIES and config.rows > ROWS_PER_GROUP else "activations_g0"
+    assert re.search(rf"\.activations\({own}\)", first)
 
 
 def test_the_top_holds_no_per_cell_logic():

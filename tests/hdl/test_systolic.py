@@ -7,6 +7,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
+from hdl import systolic
 from hdl.systolic import SystolicArray
 from software.packing import beats
 from software.packing.colcomb import combine
@@ -98,6 +99,10 @@ def random_inputs(rng, config, n, in_features):
     return rng.integers(lo, hi + 1, size=(n, in_features))
 
 
+# More rows than one group of copies of the column inputs (hdl/systolic.py, ROWS_PER_GROUP): a
+# group of 4 rows and one of 2 (test_row_copies_of_column_inputs: both ways of copying).
+ROWS_6 = dict(config=dict(rows=6, cols=4, alpha=2), shape=(9, 20), n=3, density=0.5)
+
 CASES = [
     dict(config=dict(rows=4, cols=4), shape=(4, 4), n=5, density=1.0),
     dict(config=dict(rows=3, cols=5, alpha=4, act_signed=False), shape=(7, 40), n=6, density=0.3),
@@ -114,6 +119,7 @@ CASES = [
     dict(config=dict(rows=3, cols=3, alpha=2), shape=(5, 14), n=4, density=0.6, dsp_cells=4),
     dict(config=dict(rows=2, cols=2, alpha=2, weight_width=5, act_width=3, weight_signed=False), shape=(3, 8), n=3,
          density=0.8),
+    ROWS_6,
 ]
 
 
@@ -138,6 +144,16 @@ def test_array_matches_golden(case, stall):
     if stall == 0.0:
         assert cycles == layer_cycles(config, schedule.tile_batches)
 
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["group_copies", "row_copies"])
+def test_row_copies_of_column_inputs(monkeypatch, per_row):
+    """The column inputs reach the rows through one copy per group of rows, or (PER_ROW_COPIES)
+    through a register per row fed a clock ahead from its group's copy: the same results in the
+    same cycles."""
+    monkeypatch.setattr(systolic, "PER_ROW_COPIES", per_row)
+    for stall in (0.0, 0.4):
+        test_array_matches_golden(ROWS_6, stall)
 
 
 @pytest.mark.parametrize("settings", [dict(), dict(act_signed=False), dict(weight_signed=False),

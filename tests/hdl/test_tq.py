@@ -13,6 +13,7 @@ from amaranth.back import rtlil
 
 from amaranth.sim import Simulator
 
+from hdl import systolic
 from hdl.tq import TermPairProduct, TQMultiplier
 from spec.tq import FORMS, TQConfig
 from software.golden import tq
@@ -139,6 +140,9 @@ def test_the_multiplier_is_built_from_a_tq_configuration():
         gc.collect()
 
 
+# More rows than one group of copies of the column inputs (the weight term among them).
+SERIAL_ROWS_6 = dict(rows=6, cols=3, alpha=2, mac="tq-serial", weight_terms=2, data_terms=2)
+
 ARRAY_CASES = [
     dict(rows=2, cols=3, alpha=2, mac="tq", weight_terms=2, data_terms=3),
     dict(rows=3, cols=2, alpha=1, mac="tq", weight_terms=1, data_terms=1, act_signed=False, acc_width=18,
@@ -151,6 +155,7 @@ ARRAY_CASES = [
     dict(rows=3, cols=2, alpha=1, mac="tq-serial", weight_terms=1, data_terms=1, act_signed=False, acc_width=18,
          double_buffer=False, max_batch=3),
     dict(rows=2, cols=2, alpha=3, mac="tq-serial", weight_terms=3, data_terms=2, weight_signed=False, max_batch=4),
+    SERIAL_ROWS_6,
 ]
 
 
@@ -158,7 +163,8 @@ ARRAY_CASES = [
 @pytest.mark.parametrize("case", ARRAY_CASES, ids=["colcomb_2x3_a2_t2x3", "dense_3x2_t1x1_acc18",
                                                    "colcomb_2x2_a3_t3x4_unsigned_weights",
                                                    "serial_colcomb_2x3_a2_t2x3", "serial_dense_3x2_t1x1_acc18",
-                                                   "serial_colcomb_2x2_a3_t3x2_unsigned_weights_b4"])
+                                                   "serial_colcomb_2x2_a3_t3x2_unsigned_weights_b4",
+                                                   "serial_colcomb_6x3_a2_t2x2"])
 def test_tq_array_matches_golden(case, stall):
     config = ArrayConfig(**case)
     rng = np.random.default_rng(3)
@@ -180,3 +186,11 @@ def test_tq_array_matches_golden(case, stall):
     assert np.array_equal(np.array(got).reshape(expected.shape), expected)
     if stall == 0.0:
         assert cycles == layer_cycles(config, schedule.tile_batches)
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["group_copies", "row_copies"])
+def test_serial_row_copies_of_column_inputs(monkeypatch, per_row):
+    """A term-serial array's column inputs (its weight term among them) through one copy per group
+    of rows, or through a register per row fed a clock ahead (hdl/systolic.py PER_ROW_COPIES)."""
+    monkeypatch.setattr(systolic, "PER_ROW_COPIES", per_row)
+    test_tq_array_matches_golden(SERIAL_ROWS_6, 0.0)
