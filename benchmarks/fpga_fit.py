@@ -285,16 +285,24 @@ REFERENCE_LAYER = {"inputs": 256, "outputs": 256, "batch": 64}
 
 def reference_utilization(config):
     """Useful MACs per cell per clock on REFERENCE_LAYER, from the cycle model
-    (software.golden.cycles, equal to the RTL's cycles): ceil(inputs / R) x ceil(outputs / C) tiles
+    (software.golden.cycles, equal to the RTL's cycles): ceil(outputs / R) x ceil(inputs / C) tiles
     of `batch` vectors each. Below 1 where the layer does not divide into whole tiles and where
     weight loads are not hidden behind the vectors (R + C > batch). On a dense layer column
     combining gives nothing; on a layer pruned so that alpha columns combine, an alpha-way cell
     does the useful work of up to alpha dense cells."""
+    layer = REFERENCE_LAYER
+    cycles = reference_layer_cycles(config, layer["inputs"])
+    return layer["inputs"] * layer["outputs"] * layer["batch"] / (config.rows * config.cols * cycles)
+
+
+def reference_layer_cycles(config, packed_columns):
+    """Cycles of the cycle model for REFERENCE_LAYER's outputs with `packed_columns` columns (one
+    per group of combined inputs) on the array: ceil(outputs / R) x ceil(packed_columns / C) tiles
+    of `batch` vectors each."""
     from software.golden.cycles import layer_cycles
     layer = REFERENCE_LAYER
-    tiles = -(-layer["inputs"] // config.rows) * -(-layer["outputs"] // config.cols)
-    cycles = layer_cycles(config, [layer["batch"]] * tiles)
-    return layer["inputs"] * layer["outputs"] * layer["batch"] / (config.rows * config.cols * cycles)
+    tiles = -(-layer["outputs"] // config.rows) * -(-packed_columns // config.cols)
+    return layer_cycles(config, [layer["batch"]] * tiles)
 
 
 def array_fmax(summary):
@@ -329,11 +337,8 @@ def useful_rate_on_combinable_layer(summary, alpha):
     fmax = array_fmax(summary)
     if fmax is None:
         return None
-    from software.golden.cycles import layer_cycles
     layer = REFERENCE_LAYER
-    packed_columns = -(-layer["inputs"] // config.alpha)
-    tiles = -(-layer["outputs"] // config.rows) * -(-packed_columns // config.cols)
-    cycles = layer_cycles(config, [layer["batch"]] * tiles)
+    cycles = reference_layer_cycles(config, -(-layer["inputs"] // config.alpha))
     useful = layer["inputs"] * layer["outputs"] // alpha * layer["batch"]
     return useful / cycles * fmax["achieved_mhz"] * 1e6
 
@@ -440,7 +445,8 @@ def row(sweep, board, alpha, mac, max_rows, rectangles):
     luts += MAPPER_MARKS.get(s.get("lut_mapper"), "")
     return table_row(describe_board(board, s), cell, kind, f"{r}x{c}", luts, used("flip_flops"),
                      used("block_ram"), used("dsp"), f"{clock['achieved_mhz']:.1f}{router}", describe_throughput(s),
-                     describe_against_dense(s, largest_dense_int8(sweep, board)), per_cell, describe_critical_path(s), "; ".join(why))
+                     describe_against_dense(s, largest_dense_int8(sweep, board)), per_cell,
+                     describe_critical_path(s), "; ".join(why))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,11 +23,11 @@ from .families import FAMILIES
 from .toolchain import NEXTPNR_PLACERS, NEXTPNR_ROUTERS
 
 
-
 def clock_classes_text():
     """Each board's default array clocks by size, for --help: 'icebreaker: 30 MHz up to 20 cells; ...'."""
     return "; ".join(f"{b.name}: " + ", ".join(f"{mhz:g} MHz up to {most} cells" for most, mhz in b.clock_classes)
                      for b in BOARDS.values() if b.clock_classes)
+
 
 def dsp_argument(text):
     """argparse type of --dsp (fpga.build.parse_dsp, with argparse's one-line error)."""

@@ -117,6 +117,10 @@ class ColumnCombiningCell(wiring.Component):
     def latency(self):
         return OPERAND_STAGES + self.product_stages + ACCUMULATE_STAGES
 
+    def _integer_product_shape(self):
+        """Wide enough for the product of any activation and weight, signed."""
+        return signed(Shape.cast(self.act_shape).width + Shape.cast(self.weight_shape).width + 1)
+
     def _product(self, m, operand, weight):
         """The registered product of the registered `operand` and `weight`, `product_stages`
         clocks after them."""
@@ -126,7 +130,7 @@ class ColumnCombiningCell(wiring.Component):
             m.d.sync += product.eq(self.multiply(m, operand, weight, split=self.product_stages == 2))
             return product
         act, weight_format = Shape.cast(self.act_shape), Shape.cast(self.weight_shape)
-        shape = signed(act.width + weight_format.width + 1)
+        shape = self._integer_product_shape()
         product = Signal(shape, name="product", reset_less=True)
         if self.dsp:
             # One multiplier for a DSP block, registered product_stages times (the registers a
@@ -148,8 +152,7 @@ class ColumnCombiningCell(wiring.Component):
     def _dsp_block_product(self, m, selected, bank_weight):
         """The product from a DSP block whose own registers hold the operand stage and the first
         product stage (hdl/dsp.py), a second product stage in the fabric after it."""
-        act, weight_format = Shape.cast(self.act_shape), Shape.cast(self.weight_shape)
-        shape = signed(act.width + weight_format.width + 1)
+        shape = self._integer_product_shape()
         operand = Signal(self.act_shape, name="operand_selected")
         m.d.comb += operand.eq(selected)
         early = dsp_product(m, operand, bank_weight, shape=shape)
