@@ -17,9 +17,16 @@ from .dsp import dsp_family, dsp_product, fits_dsp
 
 def banked_weight(m, cell, weight_shape):
     """A cell's weight banks: each bank's weight (and select, with alpha > 1) in registers written
-    by the cell's `load` strobe into bank `load_bank`; returns the compute bank's (`bank`) weight
-    and select (None at alpha 1), both combinational. `cell` has banks, alpha, load, load_bank,
-    load_weight, load_select and bank."""
+    by the cell's `load` strobe into bank `load_bank`. Returns the compute bank's weight,
+    combinational from the cell's own registers, and its select (None at alpha 1), a register.
+    `cell` has banks, alpha, load, load_bank, load_weight, load_select and next_bank.
+
+    `next_bank` is the bank of the activations the cell takes in the next clock, so that no
+    multiplexer lies between the column's bank register and the operand select: the cell
+    registers it (the compute bank, whose fan-out stays inside the cell), and registers the
+    compute bank's select a clock ahead. That select comes from the load when the load writes
+    that bank in the same clock: the last row of a tile loads in the clock before the tile's first
+    vector reaches its cells."""
     weights = [Signal(weight_shape, name=f"weight_b{b}", reset_less=True) for b in range(cell.banks)]
     selects = [Signal(range(cell.alpha), name=f"select_b{b}", reset_less=True) for b in range(cell.banks)]
     for b in range(cell.banks):
@@ -29,15 +36,19 @@ def banked_weight(m, cell, weight_shape):
             if cell.alpha > 1:
                 m.d.sync += selects[b].eq(cell.load_select)
 
-    def in_bank(values):
-        return values[0] if cell.banks == 1 else Mux(cell.bank, values[1], values[0])
-
     weight = Signal(weight_shape, name="bank_weight")
-    m.d.comb += weight.eq(in_bank(weights))
+    if cell.banks == 1:
+        # One bank loads only while no vector is in the array: nothing to select or forward.
+        m.d.comb += weight.eq(weights[0])
+        return weight, None if cell.alpha == 1 else selects[0]
+    bank = Signal(name="bank", reset_less=True)
+    m.d.sync += bank.eq(cell.next_bank)
+    m.d.comb += weight.eq(Mux(bank, weights[1], weights[0]))
     if cell.alpha == 1:
         return weight, None
-    select = Signal(range(cell.alpha), name="select")
-    m.d.comb += select.eq(in_bank(selects))
+    select = Signal(range(cell.alpha), name="select", reset_less=True)
+    written = cell.load & (cell.load_bank == cell.next_bank)
+    m.d.sync += select.eq(Mux(written, cell.load_select, Mux(cell.next_bank, selects[1], selects[0])))
     return weight, select
 
 
@@ -48,7 +59,8 @@ class ColumnCombiningCell(wiring.Component):
 
     Register stages, none of them reset (datapath registers hold no state that matters after a
     reset) and none with an enable (the array never stalls):
-      select   the operand activations[select[bank]] and the weight[bank];
+      select   the operand activations[select[bank]] and the weight[bank] (the bank's select is
+               registered a clock ahead, from `next_bank`: banked_weight);
       product  operand x weight (or the MAC style's `multiply`), in `product_stages` stages. An
                integer product in LUTs is a radix-4 Booth multiplier on carry chains
                (hdl/booth.py); with two stages the first holds its partial-product rows, the
@@ -75,7 +87,7 @@ class ColumnCombiningCell(wiring.Component):
     Members
     -------
     activations : In(ArrayLayout(act_shape, alpha))
-    bank        : In(1)                    the bank this clock's activations use
+    next_bank   : In(1)                    the bank the next clock's activations use
     psum_in     : In(signed(acc_width))
     psum_out    : Out(signed(acc_width))
     load, load_bank : In(1)
@@ -102,7 +114,7 @@ class ColumnCombiningCell(wiring.Component):
             raise ValueError(f"product_stages must be 1 or 2, not {product_stages}")
         members = {
             "activations": In(data.ArrayLayout(self.act_shape, self.alpha)),
-            "bank": In(1),
+            "next_bank": In(1),
             "psum_in": In(signed(self.acc_width)),
             "psum_out": Out(signed(self.acc_width)),
             "load": In(1),

@@ -1,5 +1,5 @@
 """Free-running delay lines: what goes in at clock t comes out at t + depth. (The array replicates
-the register after its skew lines, one copy per row or group of rows: hdl/systolic.py.)"""
+the register after its skew lines, one copy per group of rows: hdl/systolic.py.)"""
 
 import operator
 

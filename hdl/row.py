@@ -22,14 +22,14 @@ from .replicas import replica
 # The cell ports that a row's columns each have their own of (in a row input, `cols` of them side
 # by side); "load_select" only with alpha > 1, "term" only for a term-serial cell with more than
 # one weight term. The rest: "load" and "load_bank" enter at column 0, "psum_in" chains.
-COLUMN_PORTS = ("activations", "bank", "load_weight", "load_select", "term")
+COLUMN_PORTS = ("activations", "next_bank", "load_weight", "load_select", "term")
 
 
 def column_widths(layouts, alpha):
     """Bits per column of each of a row's column inputs (hdl.systolic.ArrayLayouts `layouts`)."""
     def width(shape):
         return Shape.cast(shape).width
-    widths = {"activations": alpha * width(layouts.operand), "bank": 1, "load_weight": width(layouts.weight)}
+    widths = {"activations": alpha * width(layouts.operand), "next_bank": 1, "load_weight": width(layouts.weight)}
     if alpha > 1:
         widths["load_select"] = width(layouts.select)
     if layouts.term is not None:

@@ -38,7 +38,9 @@ whether it starts (`clear`) or finishes (`emit`) an accumulation; only finishing
 result beat.
 
 Weights are double-buffered: two banks per cell. The next tile's weights load into the idle bank
-while the current tile computes. A bank is filled by R beats, row 0 first.
+while the current tile computes. A bank is filled by R beats, row 0 first. Each column's cells
+learn the bank of the vector they take next a clock ahead (`next_bank`, token stage c - 1's), so
+that they register their bank's select before the vector arrives (hdl/cell.py banked_weight).
 
 Term quantization and other MAC styles (hdl/macs.py): the style's edge logic turns each activation
 into the operand the cells see once, at the array's edge (a TQ array truncates it to its first
@@ -59,13 +61,10 @@ from .replicas import replica
 from .row import SystolicRow, build_row, column_widths, instantiate
 
 
-# How a column's activations, weight and bank reach its rows' cells, as copies of one register
-# (hdl/replicas.py) so that no register drives a whole column: one copy per group of
-# ROWS_PER_GROUP rows, driving the group's cells; or, with PER_ROW_COPIES and more rows than one
-# group, a register of its own per row and cell, fed from the group's copy, which takes the value a
-# clock ahead (two levels, each register driving at most ROWS_PER_GROUP others, no extra clock).
+# How a column's activations, weight and bank reach its rows' cells: as copies of one register
+# (hdl/replicas.py), one per group of ROWS_PER_GROUP rows, each driving its group's cells, so that
+# no register drives a whole column.
 ROWS_PER_GROUP = 4
-PER_ROW_COPIES = False
 
 
 class ArrayLayouts:
@@ -304,6 +303,14 @@ class SystolicArray(wiring.Component):
             m.d.comb += full_next.bit_select(compute_bank, 1).eq(0)
             if banks == 2:
                 m.d.comb += compute_bank_next.eq(~compute_bank)
+        # The bank token stage 0 takes a clock after issue_bank, where it takes a vector: a
+        # term-serial vector's next pair keeps its bank, a new vector computes with the compute
+        # bank of then. (Only valid vectors' banks matter: an empty stage's is any.)
+        issue_bank_ahead = Signal()
+        if mac.serial:
+            m.d.comb += issue_bank_ahead.eq(Mux(issue & ~next_is_last, issue_bank, compute_bank_next))
+        else:
+            m.d.comb += issue_bank_ahead.eq(compute_bank_next)
         # A vector stops reading its bank after column cols - 1's select stage (token stage cols - 1).
         idle_next = Signal(banks)
         for b in range(banks):
@@ -327,26 +334,13 @@ class SystolicArray(wiring.Component):
         groups = -(-rows // ROWS_PER_GROUP)
 
         def to_rows(name, column_value):
-            """Row input `name`, registered on the way: `column_value(c, lead)` is what column c's
-            cells take, made `lead` (0 or 1) clocks ahead, i.e. before the register that this adds.
-            Small arrays: one register per column. Larger ones: a register per row, each column's
-            (but column 0's, which has no value a clock ahead) from a copy per group of rows that
-            takes the column's value a clock ahead."""
-            if groups == 1 or not PER_ROW_COPIES:
-                late = Cat(column_value(c, 0) for c in range(cols))
-                copies = [replica(len(late), f"{name}_g{k}") for k in range(groups)]
-                m.d.sync += [copy.eq(late) for copy in copies]
-                for r, row in enumerate(row_inputs):
-                    row[name] = copies[r // ROWS_PER_GROUP]
-                return
-            ahead = Cat(column_value(c, 1) for c in range(1, cols))   # columns 1 ... side by side
-            group_copies = [replica(len(ahead), f"{name}_g{k}") for k in range(groups)]
-            m.d.sync += [copy.eq(ahead) for copy in group_copies]
-            first = column_value(0, 0)
+            """Row input `name`, registered on the way in a copy per group of rows: `column_value(c)`
+            is what column c's cells take, a clock before they take it."""
+            late = Cat(column_value(c) for c in range(cols))
+            copies = [replica(len(late), f"{name}_g{k}") for k in range(groups)]
+            m.d.sync += [copy.eq(late) for copy in copies]
             for r, row in enumerate(row_inputs):
-                value = Cat(first, group_copies[r // ROWS_PER_GROUP])
-                row[name] = replica(len(value), f"{name}_r{r}")
-                m.d.sync += row[name].eq(value)
+                row[name] = copies[r // ROWS_PER_GROUP]
 
         # The edge: each activation becomes the MAC style's operand (once, not once per cell);
         # group g is then delayed g clocks, g + 1 with the register to the rows.
@@ -365,43 +359,43 @@ class SystolicArray(wiring.Component):
                 m.d.comb += source.eq(Mux(accept, act.data[k], held))
                 operands.append(mac.edge_term(m, cfg, source, next_data_term, f"edge_{k}").as_value())
 
-        def skew(name, values, column, lead):
-            """`values` delayed `column - lead` clocks, for column `column` (hdl/delay.py: a memory
-            where that is long)."""
+        def skew(name, values, column):
+            """`values` delayed `column` clocks, for column `column` (hdl/delay.py: a memory where
+            that is long)."""
             value = Cat(values)
-            m.submodules[f"{name}_{column}"] = line = DelayLine(len(value), column - lead)
+            m.submodules[f"{name}_{column}"] = line = DelayLine(len(value), column)
             m.d.comb += line.i.eq(value)
             return line.o
 
-        to_rows("activations", lambda g, lead: skew("skew", operands[g * alpha:(g + 1) * alpha], g, lead))
+        to_rows("activations", lambda g: skew("skew", operands[g * alpha:(g + 1) * alpha], g))
 
         # Weight loading, skewed like the activations: column c's weight and select are delayed
         # c + 1 clocks (shared by every row up to the copies to the rows), and each row's load
         # strobe and bank pass from cell to cell through a register each (hdl/row.py).
         beats = {}
 
-        def beat(c, lead):
+        def beat(c):
             if c not in beats:
                 fields = {"weight": self.weights.payload.weights[c]}
                 if alpha > 1:
                     fields["select"] = self.weights.payload.selects[c]
                 layout = data.StructLayout({name: len(Value.cast(value)) for name, value in fields.items()})
-                beats[c] = data.View(layout, skew("weight_skew", list(fields.values()), c, lead))
+                beats[c] = data.View(layout, skew("weight_skew", list(fields.values()), c))
             return beats[c]
-        to_rows("load_weight", lambda c, lead: beat(c, lead).weight)
+        to_rows("load_weight", lambda c: beat(c).weight)
         if alpha > 1:
-            to_rows("load_select", lambda c, lead: beats[c].select)
+            to_rows("load_select", lambda c: beats[c].select)
 
-        # Token stage k's field `name` `lead` clocks ahead: stage k - 1's, where stage -1 is the
-        # token stage 0 takes next (its bank `issue_bank`, its term `next_term`).
-        def token_field(name, k, lead, next_value):
-            k -= lead
-            return next_value if k < 0 else tokens[k][name]
-        # The bank each column's cells compute with: token stage c's.
-        to_rows("bank", lambda c, lead: token_field("bank", c - 1, lead, issue_bank))
+        # Token stage k's field `name`, where stage -1 is the token stage 0 takes next and stage -2
+        # the one it takes in the clock after: `before` holds their values.
+        def token_field(name, k, before):
+            return tokens[k][name] if k >= 0 else before[-k - 1]
+        # The bank each column's cells compute with in the next clock (next_bank, hdl/cell.py):
+        # token stage c + 1's, i.e. stage c - 1's registered.
+        to_rows("next_bank", lambda c: token_field("bank", c - 2, (issue_bank, issue_bank_ahead)))
         # Term-serial: the weight term each column's cells use, token stage c's.
         if lay.term is not None:
-            to_rows("term", lambda c, lead: token_field("term", c - 1, lead, next_term))
+            to_rows("term", lambda c: token_field("term", c - 1, (next_term,)))
 
         # ---------------------------------------------------------------------------------
         # The rows (hdl/row.py), each reading its copies of the column inputs: one shared row module

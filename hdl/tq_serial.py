@@ -28,12 +28,13 @@ class TermSerialCell(wiring.Component):
       pair     their exponent sum, sign (XOR) and validity (AND);
       psum     psum_in + (+-2**exponent or 0).
     A term presented at clock t reaches psum_out at t + `latency`; psum_in must come one clock
-    earlier. Weights load as in hdl/cell.py (`load`, `load_bank`, `load_weight`, `load_select`).
+    earlier. Weights load as in hdl/cell.py (`load`, `load_bank`, `load_weight`, `load_select`), and
+    the bank is known a clock ahead (`next_bank`, hdl/cell.py banked_weight).
 
     Members
     -------
     activations : In(ArrayLayout(data_term_layout, alpha))   this clock's data term of each activation
-    bank        : In(1)
+    next_bank   : In(1)                                       the bank of the next clock's terms
     term        : In(range(weight_terms))                     (only when weight_terms > 1)
     psum_in     : In(signed(acc_width))
     psum_out    : Out(signed(acc_width))
@@ -56,7 +57,7 @@ class TermSerialCell(wiring.Component):
         self.pair_width = operator.index(pair_width)     # bits of the largest pair's one-hot
         members = {
             "activations": In(data.ArrayLayout(data_term_layout, self.alpha)),
-            "bank": In(1),
+            "next_bank": In(1),
             "psum_in": In(signed(self.acc_width)),
             "psum_out": Out(signed(self.acc_width)),
             "load": In(1),

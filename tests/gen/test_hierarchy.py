@@ -8,7 +8,7 @@ import re
 import pytest
 
 from gen.design import generate
-from hdl.systolic import PER_ROW_COPIES, ROWS_PER_GROUP
+from hdl.systolic import ROWS_PER_GROUP
 from spec import ArrayConfig
 
 TOP = "sparsegen_array"
@@ -48,11 +48,10 @@ def test_one_row_module_instantiated_once_per_row(config):
             assert not instances(body, f"{TOP}_cell"), name
         if name != TOP:
             assert not instances(body, f"{TOP}_row"), name
-    # A row's inputs are named registers, not per-row copies of the columns' wires: its group's,
-    # or (PER_ROW_COPIES, more rows than a group) the row's own.
+    # A row's inputs are named registers (its group's copies), not per-row copies of the columns'
+    # wires.
     first = re.search(r"^\s*\w+_row row_0\s*\((.*?)\);", top, re.M | re.S).group(1)
-    own = "activations_r0" if PER_ROW_COPIES and config.rows > ROWS_PER_GROUP else "activations_g0"
-    assert re.search(rf"\.activations\({own}\)", first)
+    assert re.search(r"\.activations\(activations_g0\)", first)
 
 
 def test_the_top_holds_no_per_cell_logic():

@@ -269,6 +269,8 @@ def test_cell_accumulates_shift_add_products(alpha, act_signed, product_stages):
             psum_in = rng.randrange(-(1 << (acc_width - 1)), 1 << (acc_width - 1))
             ctx.set(cell.load, 1)
             ctx.set(cell.load_bank, bank)
+            # The next clock's operands use the bank this clock writes (its select forwarded).
+            ctx.set(cell.next_bank, bank)
             ctx.set(cell.load_weight.as_value(), w)
             if alpha > 1:
                 ctx.set(cell.load_select, select)
@@ -276,7 +278,6 @@ def test_cell_accumulates_shift_add_products(alpha, act_signed, product_stages):
             ctx.set(cell.load, 0)
             for x, signal in zip(xs, activations):
                 ctx.set(signal, x)
-            ctx.set(cell.bank, bank)
             await ctx.tick()                    # operand select
             for _ in range(product_stages):
                 await ctx.tick()                # product

@@ -7,7 +7,6 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
-from hdl import systolic
 from hdl.systolic import SystolicArray
 from software.packing import beats
 from software.packing.colcomb import combine
@@ -144,16 +143,6 @@ def test_array_matches_golden(case, stall):
     if stall == 0.0:
         assert cycles == layer_cycles(config, schedule.tile_batches)
 
-
-
-@pytest.mark.parametrize("per_row", [False, True], ids=["group_copies", "row_copies"])
-def test_row_copies_of_column_inputs(monkeypatch, per_row):
-    """The column inputs reach the rows through one copy per group of rows, or (PER_ROW_COPIES)
-    through a register per row fed a clock ahead from its group's copy: the same results in the
-    same cycles."""
-    monkeypatch.setattr(systolic, "PER_ROW_COPIES", per_row)
-    for stall in (0.0, 0.4):
-        test_array_matches_golden(ROWS_6, stall)
 
 
 @pytest.mark.parametrize("settings", [dict(), dict(act_signed=False), dict(weight_signed=False),

@@ -13,7 +13,6 @@ from amaranth.back import rtlil
 
 from amaranth.sim import Simulator
 
-from hdl import systolic
 from hdl.tq import TermPairProduct, TQMultiplier
 from spec.tq import FORMS, TQConfig
 from software.golden import tq
@@ -186,11 +185,3 @@ def test_tq_array_matches_golden(case, stall):
     assert np.array_equal(np.array(got).reshape(expected.shape), expected)
     if stall == 0.0:
         assert cycles == layer_cycles(config, schedule.tile_batches)
-
-
-@pytest.mark.parametrize("per_row", [False, True], ids=["group_copies", "row_copies"])
-def test_serial_row_copies_of_column_inputs(monkeypatch, per_row):
-    """A term-serial array's column inputs (its weight term among them) through one copy per group
-    of rows, or through a register per row fed a clock ahead (hdl/systolic.py PER_ROW_COPIES)."""
-    monkeypatch.setattr(systolic, "PER_ROW_COPIES", per_row)
-    test_tq_array_matches_golden(SERIAL_ROWS_6, 0.0)

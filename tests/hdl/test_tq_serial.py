@@ -45,6 +45,9 @@ def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, bank
     async def testbench(ctx):
         weights = [[random_term() for _ in range(weight_terms)] for _ in range(banks)]
         selects = [rng.randrange(alpha) for _ in range(banks)]
+        # The cell takes each clock's bank a clock ahead (next_bank): clock 0's during the last load.
+        bank_of = [rng.randrange(banks) for _ in range(201)]
+        ctx.set(cell.next_bank, bank_of[0])
         for b in range(banks):
             ctx.set(cell.load, 1)
             ctx.set(cell.load_bank, b)
@@ -59,8 +62,8 @@ def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, bank
             terms = [random_term() for _ in range(alpha)]
             for k, term in enumerate(terms):
                 set_term(ctx, cell.activations[k], term)
-            bank, index = rng.randrange(banks), rng.randrange(weight_terms)
-            ctx.set(cell.bank, bank)
+            bank, index = bank_of[t], rng.randrange(weight_terms)
+            ctx.set(cell.next_bank, bank_of[t + 1])
             if weight_terms > 1:
                 ctx.set(cell.term, index)
             pairs[t] = pair(weights[bank][index], terms[selects[bank]])
