@@ -364,7 +364,8 @@ ECP5 = Family(
     # There the multiplier's A input comes from the alpha-way activation multiplexer, whose LUTs
     # crowd around each DSP block: on the LFE5U-85F no alpha-2 array from 12x12 to 16x16 routed
     # with 144 to 156 DSP cells, while 12x12 with 28 did, as do the 25F's arrays with all of its
-    # 28 (docs/fpga.md, "What fits each board").
+    # 28 (docs/fpga.md, "What fits each board"); with the DSP blocks' own registers, the 20x20
+    # alpha-4 array with 100 did not route either (router2 stuck near 9,700 overused wires).
     mux_fed_dsps=28,
     pll_search=ecp5_pll, pll_instance=ecp5_pll_instance,
 )
