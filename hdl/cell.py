@@ -38,7 +38,7 @@ def banked_weight(m, cell, weight_shape):
 
     weight = Signal(weight_shape, name="bank_weight")
     if cell.banks == 1:
-        # One bank loads only while no vector is in the array: nothing to select or forward.
+        # One bank loads only while no vector reads it: nothing to select or forward.
         m.d.comb += weight.eq(weights[0])
         return weight, None if cell.alpha == 1 else selects[0]
     bank = Signal(name="bank", reset_less=True)

@@ -303,9 +303,9 @@ class SystolicArray(wiring.Component):
             m.d.comb += full_next.bit_select(compute_bank, 1).eq(0)
             if banks == 2:
                 m.d.comb += compute_bank_next.eq(~compute_bank)
-        # The bank token stage 0 takes a clock after issue_bank, where it takes a vector: a
-        # term-serial vector's next pair keeps its bank, a new vector computes with the compute
-        # bank of then. (Only valid vectors' banks matter: an empty stage's is any.)
+        # issue_bank one clock later (the bank token stage 0 takes in the clock after next), where
+        # it takes a vector: a term-serial vector's next pair keeps its bank, a new vector
+        # computes with the compute bank of then. (Only valid vectors' banks matter.)
         issue_bank_ahead = Signal()
         if mac.serial:
             m.d.comb += issue_bank_ahead.eq(Mux(issue & ~next_is_last, issue_bank, compute_bank_next))
@@ -390,8 +390,8 @@ class SystolicArray(wiring.Component):
         # the one it takes in the clock after: `before` holds their values.
         def token_field(name, k, before):
             return tokens[k][name] if k >= 0 else before[-k - 1]
-        # The bank each column's cells compute with in the next clock (next_bank, hdl/cell.py):
-        # token stage c + 1's, i.e. stage c - 1's registered.
+        # The bank each column's cells compute with in the next clock (next_bank, hdl/cell.py): the
+        # bank of token stage c - 1, which they take next, so stage c - 2's through the register.
         to_rows("next_bank", lambda c: token_field("bank", c - 2, (issue_bank, issue_bank_ahead)))
         # Term-serial: the weight term each column's cells use, token stage c's.
         if lay.term is not None:
