@@ -330,17 +330,15 @@ class SystolicArray(wiring.Component):
         # What the rows read, column by column, arrives in copies of one register (ROWS_PER_GROUP
         # above): each row input is a plain bit vector, the columns side by side (column 0 low), as
         # the row takes them (hdl/row.py).
-        row_inputs = [{} for _ in range(rows)]
-        groups = -(-rows // ROWS_PER_GROUP)
+        row_inputs = [{} for _ in range(-(-rows // ROWS_PER_GROUP))]    # one per group of rows
 
-        def to_rows(name, column_value):
-            """Row input `name`, registered on the way in a copy per group of rows: `column_value(c)`
-            is what column c's cells take, a clock before they take it."""
-            late = Cat(column_value(c) for c in range(cols))
-            copies = [replica(len(late), f"{name}_g{k}") for k in range(groups)]
-            m.d.sync += [copy.eq(late) for copy in copies]
-            for r, row in enumerate(row_inputs):
-                row[name] = copies[r // ROWS_PER_GROUP]
+        def to_rows(name, columns):
+            """Register `columns` (what each column's cells take a clock later, side by side) once
+            per group of rows as row input `name`."""
+            value = Cat(columns)
+            for k, inputs in enumerate(row_inputs):
+                inputs[name] = replica(len(value), f"{name}_g{k}")
+                m.d.sync += inputs[name].eq(value)
 
         # The edge: each activation becomes the MAC style's operand (once, not once per cell);
         # group g is then delayed g clocks, g + 1 with the register to the rows.
@@ -367,42 +365,37 @@ class SystolicArray(wiring.Component):
             m.d.comb += line.i.eq(value)
             return line.o
 
-        to_rows("activations", lambda g: skew("skew", operands[g * alpha:(g + 1) * alpha], g))
+        to_rows("activations", [skew("skew", operands[g * alpha:(g + 1) * alpha], g) for g in range(cols)])
 
         # Weight loading, skewed like the activations: column c's weight and select are delayed
         # c + 1 clocks (shared by every row up to the copies to the rows), and each row's load
         # strobe and bank pass from cell to cell through a register each (hdl/row.py).
-        beats = {}
-
-        def beat(c):
-            if c not in beats:
-                fields = {"weight": self.weights.payload.weights[c]}
-                if alpha > 1:
-                    fields["select"] = self.weights.payload.selects[c]
-                layout = data.StructLayout({name: len(Value.cast(value)) for name, value in fields.items()})
-                beats[c] = data.View(layout, skew("weight_skew", list(fields.values()), c))
-            return beats[c]
-        to_rows("load_weight", lambda c: beat(c).weight)
+        beats = []
+        for c in range(cols):
+            beat = {"weight": self.weights.payload.weights[c]}
+            if alpha > 1:
+                beat["select"] = self.weights.payload.selects[c]
+            layout = data.StructLayout({name: len(Value.cast(value)) for name, value in beat.items()})
+            beats.append(data.View(layout, skew("weight_skew", list(beat.values()), c)))
+        to_rows("load_weight", [beat.weight for beat in beats])
         if alpha > 1:
-            to_rows("load_select", lambda c: beats[c].select)
+            to_rows("load_select", [beat.select for beat in beats])
 
-        # Token stage k's field `name`, where stage -1 is the token stage 0 takes next and stage -2
-        # the one it takes in the clock after: `before` holds their values.
-        def token_field(name, k, before):
-            return tokens[k][name] if k >= 0 else before[-k - 1]
         # The bank each column's cells compute with in the next clock (next_bank, hdl/cell.py): the
-        # bank of token stage c - 1, which they take next, so stage c - 2's through the register.
-        to_rows("next_bank", lambda c: token_field("bank", c - 2, (issue_bank, issue_bank_ahead)))
+        # bank of token stage c - 1, which they take next, so stage c - 2's through the register
+        # (column 1: the token stage 0 takes next; column 0: the one it takes in the clock after).
+        to_rows("next_bank", [issue_bank_ahead if c == 0 else issue_bank if c == 1 else tokens[c - 2].bank
+                              for c in range(cols)])
         # Term-serial: the weight term each column's cells use, token stage c's.
         if lay.term is not None:
-            to_rows("term", lambda c: token_field("term", c - 1, (next_term,)))
+            to_rows("term", [next_term if c == 0 else tokens[c - 1].term for c in range(cols)])
 
         # ---------------------------------------------------------------------------------
         # The rows (hdl/row.py), each reading its copies of the column inputs: one shared row module
         # instantiated R times, or the cells in this module.
         row_sums = []
         for r in range(rows):
-            inputs = {**row_inputs[r], "load": row_load[r], "load_bank": row_bank[r]}
+            inputs = {**row_inputs[r // ROWS_PER_GROUP], "load": row_load[r], "load_bank": row_bank[r]}
             if self.shared_row is None:
                 row_sums.append(build_row(
                     m, inputs, cols=cols, chain_width=self.chain_width,
