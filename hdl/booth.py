@@ -12,6 +12,11 @@ b_{2j-1}: d_j = -2 b_{2j+1} + b_{2j} + b_{2j-1}); row j is d_j * a * 4**j, forme
 (|d_j| * a) ^ neg_j plus neg_j (two's complement without an adder: the +1 goes into the zeros
 below the next row, or into a row of its own for the last). Unsigned operands are extended by a
 zero bit first, so one recoding serves every format the array accepts.
+
+The last row's +1 has no zeros to go into: it costs an adder of its own (10 of an int8 cell's 147
+LUT4 at alpha 1). It is the weight's sign at bit `sign_shift`, known when the weight loads, so an
+array can leave it out of every cell (`defer_sign`) and add its cells' count of negative weights,
+<< sign_shift, once at the head of each row (hdl/systolic.py).
 """
 
 from amaranth.hdl import Cat, Const, Signal, Value, signed
@@ -26,13 +31,23 @@ class BoothMultiply:
     Exact modulo 2**width for any operands of the given formats; width = act_width +
     weight_width + 1 (the cell's integer product width) holds every product, so the value is the
     true product. `split`: register the partial-product rows (the first of two product stages)
-    and sum them in the next."""
+    and sum them in the next.
 
-    def __init__(self, *, act_width, act_signed, weight_width, weight_signed):
+    `defer_sign`: leave out the last row's +1, so that the value is the product less
+    2**sign_shift when the weight is negative (see the module's docstring)."""
+
+    def __init__(self, *, act_width, act_signed, weight_width, weight_signed, defer_sign=False):
         self.act_width, self.act_signed = act_width, act_signed
         self.weight_width, self.weight_signed = weight_width, weight_signed
         self.width = act_width + weight_width + 1
         self.shape = signed(self.width)
+        self.defer_sign = bool(defer_sign)
+        self.sign_shift = self.last_digit_shift(weight_width, weight_signed)
+
+    @staticmethod
+    def last_digit_shift(weight_width, weight_signed):
+        """The shift of the last digit's row, whose neg bit is the (extended) weight's sign."""
+        return 2 * ((weight_width + (not weight_signed) + 1) // 2 - 1)
 
     def _extended(self, value, width, is_signed):
         """`value` as a signed Value (one zero bit more when unsigned)."""
@@ -75,9 +90,11 @@ class BoothMultiply:
             pending = [(neg, shift)]
             addends.append((value, None))
         (last_neg, last_shift), = pending
-        carry_row = Signal(P, name="booth_last_neg")
-        m.d.comb += carry_row.eq(last_neg << last_shift)
-        addends.append((carry_row, None))
+        assert last_shift == self.sign_shift
+        if not self.defer_sign:
+            carry_row = Signal(P, name="booth_last_neg")
+            m.d.comb += carry_row.eq(last_neg << last_shift)
+            addends.append((carry_row, None))
         return sum_with_carries(m, addends, P, name="booth_sum")
 
     def __call__(self, m, operand, weight, *, split=False):

@@ -80,6 +80,11 @@ class ColumnCombiningCell(wiring.Component):
 
     `dsp`: the integer product is for a DSP block (see stage "product" above); the result is the same.
 
+    `defer_sign`: an integer cell in LUTs leaves its Booth multiplier's last +1 to the array
+    (hdl/booth.py): its psum_out is then psum_in + product - 2**sign_shift when the weight is
+    negative, and the array adds its row's count of negative weights << sign_shift at the row's
+    head. `sign_shift` is None when the cell computes the whole product.
+
     `multiply`, if given, replaces the integer product `operand * weight`: a callable
     (module, operand, weight, *, split) -> Value with a `shape` attribute (hdl/macs.py); with
     split=True it registers its intermediate values once, so its value comes a clock later.
@@ -96,7 +101,7 @@ class ColumnCombiningCell(wiring.Component):
     """
 
     def __init__(self, *, alpha, act_shape, weight_shape, acc_width, banks=2, multiply=None, product_stages=1,
-                 dsp=False):
+                 dsp=False, defer_sign=False):
         self.alpha = operator.index(alpha)
         if self.alpha < 1:
             raise ValueError(f"alpha must be at least 1, not {alpha}")
@@ -112,6 +117,13 @@ class ColumnCombiningCell(wiring.Component):
         self.dsp = bool(dsp) and multiply is None
         if self.product_stages not in (1, 2):
             raise ValueError(f"product_stages must be 1 or 2, not {product_stages}")
+        if defer_sign and (multiply is not None or dsp):
+            raise ValueError("only a LUT cell's integer product can leave its sign's +1 to the array")
+        self._booth = None
+        if multiply is None and not dsp:
+            act, weight = Shape.cast(self.act_shape), Shape.cast(self.weight_shape)
+            self._booth = BoothMultiply(act_width=act.width, act_signed=act.signed, weight_width=weight.width,
+                                        weight_signed=weight.signed, defer_sign=defer_sign)
         members = {
             "activations": In(data.ArrayLayout(self.act_shape, self.alpha)),
             "next_bank": In(1),
@@ -124,6 +136,12 @@ class ColumnCombiningCell(wiring.Component):
         if self.alpha > 1:
             members["load_select"] = In(range(self.alpha))
         super().__init__(members)
+
+    @property
+    def sign_shift(self):
+        """Where the array adds the +1 this cell leaves out for a negative weight (None: none)."""
+        deferred = self._booth is not None and self._booth.defer_sign and Shape.cast(self.weight_shape).signed
+        return self._booth.sign_shift if deferred else None
 
     @property
     def latency(self):
@@ -141,7 +159,6 @@ class ColumnCombiningCell(wiring.Component):
             product = Signal(self.multiply.shape, name="product", reset_less=True)
             m.d.sync += product.eq(self.multiply(m, operand, weight, split=self.product_stages == 2))
             return product
-        act, weight_format = Shape.cast(self.act_shape), Shape.cast(self.weight_shape)
         shape = self._integer_product_shape()
         product = Signal(shape, name="product", reset_less=True)
         if self.dsp:
@@ -156,9 +173,7 @@ class ColumnCombiningCell(wiring.Component):
         else:
             # LUTs: a Booth multiplier on carry chains (hdl/booth.py); with two stages its
             # partial-product rows are registered and summed in the second.
-            booth = BoothMultiply(act_width=act.width, act_signed=act.signed, weight_width=weight_format.width,
-                                  weight_signed=weight_format.signed)
-            m.d.sync += product.eq(booth(m, operand, weight, split=self.product_stages == 2))
+            m.d.sync += product.eq(self._booth(m, operand, weight, split=self.product_stages == 2))
         return product
 
     def _dsp_block_product(self, m, selected, bank_weight):

@@ -21,7 +21,8 @@ from .replicas import replica
 
 # The cell ports that a row's columns each have their own of (in a row input, `cols` of them side
 # by side); "load_select" only with alpha > 1, "term" only for a term-serial cell with more than
-# one weight term. The rest: "load" and "load_bank" enter at column 0, "psum_in" chains.
+# one weight term. The rest: "load" and "load_bank" enter at column 0, and "psum_in" (if given) is
+# the row's head, the partial sum column 0 starts from.
 COLUMN_PORTS = ("activations", "next_bank", "load_weight", "load_select", "term")
 
 
@@ -43,13 +44,14 @@ def build_row(m, inputs, *, cols, chain_width, add_cell, suffix):
     column 0's strobe and bank, which reach column c through c registers. The cells' partial sums
     run left to right from zero. `add_cell(m, name, column, ports)` adds one cell and returns its
     partial-sum output; column c's cell is named "cell" + suffix(c), its strobe registers "load" +
-    suffix(c) and "load_bank" + suffix(c)."""
+    suffix(c) and "load_bank" + suffix(c). The partial sums start from "psum_in" if `inputs` has it
+    (the row's head, hdl/systolic.py), else from zero."""
     columns = {name: Value.cast(value) for name, value in inputs.items() if name in COLUMN_PORTS}
     # The strobes after column 0 are reset-less: one a reset leaves in flight writes a bank that
     # is empty after the reset, and the load that fills that bank comes behind it through the
     # same registers, so it overwrites that weight before the bank computes.
     strobe, strobe_bank = inputs["load"], inputs["load_bank"]
-    psum = Const(0, signed(chain_width))
+    psum = inputs.get("psum_in", Const(0, signed(chain_width)))
     for c in range(cols):
         if c:
             next_strobe = Signal(name=f"load{suffix(c)}", reset_less=True)
@@ -80,15 +82,17 @@ class SystolicRow(wiring.Component):
     -------
     <column input> : In(cols * width)   for each name of `widths` (column_widths), column 0 low
     load, load_bank : In(1)             column 0's load strobe and the bank it writes
+    psum_in        : In(signed(chain_width))    the row's head (only with `head`)
     psum_out       : Out(signed(chain_width))   the row's sum
     """
 
-    def __init__(self, *, cols, widths, chain_width, cell_module):
+    def __init__(self, *, cols, widths, chain_width, cell_module, head=False):
         self.cols, self.chain_width, self.cell_module = cols, chain_width, cell_module
         super().__init__({
             **{name: In(cols * width) for name, width in widths.items()},
             "load": In(1),
             "load_bank": In(1),
+            **({"psum_in": In(signed(chain_width))} if head else {}),
             "psum_out": Out(signed(chain_width)),
         })
 

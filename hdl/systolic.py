@@ -137,6 +137,8 @@ class SystolicArray(wiring.Component):
         self.dsp_cells = dsp_cells
         self.config = config
         self.layouts = ArrayLayouts(config)
+        # Where each kind of cell leaves its weight's sign's +1 to its row's head (None: nowhere).
+        self._sign_shift = {dsp: MAC_HARDWARE[config.mac].sign_shift(config, dsp=dsp) for dsp in (False, True)}
         self.shared_modules = {}
         self.shared_row = None
         if shared_prefix is not None:
@@ -145,7 +147,7 @@ class SystolicArray(wiring.Component):
             self.shared_modules[cell_module] = self._make_cell()
             self.shared_modules[self.shared_row] = SystolicRow(
                 cols=config.cols, widths=column_widths(self.layouts, config.alpha), chain_width=self.chain_width,
-                cell_module=cell_module)
+                cell_module=cell_module, head=self._sign_shift[False] is not None)
         super().__init__({
             "weights": In(stream.Signature(self.layouts.weight_row)),
             "activations": In(stream.Signature(self.layouts.activations)),
@@ -166,7 +168,60 @@ class SystolicArray(wiring.Component):
         return self.config.latency
 
     def _make_cell(self, dsp=False):
-        return MAC_HARDWARE[self.config.mac].cell(self.config, acc_width=self.chain_width, dsp=dsp)
+        return MAC_HARDWARE[self.config.mac].cell(self.config, acc_width=self.chain_width, dsp=dsp, defer_sign=True)
+
+    def _row_heads(self, m, row_load, row_bank, tokens):
+        """The partial sum each row's column 0 starts from (None: zero). Cells that leave their
+        weight's sign's +1 out of their product (hdl/booth.py, 10 LUT4 each) are made whole here:
+        a row's head is its count of those cells' negative weights in the bank its vector uses,
+        << sign_shift. The count is taken from the weight beat as the row loads (one population
+        count for the array, as rows load one at a time) and kept per row and bank."""
+        cfg = self.config
+        rows, cols, banks = cfg.rows, cfg.cols, cfg.banks
+        masks = [tuple(c for c in range(cols) if self._sign_shift[r * cols + c < self.dsp_cells] is not None)
+                 for r in range(rows)]
+        if not any(masks):
+            return [None] * rows
+        shift = self._sign_shift[False]
+
+        # Clock T takes row r's beat; T + 1: the beat's signs are registered (row_load[r] is high);
+        # T + 2: their count is (late_load[r]); T + 3: it is in row r's register for its bank. The
+        # tile's first vector can enter column 0 at T + 2 and reads its head at T + 3, a clock
+        # before it adds it (token stage cell_stages - 2, registered: the stage before the add).
+        signs = Signal(cols, name="beat_signs", reset_less=True)
+        m.d.sync += signs.eq(Cat(Value.cast(weight)[-1] for weight in self.weights.payload.weights))
+        counts = {}
+        for mask in sorted(set(masks) - {()}):
+            counts[mask] = Signal(range(cols + 1), name=f"beat_negatives_{len(counts)}", reset_less=True)
+            m.d.sync += counts[mask].eq(sum(signs[c] for c in mask))
+        late_load = Signal(rows, name="late_load")
+        m.d.sync += late_load.eq(Cat(row_load))
+
+        assert cfg.cell_stages >= 3
+        head_banks = []                 # the bank token stage cell_stages - 2 uses, per group of rows
+        for k in range(-(-rows // ROWS_PER_GROUP)):
+            head_banks.append(replica(1, f"head_bank_g{k}"))
+            m.d.sync += head_banks[k].eq(tokens[cfg.cell_stages - 3].bank)
+        heads = []
+        for r in range(rows):
+            if not masks[r]:
+                heads.append(None)
+                continue
+            late_bank = replica(1, f"late_bank_r{r}")
+            m.d.sync += late_bank.eq(row_bank[r])
+            negatives = [Signal(range(cols + 1), name=f"negatives_r{r}_b{b}", reset_less=True) for b in range(banks)]
+            for b in range(banks):
+                with m.If(late_load[r] & (late_bank == b if banks > 1 else 1)):
+                    m.d.sync += negatives[b].eq(counts[masks[r]])
+            if banks == 1:
+                head = negatives[0]     # it loads only while no vector reads it
+            else:
+                head = Signal(range(cols + 1), name=f"head_r{r}", reset_less=True)
+                m.d.sync += head.eq(Mux(head_banks[r // ROWS_PER_GROUP], negatives[1], negatives[0]))
+            psum = Signal(signed(self.chain_width), name=f"head_psum_r{r}")
+            m.d.comb += psum.eq(head << shift)
+            heads.append(psum)
+        return heads
 
     def _add_flat_cell(self, m, name, index, inputs):
         """Cell `name`, the array's cell number `index` (row by row), as a submodule of the array
@@ -394,8 +449,11 @@ class SystolicArray(wiring.Component):
         # The rows (hdl/row.py), each reading its copies of the column inputs: one shared row module
         # instantiated R times, or the cells in this module.
         row_sums = []
+        heads = self._row_heads(m, row_load, row_bank, tokens)
         for r in range(rows):
             inputs = {**row_inputs[r // ROWS_PER_GROUP], "load": row_load[r], "load_bank": row_bank[r]}
+            if heads[r] is not None:
+                inputs["psum_in"] = heads[r]
             if self.shared_row is None:
                 row_sums.append(build_row(
                     m, inputs, cols=cols, chain_width=self.chain_width,

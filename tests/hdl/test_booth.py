@@ -17,11 +17,11 @@ def value_range(width, signed):
     return range(-(1 << (width - 1)), 1 << (width - 1)) if signed else range(1 << width)
 
 
-def products(pairs, *, act_width, act_signed, weight_width, weight_signed, split):
+def products(pairs, *, act_width, act_signed, weight_width, weight_signed, split, defer_sign=False):
     """The multiplier's value for each (activation, weight), read after the clocks it needs."""
     m = Module()
     booth = BoothMultiply(act_width=act_width, act_signed=act_signed, weight_width=weight_width,
-                          weight_signed=weight_signed)
+                          weight_signed=weight_signed, defer_sign=defer_sign)
     a = Signal(value_shape(act_width, act_signed))
     w = Signal(value_shape(weight_width, weight_signed))
     p = Signal(booth.shape)
@@ -66,3 +66,19 @@ def test_extreme_and_random_pairs(width, signed):
     fmt = dict(act_width=width, act_signed=signed, weight_width=width, weight_signed=signed)
     for split in (False, True):
         assert products(pairs, split=split, **fmt) == [x * y for x, y in pairs]
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-stage", "two-stage"])
+@pytest.mark.parametrize("act_width,act_signed,weight_width,weight_signed,sign_shift", [
+    (4, True, 4, True, 2), (4, False, 5, True, 4), (3, True, 2, True, 0), (5, True, 3, False, 2),
+    (3, False, 4, False, 4)])
+def test_deferred_sign_leaves_out_the_last_rows_one(act_width, act_signed, weight_width, weight_signed,
+                                                     sign_shift, split):
+    """defer_sign: the product less 2**sign_shift for a negative weight (what an array's row head
+    adds back, hdl/systolic.py), for every pair; an unsigned weight is never negative, so its
+    product is whole."""
+    fmt = dict(act_width=act_width, act_signed=act_signed, weight_width=weight_width, weight_signed=weight_signed)
+    assert BoothMultiply(**fmt).sign_shift == sign_shift
+    pairs = list(itertools.product(value_range(act_width, act_signed), value_range(weight_width, weight_signed)))
+    assert products(pairs, split=split, defer_sign=True, **fmt) == \
+        [x * y - (y < 0) * 2 ** sign_shift for x, y in pairs]
