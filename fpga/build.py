@@ -381,7 +381,7 @@ def array_clock(board, clock_mhz):
 
 
 def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None, placer=None,
-          time_limit=None, progress=None, clock_mhz=None, program=None):
+          timing_weight=None, time_limit=None, progress=None, clock_mhz=None, program=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
 
     `clock_mhz`: the array's clock; None (or the board's clock frequency): the board's clock;
@@ -391,7 +391,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     `dsp`: see `dsp_cells`. `booth`: multipliers that are not in DSP blocks become Booth-encoded
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
     LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1);
-    `placer` its placer (None: its default, heap).
+    `placer` its placer (None: its default, heap). `timing_weight`: the HeAP placer's weight of
+    critical connections against total wire length (None: nextpnr's default, 10).
     `time_limit`: seconds after which the tools are stopped and the build fails (None: no limit).
     A design with more cells of a kind than the device is stopped once nextpnr has packed it.
     When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with ABC9
@@ -403,6 +404,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     `program`: a model accelerator's compiled program (software.packing.program; `config` is then
     its spec.model.ModelConfig) instead of a bare array; a model whose memories cannot fit the
     board's block RAM is refused first (fpga/accel_fit.py)."""
+    if timing_weight is not None and ((placer or toolchain.NEXTPNR_PLACERS[0]) != "heap" or timing_weight < 0):
+        raise BuildError(f"a placer timing weight needs the heap placer, not {placer}, and a whole number >= 0",
+                         status=2)
     array = config.array if program is not None else config
     check_fits(board, array)
     if program is not None:
@@ -430,6 +434,8 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         if placer not in toolchain.NEXTPNR_PLACERS:
             raise BuildError(f"placer must be one of {', '.join(toolchain.NEXTPNR_PLACERS)}, not {placer!r}", status=2)
         nextpnr_opts += ["--placer", placer]
+    if timing_weight is not None:
+        nextpnr_opts += ["--placer-heap-timingweight", str(timing_weight)]
     multipliers = multiplier_summary(array, n_dsp, booth)
 
     def plan(lut_mapper):
@@ -501,6 +507,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "seed": seed,
             "router": router or toolchain.NEXTPNR_ROUTERS[0],
             "placer": placer or toolchain.NEXTPNR_PLACERS[0],
+            "timing_weight": timing_weight,
             "lut_mapper": lut_mapper,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),

@@ -113,6 +113,9 @@ def build_parser():
                    help="nextpnr router (default router1, nextpnr's own default)")
     b.add_argument("--placer", choices=NEXTPNR_PLACERS,
                    help="nextpnr placer (default heap, nextpnr's own default; static: electrostatic)")
+    b.add_argument("--timing-weight", type=whole_number(0), metavar="N",
+                   help="the heap placer's weight of critical connections against wire length "
+                        "(nextpnr's default 10)")
     b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>"
                                           "[_tq<W>x<D>][_<MHZ>mhz])")
     b.add_argument("--program", action="store_true",
@@ -309,7 +312,7 @@ def cmd_build(args):
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
     result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,
-                   router=args.router, placer=args.placer, clock_mhz=args.clock_mhz, program=program_,
+                   router=args.router, placer=args.placer, timing_weight=args.timing_weight, clock_mhz=args.clock_mhz, program=program_,
                    progress=lambda line: print(f"{PROG} build: {line}", file=sys.stderr))
     for line in format_summary(result.summary):
         print(line)

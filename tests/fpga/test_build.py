@@ -57,9 +57,10 @@ def orangecrab_pll(tmp_path_factory):
 @pytest.fixture(scope="module")
 def orangecrab(tmp_path_factory):
     # Without DSPs, so that the other multiplier path (Booth-encoded LUTs) is built too, and with
-    # nextpnr's other router (the one the fit benchmark uses for the big ECP5 builds).
+    # nextpnr's other router (the one the fit benchmark uses for the big ECP5 builds) and a placer
+    # timing weight of its own.
     return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2", "--dsp", "off",
-                 "--router", "router2", "--clock-mhz", "board")
+                 "--router", "router2", "--timing-weight", "25", "--clock-mhz", "board")
 
 
 def check_common(out, stdout, summary, bitstream, clock_mhz):
@@ -197,6 +198,7 @@ def test_ecp5_bitstream_and_report(orangecrab):
     check_common(out, stdout, summary, "top.bit", 48.0)
     check_board(out, summary)
     assert summary["device"] == "LFE5U-25F" and summary["router"] == "router2" and summary["placer"] == "heap"
+    assert summary["timing_weight"] == 25
     assert summary["multipliers"] == "booth" and summary["resources"]["dsp"] == {"used": 0, "available": 28}
     assert "multipliers: Booth LUTs" in stdout
 
@@ -292,6 +294,9 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "ulx3s-85f", "--program"], "needs openFPGALoader on PATH"),
     (["--board", "ulx3s-85f", "--router", "router3"], "invalid choice: 'router3'"),
     (["--board", "ulx3s-85f", "--placer", "sa"], "invalid choice: 'sa'"),
+    (["--board", "ulx3s-85f", "--timing-weight", "-1"], "--timing-weight: wants a whole number of at least 0"),
+    (["--board", "ulx3s-85f", "--placer", "static", "--timing-weight", "20"],
+     "a placer timing weight needs the heap placer, not static"),
     (["--board", "icebreaker", "--dsp", "some"], "--dsp wants auto, on, off or a number of cells, not 'some'"),
     (["--board", "icebreaker", "--rows", "3", "--dsp", "9"], "--dsp 9: the iCE40UP5K has 8 DSP blocks"),
     (["--board", "icebreaker", "--clock-mhz", "300"],
