@@ -32,7 +32,6 @@ class MacHardware:
                                    multiply=multiply, product_stages=config.product_stages,
                                    defer_sign=defer_sign and multiply is None and not dsp)
 
-
     def sign_shift(self, config, *, dsp=False):
         """The `sign_shift` of the cell `cell(config, dsp=dsp, defer_sign=True)` makes: where it
         leaves its weight's sign's +1 to its row's head, or None."""

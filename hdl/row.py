@@ -42,10 +42,10 @@ def build_row(m, inputs, *, cols, chain_width, add_cell, suffix):
     """Add one row into module `m` and return its sum (the last cell's output). `inputs` maps each
     column input (COLUMN_PORTS) to its vector of `cols` columns, and "load" and "load_bank" to
     column 0's strobe and bank, which reach column c through c registers. The cells' partial sums
-    run left to right from zero. `add_cell(m, name, column, ports)` adds one cell and returns its
-    partial-sum output; column c's cell is named "cell" + suffix(c), its strobe registers "load" +
-    suffix(c) and "load_bank" + suffix(c). The partial sums start from "psum_in" if `inputs` has it
-    (the row's head, hdl/systolic.py), else from zero."""
+    run left to right from "psum_in" if `inputs` has it (the row's head, hdl/systolic.py), else
+    from zero. `add_cell(m, name, column, ports)` adds one cell and returns its partial-sum output;
+    column c's cell is named "cell" + suffix(c), its strobe registers "load" + suffix(c) and
+    "load_bank" + suffix(c)."""
     columns = {name: Value.cast(value) for name, value in inputs.items() if name in COLUMN_PORTS}
     # The strobes after column 0 are reset-less: one a reset leaves in flight writes a bank that
     # is empty after the reset, and the load that fills that bank comes behind it through the
