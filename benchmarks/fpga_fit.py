@@ -617,6 +617,17 @@ def tool_versions(results):
     return ", ".join(versions) or "not recorded"
 
 
+def source_revisions(results):
+    """The design revisions (fpga/build.py `source_revision`) of the kept builds that finished,
+    with their counts."""
+    counts = {}
+    for e in results.values():
+        if e["summary"]:
+            source = e["summary"].get("source") or "not recorded"
+            counts[source] = counts.get(source, 0) + 1
+    return ", ".join(f"{source} ({n} builds)" for source, n in sorted(counts.items()))
+
+
 def write_docs(results_path, directory, max_rows=64, rectangles=1.05):
     """Write fpga.md, fpga_luts.png and fpga_fmax.png into `directory`; returns their paths."""
     results = Sweep(results_path, "", 0, allow_build=False).results
@@ -638,7 +649,8 @@ to extend the sweep: [FPGA and host link](../fpga.md#what-fits-each-board). Perc
 Every number below comes from the build summaries in `{os.path.relpath(results_path, report.ROOT)}`
 ({len(results)} builds). A row that says "not measured" names the build the results lack; build it
 with `python benchmarks/fpga_fit.py --boards BOARD --alphas ALPHA` (hours for the large ECP5
-arrays). Tools of these builds: {tool_versions(results)}.
+arrays). Tools of these builds: {tool_versions(results)}. Design (git commit of the sources)
+of these builds: {source_revisions(results)}.
 
 ## Largest arrays
 

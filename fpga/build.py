@@ -368,6 +368,26 @@ def _over_capacity(staging, board):
         return report.over_capacity(f.read(), board.device)
 
 
+# What makes a build's design: a change here changes the bitstream.
+SOURCE_DIRS = ("hdl", "spec", "fpga", "software")
+
+
+def source_revision(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__)))):
+    """The git commit the build's sources come from, "+changes" appended when hdl/, spec/, fpga/
+    or software/ differ from it; None outside a git checkout (or without git). A fit table that
+    spans sessions then says which design each number is from."""
+    def git(*args):
+        return subprocess.run(["git", "-C", root, *args], capture_output=True, text=True, timeout=30)
+    try:
+        head = git("rev-parse", "--short=12", "HEAD")
+        if head.returncode:
+            return None
+        changes = git("status", "--porcelain", "--untracked-files=no", "--", *SOURCE_DIRS)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head.stdout.strip() + ("+changes" if changes.returncode or changes.stdout.strip() else "")
+
+
 def array_clock(board, clock_mhz):
     """The PLL setting (fpga.families.PLLSetting) that clocks the array at `clock_mhz`, or None for
     the board's own clock (`clock_mhz` None or the board's clock frequency). BuildError (status 2,
@@ -511,6 +531,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "lut_mapper": lut_mapper,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),
+            "source": source_revision(),
             **report.summarize(board.family, nextpnr_report, yosys_stat,
                                array_clock=ARRAY_CLOCK if pll else None),
             "bitstream": f"{NAME}.{board.bitstream}",

@@ -17,7 +17,7 @@ import pytest
 
 from fpga import report
 from fpga.boards import board as get_board
-from fpga.build import BuildError, booth_script, build as build_bitstream, dsp_cells, multiplier_summary
+from fpga.build import BuildError, booth_script, build as build_bitstream, dsp_cells, multiplier_summary, source_revision
 from spec import ArrayConfig
 
 
@@ -493,3 +493,28 @@ def test_abc9_crash_twice_is_rebuilt_with_the_classic_abc(tmp_path, monkeypatch)
     assert "mapped with the classic ABC" in (tmp_path / "out" / "report.txt").read_text()
     rpt = (tmp_path / "out" / "top.rpt").read_text()
     assert "Executing ABC pass" in rpt and "Executing ABC9 pass" not in rpt
+
+
+def test_source_revision_names_the_commit_and_changes_to_the_design_only(tmp_path):
+    """A build's summary says which commit its design comes from: "+changes" when hdl/, spec/,
+    fpga/ or software/ differ from it (not for other files, such as the fit results a sweep
+    rewrites as it goes); None outside a git checkout."""
+    assert source_revision(str(tmp_path)) is None
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True,
+                       env={**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+                            "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"})
+    git("init", "-q")
+    (tmp_path / "hdl").mkdir()
+    (tmp_path / "hdl" / "cell.py").write_text("a = 1\n")
+    (tmp_path / "results.json").write_text("{}\n")
+    git("add", "-A")
+    git("commit", "-q", "-m", "first")
+    head = subprocess.run(["git", "-C", str(tmp_path), "rev-parse", "--short=12", "HEAD"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    assert source_revision(str(tmp_path)) == head and re.fullmatch(r"[0-9a-f]{12}", head)
+    (tmp_path / "results.json").write_text('{"more": 1}\n')
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert source_revision(str(tmp_path)) == head
+    (tmp_path / "hdl" / "cell.py").write_text("a = 2\n")
+    assert source_revision(str(tmp_path)) == head + "+changes"
