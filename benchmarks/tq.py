@@ -10,8 +10,8 @@ term budgets cost in accuracy and term pairs on the digits MLP. Prints tables; a
 Cell table. ONE array cell as the array builds it (hdl/macs.py's MAC_HARDWARE[mac].cell: hdl/cell.py's
 ColumnCombiningCell with the style's operand, weight and product, or hdl/tq_serial.py's
 TermSerialCell; 8-bit signed operands, 32-bit partial sum,
-registered; an int8 cell leaves its Booth multiplier's last +1 to its row's head, hdl/booth.py, whose
-cost the array table counts), at alpha = 1 (dense) and 8 (column combining: an 8-way operand multiplexer). Every
+registered; an int8 cell leaves its Booth rows' +1s to its row's head, hdl/booth.py, whose cost
+the array table counts), at alpha = 1 (dense) and 8 (column combining: an 8-way operand multiplexer). Every
 input of the cell comes from a flip-flop of a shift register fed by one pin, as in the array where
 every cell input is a register; its outputs are XOR-reduced to one pin. Yosys keeps the hierarchy
 (`-noflatten`) so that the cell module's own cells are counted: LUT4 = iCE40 SB_LUT4, or ECP5 LUT4
@@ -214,7 +214,7 @@ def array_cell(kind, alpha, weight_terms=2, data_terms=3):
                                    multiply=TermPairMultiply(weight_max_exponent=7, data_max_exponent=7),
                                    product_stages=config.product_stages)
     else:
-        cell = hardware.cell(config, acc_width=config.acc_width, defer_sign=True)    # as hdl/systolic.py's
+        cell = hardware.cell(config, acc_width=config.acc_width, defer_negation=True)    # as hdl/systolic.py's
     if kind == "tq-serial":
         return cell, 1 / config.clocks_per_vector, 1
     return cell, 1, (INT8_PAIRS if integer else weight_terms * data_terms)

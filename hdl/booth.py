@@ -14,9 +14,10 @@ below the next row, or into a row of its own for the last). Unsigned operands ar
 zero bit first, so one recoding serves every format the array accepts.
 
 The last row's +1 has no zeros to go into: it costs an adder of its own (10 of an int8 cell's 147
-LUT4 at alpha 1). It is the weight's sign at bit `sign_shift`, known when the weight loads, so an
-array can leave it out of every cell (`defer_sign`) and add its cells' count of negative weights,
-<< sign_shift, once at the head of each row (hdl/systolic.py).
+LUT4 at alpha 1), and the others a flip-flop each between two product stages. Every neg_j is a bit
+of the weight, known when the weight loads, so an array can leave them all out of every cell
+(`defer_negation`) and add its cells' sum of sum_j neg_j 4**j once at the head of each row
+(hdl/systolic.py): 16 LUT4 and 4 flip-flops fewer per int8 cell.
 """
 
 from amaranth.hdl import Cat, Const, Signal, Value, signed
@@ -33,21 +34,20 @@ class BoothMultiply:
     true product. `split`: register the partial-product rows (the first of two product stages)
     and sum them in the next.
 
-    `defer_sign`: leave out the last row's +1, so that the value is the product less
-    2**sign_shift when the weight is negative (see the module's docstring)."""
+    `defer_negation`: leave out every row's +1, so that the value is the product less
+    sum_j neg_j 4**j, a function of the weight alone (`negations`; see the module's docstring)."""
 
-    def __init__(self, *, act_width, act_signed, weight_width, weight_signed, defer_sign=False):
+    def __init__(self, *, act_width, act_signed, weight_width, weight_signed, defer_negation=False):
         self.act_width, self.act_signed = act_width, act_signed
         self.weight_width, self.weight_signed = weight_width, weight_signed
         self.width = act_width + weight_width + 1
         self.shape = signed(self.width)
-        self.defer_sign = bool(defer_sign)
-        self.sign_shift = self.last_digit_shift(weight_width, weight_signed)
+        self.defer_negation = bool(defer_negation)
 
-    @staticmethod
-    def last_digit_shift(weight_width, weight_signed):
-        """The shift of the last digit's row, whose neg bit is the (extended) weight's sign."""
-        return 2 * ((weight_width + (not weight_signed) + 1) // 2 - 1)
+    def negations(self, weight):
+        """[(neg_j, 2 j)]: the bits of `weight` that say which rows are negated, and their shifts."""
+        w = self._extended(weight, self.weight_width, self.weight_signed)
+        return [(w[min(2 * j + 1, len(w) - 1)], 2 * j) for j in range((len(w) + 1) // 2)]
 
     def _extended(self, value, width, is_signed):
         """`value` as a signed Value (one zero bit more when unsigned)."""
@@ -87,11 +87,9 @@ class BoothMultiply:
             m.d.comb += value.eq(row << shift)             # sign-extended to P bits
             for bit, at in pending:                         # the previous row's neg, inside this row's zeros
                 m.d.comb += value[at].eq(bit)
-            pending = [(neg, shift)]
+            pending = [] if self.defer_negation else [(neg, shift)]
             addends.append((value, None))
-        (last_neg, last_shift), = pending
-        assert last_shift == self.sign_shift
-        if not self.defer_sign:
+        for last_neg, last_shift in pending:
             carry_row = Signal(P, name="booth_last_neg")
             m.d.comb += carry_row.eq(last_neg << last_shift)
             addends.append((carry_row, None))
@@ -103,8 +101,11 @@ class BoothMultiply:
             registered = []
             for k, (row, neg, shift) in enumerate(rows):
                 row_reg = Signal.like(row, name=f"booth{k}_row_reg", reset_less=True)
-                neg_reg = Signal(name=f"booth{k}_neg_reg", reset_less=True)
-                m.d.sync += [row_reg.eq(row), neg_reg.eq(neg)]
-                registered.append((row_reg, neg_reg, shift))
+                m.d.sync += row_reg.eq(row)
+                if not self.defer_negation:
+                    neg_reg = Signal(name=f"booth{k}_neg_reg", reset_less=True)
+                    m.d.sync += neg_reg.eq(neg)
+                    neg = neg_reg
+                registered.append((row_reg, neg, shift))
             rows = registered
         return self.total(m, rows)

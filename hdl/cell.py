@@ -80,10 +80,9 @@ class ColumnCombiningCell(wiring.Component):
 
     `dsp`: the integer product is for a DSP block (see stage "product" above); the result is the same.
 
-    `defer_sign`: an integer cell in LUTs leaves its Booth multiplier's last +1 to the array
-    (hdl/booth.py): its psum_out is then psum_in + product - 2**sign_shift when the weight is
-    negative, and the array adds its row's count of negative weights << sign_shift at the row's
-    head. `sign_shift` is None when the cell computes the whole product.
+    `defer_negation`: an integer cell in LUTs leaves its Booth multiplier's +1s to the array
+    (hdl/booth.py): its psum_out is then psum_in + product - sum_j neg_j 4**j (`negations` of its
+    weight), and the array adds its row's sum of those at the row's head.
 
     `multiply`, if given, replaces the integer product `operand * weight`: a callable
     (module, operand, weight, *, split) -> Value with a `shape` attribute (hdl/macs.py); with
@@ -101,7 +100,7 @@ class ColumnCombiningCell(wiring.Component):
     """
 
     def __init__(self, *, alpha, act_shape, weight_shape, acc_width, banks=2, multiply=None, product_stages=1,
-                 dsp=False, defer_sign=False):
+                 dsp=False, defer_negation=False):
         self.alpha = operator.index(alpha)
         if self.alpha < 1:
             raise ValueError(f"alpha must be at least 1, not {alpha}")
@@ -117,13 +116,13 @@ class ColumnCombiningCell(wiring.Component):
         self.dsp = bool(dsp) and multiply is None
         if self.product_stages not in (1, 2):
             raise ValueError(f"product_stages must be 1 or 2, not {product_stages}")
-        if defer_sign and (multiply is not None or dsp):
-            raise ValueError("only a LUT cell's integer product can leave its sign's +1 to the array")
+        if defer_negation and (multiply is not None or dsp):
+            raise ValueError("only a LUT cell's integer product can leave its negations' +1s to the array")
         self._booth = None
         if multiply is None and not dsp:
             act, weight = Shape.cast(self.act_shape), Shape.cast(self.weight_shape)
             self._booth = BoothMultiply(act_width=act.width, act_signed=act.signed, weight_width=weight.width,
-                                        weight_signed=weight.signed, defer_sign=defer_sign)
+                                        weight_signed=weight.signed, defer_negation=defer_negation)
         members = {
             "activations": In(data.ArrayLayout(self.act_shape, self.alpha)),
             "next_bank": In(1),
@@ -137,11 +136,12 @@ class ColumnCombiningCell(wiring.Component):
             members["load_select"] = In(range(self.alpha))
         super().__init__(members)
 
-    @property
-    def sign_shift(self):
-        """Where the array adds the +1 this cell leaves out for a negative weight (None: none)."""
-        deferred = self._booth is not None and self._booth.defer_sign and Shape.cast(self.weight_shape).signed
-        return self._booth.sign_shift if deferred else None
+    def negations(self, weight):
+        """[(bit, shift)]: what the cell leaves out of its product for `weight` (a Value of its
+        weight shape), sum of bit << shift; [] when its product is whole."""
+        if self._booth is None or not self._booth.defer_negation:
+            return []
+        return self._booth.negations(weight)
 
     @property
     def latency(self):

@@ -23,28 +23,29 @@ class MacHardware:
 
     serial = False      # True: vectors take config.clocks_per_vector clocks, one data term each (below)
 
-    def cell(self, config, *, acc_width, dsp=False, defer_sign=False):
-        """`defer_sign`: the cell leaves its LUT multiplier's last +1 to its row's head where it
-        has one (hdl/booth.py; the cell's `sign_shift` then says where)."""
+    def cell(self, config, *, acc_width, dsp=False, defer_negation=False):
+        """`defer_negation`: the cell leaves its LUT multiplier's +1s to its row's head where it
+        has one (hdl/booth.py; the cell's `negations` say what they are)."""
         multiply = self.multiply(config)
         return ColumnCombiningCell(dsp=dsp, alpha=config.alpha, act_shape=self.operand_shape(config),
                                    weight_shape=self.weight_shape(config), acc_width=acc_width, banks=config.banks,
                                    multiply=multiply, product_stages=config.product_stages,
-                                   defer_sign=defer_sign and multiply is None and not dsp)
+                                   defer_negation=defer_negation and multiply is None and not dsp)
 
-    def sign_shift(self, config, *, dsp=False):
-        """The `sign_shift` of the cell `cell(config, dsp=dsp, defer_sign=True)` makes: where it
-        leaves its weight's sign's +1 to its row's head, or None."""
-        return None
+    def negations(self, config, weight, *, dsp=False):
+        """The `negations` of `weight` for the cell `cell(config, dsp=dsp, defer_negation=True)`
+        makes: [(bit, shift)], what it leaves out of its product for its row's head to add."""
+        return []
 
 
 class IntegerMacHardware(MacHardware):
     """Integer operands; the cell multiplies (`multiply` None: `activation * weight`)."""
 
-    def sign_shift(self, config, *, dsp=False):
-        if dsp or not config.weight_signed:
-            return None
-        return BoothMultiply.last_digit_shift(config.weight_width, config.weight_signed)
+    def negations(self, config, weight, *, dsp=False):
+        if dsp:
+            return []
+        return BoothMultiply(act_width=config.act_width, act_signed=config.act_signed, weight_width=config.weight_width,
+                             weight_signed=config.weight_signed, defer_negation=True).negations(weight)
 
     def weight_shape(self, config):
         return value_shape(config.weight_width, config.weight_signed)
@@ -106,7 +107,7 @@ class TermSerialMacHardware(MacHardware):
                            budget=config.data_terms)
         return term
 
-    def cell(self, config, *, acc_width, dsp=False, defer_sign=False):
+    def cell(self, config, *, acc_width, dsp=False, defer_negation=False):
         pair_width = term_product_width(term_max_exponent(config.weight_width, config.weight_signed),
                                         term_max_exponent(config.act_width, config.act_signed))
         return TermSerialCell(alpha=config.alpha, data_term_layout=self.operand_shape(config),

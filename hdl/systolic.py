@@ -137,8 +137,9 @@ class SystolicArray(wiring.Component):
         self.dsp_cells = dsp_cells
         self.config = config
         self.layouts = ArrayLayouts(config)
-        # Where each kind of cell leaves its weight's sign's +1 to its row's head (None: nowhere).
-        self._sign_shift = {dsp: MAC_HARDWARE[config.mac].sign_shift(config, dsp=dsp) for dsp in (False, True)}
+        # Whether each kind of cell (DSP or not) leaves its product's +1s to its row's head.
+        weight = Signal(self.layouts.weight, name="weight_probe")
+        self._defers = {dsp: bool(MAC_HARDWARE[config.mac].negations(config, weight, dsp=dsp)) for dsp in (False, True)}
         self.shared_modules = {}
         self.shared_row = None
         if shared_prefix is not None:
@@ -147,7 +148,7 @@ class SystolicArray(wiring.Component):
             self.shared_modules[cell_module] = self._make_cell()
             self.shared_modules[self.shared_row] = SystolicRow(
                 cols=config.cols, widths=column_widths(self.layouts, config.alpha), chain_width=self.chain_width,
-                cell_module=cell_module, head=self._sign_shift[False] is not None)
+                cell_module=cell_module, head=self._defers[False])
         super().__init__({
             "weights": In(stream.Signature(self.layouts.weight_row)),
             "activations": In(stream.Signature(self.layouts.activations)),
@@ -168,58 +169,62 @@ class SystolicArray(wiring.Component):
         return self.config.latency
 
     def _make_cell(self, dsp=False):
-        return MAC_HARDWARE[self.config.mac].cell(self.config, acc_width=self.chain_width, dsp=dsp, defer_sign=True)
+        return MAC_HARDWARE[self.config.mac].cell(self.config, acc_width=self.chain_width, dsp=dsp,
+                                                  defer_negation=True)
 
     def _row_heads(self, m, row_load, row_bank, tokens):
         """The partial sum each row's column 0 starts from (None: zero). Cells that leave their
-        weight's sign's +1 out of their product (hdl/booth.py, 10 LUT4 each) are made whole here:
-        a row's head is its count of those cells' negative weights in the bank its vector uses,
-        << sign_shift. The count is taken from the weight beat as the row loads (one population
-        count for the array, as rows load one at a time) and kept per row and bank."""
+        Booth rows' +1s out of their product (hdl/booth.py: sum_j neg_j 4**j, bits of the weight)
+        are made whole here: a row's head is that sum over its cells' weights in the bank its
+        vector uses. It is taken from the weight beat as the row loads (once for the array, as
+        rows load one at a time) and kept per row and bank."""
         cfg = self.config
         rows, cols, banks = cfg.rows, cfg.cols, cfg.banks
-        masks = [tuple(c for c in range(cols) if self._sign_shift[r * cols + c < self.dsp_cells] is not None)
-                 for r in range(rows)]
+        mac = MAC_HARDWARE[cfg.mac]
+        masks = [tuple(c for c in range(cols) if self._defers[r * cols + c < self.dsp_cells]) for r in range(rows)]
         if not any(masks):
             return [None] * rows
-        shift = self._sign_shift[False]
+        negations = [mac.negations(cfg, weight) for weight in self.weights.payload.weights]
+        shifts = [shift for _, shift in negations[0]]
+        total_shape = range(cols * sum(1 << shift for shift in shifts) + 1)
 
-        # Clock T takes row r's beat; T + 1: the beat's signs are registered (row_load[r] is high);
-        # T + 2: their count is (late_load[r]); T + 3: it is in row r's register for its bank. The
-        # tile's first vector can enter column 0 at T + 2 and reads its head at T + 3, a clock
-        # before it adds it (token stage cell_stages - 2, registered: the stage before the add).
-        signs = Signal(cols, name="beat_signs", reset_less=True)
-        m.d.sync += signs.eq(Cat(Value.cast(weight)[-1] for weight in self.weights.payload.weights))
-        counts = {}
+        # Clock T takes row r's beat; T + 1: its negation bits are registered (row_load[r] is high);
+        # T + 2: their count per digit; T + 3: the sum of the counts << shift; T + 4: the sum is in
+        # row r's register for its bank. The tile's first vector can enter column 0 at T + 2 and
+        # adds its head at T + 4 at the earliest (token stage cell_stages - 1).
+        bits = Signal(cols * len(shifts), name="beat_negations", reset_less=True)
+        m.d.sync += bits.eq(Cat(bit for column in negations for bit, _ in column))
+        totals = {}
         for mask in sorted(set(masks) - {()}):
-            counts[mask] = Signal(range(cols + 1), name=f"beat_negatives_{len(counts)}", reset_less=True)
-            m.d.sync += counts[mask].eq(sum(signs[c] for c in mask))
-        late_load = Signal(rows, name="late_load")
-        m.d.sync += late_load.eq(Cat(row_load))
+            k = len(totals)
+            counts = [Signal(range(cols + 1), name=f"beat_negations_{k}_d{j}", reset_less=True)
+                      for j in range(len(shifts))]
+            for j, count in enumerate(counts):
+                m.d.sync += count.eq(sum(bits[c * len(shifts) + j] for c in mask))
+            totals[mask] = Signal(total_shape, name=f"beat_negations_{k}", reset_less=True)
+            m.d.sync += totals[mask].eq(sum(count << shift for count, shift in zip(counts, shifts)))
+        late_load = [Signal(rows, name=f"late_load_{n}") for n in range(2)]
+        m.d.sync += [late_load[0].eq(Cat(row_load)), late_load[1].eq(late_load[0])]
 
         assert cfg.cell_stages >= 3
-        head_banks = []                 # the bank token stage cell_stages - 2 uses, per group of rows
+        head_banks = []                 # the bank token stage cell_stages - 1 uses, per group of rows
         for k in range(-(-rows // ROWS_PER_GROUP)):
             head_banks.append(replica(1, f"head_bank_g{k}"))
-            m.d.sync += head_banks[k].eq(tokens[cfg.cell_stages - 3].bank)
+            m.d.sync += head_banks[k].eq(tokens[cfg.cell_stages - 2].bank)
         heads = []
         for r in range(rows):
             if not masks[r]:
                 heads.append(None)
                 continue
-            late_bank = replica(1, f"late_bank_r{r}")
-            m.d.sync += late_bank.eq(row_bank[r])
-            negatives = [Signal(range(cols + 1), name=f"negatives_r{r}_b{b}", reset_less=True) for b in range(banks)]
+            late_bank = [replica(1, f"late_bank_r{r}_{n}") for n in range(2)]
+            m.d.sync += [late_bank[0].eq(row_bank[r]), late_bank[1].eq(late_bank[0])]
+            sums = [Signal(total_shape, name=f"negations_r{r}_b{b}", reset_less=True) for b in range(banks)]
             for b in range(banks):
-                with m.If(late_load[r] & (late_bank == b if banks > 1 else 1)):
-                    m.d.sync += negatives[b].eq(counts[masks[r]])
-            if banks == 1:
-                head = negatives[0]     # it loads only while no vector reads it
-            else:
-                head = Signal(range(cols + 1), name=f"head_r{r}", reset_less=True)
-                m.d.sync += head.eq(Mux(head_banks[r // ROWS_PER_GROUP], negatives[1], negatives[0]))
+                with m.If(late_load[1][r] & (late_bank[1] == b if banks > 1 else 1)):
+                    m.d.sync += sums[b].eq(totals[masks[r]])
             psum = Signal(signed(self.chain_width), name=f"head_psum_r{r}")
-            m.d.comb += psum.eq(head << shift)
+            # One bank loads only while no vector reads it.
+            m.d.comb += psum.eq(sums[0] if banks == 1 else Mux(head_banks[r // ROWS_PER_GROUP], sums[1], sums[0]))
             heads.append(psum)
         return heads
 

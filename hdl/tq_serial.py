@@ -43,7 +43,9 @@ class TermSerialCell(wiring.Component):
     load_select : In(range(alpha))                            (only when alpha > 1)
     """
 
-    sign_shift = None       # its sums are whole: nothing for the row's head to add (hdl/cell.py)
+    def negations(self, weight):
+        """Nothing for the row's head to add: its sums are whole (hdl/cell.py)."""
+        return []
 
     def __init__(self, *, alpha, data_term_layout, weight_layout, acc_width, pair_width, banks=2):
         self.alpha = operator.index(alpha)

@@ -17,11 +17,11 @@ def value_range(width, signed):
     return range(-(1 << (width - 1)), 1 << (width - 1)) if signed else range(1 << width)
 
 
-def products(pairs, *, act_width, act_signed, weight_width, weight_signed, split, defer_sign=False):
+def products(pairs, *, act_width, act_signed, weight_width, weight_signed, split, defer_negation=False):
     """The multiplier's value for each (activation, weight), read after the clocks it needs."""
     m = Module()
     booth = BoothMultiply(act_width=act_width, act_signed=act_signed, weight_width=weight_width,
-                          weight_signed=weight_signed, defer_sign=defer_sign)
+                          weight_signed=weight_signed, defer_negation=defer_negation)
     a = Signal(value_shape(act_width, act_signed))
     w = Signal(value_shape(weight_width, weight_signed))
     p = Signal(booth.shape)
@@ -69,16 +69,35 @@ def test_extreme_and_random_pairs(width, signed):
 
 
 @pytest.mark.parametrize("split", [False, True], ids=["one-stage", "two-stage"])
-@pytest.mark.parametrize("act_width,act_signed,weight_width,weight_signed,sign_shift", [
-    (4, True, 4, True, 2), (4, False, 5, True, 4), (3, True, 2, True, 0), (5, True, 3, False, 2),
-    (3, False, 4, False, 4)])
-def test_deferred_sign_leaves_out_the_last_rows_one(act_width, act_signed, weight_width, weight_signed,
-                                                     sign_shift, split):
-    """defer_sign: the product less 2**sign_shift for a negative weight (what an array's row head
-    adds back, hdl/systolic.py), for every pair; an unsigned weight is never negative, so its
-    product is whole."""
+@pytest.mark.parametrize("act_width,act_signed,weight_width,weight_signed", [
+    (4, True, 4, True), (4, False, 5, True), (3, True, 2, True), (5, True, 3, False), (3, False, 4, False)])
+def test_deferred_negation_leaves_out_the_rows_ones(act_width, act_signed, weight_width, weight_signed, split):
+    """defer_negation: the product less sum_j neg_j 4**j, the Booth digits' sign bits of the
+    weight (what an array's row head adds back, hdl/systolic.py), for every pair; the negations
+    are the weight's odd bits (and its sign for the last digit), an unsigned weight's with a zero
+    bit above it."""
     fmt = dict(act_width=act_width, act_signed=act_signed, weight_width=weight_width, weight_signed=weight_signed)
-    assert BoothMultiply(**fmt).sign_shift == sign_shift
+
+    def deferred(y):
+        bits = y & ((1 << weight_width) - 1)
+        extended = weight_width + (not weight_signed)
+        digits = (extended + 1) // 2
+        return sum(((bits >> min(2 * j + 1, extended - 1)) & 1 if 2 * j + 1 < weight_width or weight_signed else 0)
+                   << (2 * j) for j in range(digits))
     pairs = list(itertools.product(value_range(act_width, act_signed), value_range(weight_width, weight_signed)))
-    assert products(pairs, split=split, defer_sign=True, **fmt) == \
-        [x * y - (y < 0) * 2 ** sign_shift for x, y in pairs]
+    assert products(pairs, split=split, defer_negation=True, **fmt) == [x * y - deferred(y) for x, y in pairs]
+    # The cells of a row leave out exactly what BoothMultiply.negations says.
+    m = Module()
+    w = Signal(value_shape(weight_width, weight_signed))
+    booth = BoothMultiply(defer_negation=True, **fmt)
+    values = []
+
+    async def testbench(ctx):
+        for y in value_range(weight_width, weight_signed):
+            ctx.set(w, y)
+            values.append(sum(ctx.get(bit) << shift for bit, shift in booth.negations(w)))
+    m.d.comb += Signal().eq(w)
+    sim = Simulator(m)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert values == [deferred(y) for y in value_range(weight_width, weight_signed)]
