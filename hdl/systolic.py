@@ -42,6 +42,10 @@ while the current tile computes. A bank is filled by R beats, row 0 first. Each 
 learn the bank of the vector they take next a clock ahead (`next_bank`, token stage c - 1's), so
 that they register their bank's select before the vector arrives (hdl/cell.py banked_weight).
 
+Row heads: an integer cell in LUTs leaves its Booth rows' +1s out of its product (they depend on
+its weight alone, hdl/booth.py); each row's partial sum starts from their sum over the row's
+weights in the vector's bank instead of zero (`_row_heads`).
+
 Term quantization and other MAC styles (hdl/macs.py): the style's edge logic turns each activation
 into the operand the cells see once, at the array's edge (a TQ array truncates it to its first
 `data_terms` HESE terms), and the cell's product is the style's.
@@ -206,7 +210,7 @@ class SystolicArray(wiring.Component):
         late_load = [Signal(rows, name=f"late_load_{n}") for n in range(2)]
         m.d.sync += [late_load[0].eq(Cat(row_load)), late_load[1].eq(late_load[0])]
 
-        assert cfg.cell_stages >= 3
+        assert cfg.cell_stages >= 2
         head_banks = []                 # the bank token stage cell_stages - 1 uses, per group of rows
         for k in range(-(-rows // ROWS_PER_GROUP)):
             head_banks.append(replica(1, f"head_bank_g{k}"))
