@@ -81,8 +81,8 @@ class ColumnCombiningCell(wiring.Component):
     `dsp`: the integer product is for a DSP block (see stage "product" above); the result is the same.
 
     `defer_negation`: an integer cell in LUTs leaves its Booth multiplier's +1s to the array
-    (hdl/booth.py): its psum_out is then psum_in + product - sum_j neg_j 4**j (`negations` of its
-    weight), and the array adds its row's sum of those at the row's head.
+    (hdl/booth.py): its psum_out is then psum_in + product - sum_j neg_j 4**j (hdl/macs.py
+    `negations` of its weight), and the array adds its row's sum of those at the row's head.
 
     `multiply`, if given, replaces the integer product `operand * weight`: a callable
     (module, operand, weight, *, split) -> Value with a `shape` attribute (hdl/macs.py); with
@@ -135,13 +135,6 @@ class ColumnCombiningCell(wiring.Component):
         if self.alpha > 1:
             members["load_select"] = In(range(self.alpha))
         super().__init__(members)
-
-    def negations(self, weight):
-        """[(bit, shift)]: what the cell leaves out of its product for `weight` (a Value of its
-        weight shape), sum of bit << shift; [] when its product is whole."""
-        if self._booth is None or not self._booth.defer_negation:
-            return []
-        return self._booth.negations(weight)
 
     @property
     def latency(self):

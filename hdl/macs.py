@@ -25,7 +25,7 @@ class MacHardware:
 
     def cell(self, config, *, acc_width, dsp=False, defer_negation=False):
         """`defer_negation`: the cell leaves its LUT multiplier's +1s to its row's head where it
-        has one (hdl/booth.py; the cell's `negations` say what they are)."""
+        has one (hdl/booth.py; `negations` says what they are)."""
         multiply = self.multiply(config)
         return ColumnCombiningCell(dsp=dsp, alpha=config.alpha, act_shape=self.operand_shape(config),
                                    weight_shape=self.weight_shape(config), acc_width=acc_width, banks=config.banks,

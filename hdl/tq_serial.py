@@ -43,10 +43,6 @@ class TermSerialCell(wiring.Component):
     load_select : In(range(alpha))                            (only when alpha > 1)
     """
 
-    def negations(self, weight):
-        """Nothing for the row's head to add: its sums are whole (hdl/cell.py)."""
-        return []
-
     def __init__(self, *, alpha, data_term_layout, weight_layout, acc_width, pair_width, banks=2):
         self.alpha = operator.index(alpha)
         self.banks = operator.index(banks)
