@@ -70,6 +70,28 @@ FRAME_BUFFER_OVERHEAD = 2        # the command and count bytes in front of a fra
 MAX_FRAME_BEATS = 255
 
 
+SELECT_BYTE_LATENCY = 2
+
+
+def select_byte(m, value, index, word_bytes=8):
+    """Byte `index` of `value`, `SELECT_BYTE_LATENCY` clocks later: a word of `word_bytes` bytes
+    is chosen into a register, then the byte in it (`word_bytes` a power of two)."""
+    shift = word_bytes.bit_length() - 1
+    assert word_bytes == 1 << shift
+    words = -(-len(value) // (8 * word_bytes))
+    padded = Signal(8 * word_bytes * words)
+    word = Signal(8 * word_bytes, reset_less=True)
+    byte_in_word = Signal(range(word_bytes), reset_less=True)
+    byte = Signal(8, reset_less=True)
+    m.d.comb += padded.eq(value)
+    m.d.sync += [
+        word.eq(padded.word_select(index >> shift, 8 * word_bytes)),
+        byte_in_word.eq(index & (word_bytes - 1)),
+        byte.eq(word.word_select(byte_in_word, 8)),
+    ]
+    return byte
+
+
 def beat_bytes(width):
     """Bytes that carry a beat of `width` bits on the line."""
     return (width + 7) // 8
@@ -294,7 +316,8 @@ class HostLink(wiring.Component):
                                                        activation_width=widths["activations"]))
         resettable("array", array)
         result_bytes = beat_bytes(widths["results"])
-        encoder = resettable("encoder", ReplyEncoder(result_bytes=result_bytes, descriptor=self.descriptor))
+        encoder = resettable("encoder", ReplyEncoder(result_bytes=result_bytes, descriptor=self.descriptor,
+                                                          read_latency=SELECT_BYTE_LATENCY))
         transmitter = resettable("transmitter", UARTTransmitter(divisor=self.divisor))
 
         wiring.connect(m, receiver.data, frames.bytes)
@@ -309,10 +332,10 @@ class HostLink(wiring.Component):
         # takes it.
         result = Signal(8 * result_bytes)
         m.d.comb += result.eq(Value.cast(array.results.payload))
-        # The encoder reads the byte a clock after it names it: registered here, so the wide byte
-        # select is a path of its own (on the iCEBreaker it was the critical path into the encoder).
-        result_byte = Signal(8, reset_less=True)
-        m.d.sync += result_byte.eq(result.word_select(encoder.read_index, 8))
+        # The encoder reads the byte two clocks after it names it: an eight-byte word of the
+        # result, registered, then the byte in it, so the wide select is two short paths (in one
+        # clock, 64 ways at 16x16, it was the ULX3S's critical path).
+        result_byte = select_byte(m, result, encoder.read_index)
         m.d.comb += [
             frame_buffer.write_data.eq(frames.write_data),
             frame_buffer.write.eq(frames.write),

@@ -326,15 +326,16 @@ class ReplyEncoder(wiring.Component):
     """Sends one reply frame at a time: start byte, sequence number, kind, body, CRC.
 
     Bodies: an error's code, the descriptor, or the oldest result (read a byte at a time through
-    `read_index` / `read_data`, a clock late). The request's fields must hold still while `busy`:
-    they are read as the frame goes out. The encoder has a CRC unit of its own.
+    `read_index` / `read_data`, `read_latency` clocks late: the reader may pipeline its byte
+    select). The request's fields must hold still while `busy`: they are read as the frame goes
+    out. The encoder has a CRC unit of its own.
 
     Each decision is a few levels of logic from registers (the iCEBreaker 4x4's critical path
     was the encoder's state -> its byte's valid, 7 levels): the header waits in a shift register,
     the next body byte is chosen into a register of its own, and a byte is offered
-    `SETTLE_CLOCKS` after the one before has gone (`settle`, a shift register), by when the body
-    byte's index has reached the result's byte and the descriptor's (a clock), the body byte
-    (a clock), or the CRC has taken the last byte. A byte takes 10 x divisor clocks on the
+    `read_latency + 2` clocks after the one before has gone (`settle`, a shift register), by when
+    the body byte's index has reached the result's byte (`read_latency` clocks) and the
+    descriptor's (a clock), the body byte (a clock), or the CRC has taken the last byte. A byte takes 10 x divisor clocks on the
     line and the transmitter holds the next one: the clocks cost nothing.
 
     Members
@@ -345,10 +346,9 @@ class ReplyEncoder(wiring.Component):
     bytes     : Out(stream.Signature(8))
     """
 
-    SETTLE_CLOCKS = 3
-
-    def __init__(self, *, result_bytes, descriptor):
+    def __init__(self, *, result_bytes, descriptor, read_latency=1):
         self.result_bytes = positive_int("result_bytes", result_bytes)
+        self.read_latency = positive_int("read_latency", read_latency)
         self.descriptor = bytes(descriptor)
         super().__init__({
             "start": In(1),
@@ -383,9 +383,10 @@ class ReplyEncoder(wiring.Component):
         m.d.comb += sent.eq(self.bytes.valid & self.bytes.ready)
         with m.If(sent):
             m.d.sync += self.bytes.valid.eq(0)
-        # A byte is offered SETTLE_CLOCKS after a kick: the request, or the byte before going out.
+        # A byte is offered a few clocks after a kick (the request, or the byte before going out):
+        # the index's clock, the reader's latency and the body byte's register.
         kick = Signal()
-        settle = Signal(self.SETTLE_CLOCKS)
+        settle = Signal(self.read_latency + 2)
         prepare = settle[-1]
         m.d.sync += settle.eq(Cat(kick, settle[:-1]))
 

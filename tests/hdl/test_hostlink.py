@@ -195,11 +195,11 @@ def test_decoder_splits_frames_into_beats(stall):
     assert got_w == weights and got_a == acts
 
 
-@pytest.mark.parametrize("stall", [0.0, 0.5])
-def test_encoder_frames_every_reply(stall):
+@pytest.mark.parametrize("stall,read_latency", [(0.0, 1), (0.5, 1), (0.5, 2), (0.0, 3)])
+def test_encoder_frames_every_reply(stall, read_latency):
     result_bytes = 9
     descriptor = bytes(range(100, 100 + DESCRIPTOR_BYTES))
-    dut = ReplyEncoder(result_bytes=result_bytes, descriptor=descriptor)
+    dut = ReplyEncoder(result_bytes=result_bytes, descriptor=descriptor, read_latency=read_latency)
     rng = random.Random(5)
     head = bytes(rng.getrandbits(8) for _ in range(result_bytes))
     requests = [("K", 7, 0), ("D", 8, 0), ("E", 9, 3), ("R", 10, 0), ("N", 11, 0), ("R", 10, 0)]
@@ -218,10 +218,12 @@ def test_encoder_frames_every_reply(stall):
             await ctx.tick().repeat(2)
             await ctx.tick().until(~dut.busy)          # the fields hold still while it sends
 
-    async def store(ctx):                             # the result, as if read a clock late
+    async def store(ctx):                             # the result, read `read_latency` clocks late
+        named = [0] * (read_latency - 1)
         while True:
-            index = ctx.get(dut.read_index)
+            named.append(ctx.get(dut.read_index))
             await ctx.tick()
+            index = named.pop(0)
             ctx.set(dut.read_data, head[index] if index < len(head) else 0)
 
     async def bytes_out(ctx):
