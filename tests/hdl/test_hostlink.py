@@ -12,11 +12,12 @@ import warnings
 
 import numpy as np
 import pytest
-from amaranth.hdl import ClockDomain, Module, UnusedElaboratable
+from amaranth.hdl import ClockDomain, Module, Signal, UnusedElaboratable
 from amaranth.lib import crc
 from amaranth.sim import Simulator
 
-from hdl.hostlink import DESCRIPTOR_BYTES, CommandDecoder, HostLink, link_credits, link_descriptor, result_frame_bytes
+from hdl.hostlink import (DESCRIPTOR_BYTES, SELECT_BYTE_LATENCY, CommandDecoder, HostLink, link_credits, link_descriptor,
+                          result_frame_bytes, select_byte)
 from hdl.linkbuffers import FrameBuffer
 from hdl.linkframes import REPLY_KINDS, ReplyEncoder
 from software.host import crc16
@@ -193,6 +194,35 @@ def test_decoder_splits_frames_into_beats(stall):
 
     run(dut, bytes_in, weights_out, acts_out)
     assert got_w == weights and got_a == acts
+
+
+@pytest.mark.parametrize("value_bytes", [1, 9, 16, 64])
+def test_select_byte_names_a_byte_and_has_it_two_clocks_later(value_bytes):
+    """Every byte of values of several widths (one word, a part word, whole words), named on
+    consecutive clocks in a random order: each arrives exactly SELECT_BYTE_LATENCY clocks later."""
+    m = Module()
+    value = Signal(8 * value_bytes)
+    index = Signal(range(value_bytes))
+    byte = select_byte(m, value, index)
+    rng = random.Random(value_bytes)
+    content = rng.getrandbits(8 * value_bytes)
+    order = rng.sample(range(value_bytes), value_bytes) * 2
+    got = []
+
+    async def bench(ctx):
+        ctx.set(value, content)
+        for k in range(len(order) + SELECT_BYTE_LATENCY):
+            if k < len(order):
+                ctx.set(index, order[k])
+            await ctx.tick()
+            if k >= SELECT_BYTE_LATENCY - 1 and len(got) < len(order):
+                got.append(ctx.get(byte))
+
+    sim = Simulator(m)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
+    assert got == [(content >> (8 * i)) & 0xFF for i in order]
 
 
 @pytest.mark.parametrize("stall,read_latency", [(0.0, 1), (0.5, 1), (0.5, 2), (0.0, 3)])
