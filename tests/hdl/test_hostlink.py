@@ -1,4 +1,4 @@
-"""The host link (protocol v3) in Amaranth's simulator: the frame buffer, the command decoder and
+"""The host link (protocol v5) in Amaranth's simulator: the frame buffer, the command decoder and
 the reply encoder under random stalls, and the whole link through its UART pins:
 a packed layer, and frames that are damaged, cut off, repeated, unknown or surrounded by garbage.
 
