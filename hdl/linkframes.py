@@ -335,8 +335,9 @@ class ReplyEncoder(wiring.Component):
     the next body byte is chosen into a register of its own, and a byte is offered
     `read_latency + 2` clocks after the one before has gone (`settle`, a shift register), by when
     the body byte's index has reached the result's byte (`read_latency` clocks) and the
-    descriptor's (a clock), the body byte (a clock), or the CRC has taken the last byte. A byte takes 10 x divisor clocks on the
-    line and the transmitter holds the next one: the clocks cost nothing.
+    descriptor's (a clock), the body byte (a clock), or the CRC has taken the last byte. A byte
+    takes 10 x divisor clocks on the line and the transmitter holds the next one: the clocks cost
+    nothing.
 
     Members
     -------
