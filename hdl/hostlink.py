@@ -76,9 +76,7 @@ SELECT_BYTE_LATENCY = 2
 def select_byte(m, value, index, word_bytes=8):
     """Byte `index` of `value`, `SELECT_BYTE_LATENCY` clocks later: a word of `word_bytes` bytes
     is chosen into a register, then the byte in it (`word_bytes` a power of two)."""
-    shift = word_bytes.bit_length() - 1
-    if word_bytes != 1 << shift:
-        raise ValueError(f"word_bytes must be a power of two, not {word_bytes}")
+    shift = power_of_two("word_bytes", word_bytes).bit_length() - 1
     words = -(-len(value) // (8 * word_bytes))
     padded = Signal(8 * word_bytes * words)
     word = Signal(8 * word_bytes, reset_less=True)
