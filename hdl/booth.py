@@ -22,6 +22,7 @@ of the weight, known when the weight loads, so an array can leave them all out o
 
 from amaranth.hdl import Cat, Const, Signal, Value, signed
 
+from .replicas import replica
 from .tq import sum_with_carries
 
 
@@ -46,26 +47,56 @@ class BoothMultiply:
 
     def negations(self, weight):
         """[(neg_j, 2 j)]: the bits of `weight` that say which rows are negated, and their shifts."""
-        w = self._extended(weight, self.weight_width, self.weight_signed)
-        return [(w[min(2 * j + 1, len(w) - 1)], 2 * j) for j in range((len(w) + 1) // 2)]
+        return [(high, 2 * j) for j, (_low, _mid, high) in enumerate(self.windows(weight))]
 
     def _extended(self, value, width, is_signed):
         """`value` as a signed Value (one zero bit more when unsigned)."""
         value = Value.cast(value)[:width]
         return value.as_signed() if is_signed else Cat(value, Const(0, 1)).as_signed()
 
-    def rows(self, m, operand, weight):
+    def _window_bits(self):
+        """[(i, i, i)] per digit j: which bit of the weight each of b_{2j-1}, b_{2j}, b_{2j+1} is
+        (None: a zero, b_{-1} or above an unsigned weight; bits above a signed one repeat its sign)."""
+        extended = self.weight_width + (not self.weight_signed)
+
+        def source(i):
+            if i < 0 or (i >= self.weight_width and not self.weight_signed):
+                return None
+            return min(i, self.weight_width - 1)
+        return [tuple(source(i) for i in range(2 * j - 1, 2 * j + 2)) for j in range((extended + 1) // 2)]
+
+    def windows(self, weight):
+        """[(low, mid, high)] per digit j: the weight bits b_{2j-1}, b_{2j}, b_{2j+1} that digit j
+        recodes."""
+        weight = Value.cast(weight)
+        return [tuple(Const(0, 1) if i is None else weight[i] for i in window) for window in self._window_bits()]
+
+    def registered_windows(self, m, weight):
+        """`windows(weight)`, each digit's in registers of its own: copies (hdl/replicas.py), so
+        that a weight bit two digits recode (b_{2j+1}, digit j's sign and digit j + 1's low bit)
+        reaches each digit's row from a register beside it, not from one register shared by two
+        rows that the placer may put between them (the critical path of ULX3S builds: such a bit
+        routed 38 columns to the row it selects in)."""
+        weight = Value.cast(weight)
+        registered = []
+        for j, window in enumerate(self._window_bits()):
+            copies = {}
+            for i in window:
+                if i is not None and i not in copies:
+                    copies[i] = replica(1, f"booth{j}_weight{i}")
+                    m.d.sync += copies[i].eq(weight[i])
+            registered.append(tuple(Const(0, 1) if i is None else copies[i] for i in window))
+        return registered
+
+    def rows(self, m, operand, windows):
         """[(row, neg, shift)]: row = (|d_j| * a) ^ neg as a signed value len(a) + 1 bits wide,
-        to be added << shift (= 2 j), plus neg << shift."""
+        to be added << shift (= 2 j), plus neg << shift. `windows`: the weight's, per digit
+        (`windows` or `registered_windows`)."""
         a = self._extended(operand, self.act_width, self.act_signed)
-        w = self._extended(weight, self.weight_width, self.weight_signed)
-        digits = (len(w) + 1) // 2
-        bits = [Const(0, 1)] + [w[min(i, len(w) - 1)] for i in range(2 * digits)]   # b_{-1}, then sign-extended
         a_wide = Cat(a, a[-1])                      # a, one bit wider
         a_twice = Cat(Const(0, 1), a)               # 2a
         rows = []
-        for j in range(digits):
-            low, mid, high = bits[2 * j], bits[2 * j + 1], bits[2 * j + 2]
+        for j, (low, mid, high) in enumerate(windows):
             one = Signal(name=f"booth{j}_one")      # |d_j| == 1
             two = Signal(name=f"booth{j}_two")      # |d_j| == 2
             neg = Signal(name=f"booth{j}_neg")      # d_j < 0 (or the "-0" of 111, which adds ~0 + 1)
@@ -95,8 +126,10 @@ class BoothMultiply:
             addends.append((carry_row, None))
         return sum_with_carries(m, addends, P, name="booth_sum")
 
-    def __call__(self, m, operand, weight, *, split=False):
-        rows = self.rows(m, operand, weight)
+    def __call__(self, m, operand, weight, *, split=False, windows=None):
+        """`windows`, if given, stand for `weight` (`registered_windows` of a weight a clock
+        earlier: the cell's operand stage)."""
+        rows = self.rows(m, operand, self.windows(weight) if windows is None else windows)
         if split:
             registered = []
             for k, (row, neg, shift) in enumerate(rows):

@@ -60,7 +60,9 @@ class ColumnCombiningCell(wiring.Component):
     Register stages, none of them reset (datapath registers hold no state that matters after a
     reset) and none with an enable (the array never stalls):
       select   the operand activations[select[bank]] and the weight[bank] (the bank's select is
-               registered a clock ahead, from `next_bank`: banked_weight);
+               registered a clock ahead, from `next_bank`: banked_weight); a LUT multiplier's
+               weight as each Booth digit's bits, a register of their own per digit
+               (hdl/booth.py registered_windows);
       product  operand x weight (or the MAC style's `multiply`), in `product_stages` stages. An
                integer product in LUTs is a radix-4 Booth multiplier on carry chains
                (hdl/booth.py); with two stages the first holds its partial-product rows, the
@@ -146,7 +148,7 @@ class ColumnCombiningCell(wiring.Component):
 
     def _product(self, m, operand, weight):
         """The registered product of the registered `operand` and `weight`, `product_stages`
-        clocks after them."""
+        clocks after them: the MAC style's `multiply`, or a `dsp` cell's `operand * weight`."""
         if self.multiply is not None:
             # Two stages: the style registers its own intermediate values (split=True).
             product = Signal(self.multiply.shape, name="product", reset_less=True)
@@ -154,19 +156,22 @@ class ColumnCombiningCell(wiring.Component):
             return product
         shape = self._integer_product_shape()
         product = Signal(shape, name="product", reset_less=True)
-        if self.dsp:
-            # One multiplier for a DSP block, registered product_stages times (the registers a
-            # DSP block can hold: iCE40 SB_MAC16 takes them in).
-            full = operand * weight
-            if self.product_stages == 1:
-                m.d.sync += product.eq(full)
-            else:
-                early = Signal(shape, name="product_early", reset_less=True)
-                m.d.sync += [early.eq(full), product.eq(early)]
+        # One multiplier for a DSP block, registered product_stages times (the registers a DSP
+        # block can hold: iCE40 SB_MAC16 takes them in).
+        full = operand * weight
+        if self.product_stages == 1:
+            m.d.sync += product.eq(full)
         else:
-            # LUTs: a Booth multiplier on carry chains (hdl/booth.py); with two stages its
-            # partial-product rows are registered and summed in the second.
-            m.d.sync += product.eq(self._booth(m, operand, weight, split=self.product_stages == 2))
+            early = Signal(shape, name="product_early", reset_less=True)
+            m.d.sync += [early.eq(full), product.eq(early)]
+        return product
+
+    def _booth_product(self, m, operand, windows):
+        """The registered LUT product of the registered `operand` and the weight's registered
+        Booth `windows`: a Booth multiplier on carry chains (hdl/booth.py); with two stages its
+        partial-product rows are registered and summed in the second."""
+        product = Signal(self._integer_product_shape(), name="product", reset_less=True)
+        m.d.sync += product.eq(self._booth(m, operand, None, windows=windows, split=self.product_stages == 2))
         return product
 
     def _dsp_block_product(self, m, selected, bank_weight):
@@ -193,9 +198,14 @@ class ColumnCombiningCell(wiring.Component):
         else:
             # Stage 1: operand select.
             operand = Signal(self.act_shape, name="operand", reset_less=True)
-            weight = Signal(self.weight_shape, name="weight", reset_less=True)
-            m.d.sync += [operand.eq(selected), weight.eq(bank_weight)]
-            product = self._product(m, operand, weight)
+            m.d.sync += operand.eq(selected)
+            if self._booth is not None:
+                # The weight as each Booth digit's bits, in registers of the digit's own.
+                product = self._booth_product(m, operand, self._booth.registered_windows(m, bank_weight))
+            else:
+                weight = Signal(self.weight_shape, name="weight", reset_less=True)
+                m.d.sync += weight.eq(bank_weight)
+                product = self._product(m, operand, weight)
 
         # Last stage: accumulate. Truncation to acc_width wraps modulo 2**acc_width, as the golden
         # model does.
