@@ -15,18 +15,47 @@ from .booth import BoothMultiply
 from .dsp import dsp_family, dsp_product, fits_dsp
 
 
+def weight_load_members(weight_shape, alpha):
+    """The ports through which a cell's weights load (banked_weight), for a cell's signature."""
+    members = {
+        "load": In(1),
+        "load_bank": In(1),
+        "load_weight": In(weight_shape),
+        "shift": In(1),
+        "staged_weight": Out(weight_shape),
+    }
+    if alpha > 1:
+        members["load_select"] = In(range(alpha))
+        members["staged_select"] = Out(range(alpha))
+    return members
+
+
 def banked_weight(m, cell, weight_shape):
     """A cell's weight banks: each bank's weight (and select, with alpha > 1) in registers written
     by the cell's `load` strobe into bank `load_bank`. Returns the compute bank's weight,
     combinational from the cell's own registers, and its select (None at alpha 1), a register.
-    `cell` has banks, alpha, load, load_bank, load_weight, load_select and next_bank.
+    `cell` has banks, alpha, next_bank and the ports of weight_load_members.
+
+    The weights of a column's cells load through a shift register, one stage per cell (`staged_*`,
+    loaded from `load_*` by `shift`): a column's cell reads its neighbour's stage, not a bus
+    shared by the column, so that its bank registers are driven from beside it (hdl/systolic.py).
 
     `next_bank` is the bank of the activations the cell takes in the next clock, so that no
     multiplexer lies between the column's bank register and the operand select: the cell
     registers it (the compute bank, whose fan-out stays inside the cell), and registers the
     compute bank's select a clock ahead. That select comes from the load when the load writes
-    that bank in the same clock: the last row of a tile loads in the clock before the tile's first
-    vector reaches its cells."""
+    that bank in the same clock: a tile's rows load in the clock before the tile's first vector
+    reaches their cells."""
+    staged_weight = Signal(weight_shape, name="stage_weight", reset_less=True)
+    with m.If(cell.shift):
+        m.d.sync += staged_weight.eq(cell.load_weight)
+    m.d.comb += cell.staged_weight.eq(staged_weight)
+    if cell.alpha > 1:
+        staged_select = Signal(range(cell.alpha), name="stage_select", reset_less=True)
+        with m.If(cell.shift):
+            m.d.sync += staged_select.eq(cell.load_select)
+        m.d.comb += cell.staged_select.eq(staged_select)
+
     weights = [Signal(weight_shape, name=f"weight_b{b}", reset_less=True) for b in range(cell.banks)]
     selects = [Signal(range(cell.alpha), name=f"select_b{b}", reset_less=True) for b in range(cell.banks)]
     for b in range(cell.banks):
@@ -76,8 +105,10 @@ class ColumnCombiningCell(wiring.Component):
     An activation presented at clock t reaches psum_out at t + `latency`; psum_in must come one
     clock earlier.
 
-    Weights load one row at a time: `load` (registered and replicated per row by the array) writes
-    `load_weight` and `load_select` into bank `load_bank`. With `alpha == 1` there are no select
+    Weights load through a shift register along the cell's column (`shift` moves `load_weight` and
+    `load_select` into `staged_weight` and `staged_select`, for the next cell), and `load`
+    (registered and replicated per row by the array) writes `load_weight` and `load_select` into
+    bank `load_bank`: banked_weight. With `alpha == 1` there are no select
     registers and no multiplexer: the dense cell.
 
     `dsp`: the integer product is for a DSP block (see stage "product" above); the result is the same.
@@ -99,6 +130,9 @@ class ColumnCombiningCell(wiring.Component):
     load, load_bank : In(1)
     load_weight : In(weight_shape)
     load_select : In(range(alpha))         (only when alpha > 1)
+    shift       : In(1)
+    staged_weight : Out(weight_shape)
+    staged_select : Out(range(alpha))      (only when alpha > 1)
     """
 
     def __init__(self, *, alpha, act_shape, weight_shape, acc_width, banks=2, multiply=None, product_stages=1,
@@ -130,12 +164,8 @@ class ColumnCombiningCell(wiring.Component):
             "next_bank": In(1),
             "psum_in": In(signed(self.acc_width)),
             "psum_out": Out(signed(self.acc_width)),
-            "load": In(1),
-            "load_bank": In(1),
-            "load_weight": In(self.weight_shape),
+            **weight_load_members(self.weight_shape, self.alpha),
         }
-        if self.alpha > 1:
-            members["load_select"] = In(range(self.alpha))
         super().__init__(members)
 
     @property

@@ -20,10 +20,13 @@ is handled at the edges, from registers:
     still in flight, so a result never has to wait inside the array;
   * a weight beat is accepted when its bank is empty and no vector in flight still reads it;
     the beat is registered and then written systolically, like the activations: column c's
-    weight and the row's load strobe reach cell (r, c) c clocks after cell (r, 0), each cell's
-    strobe from a register of its own (no stream handshake, and no wide load enable, reaches more
-    than one cell). Column c's first vector of a tile reads its weight c clocks late too, so the
-    weights are always in place in time;
+    weight enters a shift register up the column, one stage per cell, and the rows' strobes reach
+    cell (r, c) c clocks after cell (r, 0), each cell's strobes from registers of its own (no
+    stream handshake, and no wide load enable, reaches more than one cell). Each beat shifts the
+    stages one row up; the tile's last beat writes every row's bank from the stage below it. A
+    cell's banks thus load from its neighbour, not from a bus along the column. Column c's first
+    vector of a tile reads its weight c clocks late too, so the weights are always in place in
+    time;
   * the result stream's ready only reads the FIFO.
 Each cell has `cell_stages` register stages (operand select, one or two product stages, accumulate;
 hdl/cell.py), and the accumulator memory's read-modify-write is pipelined with forwarding.
@@ -38,7 +41,8 @@ whether it starts (`clear`) or finishes (`emit`) an accumulation; only finishing
 result beat.
 
 Weights are double-buffered: two banks per cell. The next tile's weights load into the idle bank
-while the current tile computes. A bank is filled by R beats, row 0 first. Each column's cells
+while the current tile computes. A bank is filled by R beats, row 0 first, through the column's
+shift register. Each column's cells
 learn the bank of the vector they take next a clock ahead (`next_bank`, token stage c - 1's), so
 that they register their bank's select before the vector arrives (hdl/cell.py banked_weight).
 
@@ -62,7 +66,7 @@ from .delay import DelayLine
 from .macs import MAC_HARDWARE, value_shape
 from .memories import BufferedFIFO
 from .replicas import replica
-from .row import SystolicRow, build_row, column_widths, instantiate
+from .row import STAGED, SystolicRow, build_row, column_widths, instantiate
 
 
 # How a column's activations, weight and bank reach its rows' cells: as copies of one register
@@ -234,11 +238,12 @@ class SystolicArray(wiring.Component):
 
     def _add_flat_cell(self, m, name, index, inputs):
         """Cell `name`, the array's cell number `index` (row by row), as a submodule of the array
-        with its inputs connected; returns its partial-sum output."""
+        with its inputs connected; returns its outputs (hdl/row.py build_row)."""
         cell = self._make_cell(dsp=index < self.dsp_cells)
         m.submodules[name] = cell
         m.d.comb += [getattr(cell, port).eq(value) for port, value in inputs.items()]
-        return cell.psum_out
+        return {"psum_out": cell.psum_out,
+                **{name: getattr(cell, name) for name in STAGED if name in cell.signature.members}}
 
     def elaborate(self, platform):
         m = Module()
@@ -284,12 +289,17 @@ class SystolicArray(wiring.Component):
         m.d.comb += [self.weights.ready.eq(weights_ready),
                      weight_taken.eq(self.weights.valid & self.weights.ready)]
         load_row = Signal(rows, init=1)
-        row_load = Signal(rows)                           # one registered load enable per row
-        # The bank it writes, a copy per row: identical registers that synthesis would otherwise
-        # merge into one driving every row (hdl/replicas.py).
+        row_load = Signal(rows)                 # the row each beat is for, registered (row heads)
+        # The strobes of the rows' weight shift registers (hdl/cell.py banked_weight): every beat
+        # shifts, the tile's last writes the stages into bank `load_bank`. A copy per row of each:
+        # identical registers that synthesis would otherwise merge into one driving every row
+        # (hdl/replicas.py).
+        row_shift = [replica(1, f"row_shift_{r}") for r in range(rows)]
+        row_commit = [replica(1, f"row_commit_{r}") for r in range(rows)]
         row_bank = [replica(1, f"row_bank_{r}") for r in range(rows)]
         for r in range(rows):
-            m.d.sync += [row_load[r].eq(weight_taken & load_row[r]), row_bank[r].eq(load_bank)]
+            m.d.sync += [row_load[r].eq(weight_taken & load_row[r]), row_shift[r].eq(weight_taken),
+                         row_commit[r].eq(weight_taken & load_row[rows - 1]), row_bank[r].eq(load_bank)]
         with m.If(weight_taken):
             m.d.sync += load_row.eq(load_row.rotate_left(1))
 
@@ -432,8 +442,11 @@ class SystolicArray(wiring.Component):
         to_rows("activations", [skew("skew", operands[g * alpha:(g + 1) * alpha], g) for g in range(cols)])
 
         # Weight loading, skewed like the activations: column c's weight and select are delayed
-        # c + 1 clocks (shared by every row up to the copies to the rows), and each row's load
-        # strobe and bank pass from cell to cell through a register each (hdl/row.py).
+        # c + 1 clocks and enter the column's shift register at its last row; each row's strobes
+        # pass from cell to cell through a register each (hdl/row.py), so that column c's cells
+        # shift and write c clocks after column 0's. The shift register runs up the column: a beat
+        # moves one row up per beat, and the tile's last beat, for row R - 1, finds row r's beat
+        # in row r + 1's stage and writes every row's bank at once.
         beats = []
         for c in range(cols):
             beat = {"weight": self.weights.payload.weights[c]}
@@ -441,9 +454,13 @@ class SystolicArray(wiring.Component):
                 beat["select"] = self.weights.payload.selects[c]
             layout = data.StructLayout({name: len(Value.cast(value)) for name, value in beat.items()})
             beats.append(data.View(layout, skew("weight_skew", list(beat.values()), c)))
-        to_rows("load_weight", [beat.weight for beat in beats])
+        entry = {"load_weight": Cat(beat.weight for beat in beats)}
         if alpha > 1:
-            to_rows("load_select", [beat.select for beat in beats])
+            entry["load_select"] = Cat(beat.select for beat in beats)
+        for name, value in entry.items():
+            registered = Signal(len(value), name=f"{name}_entry", reset_less=True)
+            m.d.sync += registered.eq(value)
+            entry[name] = registered
 
         # The bank each column's cells compute with in the next clock (next_bank, hdl/cell.py): the
         # bank of token stage c - 1, which they take next, so stage c - 2's through the register
@@ -457,21 +474,28 @@ class SystolicArray(wiring.Component):
         # ---------------------------------------------------------------------------------
         # The rows (hdl/row.py), each reading its copies of the column inputs: one shared row module
         # instantiated R times, or the cells in this module.
-        row_sums = []
+        # Built from the last row up: each row's weight stages are the inputs of the row above.
+        row_sums = [None] * rows
         heads = self._row_heads(m, row_load, row_bank, tokens)
-        for r in range(rows):
-            inputs = {**row_inputs[r // ROWS_PER_GROUP], "load": row_load[r], "load_bank": row_bank[r]}
+        below = entry
+        for r in reversed(range(rows)):
+            inputs = {**row_inputs[r // ROWS_PER_GROUP], **below,
+                      "load": row_commit[r], "load_bank": row_bank[r], "shift": row_shift[r]}
             if heads[r] is not None:
                 inputs["psum_in"] = heads[r]
             if self.shared_row is None:
-                row_sums.append(build_row(
+                outputs = build_row(
                     m, inputs, cols=cols, chain_width=self.chain_width,
                     add_cell=lambda m, name, c, ports, r=r: self._add_flat_cell(m, name, r * cols + c, ports),
-                    suffix=lambda c, r=r: f"_r{r}_c{c}"))
+                    suffix=lambda c, r=r: f"_r{r}_c{c}")
             else:
-                row_sum = Signal(signed(self.chain_width), name=f"row_{r}_psum")
-                m.submodules[f"row_{r}"] = instantiate(self.shared_row, {"psum_out": row_sum}, inputs)
-                row_sums.append(row_sum)
+                outputs = {"psum_out": Signal(signed(self.chain_width), name=f"row_{r}_psum")}
+                for staged, source in STAGED.items():
+                    if source in entry:
+                        outputs[staged] = Signal(len(entry[source]), name=f"row_{r}_{staged}")
+                m.submodules[f"row_{r}"] = instantiate(self.shared_row, outputs, inputs)
+            row_sums[r] = outputs["psum_out"]
+            below = {source: outputs[staged] for staged, source in STAGED.items() if source in entry}
 
         # ---------------------------------------------------------------------------------
         # Accumulator: read the vector's entry two clocks ahead (token stage cols), register the

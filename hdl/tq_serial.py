@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 
-from .cell import banked_weight
+from .cell import banked_weight, weight_load_members
 from .tq import sum_with_carries
 
 PAIR_STAGES = 1     # the pair's exponent, sign and validity, registered (spec: TermSerialMac.product_stages)
@@ -28,7 +28,8 @@ class TermSerialCell(wiring.Component):
       pair     their exponent sum, sign (XOR) and validity (AND);
       psum     psum_in + (+-2**exponent or 0).
     A term presented at clock t reaches psum_out at t + `latency`; psum_in must come one clock
-    earlier. Weights load as in hdl/cell.py (`load`, `load_bank`, `load_weight`, `load_select`), and
+    earlier. Weights load as in hdl/cell.py (`load`, `load_bank`, `load_weight`, `load_select`,
+    `shift` and the `staged_*` outputs), and
     the bank is known a clock ahead (`next_bank`, hdl/cell.py banked_weight).
 
     Members
@@ -41,6 +42,7 @@ class TermSerialCell(wiring.Component):
     load, load_bank : In(1)
     load_weight : In(weight_layout)                           a term list
     load_select : In(range(alpha))                            (only when alpha > 1)
+    shift, staged_weight, staged_select                       as hdl/cell.py's
     """
 
     def __init__(self, *, alpha, data_term_layout, weight_layout, acc_width, pair_width, banks=2):
@@ -60,14 +62,10 @@ class TermSerialCell(wiring.Component):
             "next_bank": In(1),
             "psum_in": In(signed(self.acc_width)),
             "psum_out": Out(signed(self.acc_width)),
-            "load": In(1),
-            "load_bank": In(1),
-            "load_weight": In(weight_layout),
+            **weight_load_members(weight_layout, self.alpha),
         }
         if self.weight_terms > 1:
             members["term"] = In(range(self.weight_terms))
-        if self.alpha > 1:
-            members["load_select"] = In(range(self.alpha))
         super().__init__(members)
 
     @property

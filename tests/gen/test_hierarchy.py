@@ -54,6 +54,27 @@ def test_one_row_module_instantiated_once_per_row(config):
     assert re.search(r"\.activations\(activations_g0\)", first)
 
 
+@pytest.mark.parametrize("alpha", [1, 3])
+def test_weights_shift_up_each_column_from_row_to_row(alpha):
+    """A row's weights (and selects) come from the weight stages of the row below it, the last
+    row's from one entry register per column, the first row's stages going nowhere: no bus along
+    a column reaches every row's banks (hdl/systolic.py)."""
+    config = ArrayConfig(rows=ROWS_PER_GROUP + 2, cols=3, alpha=alpha)
+    top = modules(generate(config).verilog)[TOP]
+    ports = {}
+    for r in range(config.rows):
+        text = re.search(rf"^\s*\w+_row row_{r}\s*\((.*?)\);", top, re.M | re.S).group(1)
+        ports[r] = dict(re.findall(r"\.(\w+)\(([^()]*)\)", text))
+    names = ["weight", "select"] if alpha > 1 else ["weight"]
+    if alpha == 1:
+        assert "load_select" not in ports[0] and "staged_select" not in ports[0]
+    for name in names:
+        assert ports[config.rows - 1][f"load_{name}"] == f"load_{name}_entry"
+        for r in range(config.rows - 1):
+            assert ports[r][f"load_{name}"] == ports[r + 1][f"staged_{name}"] == f"row_{r + 1}_staged_{name}"
+        assert ports[0][f"staged_{name}"] not in {ports[r][f"load_{name}"] for r in ports}
+
+
 def test_the_top_holds_no_per_cell_logic():
     """The top's text grows with the rows and columns (token pipeline, skew lines, row instances,
     accumulator), not with their product: from 8x8 to 16x16 it grows 1.7x (2.9x when the top held
