@@ -62,6 +62,7 @@ from amaranth.lib.wiring import In, Out
 from .linkbuffers import FrameBuffer, power_of_two
 from .linkframes import CMD_WEIGHTS, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
 from .systolic import SystolicArray
+from .replicas import replica
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from spec.checks import positive_int
 
@@ -96,6 +97,10 @@ def beat_bytes(width):
     return (width + 7) // 8
 
 
+# Byte lanes of the command decoder's beat that one copy of the arriving byte drives.
+LANES_PER_COPY = 8
+
+
 class CommandDecoder(wiring.Component):
     """Turns the frame buffer's checked bytes (command, count, `count` beats, frame after frame)
     into weight beats and activation beats.
@@ -121,15 +126,17 @@ class CommandDecoder(wiring.Component):
         n_weight, n_act = beat_bytes(self.weight_width), beat_bytes(self.activation_width)
         lanes = max(n_weight, n_act)
         # A beat of n bytes is assembled in the top n byte lanes, byte i in lane lanes - n + i.
-        # Each byte is written a clock after it arrives, through a registered write enable per
-        # lane: no decision of the state machine reaches every bit of a wide beat (the ULX3S
-        # 16x16's critical path was the shift of the whole beat). The byte stream's ready, whether
-        # a byte is payload, and the lane it goes to (one-hot) are registers, so that each lane's
-        # write enable is one LUT from registers (the ULX3S 16x16's critical path ran from the
-        # state through the ready and a binary lane compare, 10.7 ns).
+        # Each byte is written a clock after it arrives, from registers: no decision of the state
+        # machine reaches every bit of a wide beat (the ULX3S 16x16's critical path was the shift
+        # of the whole beat). The byte stream's ready, whether a byte is payload, and the lane it
+        # goes to (one-hot) are registers, so that each lane's write enable is one LUT from
+        # registers (the ULX3S 16x16's critical path ran from the state through the ready and a
+        # binary lane compare, 10.7 ns). The lanes of a wide beat spread over the array's columns:
+        # the byte and whether it is payload are registered once per LANES_PER_COPY lanes
+        # (copies), each copy beside its lanes (the ULX3S 16x16's critical path ran from the byte
+        # stream's valid to the 64 lanes' write enables, 45 columns apart, 15.8 ns).
         beat = Signal(8 * lanes, reset_less=True)
-        lane_write = Signal(lanes)
-        pending = Signal(8, reset_less=True)
+        lane_arrived = Signal(lanes)             # the lane of the byte that arrived a clock ago
         lane = Signal(lanes)                     # one-hot: the lane the next payload byte goes to
         ready = Signal(init=1)                   # the byte stream's ready: command, count, payload
         in_payload = Signal()                    # the state is "payload"
@@ -146,11 +153,15 @@ class CommandDecoder(wiring.Component):
             self.weights.payload.eq(beat[8 * (lanes - n_weight):]),
             self.activations.payload.eq(beat[8 * (lanes - n_act):]),
         ]
-        m.d.sync += pending.eq(byte)
-        for k in range(lanes):
-            m.d.sync += lane_write[k].eq(self.bytes.valid & in_payload & lane[k])
-            with m.If(lane_write[k]):
-                m.d.sync += beat[8 * k:8 * (k + 1)].eq(pending)
+        m.d.sync += lane_arrived.eq(lane)
+        for first in range(0, lanes, LANES_PER_COPY):
+            copy = first // LANES_PER_COPY
+            arrived = replica(8, f"byte_arrived_{copy}")
+            payload_arrived = replica(1, f"payload_arrived_{copy}", init=0)
+            m.d.sync += [arrived.eq(byte), payload_arrived.eq(self.bytes.valid & in_payload)]
+            for k in range(first, min(first + LANES_PER_COPY, lanes)):
+                with m.If(payload_arrived & lane_arrived[k]):
+                    m.d.sync += beat[8 * k:8 * (k + 1)].eq(arrived)
 
         with m.FSM():
             with m.State("command"):

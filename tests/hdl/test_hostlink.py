@@ -169,8 +169,11 @@ def test_frame_buffer_reads_a_byte_per_clock():
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.5])
-def test_decoder_splits_frames_into_beats(stall):
-    weight_width, act_width = 20, 51                  # 3 and 7 bytes, with padding in the top byte
+@pytest.mark.parametrize("weight_width,act_width", [
+    (20, 51),           # 3 and 7 bytes, with padding in the top byte: the lanes of one copy
+    (20, 150),          # 19 bytes: the lanes of three copies (LANES_PER_COPY)
+])
+def test_decoder_splits_frames_into_beats(stall, weight_width, act_width):
     dut = CommandDecoder(weight_width=weight_width, activation_width=act_width)
     rng = random.Random(4)
     weights = [rng.getrandbits(weight_width) for _ in range(9)]
@@ -179,8 +182,9 @@ def test_decoder_splits_frames_into_beats(stall):
     def body(command, words, nbytes):
         return bytes([ord(command), len(words)]) + b"".join(w.to_bytes(nbytes, "little") for w in words)
 
-    stream = (body("W", weights[:4], 3) + body("A", acts[:3], 7) + body("W", weights[4:], 3) +
-              body("A", acts[3:], 7))
+    w_bytes, a_bytes = -(-weight_width // 8), -(-act_width // 8)
+    stream = (body("W", weights[:4], w_bytes) + body("A", acts[:3], a_bytes) + body("W", weights[4:], w_bytes) +
+              body("A", acts[3:], a_bytes))
     got_w, got_a = [], []
 
     async def bytes_in(ctx):
