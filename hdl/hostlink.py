@@ -125,26 +125,24 @@ class CommandDecoder(wiring.Component):
         m = Module()
         n_weight, n_act = beat_bytes(self.weight_width), beat_bytes(self.activation_width)
         lanes = max(n_weight, n_act)
-        # A beat of n bytes is assembled in the top n byte lanes, byte i in lane lanes - n + i.
-        # Each byte is written a clock after it arrives, from registers: no decision of the state
-        # machine reaches every bit of a wide beat (the ULX3S 16x16's critical path was the shift
-        # of the whole beat). The byte stream's ready, whether a byte is payload, and the lane it
-        # goes to (one-hot) are registers, so that each lane's write enable is one LUT from
-        # registers (the ULX3S 16x16's critical path ran from the state through the ready and a
-        # binary lane compare, 10.7 ns). The lanes of a wide beat spread over the array's columns:
-        # the byte and whether it is payload are registered once per LANES_PER_COPY lanes
-        # (copies), each copy beside its lanes (the ULX3S 16x16's critical path ran from the byte
-        # stream's valid to the 64 lanes' write enables, 45 columns apart, 15.8 ns).
+        # A beat of n bytes is assembled in the top n byte lanes, byte i in lane lanes - n + i
+        # (so the last byte of every beat goes to the top lane). Each byte is written a clock after
+        # it arrives, from registers: no decision of the state machine reaches every bit of a wide
+        # beat (the ULX3S 16x16's critical path was the shift of the whole beat). The byte
+        # stream's ready and whether a byte is payload are registers (the ULX3S 16x16's critical
+        # path ran from the state through the ready and a binary lane compare, 10.7 ns). The lanes
+        # of a wide beat spread over the array's columns: the byte, whether it is payload and its
+        # lane number are registered once per LANES_PER_COPY lanes (copies), each copy beside its
+        # lanes, and a lane's write enable is decoded from its copy (the ULX3S 16x16's critical
+        # paths ran from the byte stream's valid to the 64 lanes' write enables, 45 columns apart,
+        # 15.8 ns, and from the ready to the enable of a one-hot lane register, 11.0 ns).
         beat = Signal(8 * lanes, reset_less=True)
-        lane_arrived = Signal(lanes)             # the lane of the byte that arrived a clock ago
-        lane = Signal(lanes)                     # one-hot: the lane the next payload byte goes to
+        lane = Signal(range(lanes))              # the lane the next payload byte goes to
         ready = Signal(init=1)                   # the byte stream's ready: command, count, payload
         in_payload = Signal()                    # the state is "payload"
         is_weights = Signal()
         count = Signal(8)
-        index = Signal(range(lanes))
-        last_byte = Mux(is_weights, n_weight - 1, n_act - 1)
-        first_lane = Mux(is_weights, 1 << (lanes - n_weight), 1 << (lanes - n_act))
+        first_lane = Mux(is_weights, lanes - n_weight, lanes - n_act)
         byte = self.bytes.payload
         take = Signal()
         m.d.comb += [
@@ -153,14 +151,14 @@ class CommandDecoder(wiring.Component):
             self.weights.payload.eq(beat[8 * (lanes - n_weight):]),
             self.activations.payload.eq(beat[8 * (lanes - n_act):]),
         ]
-        m.d.sync += lane_arrived.eq(lane)
         for first in range(0, lanes, LANES_PER_COPY):
             copy = first // LANES_PER_COPY
             arrived = replica(8, f"byte_arrived_{copy}")
+            arrived_lane = replica(range(lanes), f"lane_arrived_{copy}")
             payload_arrived = replica(1, f"payload_arrived_{copy}", init=0)
-            m.d.sync += [arrived.eq(byte), payload_arrived.eq(self.bytes.valid & in_payload)]
+            m.d.sync += [arrived.eq(byte), arrived_lane.eq(lane), payload_arrived.eq(self.bytes.valid & in_payload)]
             for k in range(first, min(first + LANES_PER_COPY, lanes)):
-                with m.If(payload_arrived & lane_arrived[k]):
+                with m.If(payload_arrived & (arrived_lane == k)):
                     m.d.sync += beat[8 * k:8 * (k + 1)].eq(arrived)
 
         with m.FSM():
@@ -171,12 +169,12 @@ class CommandDecoder(wiring.Component):
                     m.next = "count"
             with m.State("count"):
                 with m.If(take):
-                    m.d.sync += [count.eq(byte), index.eq(0), lane.eq(first_lane), in_payload.eq(1)]
+                    m.d.sync += [count.eq(byte), lane.eq(first_lane), in_payload.eq(1)]
                     m.next = "payload"
             with m.State("payload"):
                 with m.If(take):
-                    m.d.sync += [index.eq(index + 1), lane.eq(lane.rotate_left(1))]
-                    with m.If(index == last_byte):
+                    m.d.sync += lane.eq(lane + 1)
+                    with m.If(lane == lanes - 1):
                         m.d.sync += [ready.eq(0), in_payload.eq(0)]
                         m.next = "settle"
             with m.State("settle"):         # the last byte is written into its lane
@@ -191,7 +189,7 @@ class CommandDecoder(wiring.Component):
                     m.d.sync += [self.weights.valid.eq(0), self.activations.valid.eq(0)]
                     m.next = "delivered"
             with m.State("delivered"):
-                m.d.sync += [count.eq(count - 1), index.eq(0), lane.eq(first_lane), ready.eq(1)]
+                m.d.sync += [count.eq(count - 1), lane.eq(first_lane), ready.eq(1)]
                 with m.If(count == 1):
                     m.next = "command"
                 with m.Else():

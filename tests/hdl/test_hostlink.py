@@ -172,6 +172,7 @@ def test_frame_buffer_reads_a_byte_per_clock():
 @pytest.mark.parametrize("weight_width,act_width", [
     (20, 51),           # 3 and 7 bytes, with padding in the top byte: the lanes of one copy
     (20, 150),          # 19 bytes: the lanes of three copies (LANES_PER_COPY)
+    (8, 5),             # one byte each: one lane
 ])
 def test_decoder_splits_frames_into_beats(stall, weight_width, act_width):
     dut = CommandDecoder(weight_width=weight_width, activation_width=act_width)
