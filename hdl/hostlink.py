@@ -61,8 +61,8 @@ from amaranth.lib.wiring import In, Out
 
 from .linkbuffers import FrameBuffer, power_of_two
 from .linkframes import CMD_WEIGHTS, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
-from .systolic import SystolicArray
 from .replicas import replica
+from .systolic import SystolicArray
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from spec.checks import positive_int
 

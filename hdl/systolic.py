@@ -69,7 +69,7 @@ from .replicas import replica
 from .row import STAGED, SystolicRow, build_row, column_widths, instantiate
 
 
-# How a column's activations, weight and bank reach its rows' cells: as copies of one register
+# How a column's activations and bank reach its rows' cells: as copies of one register
 # (hdl/replicas.py), one per group of ROWS_PER_GROUP rows, each driving its group's cells, so that
 # no register drives a whole column.
 ROWS_PER_GROUP = 4
@@ -184,8 +184,9 @@ class SystolicArray(wiring.Component):
         """The partial sum each row's column 0 starts from (None: zero). Cells that leave their
         Booth rows' +1s out of their product (hdl/booth.py: sum_j neg_j 4**j, bits of the weight)
         are made whole here: a row's head is that sum over its cells' weights in the bank its
-        vector uses. It is taken from the weight beat as the row loads (once for the array, as
-        rows load one at a time) and kept per row and bank."""
+        vector uses. It is taken from each row's weight beat as the array takes it (once for the
+        array, as the beats come one at a time) and kept per row and bank until the tile's last
+        beat writes the cells' banks."""
         cfg = self.config
         rows, cols, banks = cfg.rows, cfg.cols, cfg.banks
         mac = MAC_HARDWARE[cfg.mac]
