@@ -27,6 +27,8 @@ at batch 64 (`reference_utilization`).
                                   # int8 arrays with LUT multipliers only
     python benchmarks/fpga_fit.py --boards orangecrab-25f --clock-mhz 60
                                   # arrays clocked by the PLL at 60 MHz, which they must meet
+    python benchmarks/fpga_fit.py --boards icebreaker --alphas 4 --clock-mhz 30 --rebuild
+                                  # measure that sweep again after a change to the design
     python benchmarks/fpga_fit.py --no-build --docs
                                   # docs/results/fpga.md and its plots, from the results alone
 
@@ -126,6 +128,25 @@ class Sweep:
             with open(tmp, "w") as f:
                 json.dump(self.results, f, indent=1, sort_keys=True)
             os.replace(tmp, self.results_path)
+
+    def forget(self, boards, alphas, macs):
+        """Drop every build of these boards, alphas and cells at the sweep's clock (any --dsp)
+        from the results, in the file too (under its lock), so that the next search measures the
+        current design afresh instead of reading builds of an earlier one. Returns their keys."""
+        def swept(k):
+            board, _, _, alpha, mac, _, clock = parse_key(k)
+            return board in boards and alpha in alphas and mac in macs and clock == self.clock_mhz
+        os.makedirs(os.path.dirname(os.path.abspath(self.results_path)), exist_ok=True)
+        with open(self.results_path + ".lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            kept = {**self._load(), **self.results}
+            dropped = sorted(k for k in kept if swept(k))
+            self.results = {k: v for k, v in kept.items() if not swept(k)}
+            tmp = self.results_path + f".tmp{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(self.results, f, indent=1, sort_keys=True)
+            os.replace(tmp, self.results_path)
+        return dropped
 
     def dsp_of(self, mac, dsp=None):
         """The --dsp of a build: the sweep's unless given; TQ cells have no multiplier, so always auto."""
@@ -732,6 +753,9 @@ def main(argv=None):
     p.add_argument("--clock-mhz", type=positive_mhz, metavar="MHZ",
                    help="clock the arrays from the FPGA's PLL at this frequency and require them to meet it "
                         "(python -m fpga build --clock-mhz; default: the board's clock)")
+    p.add_argument("--rebuild", action="store_true",
+                   help="drop the results' builds of these boards, alphas and cells at this clock first, and "
+                        "search again with the current design")
     p.add_argument("--results", default=RESULTS,
                    help=f"the build summaries measured so far, read and extended (default {RESULTS})")
     p.add_argument("--work-dir", default=os.path.join("build", "fpga_fit", "work"))
@@ -752,6 +776,11 @@ def main(argv=None):
     sweep = Sweep(args.results, args.work_dir, args.baud, allow_build=args.build, router=args.router,
                   time_limit=None if args.time_limit is None else 60 * args.time_limit, dsp=args.dsp,
                   clock_mhz=args.clock_mhz)
+    if args.rebuild:
+        if not args.build:
+            p.error("--rebuild needs building (not --no-build)")
+        for k in sweep.forget(boards, alphas, macs):
+            print(f"  dropped {k}", file=sys.stderr)
     print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
     if args.docs:
         for path in write_docs(args.results, args.docs, args.max_rows, args.rectangles):

@@ -107,6 +107,32 @@ def test_results_are_cached_and_the_table_prints_from_them(tmp_path, simulated, 
     assert len(simulated) == n_builds
 
 
+def test_rebuild_measures_a_sweep_again_and_keeps_the_others(tmp_path, simulated, capsys):
+    """--rebuild drops that sweep's builds (every --dsp of it) and builds the search again; other
+    alphas and clocks stay as they were."""
+    results = str(tmp_path / "results.json")
+    args = ["--boards", BOARD, "--rectangles", "0", "--results", results, "--work-dir", str(tmp_path / "work")]
+    assert fpga_fit.main(args + ["--alphas", "1"]) == 0
+    start = len(simulated)
+    assert fpga_fit.main(args + ["--alphas", "2"]) == 0
+    sweep_builds = simulated[start:]
+    assert fpga_fit.main(args + ["--alphas", "2", "--clock-mhz", "60"]) == 0
+    capsys.readouterr()
+    with open(results) as f:
+        before = json.load(f)
+    simulated.clear()
+    assert fpga_fit.main(args + ["--alphas", "2", "--rebuild"]) == 0
+    # The same search again, from nothing: the same builds (3x3 without DSPs among them).
+    assert sorted(simulated) == sorted(sweep_builds) and (3, 3, 2, "off") in simulated
+    assert "dropped orangecrab-25f/3x3/a2/dsp-off" in capsys.readouterr().err
+    with open(results) as f:
+        after = json.load(f)
+    assert set(after) == set(before)
+    assert all(after[k] == before[k] for k in after if "/a1" in k or k.endswith("/60mhz"))
+    with pytest.raises(SystemExit):
+        fpga_fit.main(args + ["--alphas", "2", "--rebuild", "--no-build"])
+
+
 def test_a_rectangle_worth_building_but_not_built_is_named(tmp_path, simulated, capsys):
     """--no-build on results without the (R+1) x R and R x (R+1) builds says so in the row."""
     results = str(tmp_path / "results.json")
