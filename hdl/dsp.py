@@ -5,20 +5,13 @@ and product registers stay in the fabric, and every clock the multiplier's input
 from wherever the placer put those registers to the block's fixed site and back (a 16x16 array on
 the ULX3S: 12.0 ns from an operand register through the block to a product register, 63% of it
 routing, the block 38 rows away). Here the block is instantiated with its input registers (A and B)
-and its output register switched on, so the paths into and out of it begin or end at the block.
-With two product stages (`--multiplier pipelined`, the default) they are the two product stages:
+and its output register switched on, so the paths into and out of it begin or end at the block:
 
-    operand select -> operand and weight registers (fabric) -> A, B input registers -> multiplier -> output register -> add
+    operand select (fabric) -> A, B input registers -> multiplier -> output register -> [fabric register] -> add
 
-and only the registered operand and weight cross to the block's site; the cell's operand
-multiplexer, its weight banks and their wires stay beside the rest of the cell, not crowded around
-the rows of DSP blocks (a 20x20 array with 100 DSP cells did not route when each block's input
-registers took its multiplexer's output). With one product stage the input registers are the
-operand stage and the output register the product stage:
-
-    operand select (fabric) -> A, B input registers -> multiplier -> output register -> add
-
-The stage count, and with it the cell's latency and the cycle model, does not change.
+The input registers are the cell's operand stage and the output register its first product stage;
+a second product stage (`--multiplier pipelined`) is a fabric register after it. The stage count,
+and with it the cell's latency and the cycle model, does not change.
 
 Used only when the cell is elaborated for an ECP5 platform (a board build); everywhere else (gen,
 simulation) the cell keeps its registers and `a * b`. tests/fpga/test_dsp.py simulates the
