@@ -15,36 +15,30 @@ from .booth import BoothMultiply
 from .dsp import dsp_family, dsp_product, fits_dsp
 
 
-def weight_load_members(weight_shape, alpha, banks):
-    """The ports through which a cell's weights load (banked_weight), for a cell's signature: per
-    bank, the weight (and select) that a shift moves into it, and the bank's register, which the
-    next cell of the column shifts in."""
+def weight_load_members(weight_shape, alpha):
+    """The ports through which a cell's weights load (banked_weight), for a cell's signature."""
     members = {
         "load": In(1),
         "load_bank": In(1),
+        "load_weight": In(weight_shape),
         "shift": In(1),
-        "load_weight": In(data.ArrayLayout(weight_shape, banks)),
-        "banks_weight": Out(data.ArrayLayout(weight_shape, banks)),
+        "staged_weight": Out(weight_shape),
     }
     if alpha > 1:
-        members["load_select"] = In(data.ArrayLayout(range(alpha), banks))
-        members["banks_select"] = Out(data.ArrayLayout(range(alpha), banks))
+        members["load_select"] = In(range(alpha))
+        members["staged_select"] = Out(range(alpha))
     return members
 
 
 def banked_weight(m, cell, weight_shape):
-    """A cell's weight banks: each bank's weight (and select, with alpha > 1) in registers. Returns
-    the compute bank's weight, combinational from the cell's own registers, and its select (None
-    at alpha 1), a register. `cell` has banks, alpha, next_bank and the ports of
-    weight_load_members.
+    """A cell's weight banks: each bank's weight (and select, with alpha > 1) in registers written
+    by the cell's `load` strobe into bank `load_bank`. Returns the compute bank's weight,
+    combinational from the cell's own registers, and its select (None at alpha 1), a register.
+    `cell` has banks, alpha, next_bank and the ports of weight_load_members.
 
-    The weights of a column's cells load through a shift register, one stage per cell and bank:
-    `shift` moves bank `load_bank`'s `load_weight` (and `load_select`), the same bank of the cell
-    below, into the bank. A cell's banks load from the cell beside it, not from a bus shared by
-    the column (hdl/systolic.py), and the bank being loaded is its own shift stage: it is read by
-    no vector while it loads, and a stage apart would take a flip-flop per bit more (a logic cell
-    each on the iCE40). `load` marks the last shift of a tile, after which the bank holds the
-    cell's own weight.
+    The weights of a column's cells load through a shift register, one stage per cell (`staged_*`,
+    loaded from `load_*` by `shift`): a column's cell reads its neighbour's stage, not a bus
+    shared by the column, so that its bank registers are driven from beside it (hdl/systolic.py).
 
     `next_bank` is the bank of the activations the cell takes in the next clock, so that no
     multiplexer lies between the column's bank register and the operand select: the cell
@@ -52,17 +46,24 @@ def banked_weight(m, cell, weight_shape):
     compute bank's select a clock ahead. That select comes from the load when the load writes
     that bank in the same clock: a tile's rows load in the clock before the tile's first vector
     reaches their cells."""
+    staged_weight = Signal(weight_shape, name="stage_weight", reset_less=True)
+    with m.If(cell.shift):
+        m.d.sync += staged_weight.eq(cell.load_weight)
+    m.d.comb += cell.staged_weight.eq(staged_weight)
+    if cell.alpha > 1:
+        staged_select = Signal(range(cell.alpha), name="stage_select", reset_less=True)
+        with m.If(cell.shift):
+            m.d.sync += staged_select.eq(cell.load_select)
+        m.d.comb += cell.staged_select.eq(staged_select)
+
     weights = [Signal(weight_shape, name=f"weight_b{b}", reset_less=True) for b in range(cell.banks)]
     selects = [Signal(range(cell.alpha), name=f"select_b{b}", reset_less=True) for b in range(cell.banks)]
     for b in range(cell.banks):
-        shifts = cell.shift & (cell.load_bank == b) if cell.banks > 1 else cell.shift
-        with m.If(shifts):
-            m.d.sync += weights[b].eq(cell.load_weight[b])
+        write = cell.load & (cell.load_bank == b) if cell.banks > 1 else cell.load
+        with m.If(write):
+            m.d.sync += weights[b].eq(cell.load_weight)
             if cell.alpha > 1:
-                m.d.sync += selects[b].eq(cell.load_select[b])
-        m.d.comb += cell.banks_weight[b].eq(weights[b])
-        if cell.alpha > 1:
-            m.d.comb += cell.banks_select[b].eq(selects[b])
+                m.d.sync += selects[b].eq(cell.load_select)
 
     weight = Signal(weight_shape, name="bank_weight")
     if cell.banks == 1:
@@ -76,9 +77,7 @@ def banked_weight(m, cell, weight_shape):
         return weight, None
     select = Signal(range(cell.alpha), name="select", reset_less=True)
     written = cell.load & (cell.load_bank == cell.next_bank)
-    m.d.sync += select.eq(Mux(cell.next_bank,
-                              Mux(written, cell.load_select[1], selects[1]),
-                              Mux(written, cell.load_select[0], selects[0])))
+    m.d.sync += select.eq(Mux(written, cell.load_select, Mux(cell.next_bank, selects[1], selects[0])))
     return weight, select
 
 
@@ -106,10 +105,10 @@ class ColumnCombiningCell(wiring.Component):
     An activation presented at clock t reaches psum_out at t + `latency`; psum_in must come one
     clock earlier.
 
-    Weights load through a shift register along the cell's column, each bank a stage of its own
-    (`shift` moves bank `load_bank`'s `load_weight` and `load_select` into it; `banks_weight` and
-    `banks_select` are the next cell's), and `load` (registered and replicated per row by the
-    array, as `shift` and `load_bank` are) marks a tile's last shift: banked_weight. With `alpha == 1` there are no select
+    Weights load through a shift register along the cell's column (`shift` moves `load_weight` and
+    `load_select` into `staged_weight` and `staged_select`, for the next cell), and `load`
+    (registered and replicated per row by the array) writes `load_weight` and `load_select` into
+    bank `load_bank`: banked_weight. With `alpha == 1` there are no select
     registers and no multiplexer: the dense cell.
 
     `dsp`: the integer product is for a DSP block (see stage "product" above); the result is the same.
@@ -128,11 +127,12 @@ class ColumnCombiningCell(wiring.Component):
     next_bank   : In(1)                    the bank the next clock's activations use
     psum_in     : In(signed(acc_width))
     psum_out    : Out(signed(acc_width))
-    load, load_bank, shift : In(1)
-    load_weight : In(ArrayLayout(weight_shape, banks))       what a shift moves into each bank
-    load_select : In(ArrayLayout(range(alpha), banks))       (only when alpha > 1)
-    banks_weight : Out(ArrayLayout(weight_shape, banks))     each bank's weight
-    banks_select : Out(ArrayLayout(range(alpha), banks))     (only when alpha > 1)
+    load, load_bank : In(1)
+    load_weight : In(weight_shape)
+    load_select : In(range(alpha))         (only when alpha > 1)
+    shift       : In(1)
+    staged_weight : Out(weight_shape)
+    staged_select : Out(range(alpha))      (only when alpha > 1)
     """
 
     def __init__(self, *, alpha, act_shape, weight_shape, acc_width, banks=2, multiply=None, product_stages=1,
@@ -164,7 +164,7 @@ class ColumnCombiningCell(wiring.Component):
             "next_bank": In(1),
             "psum_in": In(signed(self.acc_width)),
             "psum_out": Out(signed(self.acc_width)),
-            **weight_load_members(self.weight_shape, self.alpha, self.banks),
+            **weight_load_members(self.weight_shape, self.alpha),
         }
         super().__init__(members)
 

@@ -26,19 +26,18 @@ from .replicas import replica
 COLUMN_PORTS = ("activations", "next_bank", "load_weight", "load_select", "term")
 # The strobes that enter at column 0 and reach column c through c registers.
 STROBES = ("load", "load_bank", "shift")
-# What a row's columns put out besides their partial sums: their weight banks, the stages of the
-# weight shift register (hdl/cell.py banked_weight), the next row's "load_weight" and "load_select".
-STAGED = {"banks_weight": "load_weight", "banks_select": "load_select"}
+# What a row's columns put out besides their partial sums: the stages of the weight shift
+# register (hdl/cell.py banked_weight), the next row's "load_weight" and "load_select".
+STAGED = {"staged_weight": "load_weight", "staged_select": "load_select"}
 
 
-def column_widths(layouts, alpha, banks):
+def column_widths(layouts, alpha):
     """Bits per column of each of a row's column inputs (hdl.systolic.ArrayLayouts `layouts`)."""
     def width(shape):
         return Shape.cast(shape).width
-    widths = {"activations": alpha * width(layouts.operand), "next_bank": 1,
-              "load_weight": banks * width(layouts.weight)}
+    widths = {"activations": alpha * width(layouts.operand), "next_bank": 1, "load_weight": width(layouts.weight)}
     if alpha > 1:
-        widths["load_select"] = banks * width(layouts.select)
+        widths["load_select"] = width(layouts.select)
     if layouts.term is not None:
         widths["term"] = width(layouts.term)
     return widths
@@ -46,7 +45,7 @@ def column_widths(layouts, alpha, banks):
 
 def build_row(m, inputs, *, cols, chain_width, add_cell, suffix):
     """Add one row into module `m` and return its outputs: "psum_out", its sum (the last cell's
-    output), and each of STAGED present, its columns' weight banks side by side (column 0 low).
+    output), and each of STAGED present, its columns' weight stages side by side (column 0 low).
     `inputs` maps each column input (COLUMN_PORTS) to its vector of `cols` columns, and each of
     STROBES to column 0's, which reaches column c through c registers. The cells' partial sums
     run left to right from "psum_in" if `inputs` has it (the row's head, hdl/systolic.py), else
@@ -96,7 +95,7 @@ class SystolicRow(wiring.Component):
     load, load_bank, shift : In(1)      column 0's strobes
     psum_in        : In(signed(chain_width))    the row's head (only with `head`)
     psum_out       : Out(signed(chain_width))   the row's sum
-    banks_weight, banks_select : Out(cols * width)    its weight banks, the next row's inputs
+    staged_weight, staged_select : Out(cols * width)    its weight stages, the next row's inputs
     """
 
     def __init__(self, *, cols, widths, chain_width, cell_module, head=False):

@@ -20,12 +20,11 @@ is handled at the edges, from registers:
     still in flight, so a result never has to wait inside the array;
   * a weight beat is accepted when its bank is empty and no vector in flight still reads it;
     the beat is registered and then written systolically, like the activations: column c's
-    weight enters a shift register up the column, the load bank of each cell a stage, and the
-    rows' strobes reach cell (r, c) c clocks after cell (r, 0), each cell's strobes from registers
-    of its own (no stream handshake, and no wide load enable, reaches more than one cell). Each
-    beat shifts the load bank's weights one row up, so that after the tile's last beat, row R - 1's,
-    each row's bank holds its own. A cell's banks thus load from its neighbour, not from a bus
-    along the column. Column c's first
+    weight enters a shift register up the column, one stage per cell, and the rows' strobes reach
+    cell (r, c) c clocks after cell (r, 0), each cell's strobes from registers of its own (no
+    stream handshake, and no wide load enable, reaches more than one cell). Each beat shifts the
+    stages one row up; the tile's last beat writes every row's bank from the stage below it. A
+    cell's banks thus load from its neighbour, not from a bus along the column. Column c's first
     vector of a tile reads its weight c clocks late too, so the weights are always in place in
     time;
   * the result stream's ready only reads the FIFO.
@@ -156,7 +155,7 @@ class SystolicArray(wiring.Component):
             cell_module = f"{shared_prefix}_cell"
             self.shared_modules[cell_module] = self._make_cell()
             self.shared_modules[self.shared_row] = SystolicRow(
-                cols=config.cols, widths=column_widths(self.layouts, config.alpha, config.banks), chain_width=self.chain_width,
+                cols=config.cols, widths=column_widths(self.layouts, config.alpha), chain_width=self.chain_width,
                 cell_module=cell_module, head=self._defers[False])
         super().__init__({
             "weights": In(stream.Signature(self.layouts.weight_row)),
@@ -293,8 +292,7 @@ class SystolicArray(wiring.Component):
         load_row = Signal(rows, init=1)
         row_load = Signal(rows)                 # the row each beat is for, registered (row heads)
         # The strobes of the rows' weight shift registers (hdl/cell.py banked_weight): every beat
-        # shifts bank `load_bank`, and the tile's last is marked (the cells forward its select). A
-        # copy per row of each:
+        # shifts, the tile's last writes the stages into bank `load_bank`. A copy per row of each:
         # identical registers that synthesis would otherwise merge into one driving every row
         # (hdl/replicas.py).
         row_shift = [replica(1, f"row_shift_{r}") for r in range(rows)]
@@ -447,10 +445,9 @@ class SystolicArray(wiring.Component):
         # Weight loading, skewed like the activations: column c's weight and select are delayed
         # c + 1 clocks and enter the column's shift register at its last row; each row's strobes
         # pass from cell to cell through a register each (hdl/row.py), so that column c's cells
-        # shift c clocks after column 0's. The shift register runs up the column through the load
-        # bank of each cell: a beat moves one row up per beat, and after the tile's last beat, for
-        # row R - 1, row r's bank holds beat r. The last row shifts from the entry registers, one
-        # word per bank (the cells' ports, hdl/cell.py weight_load_members; synthesis keeps one).
+        # shift and write c clocks after column 0's. The shift register runs up the column: a beat
+        # moves one row up per beat, and the tile's last beat, for row R - 1, finds row r's beat
+        # in row r + 1's stage and writes every row's bank at once.
         beats = []
         for c in range(cols):
             beat = {"weight": self.weights.payload.weights[c]}
@@ -458,9 +455,9 @@ class SystolicArray(wiring.Component):
                 beat["select"] = self.weights.payload.selects[c]
             layout = data.StructLayout({name: len(Value.cast(value)) for name, value in beat.items()})
             beats.append(data.View(layout, skew("weight_skew", list(beat.values()), c)))
-        entry = {"load_weight": Cat(Cat([beat.weight] * banks) for beat in beats)}
+        entry = {"load_weight": Cat(beat.weight for beat in beats)}
         if alpha > 1:
-            entry["load_select"] = Cat(Cat([beat.select] * banks) for beat in beats)
+            entry["load_select"] = Cat(beat.select for beat in beats)
         for name, value in entry.items():
             registered = Signal(len(value), name=f"{name}_entry", reset_less=True)
             m.d.sync += registered.eq(value)

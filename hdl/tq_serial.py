@@ -29,7 +29,7 @@ class TermSerialCell(wiring.Component):
       psum     psum_in + (+-2**exponent or 0).
     A term presented at clock t reaches psum_out at t + `latency`; psum_in must come one clock
     earlier. Weights load as in hdl/cell.py (`load`, `load_bank`, `load_weight`, `load_select`,
-    `shift` and the `banks_*` outputs), and
+    `shift` and the `staged_*` outputs), and
     the bank is known a clock ahead (`next_bank`, hdl/cell.py banked_weight).
 
     Members
@@ -40,9 +40,9 @@ class TermSerialCell(wiring.Component):
     psum_in     : In(signed(acc_width))
     psum_out    : Out(signed(acc_width))
     load, load_bank : In(1)
-    load_weight : In(ArrayLayout(weight_layout, banks))       a term list per bank
-    load_select : In(ArrayLayout(range(alpha), banks))        (only when alpha > 1)
-    shift, banks_weight, banks_select                         as hdl/cell.py's
+    load_weight : In(weight_layout)                           a term list
+    load_select : In(range(alpha))                            (only when alpha > 1)
+    shift, staged_weight, staged_select                       as hdl/cell.py's
     """
 
     def __init__(self, *, alpha, data_term_layout, weight_layout, acc_width, pair_width, banks=2):
@@ -62,7 +62,7 @@ class TermSerialCell(wiring.Component):
             "next_bank": In(1),
             "psum_in": In(signed(self.acc_width)),
             "psum_out": Out(signed(self.acc_width)),
-            **weight_load_members(weight_layout, self.alpha, self.banks),
+            **weight_load_members(weight_layout, self.alpha),
         }
         if self.weight_terms > 1:
             members["term"] = In(range(self.weight_terms))

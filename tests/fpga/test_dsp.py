@@ -122,11 +122,9 @@ def random_stimulus(inputs, config, clocks, seed):
                     value = rng.choice(extremes) if rng.random() < 0.3 else rng.randint(lo, hi)
                     word |= (value & ((1 << config.act_width) - 1)) << (k * config.act_width)
                 values[name] = word
-            elif name == "load_weight":         # a weight per bank
-                word, bits = 0, config.weight_width
-                for b in range(w // bits):
-                    word |= (operand(bits, config.weight_range) & ((1 << bits) - 1)) << (b * bits)
-                values[name] = word
+            elif name == "load_weight":
+                wlo, whi = config.weight_range
+                values[name] = operand(w, (wlo, whi)) & ((1 << w) - 1)
             else:
                 values[name] = rng.getrandbits(w)
         stimulus.append(values)

@@ -56,8 +56,8 @@ def test_one_row_module_instantiated_once_per_row(config):
 
 @pytest.mark.parametrize("alpha", [1, 3])
 def test_weights_shift_up_each_column_from_row_to_row(alpha):
-    """A row's weights (and selects) shift in from the weight banks of the row below it, the last
-    row's from one entry register per column, the first row's banks going nowhere: no bus along
+    """A row's weights (and selects) come from the weight stages of the row below it, the last
+    row's from one entry register per column, the first row's stages going nowhere: no bus along
     a column reaches every row's banks (hdl/systolic.py)."""
     config = ArrayConfig(rows=ROWS_PER_GROUP + 2, cols=3, alpha=alpha)
     top = modules(generate(config).verilog)[TOP]
@@ -67,12 +67,12 @@ def test_weights_shift_up_each_column_from_row_to_row(alpha):
         ports[r] = dict(re.findall(r"\.(\w+)\(([^()]*)\)", text))
     names = ["weight", "select"] if alpha > 1 else ["weight"]
     if alpha == 1:
-        assert "load_select" not in ports[0] and "banks_select" not in ports[0]
+        assert "load_select" not in ports[0] and "staged_select" not in ports[0]
     for name in names:
         assert ports[config.rows - 1][f"load_{name}"] == f"load_{name}_entry"
         for r in range(config.rows - 1):
-            assert ports[r][f"load_{name}"] == ports[r + 1][f"banks_{name}"] == f"row_{r + 1}_banks_{name}"
-        assert ports[0][f"banks_{name}"] not in {ports[r][f"load_{name}"] for r in ports}
+            assert ports[r][f"load_{name}"] == ports[r + 1][f"staged_{name}"] == f"row_{r + 1}_staged_{name}"
+        assert ports[0][f"staged_{name}"] not in {ports[r][f"load_{name}"] for r in ports}
 
 
 def test_the_top_holds_no_per_cell_logic():

@@ -267,17 +267,14 @@ def test_cell_accumulates_shift_add_products(alpha, act_signed, product_stages):
             select = rng.randrange(alpha)
             bank = rng.randrange(2)
             psum_in = rng.randrange(-(1 << (acc_width - 1)), 1 << (acc_width - 1))
-            # A tile's last shift: it writes bank `bank`.
-            ctx.set(cell.shift, 1)
             ctx.set(cell.load, 1)
             ctx.set(cell.load_bank, bank)
             # The next clock's operands use the bank this clock writes (its select forwarded).
             ctx.set(cell.next_bank, bank)
-            ctx.set(cell.load_weight[bank].as_value(), w)
+            ctx.set(cell.load_weight.as_value(), w)
             if alpha > 1:
-                ctx.set(cell.load_select[bank], select)
+                ctx.set(cell.load_select, select)
             await ctx.tick()
-            ctx.set(cell.shift, 0)
             ctx.set(cell.load, 0)
             for x, signal in zip(xs, activations):
                 ctx.set(signal, x)

@@ -49,15 +49,13 @@ def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, bank
         bank_of = [rng.randrange(banks) for _ in range(201)]
         ctx.set(cell.next_bank, bank_of[0])
         for b in range(banks):
-            ctx.set(cell.shift, 1)
             ctx.set(cell.load, 1)
             ctx.set(cell.load_bank, b)
             for k, term in enumerate(weights[b]):
-                set_term(ctx, cell.load_weight[b][k], term)
+                set_term(ctx, cell.load_weight[k], term)
             if alpha > 1:
-                ctx.set(cell.load_select[b], selects[b])
+                ctx.set(cell.load_select, selects[b])
             await ctx.tick()
-        ctx.set(cell.shift, 0)
         ctx.set(cell.load, 0)
         checked = 0
         for t in range(200):
