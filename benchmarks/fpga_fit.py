@@ -118,34 +118,35 @@ class Sweep:
                 return json.load(f)
         return {}
 
-    def save(self):
-        """Merge with what parallel sweeps saved meanwhile, under a lock, and replace the file."""
+    def _rewrite(self, change):
+        """Under the file's lock: merge the results with what parallel sweeps saved meanwhile,
+        apply `change` (results -> results) and replace the file with what it returns."""
         os.makedirs(os.path.dirname(os.path.abspath(self.results_path)), exist_ok=True)
         with open(self.results_path + ".lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
-            self.results = {**self._load(), **self.results}
+            self.results = change({**self._load(), **self.results})
             tmp = self.results_path + f".tmp{os.getpid()}"
             with open(tmp, "w") as f:
                 json.dump(self.results, f, indent=1, sort_keys=True)
             os.replace(tmp, self.results_path)
 
+    def save(self):
+        """Merge with what parallel sweeps saved meanwhile, under a lock, and replace the file."""
+        self._rewrite(lambda results: results)
+
     def forget(self, boards, alphas, macs):
         """Drop every build of these boards, alphas and cells at the sweep's clock (any --dsp)
-        from the results, in the file too (under its lock), so that the next search measures the
-        current design afresh instead of reading builds of an earlier one. Returns their keys."""
+        from the results, in the file too, so that the next search measures the current design
+        afresh instead of reading builds of an earlier one. Returns their keys."""
         def swept(k):
             board, _, _, alpha, mac, _, clock = parse_key(k)
             return board in boards and alpha in alphas and mac in macs and clock == self.clock_mhz
-        os.makedirs(os.path.dirname(os.path.abspath(self.results_path)), exist_ok=True)
-        with open(self.results_path + ".lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            kept = {**self._load(), **self.results}
-            dropped = sorted(k for k in kept if swept(k))
-            self.results = {k: v for k, v in kept.items() if not swept(k)}
-            tmp = self.results_path + f".tmp{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump(self.results, f, indent=1, sort_keys=True)
-            os.replace(tmp, self.results_path)
+        dropped = []
+
+        def drop(results):
+            dropped.extend(sorted(k for k in results if swept(k)))
+            return {k: v for k, v in results.items() if not swept(k)}
+        self._rewrite(drop)
         return dropped
 
     def dsp_of(self, mac, dsp=None):
