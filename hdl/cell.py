@@ -15,30 +15,66 @@ from .booth import BoothMultiply
 from .dsp import dsp_family, dsp_product, fits_dsp
 
 
-def weight_load_members(weight_shape, alpha):
-    """The ports through which a cell's weights load (banked_weight), for a cell's signature."""
+# How a column's weights shift to their cells (banked_weight): "register", through a stage register
+# per cell beside its banks; "bank", through the bank being loaded, which no vector reads while it
+# loads. "bank" takes a flip-flop per weight bit fewer, a logic cell each on the iCE40; on the ECP5
+# a bank wired to the same bank of both column neighbours is pulled along the column, away from
+# its datapath (docs/fpga.md): 49.6 instead of 100.4 MHz at 16x16. weight_stage_for chooses.
+WEIGHT_STAGES = ("register", "bank")
+
+
+def weight_stage_for(platform):
+    """The weight stage for `platform`: "bank" on the iCE40, "register" elsewhere (no platform, as
+    for gen and simulation, too)."""
+    return "bank" if str(getattr(platform, "family", "")).lower() == "ice40" else "register"
+
+
+def shift_words(weight_stage, banks):
+    """Words of the weight shift register per cell: its stage, or each of its banks."""
+    if weight_stage not in WEIGHT_STAGES:
+        raise ValueError(f"weight_stage must be one of {', '.join(WEIGHT_STAGES)}, not {weight_stage!r}")
+    return banks if weight_stage == "bank" else 1
+
+
+def weight_load_members(weight_shape, alpha, words=1):
+    """The ports through which a cell's weights load (banked_weight), for a cell's signature, with
+    `words` (shift_words) words of the weight shift register: per word, what a shift moves into it
+    (`load_*`) and what the next cell of the column shifts in (`staged_*`)."""
+    def shift(shape):
+        return shape if words == 1 else data.ArrayLayout(shape, words)
     members = {
         "load": In(1),
         "load_bank": In(1),
-        "load_weight": In(weight_shape),
+        "load_weight": In(shift(weight_shape)),
         "shift": In(1),
-        "staged_weight": Out(weight_shape),
+        "staged_weight": Out(shift(weight_shape)),
     }
     if alpha > 1:
-        members["load_select"] = In(range(alpha))
-        members["staged_select"] = Out(range(alpha))
+        members["load_select"] = In(shift(range(alpha)))
+        members["staged_select"] = Out(shift(range(alpha)))
     return members
 
 
+def bank_word(cell, port, bank):
+    """The word of a cell's weight shift `port` (load_* or staged_*) that is bank `bank`'s: the
+    port itself where the cell's shift register has one word per cell (weight_load_members)."""
+    return port if shift_words(cell.weight_stage, cell.banks) == 1 else port[bank]
+
+
 def banked_weight(m, cell, weight_shape):
-    """A cell's weight banks: each bank's weight (and select, with alpha > 1) in registers written
-    by the cell's `load` strobe into bank `load_bank`. Returns the compute bank's weight,
-    combinational from the cell's own registers, and its select (None at alpha 1), a register.
-    `cell` has banks, alpha, next_bank and the ports of weight_load_members.
+    """A cell's weight banks: each bank's weight (and select, with alpha > 1) in registers. Returns
+    the compute bank's weight, combinational from the cell's own registers, and its select (None
+    at alpha 1), a register. `cell` has banks, alpha, weight_stage, next_bank and the ports of
+    weight_load_members.
 
     The weights of a column's cells load through a shift register, one stage per cell (`staged_*`,
     loaded from `load_*` by `shift`): a column's cell reads its neighbour's stage, not a bus
     shared by the column, so that its bank registers are driven from beside it (hdl/systolic.py).
+    With weight_stage "register" the stage is a register of its own, and `load` writes it into
+    bank `load_bank`. With "bank" the bank being loaded is the stage: `shift` moves the same bank
+    of the cell below into bank `load_bank` (the `load_*` and `staged_*` ports then hold a word
+    per bank), and `load` marks the tile's last shift, after which the bank holds the cell's own
+    weight.
 
     `next_bank` is the bank of the activations the cell takes in the next clock, so that no
     multiplexer lies between the column's bank register and the operand select: the cell
@@ -46,24 +82,32 @@ def banked_weight(m, cell, weight_shape):
     compute bank's select a clock ahead. That select comes from the load when the load writes
     that bank in the same clock: a tile's rows load in the clock before the tile's first vector
     reaches their cells."""
-    staged_weight = Signal(weight_shape, name="stage_weight", reset_less=True)
-    with m.If(cell.shift):
-        m.d.sync += staged_weight.eq(cell.load_weight)
-    m.d.comb += cell.staged_weight.eq(staged_weight)
-    if cell.alpha > 1:
-        staged_select = Signal(range(cell.alpha), name="stage_select", reset_less=True)
+    words = shift_words(cell.weight_stage, cell.banks)
+
+    if cell.weight_stage == "register":
+        staged_weight = Signal(weight_shape, name="stage_weight", reset_less=True)
         with m.If(cell.shift):
-            m.d.sync += staged_select.eq(cell.load_select)
-        m.d.comb += cell.staged_select.eq(staged_select)
+            m.d.sync += staged_weight.eq(cell.load_weight)
+        m.d.comb += cell.staged_weight.eq(staged_weight)
+        if cell.alpha > 1:
+            staged_select = Signal(range(cell.alpha), name="stage_select", reset_less=True)
+            with m.If(cell.shift):
+                m.d.sync += staged_select.eq(cell.load_select)
+            m.d.comb += cell.staged_select.eq(staged_select)
 
     weights = [Signal(weight_shape, name=f"weight_b{b}", reset_less=True) for b in range(cell.banks)]
     selects = [Signal(range(cell.alpha), name=f"select_b{b}", reset_less=True) for b in range(cell.banks)]
     for b in range(cell.banks):
-        write = cell.load & (cell.load_bank == b) if cell.banks > 1 else cell.load
-        with m.If(write):
-            m.d.sync += weights[b].eq(cell.load_weight)
+        if cell.weight_stage == "bank":
+            m.d.comb += bank_word(cell, cell.staged_weight, b).eq(weights[b])
             if cell.alpha > 1:
-                m.d.sync += selects[b].eq(cell.load_select)
+                m.d.comb += bank_word(cell, cell.staged_select, b).eq(selects[b])
+        strobe = cell.load if cell.weight_stage == "register" else cell.shift
+        write = strobe & (cell.load_bank == b) if cell.banks > 1 else strobe
+        with m.If(write):
+            m.d.sync += weights[b].eq(bank_word(cell, cell.load_weight, b))
+            if cell.alpha > 1:
+                m.d.sync += selects[b].eq(bank_word(cell, cell.load_select, b))
 
     weight = Signal(weight_shape, name="bank_weight")
     if cell.banks == 1:
@@ -77,7 +121,11 @@ def banked_weight(m, cell, weight_shape):
         return weight, None
     select = Signal(range(cell.alpha), name="select", reset_less=True)
     written = cell.load & (cell.load_bank == cell.next_bank)
-    m.d.sync += select.eq(Mux(written, cell.load_select, Mux(cell.next_bank, selects[1], selects[0])))
+    if words == 1:
+        m.d.sync += select.eq(Mux(written, cell.load_select, Mux(cell.next_bank, selects[1], selects[0])))
+    else:
+        m.d.sync += select.eq(Mux(cell.next_bank, Mux(written, cell.load_select[1], selects[1]),
+                                  Mux(written, cell.load_select[0], selects[0])))
     return weight, select
 
 
@@ -108,8 +156,9 @@ class ColumnCombiningCell(wiring.Component):
     Weights load through a shift register along the cell's column (`shift` moves `load_weight` and
     `load_select` into `staged_weight` and `staged_select`, for the next cell), and `load`
     (registered and replicated per row by the array) writes `load_weight` and `load_select` into
-    bank `load_bank`: banked_weight. With `alpha == 1` there are no select
-    registers and no multiplexer: the dense cell.
+    bank `load_bank`: banked_weight. `weight_stage` "bank" shifts through the bank being loaded
+    instead of a stage register (WEIGHT_STAGES; its ports then hold a word per bank). With
+    `alpha == 1` there are no select registers and no multiplexer: the dense cell.
 
     `dsp`: the integer product is for a DSP block (see stage "product" above); the result is the same.
 
@@ -133,16 +182,20 @@ class ColumnCombiningCell(wiring.Component):
     shift       : In(1)
     staged_weight : Out(weight_shape)
     staged_select : Out(range(alpha))      (only when alpha > 1)
+    (with weight_stage "bank" and two banks, the load_* and staged_* ports are ArrayLayouts of a
+    word per bank)
     """
 
     def __init__(self, *, alpha, act_shape, weight_shape, acc_width, banks=2, multiply=None, product_stages=1,
-                 dsp=False, defer_negation=False):
+                 dsp=False, defer_negation=False, weight_stage="register"):
         self.alpha = operator.index(alpha)
         if self.alpha < 1:
             raise ValueError(f"alpha must be at least 1, not {alpha}")
         self.banks = operator.index(banks)
         if self.banks not in (1, 2):
             raise ValueError(f"banks must be 1 or 2, not {banks}")
+        self.weight_stage = weight_stage
+        words = shift_words(weight_stage, self.banks)
         # Layouts (term lists) stay layouts so that the cell sees their fields.
         self.act_shape = act_shape if isinstance(act_shape, ShapeCastable) else Shape.cast(act_shape)
         self.weight_shape = weight_shape if isinstance(weight_shape, ShapeCastable) else Shape.cast(weight_shape)
@@ -164,7 +217,7 @@ class ColumnCombiningCell(wiring.Component):
             "next_bank": In(1),
             "psum_in": In(signed(self.acc_width)),
             "psum_out": Out(signed(self.acc_width)),
-            **weight_load_members(self.weight_shape, self.alpha),
+            **weight_load_members(self.weight_shape, self.alpha, words),
         }
         super().__init__(members)
 

@@ -23,14 +23,15 @@ class MacHardware:
 
     serial = False      # True: vectors take config.clocks_per_vector clocks, one data term each (below)
 
-    def cell(self, config, *, acc_width, dsp=False, defer_negation=False):
+    def cell(self, config, *, acc_width, dsp=False, defer_negation=False, weight_stage="register"):
         """`defer_negation`: the cell leaves its LUT multiplier's +1s to its row's head where it
-        has one (hdl/booth.py; `negations` says what they are)."""
+        has one (hdl/booth.py; `negations` says what they are). `weight_stage`: hdl/cell.py's."""
         multiply = self.multiply(config)
         return ColumnCombiningCell(dsp=dsp, alpha=config.alpha, act_shape=self.operand_shape(config),
                                    weight_shape=self.weight_shape(config), acc_width=acc_width, banks=config.banks,
                                    multiply=multiply, product_stages=config.product_stages,
-                                   defer_negation=defer_negation and multiply is None and not dsp)
+                                   defer_negation=defer_negation and multiply is None and not dsp,
+                                   weight_stage=weight_stage)
 
     def negations(self, config, weight, *, dsp=False):
         """The `negations` of `weight` for the cell `cell(config, dsp=dsp, defer_negation=True)`
@@ -107,12 +108,12 @@ class TermSerialMacHardware(MacHardware):
                            budget=config.data_terms)
         return term
 
-    def cell(self, config, *, acc_width, dsp=False, defer_negation=False):
+    def cell(self, config, *, acc_width, dsp=False, defer_negation=False, weight_stage="register"):
         pair_width = term_product_width(term_max_exponent(config.weight_width, config.weight_signed),
                                         term_max_exponent(config.act_width, config.act_signed))
         return TermSerialCell(alpha=config.alpha, data_term_layout=self.operand_shape(config),
                               weight_layout=self.weight_shape(config), acc_width=acc_width,
-                              pair_width=pair_width, banks=config.banks)
+                              pair_width=pair_width, banks=config.banks, weight_stage=weight_stage)
 
 
 MAC_HARDWARE = {"int": IntegerMacHardware(), "tq": TermMacHardware(), "tq-serial": TermSerialMacHardware()}

@@ -31,13 +31,15 @@ STROBES = ("load", "load_bank", "shift")
 STAGED = {"staged_weight": "load_weight", "staged_select": "load_select"}
 
 
-def column_widths(layouts, alpha):
-    """Bits per column of each of a row's column inputs (hdl.systolic.ArrayLayouts `layouts`)."""
+def column_widths(layouts, alpha, words=1):
+    """Bits per column of each of a row's column inputs (hdl.systolic.ArrayLayouts `layouts`), its
+    cells' weight shift register `words` words per cell (hdl/cell.py shift_words)."""
     def width(shape):
         return Shape.cast(shape).width
-    widths = {"activations": alpha * width(layouts.operand), "next_bank": 1, "load_weight": width(layouts.weight)}
+    widths = {"activations": alpha * width(layouts.operand), "next_bank": 1,
+              "load_weight": words * width(layouts.weight)}
     if alpha > 1:
-        widths["load_select"] = width(layouts.select)
+        widths["load_select"] = words * width(layouts.select)
     if layouts.term is not None:
         widths["term"] = width(layouts.term)
     return widths

@@ -23,7 +23,8 @@ is handled at the edges, from registers:
     weight enters a shift register up the column, one stage per cell, and the rows' strobes reach
     cell (r, c) c clocks after cell (r, 0), each cell's strobes from registers of its own (no
     stream handshake, and no wide load enable, reaches more than one cell). Each beat shifts the
-    stages one row up; the tile's last beat writes every row's bank from the stage below it. A
+    stages one row up; the tile's last beat writes every row's bank from the stage below it (or,
+    with weight_stage "bank", the bank being loaded is each cell's stage, hdl/cell.py). A
     cell's banks thus load from its neighbour, not from a bus along the column. Column c's first
     vector of a tile reads its weight c clocks late too, so the weights are always in place in
     time;
@@ -62,6 +63,7 @@ from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal, Value, signed, 
 from amaranth.lib import data, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .cell import shift_words, weight_stage_for
 from .delay import DelayLine
 from .macs import MAC_HARDWARE, value_shape
 from .memories import BufferedFIFO
@@ -127,7 +129,7 @@ class SystolicArray(wiring.Component):
     results     : Out(stream.Signature(layouts.results))    one beat per `emit` vector.
     """
 
-    def __init__(self, config, *, shared_prefix=None, dsp_cells=0):
+    def __init__(self, config, *, shared_prefix=None, dsp_cells=0, weight_stage=None):
         """`shared_prefix`: a module name prefix. The cells then become instances of one cell module,
         `<prefix>_cell`, and the rows instances of one row module, `<prefix>_row` (hdl/row.py),
         which `shared_modules` holds for the generator to emit once (hierarchical Verilog: one cell
@@ -137,12 +139,21 @@ class SystolicArray(wiring.Component):
         `dsp_cells`: the first this many cells (row by row) compute their product as one
         multiplier for a DSP block, the others as LUT-friendly halves (hdl/cell.py); an FPGA build
         chooses it from the device's DSP blocks. It changes no result and no timing. Its rows
-        differ, so it keeps the cells in the array's module (no shared modules)."""
+        differ, so it keeps the cells in the array's module (no shared modules).
+
+        `weight_stage`: how the cells' weights shift up their columns (hdl/cell.py WEIGHT_STAGES);
+        None chooses for the platform the array is elaborated for (weight_stage_for), and
+        "register" for shared modules, which are made before there is a platform."""
         if dsp_cells and shared_prefix is not None:
             raise ValueError("DSP cells differ from the others: they cannot share one cell and row module")
         if not 0 <= dsp_cells <= config.rows * config.cols:
             raise ValueError(f"dsp_cells must be between 0 and {config.rows * config.cols}, not {dsp_cells}")
         self.dsp_cells = dsp_cells
+        if weight_stage is not None:
+            shift_words(weight_stage, config.banks)       # refuses an unknown stage now
+        if weight_stage is None and shared_prefix is not None:
+            weight_stage = "register"
+        self.weight_stage = weight_stage
         self.config = config
         self.layouts = ArrayLayouts(config)
         # Whether each kind of cell (DSP or not) leaves its product's +1s to its row's head.
@@ -153,9 +164,10 @@ class SystolicArray(wiring.Component):
         if shared_prefix is not None:
             self.shared_row = f"{shared_prefix}_row"
             cell_module = f"{shared_prefix}_cell"
-            self.shared_modules[cell_module] = self._make_cell()
+            self.shared_modules[cell_module] = self._make_cell(weight_stage=weight_stage)
+            widths = column_widths(self.layouts, config.alpha, shift_words(weight_stage, config.banks))
             self.shared_modules[self.shared_row] = SystolicRow(
-                cols=config.cols, widths=column_widths(self.layouts, config.alpha), chain_width=self.chain_width,
+                cols=config.cols, widths=widths, chain_width=self.chain_width,
                 cell_module=cell_module, head=self._defers[False])
         super().__init__({
             "weights": In(stream.Signature(self.layouts.weight_row)),
@@ -176,9 +188,9 @@ class SystolicArray(wiring.Component):
         """Clocks from an activation handshake to its result being valid, without stalls."""
         return self.config.latency
 
-    def _make_cell(self, dsp=False):
+    def _make_cell(self, dsp=False, weight_stage="register"):
         return MAC_HARDWARE[self.config.mac].cell(self.config, acc_width=self.chain_width, dsp=dsp,
-                                                  defer_negation=True)
+                                                  defer_negation=True, weight_stage=weight_stage)
 
     def _row_heads(self, m, row_load, row_bank, tokens):
         """The partial sum each row's column 0 starts from (None: zero). Cells that leave their
@@ -237,10 +249,10 @@ class SystolicArray(wiring.Component):
             heads.append(psum)
         return heads
 
-    def _add_flat_cell(self, m, name, index, inputs):
+    def _add_flat_cell(self, m, name, index, inputs, weight_stage):
         """Cell `name`, the array's cell number `index` (row by row), as a submodule of the array
         with its inputs connected; returns its outputs (hdl/row.py build_row)."""
-        cell = self._make_cell(dsp=index < self.dsp_cells)
+        cell = self._make_cell(dsp=index < self.dsp_cells, weight_stage=weight_stage)
         m.submodules[name] = cell
         m.d.comb += [getattr(cell, port).eq(value) for port, value in inputs.items()]
         return {"psum_out": cell.psum_out,
@@ -447,7 +459,8 @@ class SystolicArray(wiring.Component):
         # pass from cell to cell through a register each (hdl/row.py), so that column c's cells
         # shift and write c clocks after column 0's. The shift register runs up the column: a beat
         # moves one row up per beat, and the tile's last beat, for row R - 1, finds row r's beat
-        # in row r + 1's stage and writes every row's bank at once.
+        # in row r + 1's stage and writes every row's bank at once. With weight_stage "bank" the
+        # load bank of each cell is the stage: after the tile's last beat row r's holds beat r.
         beats = []
         for c in range(cols):
             beat = {"weight": self.weights.payload.weights[c]}
@@ -455,9 +468,18 @@ class SystolicArray(wiring.Component):
                 beat["select"] = self.weights.payload.selects[c]
             layout = data.StructLayout({name: len(Value.cast(value)) for name, value in beat.items()})
             beats.append(data.View(layout, skew("weight_skew", list(beat.values()), c)))
-        entry = {"load_weight": Cat(beat.weight for beat in beats)}
-        if alpha > 1:
-            entry["load_select"] = Cat(beat.select for beat in beats)
+        # With weight_stage "bank" the last row's cells shift each bank from a word of its own
+        # here, the same beat (synthesis keeps one).
+        weight_stage = self.weight_stage or weight_stage_for(platform)
+        words = shift_words(weight_stage, banks)
+        if words == 1:
+            entry = {"load_weight": Cat(beat.weight for beat in beats)}
+            if alpha > 1:
+                entry["load_select"] = Cat(beat.select for beat in beats)
+        else:
+            entry = {"load_weight": Cat(Cat([beat.weight] * words) for beat in beats)}
+            if alpha > 1:
+                entry["load_select"] = Cat(Cat([beat.select] * words) for beat in beats)
         for name, value in entry.items():
             registered = Signal(len(value), name=f"{name}_entry", reset_less=True)
             m.d.sync += registered.eq(value)
@@ -487,7 +509,8 @@ class SystolicArray(wiring.Component):
             if self.shared_row is None:
                 outputs = build_row(
                     m, inputs, cols=cols, chain_width=self.chain_width,
-                    add_cell=lambda m, name, c, ports, r=r: self._add_flat_cell(m, name, r * cols + c, ports),
+                    add_cell=lambda m, name, c, ports, r=r: self._add_flat_cell(m, name, r * cols + c, ports,
+                                                                                weight_stage),
                     suffix=lambda c, r=r: f"_r{r}_c{c}")
             else:
                 outputs = {"psum_out": Signal(signed(self.chain_width), name=f"row_{r}_psum")}

@@ -16,7 +16,7 @@ from amaranth.lib.wiring import In, Out
 
 from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 
-from .cell import banked_weight, weight_load_members
+from .cell import banked_weight, shift_words, weight_load_members
 from .tq import sum_with_carries
 
 PAIR_STAGES = 1     # the pair's exponent, sign and validity, registered (spec: TermSerialMac.product_stages)
@@ -43,15 +43,19 @@ class TermSerialCell(wiring.Component):
     load_weight : In(weight_layout)                           a term list
     load_select : In(range(alpha))                            (only when alpha > 1)
     shift, staged_weight, staged_select                       as hdl/cell.py's
+    (`weight_stage`: as hdl/cell.py's)
     """
 
-    def __init__(self, *, alpha, data_term_layout, weight_layout, acc_width, pair_width, banks=2):
+    def __init__(self, *, alpha, data_term_layout, weight_layout, acc_width, pair_width, banks=2,
+                 weight_stage="register"):
         self.alpha = operator.index(alpha)
         self.banks = operator.index(banks)
         if self.alpha < 1:
             raise ValueError(f"alpha must be at least 1, not {alpha}")
         if self.banks not in (1, 2):
             raise ValueError(f"banks must be 1 or 2, not {banks}")
+        self.weight_stage = weight_stage
+        words = shift_words(weight_stage, self.banks)
         self.data_term_layout = data_term_layout
         self.weight_layout = weight_layout
         self.weight_terms = weight_layout.length
@@ -62,7 +66,7 @@ class TermSerialCell(wiring.Component):
             "next_bank": In(1),
             "psum_in": In(signed(self.acc_width)),
             "psum_out": Out(signed(self.acc_width)),
-            **weight_load_members(weight_layout, self.alpha),
+            **weight_load_members(weight_layout, self.alpha, words),
         }
         if self.weight_terms > 1:
             members["term"] = In(range(self.weight_terms))

@@ -266,6 +266,25 @@ def test_which_cells_get_dsps():
     assert multiplier_summary(config, 12, True) == "dsp" and multiplier_summary(config, 0, False) == "lut"
 
 
+@pytest.mark.parametrize("name,stage", [("icebreaker", "bank"), ("ulx3s-85f", "register"),
+                                        ("orangecrab-25f", "register")])
+def test_each_family_shifts_weights_through_its_stage(tmp_path, name, stage):
+    """A board build's cells shift their weights up the column through the bank being loaded on
+    the iCE40 (a flip-flop per weight bit fewer) and through a stage register on the ECP5, where
+    the banks stay beside their datapath (hdl/cell.py weight_stage_for)."""
+    from fpga.top import BoardTop
+    from hdl.cell import weight_stage_for
+    platform = get_board(name).make_platform()
+    assert weight_stage_for(platform) == stage
+    top = BoardTop(ArrayConfig(rows=2, cols=2, alpha=2), clk_frequency=platform.default_clk_frequency, baud=115200)
+    platform.build(top, name="top", do_build=False).extract(tmp_path)
+    design = (tmp_path / "top.il").read_text()
+    cells = re.findall(r"^module \\top\.link\.array\.cell_r\d_c\d$", design, re.M)
+    stages = re.findall(r"^  wire .*\\stage_(?:weight|select)$", design, re.M)
+    assert len(cells) == 4
+    assert len(stages) == (8 if stage == "register" else 0)
+
+
 @pytest.mark.slow
 def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     """9 multipliers forced into the UP5K's 8 DSPs: nextpnr fails; one error line after the stage

@@ -14,7 +14,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 from amaranth.sim import Simulator
 
-from hdl.cell import ColumnCombiningCell
+from hdl.cell import WEIGHT_STAGES, ColumnCombiningCell, bank_word
 from hdl.macs import MAC_HARDWARE, value_shape
 from hdl.tq import TruncatedActivation
 from software.frontend.termquant import hese_terms, term_quantize_activations
@@ -237,21 +237,24 @@ def test_the_product_has_no_multiplier_and_no_shifter():
 # ---------------------------------------------------------------------------------------------
 # Through the cell, as the array uses it: alpha operands, a select, the partial sum
 
+@pytest.mark.parametrize("weight_stage", WEIGHT_STAGES)
 @pytest.mark.parametrize("product_stages", [1, 2])
 @pytest.mark.parametrize("alpha", [1, 3])
 @pytest.mark.parametrize("act_signed", [True, False], ids=["signed", "unsigned"])
-def test_cell_accumulates_shift_add_products(alpha, act_signed, product_stages):
+def test_cell_accumulates_shift_add_products(alpha, act_signed, product_stages, weight_stage):
     """hdl.cell.ColumnCombiningCell with the tq style's operand, weight and multiply: psum_out is
     psum_in + weight x truncated activations[select], wrapped to acc_width, for seeded random
     operands, selects, banks and partial sums, through the cell's stages (the activations at
-    clock t, psum_in at t + 1 + product_stages, psum_out a clock later)."""
+    clock t, psum_in at t + 1 + product_stages, psum_out a clock later). Each weight loads as a
+    tile's last shift (`shift` and `load`), which writes the bank with either weight stage."""
     config = tq_config(act_signed=act_signed, weight_terms=2, data_terms=3, alpha=alpha)
     hardware = MAC_HARDWARE["tq"]
     acc_width = 20
     top = Module()
     cell = ColumnCombiningCell(alpha=alpha, act_shape=hardware.operand_shape(config),
                                weight_shape=hardware.weight_shape(config), acc_width=acc_width,
-                               multiply=hardware.multiply(config), product_stages=product_stages)
+                               multiply=hardware.multiply(config), product_stages=product_stages,
+                               weight_stage=weight_stage)
     top.submodules.cell = cell
     activations = [Signal(value_shape(8, act_signed), name=f"x{k}") for k in range(alpha)]
     for k, x in enumerate(activations):
@@ -267,14 +270,16 @@ def test_cell_accumulates_shift_add_products(alpha, act_signed, product_stages):
             select = rng.randrange(alpha)
             bank = rng.randrange(2)
             psum_in = rng.randrange(-(1 << (acc_width - 1)), 1 << (acc_width - 1))
+            ctx.set(cell.shift, 1)
             ctx.set(cell.load, 1)
             ctx.set(cell.load_bank, bank)
             # The next clock's operands use the bank this clock writes (its select forwarded).
             ctx.set(cell.next_bank, bank)
-            ctx.set(cell.load_weight.as_value(), w)
+            ctx.set(bank_word(cell, cell.load_weight, bank).as_value(), w)
             if alpha > 1:
-                ctx.set(cell.load_select, select)
+                ctx.set(bank_word(cell, cell.load_select, bank), select)
             await ctx.tick()
+            ctx.set(cell.shift, 0)
             ctx.set(cell.load, 0)
             for x, signal in zip(xs, activations):
                 ctx.set(signal, x)

@@ -7,6 +7,7 @@ import pytest
 from amaranth.hdl import ClockDomain, Module
 from amaranth.sim import Simulator
 
+from hdl.cell import WEIGHT_STAGES
 from hdl.systolic import SystolicArray
 from software.packing import beats
 from software.packing.colcomb import combine
@@ -16,12 +17,14 @@ from software.golden.array import ArrayModel, reference_layer
 from software.packing.schedule import schedule_layer
 
 
-def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None, dsp_cells=0):
+def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None, dsp_cells=0, weight_stage="register"):
     """Run a schedule on the array; returns (result words, clock of the last result handshake + 1).
 
     `prelude(ctx, dut, domain)`, if given, runs first; the streams start when it returns.
+    `weight_stage`: the cells' (hdl/cell.py WEIGHT_STAGES; Amaranth's simulator has no platform to
+    choose it).
     """
-    dut = SystolicArray(config, dsp_cells=dsp_cells)
+    dut = SystolicArray(config, dsp_cells=dsp_cells, weight_stage=weight_stage)
     top = Module()
     top.domains.sync = domain = ClockDomain("sync")   # explicit, so a prelude can drive its reset
     top.submodules.dut = dut
@@ -115,19 +118,24 @@ CASES = [
     # The one-stage multiplier; and the pipelined one with some cells in DSP form (one whole
     # multiplier) beside LUT-form cells (two half multipliers): the same results and cycles.
     dict(config=dict(rows=3, cols=3, alpha=2, multiplier="parallel"), shape=(5, 14), n=4, density=0.6),
-    dict(config=dict(rows=3, cols=3, alpha=2), shape=(5, 14), n=4, density=0.6, dsp_cells=4),
+    DSP_4 := dict(config=dict(rows=3, cols=3, alpha=2), shape=(5, 14), n=4, density=0.6, dsp_cells=4),
     dict(config=dict(rows=2, cols=2, alpha=2, weight_width=5, act_width=3, weight_signed=False), shape=(3, 8), n=3,
          density=0.8),
     ROWS_6,
 ]
+# The iCE40's weight stage, the bank being loaded (hdl/cell.py weight_stage_for): dense and
+# combined, one bank and two, DSP cells beside LUT cells, groups of rows (tests/hdl/test_tq.py: TQ
+# arrays).
+BANK_STAGE = [dict(case, weight_stage="bank") for case in (CASES[0], CASES[1], CASES[2], DSP_4, ROWS_6)]
 
 
 def case_id(case):
-    dsp = [f"dsp{case['dsp_cells']}"] if "dsp_cells" in case else []
-    return "-".join([f"{k}{v}" for k, v in case["config"].items()] + dsp)
+    extra = [f"dsp{case['dsp_cells']}"] if "dsp_cells" in case else []
+    extra += [case["weight_stage"]] if "weight_stage" in case else []
+    return "-".join([f"{k}{v}" for k, v in case["config"].items()] + extra)
 
 
-@pytest.mark.parametrize("case", CASES, ids=case_id)
+@pytest.mark.parametrize("case", CASES + BANK_STAGE, ids=case_id)
 @pytest.mark.parametrize("stall", [0.0, 0.4])
 def test_array_matches_golden(case, stall):
     rng = np.random.default_rng(1)
@@ -137,7 +145,8 @@ def test_array_matches_golden(case, stall):
     x = random_inputs(rng, config, case["n"], case["shape"][1])
     schedule = schedule_layer(config, layer, x)
     expected = ArrayModel(config).run(schedule)
-    got, cycles = simulate(config, schedule, stall=stall, seed=7, dsp_cells=case.get("dsp_cells", 0))
+    got, cycles = simulate(config, schedule, stall=stall, seed=7, dsp_cells=case.get("dsp_cells", 0),
+                           weight_stage=case.get("weight_stage", "register"))
     assert np.array_equal(np.array(got).reshape(expected.shape), expected)
     assert np.array_equal(schedule.assemble(got), reference_layer(layer.unpack(), x, config.acc_width))
     if stall == 0.0:
@@ -173,7 +182,8 @@ def test_extreme_operands(settings):
         assert not np.array_equal(expected, wide), "the sums were meant to wrap"
 
 
-def test_reset_in_the_middle_of_a_stream():
+@pytest.mark.parametrize("weight_stage", WEIGHT_STAGES)
+def test_reset_in_the_middle_of_a_stream(weight_stage):
     """A reset while one layer's tiles are loading and computing leaves no trace on the next."""
     config = ArrayConfig(rows=3, cols=3, alpha=2, max_batch=4)
     rng = np.random.default_rng(5)
@@ -195,5 +205,6 @@ def test_reset_in_the_middle_of_a_stream():
         await ctx.tick()
         ctx.set(domain.rst, 0)
 
-    got, _ = simulate(config, schedule, stall=0.3, seed=3, prelude=load_compute_then_reset)
+    got, _ = simulate(config, schedule, stall=0.3, seed=3, prelude=load_compute_then_reset,
+                      weight_stage=weight_stage)
     assert np.array_equal(schedule.assemble(got), reference_layer(layer.unpack(), x, config.acc_width))

@@ -156,15 +156,18 @@ ARRAY_CASES = [
     dict(rows=2, cols=2, alpha=3, mac="tq-serial", weight_terms=3, data_terms=2, weight_signed=False, max_batch=4),
     SERIAL_ROWS_6,
 ]
+ARRAY_IDS = ["colcomb_2x3_a2_t2x3", "dense_3x2_t1x1_acc18", "colcomb_2x2_a3_t3x4_unsigned_weights",
+             "serial_colcomb_2x3_a2_t2x3", "serial_dense_3x2_t1x1_acc18", "serial_colcomb_2x2_a3_t3x2_unsigned_weights_b4",
+             "serial_colcomb_6x3_a2_t2x2"]
+# The iCE40's weight stage (hdl/cell.py weight_stage_for), in both cells and with one bank.
+BANK_STAGE = [0, 3, 4, 6]
 
 
 @pytest.mark.parametrize("stall", [0.0, 0.4])
-@pytest.mark.parametrize("case", ARRAY_CASES, ids=["colcomb_2x3_a2_t2x3", "dense_3x2_t1x1_acc18",
-                                                   "colcomb_2x2_a3_t3x4_unsigned_weights",
-                                                   "serial_colcomb_2x3_a2_t2x3", "serial_dense_3x2_t1x1_acc18",
-                                                   "serial_colcomb_2x2_a3_t3x2_unsigned_weights_b4",
-                                                   "serial_colcomb_6x3_a2_t2x2"])
-def test_tq_array_matches_golden(case, stall):
+@pytest.mark.parametrize("case,weight_stage", [(case, "register") for case in ARRAY_CASES]
+                         + [(ARRAY_CASES[k], "bank") for k in BANK_STAGE],
+                         ids=ARRAY_IDS + [f"{ARRAY_IDS[k]}-bank" for k in BANK_STAGE])
+def test_tq_array_matches_golden(case, weight_stage, stall):
     config = ArrayConfig(**case)
     rng = np.random.default_rng(3)
     w_lo, w_hi = (-128, 127) if config.weight_signed else (0, 255)
@@ -181,7 +184,7 @@ def test_tq_array_matches_golden(case, stall):
     expected = ArrayModel(config).run(schedule)
     assert np.array_equal(schedule.assemble(expected),
                           reference_layer(layer.unpack(), truncate_activations(config, x), config.acc_width))
-    got, cycles = simulate(config, schedule, stall=stall, seed=7)
+    got, cycles = simulate(config, schedule, stall=stall, seed=7, weight_stage=weight_stage)
     assert np.array_equal(np.array(got).reshape(expected.shape), expected)
     if stall == 0.0:
         assert cycles == layer_cycles(config, schedule.tile_batches)

@@ -9,6 +9,7 @@ import random
 import pytest
 from amaranth.sim import Simulator
 
+from hdl.cell import WEIGHT_STAGES, bank_word
 from hdl.macs import MAC_HARDWARE
 from spec import ArrayConfig
 
@@ -19,10 +20,12 @@ def wrap(value, width):
 
 @pytest.mark.parametrize("alpha,weight_terms,data_terms,banks,acc_width,act_signed", [
     (3, 2, 3, 2, 20, True), (1, 1, 2, 1, 32, False), (8, 3, 1, 2, 18, True)])
-def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, banks, acc_width, act_signed):
+@pytest.mark.parametrize("weight_stage", WEIGHT_STAGES)
+def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, banks, acc_width, act_signed,
+                                           weight_stage):
     config = ArrayConfig(rows=1, cols=1, alpha=alpha, mac="tq-serial", weight_terms=weight_terms,
                          data_terms=data_terms, double_buffer=banks == 2, act_signed=act_signed)
-    cell = MAC_HARDWARE["tq-serial"].cell(config, acc_width=acc_width)
+    cell = MAC_HARDWARE["tq-serial"].cell(config, acc_width=acc_width, weight_stage=weight_stage)
     rng = random.Random(alpha * 100 + weight_terms * 10 + data_terms)
 
     def random_term():
@@ -48,14 +51,16 @@ def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, bank
         # The cell takes each clock's bank a clock ahead (next_bank): clock 0's during the last load.
         bank_of = [rng.randrange(banks) for _ in range(201)]
         ctx.set(cell.next_bank, bank_of[0])
-        for b in range(banks):
+        for b in range(banks):      # each a tile's last shift, which writes the bank
+            ctx.set(cell.shift, 1)
             ctx.set(cell.load, 1)
             ctx.set(cell.load_bank, b)
             for k, term in enumerate(weights[b]):
-                set_term(ctx, cell.load_weight[k], term)
+                set_term(ctx, bank_word(cell, cell.load_weight, b)[k], term)
             if alpha > 1:
-                ctx.set(cell.load_select, selects[b])
+                ctx.set(bank_word(cell, cell.load_select, b), selects[b])
             await ctx.tick()
+        ctx.set(cell.shift, 0)
         ctx.set(cell.load, 0)
         checked = 0
         for t in range(200):
