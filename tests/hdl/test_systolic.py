@@ -160,9 +160,11 @@ def test_array_matches_golden(case, stall):
                                       # partial sums along a row are 9 bits (chain_width)
                                       dict(act_width=4, weight_width=4, acc_width=10, in_features=40)],
                          ids=lambda s: "-".join(f"{k}{v}" for k, v in s.items()) or "signed")
-def test_extreme_operands(settings):
+@pytest.mark.parametrize("weight_stage", WEIGHT_STAGES)
+def test_extreme_operands(settings, weight_stage):
     """Every pairing of the smallest and largest activation and weight (-128 x -128 and the like),
-    in LUT-form cells (split multipliers) and DSP-form cells of one array."""
+    in LUT-form cells (split multipliers) and DSP-form cells of one array, with either weight
+    stage."""
     settings = dict(settings)
     in_features = settings.pop("in_features", 4)
     config = ArrayConfig(rows=4, cols=2, alpha=2, **settings)
@@ -174,7 +176,7 @@ def test_extreme_operands(settings):
         w, x = rng.choice([w_lo, w_lo + 1], size=w.shape), rng.choice([x_lo, x_lo + 1], size=x.shape)
     layer = combine(w, config.alpha, gamma=1.0)
     schedule = schedule_layer(config, layer, x)
-    got, _ = simulate(config, schedule, dsp_cells=4)
+    got, _ = simulate(config, schedule, dsp_cells=4, weight_stage=weight_stage)
     expected = reference_layer(layer.unpack(), x, config.acc_width)
     assert np.array_equal(schedule.assemble(got), expected)
     if in_features > 4:
