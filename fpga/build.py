@@ -14,6 +14,7 @@ import signal
 import subprocess
 import time
 
+from hdl.cell import weight_stage_for
 from hdl.hostlink import PROTOCOL_VERSION
 from hdl.memories import NO_COLLISION, UNINITIALISED, uninitialised_script
 from hdl.replicas import REPLICA
@@ -524,6 +525,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "pll": pll.as_dict() if pll else None,
             "multipliers": multipliers,
             "dsp_cells": n_dsp,
+            "weight_stage": weight_stage_for(platform),
             "seed": seed,
             "router": router or toolchain.NEXTPNR_ROUTERS[0],
             "placer": placer or toolchain.NEXTPNR_PLACERS[0],

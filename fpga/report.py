@@ -193,12 +193,18 @@ def describe_multipliers(multipliers):
                       (part.split() for part in multipliers.split(" + ")))
 
 
+# How the weights shift up a column to their cells (hdl/cell.py WEIGHT_STAGES), for the report.
+_WEIGHT_STAGES = {"register": "a stage register per cell", "bank": "the bank being loaded"}
+
+
 def format_summary(summary):
     """Human-readable lines of a build summary (what `python -m fpga build` prints)."""
     cfg = summary["config"]
+    # Builds before the weight stage was chosen per family do not record it.
+    stage = f", weights shift through {_WEIGHT_STAGES[summary['weight_stage']]}" if "weight_stage" in summary else ""
     lines = [f"{summary['board']} ({summary['device']}): {cfg['rows']}x{cfg['cols']} array, alpha {cfg['alpha']}, "
              f"{cfg['act_width']}-bit x {cfg['weight_width']}-bit, acc {cfg['acc_width']}, "
-             f"multipliers: {describe_multipliers(summary['multipliers'])}, UART {summary['baud']} baud"]
+             f"multipliers: {describe_multipliers(summary['multipliers'])}{stage}, UART {summary['baud']} baud"]
     lines.append(f"  {'clock':<12} {describe_clock(summary)}")
     for name in _LABELS:
         if name not in summary["resources"]:

@@ -128,6 +128,7 @@ def test_icebreaker_bitstream_and_report(icebreaker):
     # 4 cells, 4 multipliers: each in one of the UP5K's 8 DSPs (synth_ice40 -dsp).
     assert summary["multipliers"] == "dsp" and res["dsp"] == {"used": 4, "available": 8}
     assert "multipliers: DSP blocks" in stdout
+    assert summary["weight_stage"] == "bank" and "weights shift through the bank being loaded" in stdout
     assert res["luts"]["used"] <= res["logic_cells"]["used"] <= res["logic_cells"]["available"]
     # nextpnr-ice40 times the paths through the combinational SB_MAC16s in two halves; together
     # they stay within the critical path here.
@@ -201,6 +202,7 @@ def test_ecp5_bitstream_and_report(orangecrab):
     assert summary["timing_weight"] == 25
     assert summary["multipliers"] == "booth" and summary["resources"]["dsp"] == {"used": 0, "available": 28}
     assert "multipliers: Booth LUTs" in stdout
+    assert summary["weight_stage"] == "register" and "weights shift through a stage register per cell" in stdout
 
 
 @pytest.mark.slow
