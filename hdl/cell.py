@@ -70,8 +70,8 @@ def banked_weight(m, cell, weight_shape):
     The weights of a column's cells load through a shift register, one stage per cell (`staged_*`,
     loaded from `load_*` by `shift`): a column's cell reads its neighbour's stage, not a bus
     shared by the column, so that its bank registers are driven from beside it (hdl/systolic.py).
-    With weight_stage "register" the stage is a register of its own, and `load` writes it into
-    bank `load_bank`. With "bank" the bank being loaded is the stage: `shift` moves the same bank
+    With weight_stage "register" the stage is a register of its own, and `load` writes the stage
+    below it (`load_*`) into bank `load_bank`. With "bank" the bank being loaded is the stage: `shift` moves the same bank
     of the cell below into bank `load_bank` (the `load_*` and `staged_*` ports then hold a word
     per bank), and `load` marks the tile's last shift, after which the bank holds the cell's own
     weight.
