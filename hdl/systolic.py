@@ -472,14 +472,9 @@ class SystolicArray(wiring.Component):
         # here, the same beat (synthesis keeps one).
         weight_stage = self.weight_stage or weight_stage_for(platform)
         words = shift_words(weight_stage, banks)
-        if words == 1:
-            entry = {"load_weight": Cat(beat.weight for beat in beats)}
-            if alpha > 1:
-                entry["load_select"] = Cat(beat.select for beat in beats)
-        else:
-            entry = {"load_weight": Cat(Cat([beat.weight] * words) for beat in beats)}
-            if alpha > 1:
-                entry["load_select"] = Cat(Cat([beat.select] * words) for beat in beats)
+        entry = {"load_weight": Cat(Cat([beat.weight] * words) for beat in beats)}
+        if alpha > 1:
+            entry["load_select"] = Cat(Cat([beat.select] * words) for beat in beats)
         for name, value in entry.items():
             registered = Signal(len(value), name=f"{name}_entry", reset_less=True)
             m.d.sync += registered.eq(value)
