@@ -210,3 +210,48 @@ def test_reset_in_the_middle_of_a_stream(weight_stage):
     got, _ = simulate(config, schedule, stall=0.3, seed=3, prelude=load_compute_then_reset,
                       weight_stage=weight_stage)
     assert np.array_equal(schedule.assemble(got), reference_layer(layer.unpack(), x, config.acc_width))
+
+
+def test_a_full_result_fifo_takes_a_vector_in_the_clock_after_a_result_leaves():
+    """With the result stream held, the array accepts exactly as many emitting vectors as the
+    result FIFO has entries, then none; one result leaving makes room for one vector at once (the
+    ready register sees the departure in the same clock, not a clock later)."""
+    config = ArrayConfig(rows=2, cols=2, alpha=2, max_batch=16)
+    rng = np.random.default_rng(4)
+    layer = combine(random_layer(rng, config, 2, 4, 1.0), 2, 1.0)
+    schedule = schedule_layer(config, layer, random_inputs(rng, config, config.result_buffer + 4, 4))
+    weight_beats, act_beats, _ = beats.schedule_beats(schedule)
+    assert len(weight_beats) == config.rows, "one tile, so that only the result FIFO stops the vectors"
+    dut = SystolicArray(config)
+    accepted = []
+
+    async def offer_vectors(ctx, clocks):
+        """Offer the next vectors for `clocks` clocks; returns the clocks (0-based) that took one."""
+        took = []
+        for clock in range(clocks):
+            ctx.set(dut.activations.valid, 1)
+            ctx.set(dut.activations.payload.as_value(), act_beats[len(accepted)])
+            _, _, ready = await ctx.tick().sample(dut.activations.ready)
+            if ready:
+                accepted.append(clock)
+                took.append(clock)
+        return took
+
+    async def bench(ctx):
+        for word in weight_beats:
+            ctx.set(dut.weights.valid, 1)
+            ctx.set(dut.weights.payload.as_value(), word)
+            await ctx.tick().until(dut.weights.ready)
+        ctx.set(dut.weights.valid, 0)
+        await offer_vectors(ctx, 40)
+        assert len(accepted) == config.result_buffer
+        ctx.set(dut.results.ready, 1)
+        _, _, left = await ctx.tick().sample(dut.results.valid)
+        assert left
+        ctx.set(dut.results.ready, 0)
+        assert await offer_vectors(ctx, 20) == [0]
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    sim.run()
