@@ -402,7 +402,7 @@ def array_clock(board, clock_mhz):
 
 
 def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=None, router=None, placer=None,
-          timing_weight=None, timing_ripup=False, time_limit=None, progress=None, clock_mhz=None, program=None):
+          timing_weight=None, time_limit=None, progress=None, clock_mhz=None, program=None):
     """Build the bitstream into `out_dir`; returns a BuildResult. Raises BuildError (one line).
 
     `clock_mhz`: the array's clock; None (or the board's clock frequency): the board's clock;
@@ -413,9 +413,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     adder trees (Yosys's `booth` pass, before synthesis), about 25% (iCE40) to 35% (ECP5) fewer
     LUTs than the default soft multipliers. `router`: nextpnr's router (None: its default, router1);
     `placer` its placer (None: its default, heap). `timing_weight`: the HeAP placer's weight of
-    critical connections against total wire length (None: nextpnr's default, 10). `timing_ripup`:
-    router2 also rips up and reroutes the connections that fail timing, not only overused wires
-    (nextpnr's `--tmg-ripup`, experimental there).
+    critical connections against total wire length (None: nextpnr's default, 10).
     `time_limit`: seconds after which the tools are stopped and the build fails (None: no limit).
     A design with more cells of a kind than the device is stopped once nextpnr has packed it.
     When Yosys's ABC9 LUT mapper crashes (`report.abc9_crashed`), the build is done again with ABC9
@@ -429,9 +427,6 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
     board's block RAM is refused first (fpga/accel_fit.py)."""
     if timing_weight is not None and ((placer or toolchain.NEXTPNR_PLACERS[0]) != "heap" or timing_weight < 0):
         raise BuildError(f"a placer timing weight needs the heap placer, not {placer}, and a whole number >= 0",
-                         status=2)
-    if timing_ripup and router != "router2":
-        raise BuildError(f"timing-driven ripup needs --router router2, not {router or toolchain.NEXTPNR_ROUTERS[0]}",
                          status=2)
     array = config.array if program is not None else config
     check_fits(board, array)
@@ -462,8 +457,6 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         nextpnr_opts += ["--placer", placer]
     if timing_weight is not None:
         nextpnr_opts += ["--placer-heap-timingweight", str(timing_weight)]
-    if timing_ripup:
-        nextpnr_opts += ["--tmg-ripup"]
     multipliers = multiplier_summary(array, n_dsp, booth)
 
     def plan(lut_mapper):
@@ -537,7 +530,6 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "router": router or toolchain.NEXTPNR_ROUTERS[0],
             "placer": placer or toolchain.NEXTPNR_PLACERS[0],
             "timing_weight": timing_weight,
-            "timing_ripup": timing_ripup,
             "lut_mapper": lut_mapper,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),

@@ -116,9 +116,6 @@ def build_parser():
     b.add_argument("--timing-weight", type=whole_number(0), metavar="N",
                    help="the heap placer's weight of critical connections against wire length "
                         "(nextpnr's default 10)")
-    b.add_argument("--timing-ripup", action="store_true",
-                   help="router2 also reroutes connections that fail timing (nextpnr's experimental "
-                        "--tmg-ripup; needs --router router2)")
     b.add_argument("-o", "--output", help="output directory (default build/fpga/<board>_<rows>x<cols>_<sparsity>_a<alpha>"
                                           "[_tq<W>x<D>][_<MHZ>mhz])")
     b.add_argument("--program", action="store_true",
@@ -315,7 +312,7 @@ def cmd_build(args):
     programmer = find_programmer(board) if args.program else None   # before minutes of building
     out = args.output or _default_output(args, config)
     result = build(board, config, out, baud=args.baud, dsp=args.dsp, booth=args.booth, seed=args.seed,
-                   router=args.router, placer=args.placer, timing_weight=args.timing_weight, timing_ripup=args.timing_ripup, clock_mhz=args.clock_mhz, program=program_,
+                   router=args.router, placer=args.placer, timing_weight=args.timing_weight, clock_mhz=args.clock_mhz, program=program_,
                    progress=lambda line: print(f"{PROG} build: {line}", file=sys.stderr))
     for line in format_summary(result.summary):
         print(line)

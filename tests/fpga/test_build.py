@@ -60,7 +60,7 @@ def orangecrab(tmp_path_factory):
     # nextpnr's other router (the one the fit benchmark uses for the big ECP5 builds) and a placer
     # timing weight of its own.
     return build(tmp_path_factory, "orangecrab-25f", "--rows", "2", "--alpha", "2", "--dsp", "off",
-                 "--router", "router2", "--timing-weight", "25", "--timing-ripup", "--clock-mhz", "board")
+                 "--router", "router2", "--timing-weight", "25", "--clock-mhz", "board")
 
 
 def check_common(out, stdout, summary, bitstream, clock_mhz):
@@ -199,7 +199,7 @@ def test_ecp5_bitstream_and_report(orangecrab):
     check_common(out, stdout, summary, "top.bit", 48.0)
     check_board(out, summary)
     assert summary["device"] == "LFE5U-25F" and summary["router"] == "router2" and summary["placer"] == "heap"
-    assert summary["timing_weight"] == 25 and summary["timing_ripup"] is True
+    assert summary["timing_weight"] == 25
     assert summary["multipliers"] == "booth" and summary["resources"]["dsp"] == {"used": 0, "available": 28}
     assert "multipliers: Booth LUTs" in stdout
     assert summary["weight_stage"] == "register" and "weights shift through a stage register per cell" in stdout
@@ -318,7 +318,6 @@ def test_design_that_does_not_fit_leaves_nothing(tmp_path):
     (["--board", "ulx3s-85f", "--timing-weight", "-1"], "--timing-weight: wants a whole number of at least 0"),
     (["--board", "ulx3s-85f", "--placer", "static", "--timing-weight", "20"],
      "a placer timing weight needs the heap placer, not static"),
-    (["--board", "ulx3s-85f", "--timing-ripup"], "timing-driven ripup needs --router router2, not router1"),
     (["--board", "icebreaker", "--dsp", "some"], "--dsp wants auto, on, off or a number of cells, not 'some'"),
     (["--board", "icebreaker", "--rows", "3", "--dsp", "9"], "--dsp 9: the iCE40UP5K has 8 DSP blocks"),
     (["--board", "icebreaker", "--clock-mhz", "300"],
