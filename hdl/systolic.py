@@ -399,29 +399,16 @@ class SystolicArray(wiring.Component):
         else:
             m.d.comb += issue_bank_ahead.eq(compute_bank_next)
         # A vector stops reading its bank after column cols - 1's select stage (token stage cols - 1).
-        # Whether a counter will be zero (or below its limit) is decided from comparisons of its
-        # register with constants, not from its next value: the handshakes then pass through two
-        # LUT levels on their way back to the ready registers instead of an adder and a compare
-        # (on the ULX3S 16x16 that loop, weights_ready -> handshake -> users adder -> compare ->
-        # weights_ready, was a critical path at 92 MHz).
         idle_next = Signal(banks)
         for b in range(banks):
             issued = issue & (issue_bank == b)
             done = valid[cols - 1] & (tokens[cols - 1].bank == b)
-            m.d.comb += [users_next[b].eq(users[b] + issued - done),
-                         idle_next[b].eq(~issued & ((users[b] == 0) | ((users[b] == 1) & done)))]
+            m.d.comb += [users_next[b].eq(users[b] + issued - done), idle_next[b].eq(users_next[b] == 0)]
         # Credits: an emitting vector holds one from its acceptance until its result leaves the FIFO.
-        taken, released = accept & act.emit, self.results.valid & self.results.ready
-        limit = cfg.result_buffer
-        room_next = Signal()                    # reserved_next < limit
-        m.d.comb += [
-            reserved_next.eq(reserved + taken - released),
-            room_next.eq((reserved < limit - 1) | ((reserved == limit - 1) & ~(taken & ~released))
-                         | ((reserved == limit) & released & ~taken)),
-        ]
+        m.d.comb += reserved_next.eq(reserved + (accept & act.emit) - (self.results.valid & self.results.ready))
         m.d.sync += [
             weights_ready.eq(~full_next.bit_select(load_bank_next, 1) & idle_next.bit_select(load_bank_next, 1)),
-            activations_ready.eq(full_next.bit_select(compute_bank_next, 1) & room_next
+            activations_ready.eq(full_next.bit_select(compute_bank_next, 1) & (reserved_next < cfg.result_buffer)
                                  & ~(issue & ~next_is_last if mac.serial else 0)),
         ]
         stored = Signal()
