@@ -62,6 +62,7 @@ from amaranth.lib.wiring import In, Out
 from .linkbuffers import FrameBuffer, power_of_two
 from .linkframes import CMD_WEIGHTS, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
 from .replicas import replica
+from .streamhop import StreamHop
 from .systolic import SystolicArray
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from spec.checks import positive_int
@@ -99,6 +100,8 @@ def beat_bytes(width):
 
 # Byte lanes of the command decoder's beat that one copy of the arriving byte drives.
 LANES_PER_COPY = 8
+# Registers between the byte stream and each copy.
+BYTE_HOPS = 2
 
 
 class CommandDecoder(wiring.Component):
@@ -126,8 +129,8 @@ class CommandDecoder(wiring.Component):
         n_weight, n_act = beat_bytes(self.weight_width), beat_bytes(self.activation_width)
         lanes = max(n_weight, n_act)
         # A beat of n bytes is assembled in the top n byte lanes, byte i in lane lanes - n + i
-        # (so the last byte of every beat goes to the top lane). Each byte is written a clock after
-        # it arrives, from registers: no decision of the state machine reaches every bit of a wide
+        # (so the last byte of every beat goes to the top lane). Each byte is written BYTE_HOPS
+        # clocks after it arrives, from registers: no decision of the state machine reaches every bit of a wide
         # beat (the ULX3S 16x16's critical path was the shift of the whole beat). The byte
         # stream's ready and whether a byte is payload are registers (the ULX3S 16x16's critical
         # path ran from the state through the ready and a binary lane compare, 10.7 ns). The lanes
@@ -151,12 +154,18 @@ class CommandDecoder(wiring.Component):
             self.weights.payload.eq(beat[8 * (lanes - n_weight):]),
             self.activations.payload.eq(beat[8 * (lanes - n_act):]),
         ]
+        # Each copy is BYTE_HOPS registers from the byte stream, a chain of its own, so that the
+        # placer can put a register halfway along the way to lanes far from the decoder (the
+        # ULX3S 16x16's critical path was the decoder's lane number -> a copy, 12.5 ns of
+        # routing and no logic).
         for first in range(0, lanes, LANES_PER_COPY):
             copy = first // LANES_PER_COPY
-            arrived = replica(8, f"byte_arrived_{copy}")
-            arrived_lane = replica(range(lanes), f"lane_arrived_{copy}")
-            payload_arrived = replica(1, f"payload_arrived_{copy}", init=0)
-            m.d.sync += [arrived.eq(byte), arrived_lane.eq(lane), payload_arrived.eq(self.bytes.valid & in_payload)]
+            arrived, arrived_lane, payload_arrived = byte, lane, self.bytes.valid & in_payload
+            for hop in range(BYTE_HOPS):
+                later = (replica(8, f"byte_hop{hop}_{copy}"), replica(range(lanes), f"lane_hop{hop}_{copy}"),
+                         replica(1, f"payload_hop{hop}_{copy}", init=0))
+                m.d.sync += [later[0].eq(arrived), later[1].eq(arrived_lane), later[2].eq(payload_arrived)]
+                arrived, arrived_lane, payload_arrived = later
             for k in range(first, min(first + LANES_PER_COPY, lanes)):
                 with m.If(payload_arrived & (arrived_lane == k)):
                     m.d.sync += beat[8 * k:8 * (k + 1)].eq(arrived)
@@ -176,8 +185,12 @@ class CommandDecoder(wiring.Component):
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(lane == lanes - 1):
                         m.d.sync += [ready.eq(0), in_payload.eq(0)]
-                        m.next = "settle"
-            with m.State("settle"):         # the last byte is written into its lane
+                        m.next = "settle_0"
+            # The last byte is on its way to its lane (BYTE_HOPS registers, then the lane's).
+            for hop in range(BYTE_HOPS - 1):
+                with m.State(f"settle_{hop}"):
+                    m.next = f"settle_{hop + 1}"
+            with m.State(f"settle_{BYTE_HOPS - 1}"):
                 # The valid bits are registers (the array's handshake starts at registers).
                 m.d.sync += [self.weights.valid.eq(is_weights), self.activations.valid.eq(~is_weights)]
                 m.next = "deliver"
@@ -360,11 +373,19 @@ class HostLink(wiring.Component):
             encoder.read_data.eq(result_byte),
         ]
         wiring.connect(m, frame_buffer.r_stream, decoder.bytes)
-        for source, sink in ((decoder.weights, array.weights), (decoder.activations, array.activations)):
+        # The decoder's beats reach the array through hops (hdl/streamhop.py): no valid or ready
+        # crosses the distance between them in series with logic. The decoder holds a beat's bytes
+        # until the array has it.
+        for name in ("weights", "activations"):
+            hop = resettable(f"{name}_hop", StreamHop(widths[name]))
+            source, sink = getattr(decoder, name), getattr(array, name)
             m.d.comb += [
-                Value.cast(sink.payload).eq(Value.cast(source.payload)),
-                sink.valid.eq(source.valid),
-                source.ready.eq(sink.ready),
+                hop.sink.payload.eq(source.payload),
+                hop.sink.valid.eq(source.valid),
+                source.ready.eq(hop.sink.ready),
+                Value.cast(sink.payload).eq(hop.source.payload),
+                sink.valid.eq(hop.source.valid),
+                hop.source.ready.eq(sink.ready),
             ]
         wiring.connect(m, encoder.bytes, transmitter.data)
         m.d.comb += self.tx.eq(transmitter.tx)
