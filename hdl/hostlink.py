@@ -62,7 +62,7 @@ from amaranth.lib.wiring import In, Out
 from .linkbuffers import FrameBuffer, power_of_two
 from .linkframes import CMD_WEIGHTS, CRC_BYTES, PROTOCOL_VERSION, REPLY_HEADER_BYTES, FrameReceiver, ReplyEncoder
 from .replicas import replica
-from .streamhop import StreamHop
+from .streamhop import StreamHop, hops_for
 from .systolic import SystolicArray
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 from spec.checks import positive_int
@@ -100,7 +100,8 @@ def beat_bytes(width):
 
 # Byte lanes of the command decoder's beat that one copy of the arriving byte drives.
 LANES_PER_COPY = 8
-# Registers between the byte stream and each copy.
+# Registers between the byte stream and each copy, where the link's blocks are far apart
+# (hdl/streamhop.py hops_for).
 BYTE_HOPS = 2
 
 
@@ -113,11 +114,14 @@ class CommandDecoder(wiring.Component):
     bytes       : In(stream.Signature(8))
     weights     : Out(stream.Signature(weight_width))      flat beats, manifest packing
     activations : Out(stream.Signature(activation_width))
+
+    `byte_hops`: registers between the byte stream and each lane's copy of the byte.
     """
 
-    def __init__(self, *, weight_width, activation_width):
+    def __init__(self, *, weight_width, activation_width, byte_hops=1):
         self.weight_width = positive_int("weight_width", weight_width)
         self.activation_width = positive_int("activation_width", activation_width)
+        self.byte_hops = positive_int("byte_hops", byte_hops)
         super().__init__({
             "bytes": In(stream.Signature(8)),
             "weights": Out(stream.Signature(self.weight_width)),
@@ -129,7 +133,7 @@ class CommandDecoder(wiring.Component):
         n_weight, n_act = beat_bytes(self.weight_width), beat_bytes(self.activation_width)
         lanes = max(n_weight, n_act)
         # A beat of n bytes is assembled in the top n byte lanes, byte i in lane lanes - n + i
-        # (so the last byte of every beat goes to the top lane). Each byte is written BYTE_HOPS
+        # (so the last byte of every beat goes to the top lane). Each byte is written `byte_hops`
         # clocks after it arrives, from registers: no decision of the state machine reaches every bit of a wide
         # beat (the ULX3S 16x16's critical path was the shift of the whole beat). The byte
         # stream's ready and whether a byte is payload are registers (the ULX3S 16x16's critical
@@ -154,22 +158,24 @@ class CommandDecoder(wiring.Component):
             self.weights.payload.eq(beat[8 * (lanes - n_weight):]),
             self.activations.payload.eq(beat[8 * (lanes - n_act):]),
         ]
-        # Each copy is BYTE_HOPS registers from the byte stream, a chain of its own, so that the
-        # placer can put a register halfway along the way to lanes far from the decoder (the
-        # ULX3S 16x16's critical path was the decoder's lane number -> a copy, 12.5 ns of
-        # routing and no logic).
+        # With two byte hops each copy is two registers from the byte stream, a chain of its own,
+        # so that the placer can put a register halfway to lanes far from the decoder (a ULX3S
+        # 16x16's critical path was the decoder's lane number -> a copy, 12.5 ns of routing and
+        # no logic).
         for first in range(0, lanes, LANES_PER_COPY):
             copy = first // LANES_PER_COPY
             arrived, arrived_lane, payload_arrived = byte, lane, self.bytes.valid & in_payload
-            for hop in range(BYTE_HOPS):
-                later = (replica(8, f"byte_hop{hop}_{copy}"), replica(range(lanes), f"lane_hop{hop}_{copy}"),
-                         replica(1, f"payload_hop{hop}_{copy}", init=0))
+            for hop in range(self.byte_hops):
+                where = f"hop{hop}" if self.byte_hops > 1 else "arrived"
+                later = (replica(8, f"byte_{where}_{copy}"), replica(range(lanes), f"lane_{where}_{copy}"),
+                         replica(1, f"payload_{where}_{copy}", init=0))
                 m.d.sync += [later[0].eq(arrived), later[1].eq(arrived_lane), later[2].eq(payload_arrived)]
                 arrived, arrived_lane, payload_arrived = later
             for k in range(first, min(first + LANES_PER_COPY, lanes)):
                 with m.If(payload_arrived & (arrived_lane == k)):
                     m.d.sync += beat[8 * k:8 * (k + 1)].eq(arrived)
 
+        settle = [f"settle_{hop}" for hop in range(self.byte_hops)] if self.byte_hops > 1 else ["settle"]
         with m.FSM():
             with m.State("command"):
                 with m.If(take):
@@ -185,12 +191,12 @@ class CommandDecoder(wiring.Component):
                     m.d.sync += lane.eq(lane + 1)
                     with m.If(lane == lanes - 1):
                         m.d.sync += [ready.eq(0), in_payload.eq(0)]
-                        m.next = "settle_0"
-            # The last byte is on its way to its lane (BYTE_HOPS registers, then the lane's).
-            for hop in range(BYTE_HOPS - 1):
-                with m.State(f"settle_{hop}"):
-                    m.next = f"settle_{hop + 1}"
-            with m.State(f"settle_{BYTE_HOPS - 1}"):
+                        m.next = settle[0]
+            # The last byte is on its way to its lane (`byte_hops` registers, then the lane's).
+            for state, after in zip(settle, settle[1:]):
+                with m.State(state):
+                    m.next = after
+            with m.State(settle[-1]):
                 # The valid bits are registers (the array's handshake starts at registers).
                 m.d.sync += [self.weights.valid.eq(is_weights), self.activations.valid.eq(~is_weights)]
                 m.next = "deliver"
@@ -274,13 +280,16 @@ class HostLink(wiring.Component):
     """
 
     def __init__(self, config, *, divisor, rx_buffer=None, frame_timeout=64, dsp_cells=0, core=None,
-                 descriptor=None, credits=None):
+                 descriptor=None, credits=None, hops=None):
         """`core`: the component behind the link, with `weights` and `activations` input streams
         and a `results` output stream (default: the systolic array of `config`, its first
         `dsp_cells` cells in DSP blocks). With another core, `descriptor(max_weight_beats,
         max_act_beats, frame_timeout)` gives the 'D' reply's bytes and `credits` the results a
-        host may leave unread (hdl/accel/link.py: the model accelerator)."""
+        host may leave unread (hdl/accel/link.py: the model accelerator). `hops`: whether the
+        decoder's beats cross to the core through stream hops (None: as the platform's family
+        wants, hdl/streamhop.py hops_for)."""
         self.config = config
+        self.hops = hops
         self.core = core if core is not None else SystolicArray(config, dsp_cells=dsp_cells)
         self.divisor = check_divisor(divisor)
         self.widths = {name: len(Value.cast(getattr(self.core, name).payload))
@@ -333,8 +342,10 @@ class HostLink(wiring.Component):
             max_weight_beats=self.max_weight_beats, max_activation_beats=self.max_act_beats,
             timeout_clocks=self.frame_timeout * 10 * self.divisor))
         frame_buffer = resettable("frame_buffer", FrameBuffer(depth=self.rx_buffer))
+        hops = self.hops if self.hops is not None else hops_for(platform)
         decoder = resettable("decoder", CommandDecoder(weight_width=widths["weights"],
-                                                       activation_width=widths["activations"]))
+                                                       activation_width=widths["activations"],
+                                                       byte_hops=BYTE_HOPS if hops else 1))
         resettable("array", array)
         result_bytes = beat_bytes(widths["results"])
         encoder = resettable("encoder", ReplyEncoder(result_bytes=result_bytes, descriptor=self.descriptor,
@@ -373,19 +384,20 @@ class HostLink(wiring.Component):
             encoder.read_data.eq(result_byte),
         ]
         wiring.connect(m, frame_buffer.r_stream, decoder.bytes)
-        # The decoder's beats reach the array through hops (hdl/streamhop.py): no valid or ready
-        # crosses the distance between them in series with logic. The decoder holds a beat's bytes
-        # until the array has it.
+        # The decoder's beats reach the array through hops (hdl/streamhop.py), where they are on:
+        # no valid or ready crosses the distance between them in series with logic. The decoder
+        # holds a beat's bytes until the array has it.
         for name in ("weights", "activations"):
-            hop = resettable(f"{name}_hop", StreamHop(widths[name]))
             source, sink = getattr(decoder, name), getattr(array, name)
+            if hops:
+                hop = resettable(f"{name}_hop", StreamHop(widths[name]))
+                m.d.comb += [hop.sink.payload.eq(source.payload), hop.sink.valid.eq(source.valid),
+                             source.ready.eq(hop.sink.ready)]
+                source = hop.source
             m.d.comb += [
-                hop.sink.payload.eq(source.payload),
-                hop.sink.valid.eq(source.valid),
-                source.ready.eq(hop.sink.ready),
-                Value.cast(sink.payload).eq(hop.source.payload),
-                sink.valid.eq(hop.source.valid),
-                hop.source.ready.eq(sink.ready),
+                Value.cast(sink.payload).eq(Value.cast(source.payload)),
+                sink.valid.eq(source.valid),
+                source.ready.eq(sink.ready),
             ]
         wiring.connect(m, encoder.bytes, transmitter.data)
         m.d.comb += self.tx.eq(transmitter.tx)

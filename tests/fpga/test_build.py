@@ -268,16 +268,19 @@ def test_which_cells_get_dsps():
     assert multiplier_summary(config, 12, True) == "dsp" and multiplier_summary(config, 0, False) == "lut"
 
 
-@pytest.mark.parametrize("name,stage", [("icebreaker", "bank"), ("ulx3s-85f", "register"),
-                                        ("orangecrab-25f", "register")])
-def test_each_family_shifts_weights_through_its_stage(tmp_path, name, stage):
+@pytest.mark.parametrize("name,stage,hops", [("icebreaker", "bank", False), ("ulx3s-85f", "register", True),
+                                             ("orangecrab-25f", "register", True)])
+def test_each_family_gets_its_weight_stage_and_link_hops(tmp_path, name, stage, hops):
     """A board build's cells shift their weights up the column through the bank being loaded on
     the iCE40 (a flip-flop per weight bit fewer) and through a stage register on the ECP5, where
-    the banks stay beside their datapath (hdl/cell.py weight_stage_for)."""
+    the banks stay beside their datapath (hdl/cell.py weight_stage_for); the host link's beats
+    cross to the array through stream hops, and its bytes to their lanes through two registers,
+    on the ECP5 only (hdl/streamhop.py hops_for)."""
     from fpga.top import BoardTop
     from hdl.cell import weight_stage_for
+    from hdl.streamhop import hops_for
     platform = get_board(name).make_platform()
-    assert weight_stage_for(platform) == stage
+    assert weight_stage_for(platform) == stage and hops_for(platform) == hops
     top = BoardTop(ArrayConfig(rows=2, cols=2, alpha=2), clk_frequency=platform.default_clk_frequency, baud=115200)
     platform.build(top, name="top", do_build=False).extract(tmp_path)
     design = (tmp_path / "top.il").read_text()
@@ -285,6 +288,10 @@ def test_each_family_shifts_weights_through_its_stage(tmp_path, name, stage):
     stages = re.findall(r"^  wire .*\\stage_(?:weight|select)$", design, re.M)
     assert len(cells) == 4
     assert len(stages) == (8 if stage == "register" else 0)
+    hop_modules = re.findall(r"^module \\top\.link\.(?:weights|activations)_hop$", design, re.M)
+    byte_hops = re.findall(r"^  wire .*\\byte_hop\d_\d+$", design, re.M)
+    assert len(hop_modules) == (2 if hops else 0)
+    assert (len(byte_hops) > 0) == hops
 
 
 @pytest.mark.slow

@@ -168,14 +168,15 @@ def test_frame_buffer_reads_a_byte_per_clock():
     assert [c for c, _ in arrivals] == list(range(len(data))), "a clock without a byte"
 
 
+@pytest.mark.parametrize("byte_hops", [1, 2])
 @pytest.mark.parametrize("stall", [0.0, 0.5])
 @pytest.mark.parametrize("weight_width,act_width", [
     (20, 51),           # 3 and 7 bytes, with padding in the top byte: the lanes of one copy
     (20, 150),          # 19 bytes: the lanes of three copies (LANES_PER_COPY)
     (8, 5),             # one byte each: one lane
 ])
-def test_decoder_splits_frames_into_beats(stall, weight_width, act_width):
-    dut = CommandDecoder(weight_width=weight_width, activation_width=act_width)
+def test_decoder_splits_frames_into_beats(stall, weight_width, act_width, byte_hops):
+    dut = CommandDecoder(weight_width=weight_width, activation_width=act_width, byte_hops=byte_hops)
     rng = random.Random(4)
     weights = [rng.getrandbits(weight_width) for _ in range(9)]
     acts = [rng.getrandbits(act_width) for _ in range(7)]
@@ -280,10 +281,10 @@ def test_encoder_frames_every_reply(stall, read_latency):
 class LinkBench:
     """The whole link behind its pins: a host that sends bytes and collects reply frames."""
 
-    def __init__(self, config, *, divisor=4, rx_buffer=64, frame_timeout=4):
+    def __init__(self, config, *, divisor=4, rx_buffer=64, frame_timeout=4, hops=None):
         self.config = config
         self.divisor = divisor
-        self.dut = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout)
+        self.dut = HostLink(config, divisor=divisor, rx_buffer=rx_buffer, frame_timeout=frame_timeout, hops=hops)
         self.n_w = (config.weight_beat_width + 7) // 8
         self.n_a = (config.activation_beat_width + 7) // 8
         self.n_r = (config.result_beat_width + 7) // 8
@@ -328,11 +329,14 @@ def layer_session(config, seed):
     return layer, x, schedule_layer(config, layer, x)
 
 
-def test_hostlink_runs_a_layer_through_its_pins():
+# With the decoder's beats crossing to the array through stream hops (hdl/streamhop.py; with no
+# platform, as here, the default) and without (the iCE40's link).
+@pytest.mark.parametrize("hops", [True, False], ids=["hops", "direct"])
+def test_hostlink_runs_a_layer_through_its_pins(hops):
     """Frames in on rx, a multi-tile layer on the array, acknowledgements and results out on tx;
     then a frame cut off by a break leaves no trace."""
     config = ArrayConfig(rows=2, cols=2, alpha=2, max_batch=4)
-    bench = LinkBench(config)
+    bench = LinkBench(config, hops=hops)
     dut = bench.dut
     layer, x, schedule = layer_session(config, 3)
     expected = ArrayModel(config).run(schedule)
