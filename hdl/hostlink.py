@@ -134,8 +134,8 @@ class CommandDecoder(wiring.Component):
         lanes = max(n_weight, n_act)
         # A beat of n bytes is assembled in the top n byte lanes, byte i in lane lanes - n + i
         # (so the last byte of every beat goes to the top lane). Each byte is written `byte_hops`
-        # clocks after it arrives, from registers: no decision of the state machine reaches every bit of a wide
-        # beat (the ULX3S 16x16's critical path was the shift of the whole beat). The byte
+        # clocks after it arrives, from registers: no decision of the state machine reaches every
+        # bit of a wide beat (the ULX3S 16x16's critical path was the shift of the whole beat). The byte
         # stream's ready and whether a byte is payload are registers (the ULX3S 16x16's critical
         # path ran from the state through the ready and a binary lane compare, 10.7 ns). The lanes
         # of a wide beat spread over the array's columns: the byte, whether it is payload and its

@@ -2,7 +2,7 @@
 
 The host link's decoder and the array it feeds sit where the placer puts them, on the ULX3S up to
 the width of the device apart; a valid or ready bit that crosses in series with the logic at
-either end does not fit a 10 ns clock (the 16x16 array's critical path was the decoder's
+either end does not fit a 10 ns clock (a 16x16 array build's critical path was the decoder's
 `weights.valid` -> the array's bank logic -> its `weights_ready`, 13.2 ns, 87% routing). Here each
 crossing is one register to one register, with no logic: the source's beat is announced by
 flipping a toggle, which a register beside the sink copies; the sink's taking it flips another,
@@ -22,7 +22,7 @@ def hops_for(platform):
     through two registers) on `platform`: not on the iCE40, whose devices are small enough that no
     crossing is long, and where every hop register takes a logic cell of its own (with them the
     iCEBreaker 4x4 filled 94.5% of its logic cells instead of 93.3% and missed 40 MHz with one seed
-    of four); elsewhere, and with no platform (gen and simulation), yes."""
+    of five); elsewhere, and with no platform (gen and simulation), yes."""
     return str(getattr(platform, "family", "")).lower() != "ice40"
 
 
