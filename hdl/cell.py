@@ -13,6 +13,7 @@ from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 
 from .booth import BoothMultiply
 from .dsp import dsp_family, dsp_product, fits_dsp
+from .platforms import family_of
 
 
 # How a column's weights shift to their cells (banked_weight): "register", through a stage register
@@ -26,7 +27,7 @@ WEIGHT_STAGES = ("register", "bank")
 def weight_stage_for(platform):
     """The weight stage for `platform`: "bank" on the iCE40, "register" elsewhere (no platform, as
     for gen and simulation, too)."""
-    return "bank" if str(getattr(platform, "family", "")).lower() == "ice40" else "register"
+    return "bank" if family_of(platform) == "ice40" else "register"
 
 
 def shift_words(weight_stage, banks):

@@ -20,6 +20,8 @@ instance against a behavioural model of the registers it uses (tests/fpga/mult18
 
 from amaranth.hdl import ClockSignal, Const, Instance, Signal, signed
 
+from .platforms import family_of
+
 MULT_WIDTH = 18     # the MULT18X18D's operands, two's complement with SIGNEDA = SIGNEDB = 1
 PRODUCT_WIDTH = 36
 
@@ -27,7 +29,7 @@ PRODUCT_WIDTH = 36
 def dsp_family(platform):
     """The family whose DSP block registers `dsp_product` can use for `platform` ("ecp5"), or None
     (no platform, as for gen and simulation, or another family)."""
-    return "ecp5" if getattr(platform, "family", None) == "ecp5" else None
+    return "ecp5" if family_of(platform) == "ecp5" else None
 
 
 def fits_dsp(*values):

@@ -14,6 +14,7 @@ from amaranth.hdl import Module, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .platforms import family_of
 from spec.checks import positive_int
 
 
@@ -23,7 +24,7 @@ def hops_for(platform):
     crossing is long, and where every hop register takes a logic cell of its own (with them the
     iCEBreaker 4x4 filled 94.5% of its logic cells instead of 93.3% and missed 40 MHz with one seed
     of five); elsewhere, and with no platform (gen and simulation), yes."""
-    return str(getattr(platform, "family", "")).lower() != "ice40"
+    return family_of(platform) != "ice40"
 
 
 class StreamHop(wiring.Component):
