@@ -490,8 +490,9 @@ def measured_sweeps(results):
 
 
 def docs_rows(results_path, max_rows=64, rectangles=1.05):
-    """The fit table for every board: every sweep the results hold, int8 first; a board without
-    any gets the rows of int8 with --dsp auto on its own clock at every alpha, "not measured"."""
+    """The fit table for every board: every sweep the results hold, int8 first, an int8 sweep with
+    --dsp auto at every alpha (those it lacks "not measured"); a board without any gets the rows of
+    int8 with --dsp auto on its own clock at every alpha, "not measured"."""
     sweeps = measured_sweeps(Sweep(results_path, "", 0, allow_build=False).results)
     lines = []
     for board in BOARD_NAMES:
@@ -499,7 +500,10 @@ def docs_rows(results_path, max_rows=64, rectangles=1.05):
         for (b, mac, dsp, clock), alphas in sweeps.items():
             if b == board:
                 kinds.setdefault((mac, dsp, clock), set()).update(alphas)
-        kinds = kinds or {("int", "auto", None): set(DOCS_ALPHAS)}
+        kinds = kinds or {("int", "auto", None): set()}
+        for (mac, dsp, _), alphas in kinds.items():
+            if (mac, dsp) == ("int", "auto"):
+                alphas.update(DOCS_ALPHAS)
         order = lambda kind: (kind[0] != "int", str(kind[1]) != "auto", kind[2] is not None, str(kind))  # noqa: E731
         for mac, dsp, clock in sorted(kinds, key=order):
             sweep = Sweep(results_path, "", 0, allow_build=False, dsp=dsp, clock_mhz=clock)

@@ -288,3 +288,16 @@ def test_column_combining_array_against_the_dense_int8_array_per_lut(tmp_path, s
     ratio = per_lut(n_comb, 4) / per_lut(n_dense, 1)
     assert comb_row[10] == f"{ratio:.2f}x"
     assert ratio > 1.5     # a 4-way cell costs 180 LUT4 here against 120 for a dense one
+
+
+def test_the_docs_table_names_every_alpha_an_int8_sweep_lacks(tmp_path, simulated):
+    """An int8 sweep of one alpha lists the other alphas at its clock as "not measured" on the
+    docs page, so a reader sees what was not swept rather than no row."""
+    results = str(tmp_path / "results.json")
+    assert fpga_fit.main(["--boards", BOARD, "--alphas", "2", "--rectangles", "0", "--clock-mhz", "60",
+                          "--results", results, "--work-dir", str(tmp_path / "work")]) == 0
+    rows = [line for line in fpga_fit.docs_rows(results) if line.startswith(f"| {BOARD}")]
+    assert len(rows) == len(fpga_fit.DOCS_ALPHAS)
+    missing = [alpha for alpha in fpga_fit.DOCS_ALPHAS if f"not measured ({BOARD}/1x1/a{alpha}/60mhz missing)"
+               in "".join(rows)]
+    assert missing == [alpha for alpha in fpga_fit.DOCS_ALPHAS if alpha != 2]
