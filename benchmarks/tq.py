@@ -254,6 +254,7 @@ def synthesize_cell(design, family, work_dir):
     {"luts": LUT4 of the cell module, "ffs": its flip-flops, "fmax": MHz nextpnr achieved}."""
     from amaranth.back import verilog
     from fpga import toolchain
+    from fpga.build import BIT_LIKE_NAMES
     os.makedirs(work_dir, exist_ok=True)
     text = verilog.convert(design, name="top", ports=[design.din, design.dout], emit_src=False)
     with open(os.path.join(work_dir, "top.v"), "w") as f:
@@ -262,7 +263,11 @@ def synthesize_cell(design, family, work_dir):
     synth = "synth_ice40" if family == "ice40" else "synth_ecp5 -nodsp"
     # `booth`, as fpga/build.py runs it; the cells' LUT multipliers are already Booth trees
     # (hdl/booth.py), so it finds no $mul in them.
-    script = (f"read_verilog top.v; hierarchy -top top; proc; booth; {synth} -noflatten -top top; "
+    # Private names for the wires named like a bit of another (`x[3]`), as fpga/build.py gives them
+    # when ABC9 crashes: Yosys 0.70's ABC9 crashes on the
+    # one-cell netlists without them (the term-serial cell's, for one).
+    script = (f"read_verilog top.v; hierarchy -top top; rename -hide {BIT_LIKE_NAMES}; proc; booth; "
+              f"{synth} -noflatten -top top; "
               f"tee -q -o stat.json stat -json; flatten; write_json top.json")
     subprocess.run([env["YOSYS"], "-q", "-p", script], cwd=work_dir, env=env, check=True, capture_output=True)
     nextpnr = env["NEXTPNR_ICE40" if family == "ice40" else "NEXTPNR_ECP5"]

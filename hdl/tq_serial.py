@@ -4,28 +4,30 @@ term pair per clock into the partial sum running along its row.
 Each clock the array's edge presents one data term of every activation (hdl/systolic.py: a vector
 stays weight_terms x data_terms clocks, one per term pair) and tells each column which of its
 weights' terms to use (`term`). The cell picks its activation's term (select) and its weight's
-term (bank, term), adds their exponents, and adds +-2**(e_w + e_x) to psum_in: a one-hot whose
-negation is its complement plus a carry-in of the partial-sum adder. No multiplier, no shifter.
+term (bank, term), adds their exponents, and adds +-2**(e_w + e_x) to psum_in: a one-hot when
+positive, a thermometer (every bit from the exponent up) when negative, decoded a stage ahead so
+that one LUT per bit makes it. No multiplier, no shifter.
 """
 
 import operator
 
-from amaranth.hdl import Cat, Const, Module, Signal, signed
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 
 from .cell import banked_weight, shift_words, weight_load_members
-from .tq import sum_with_carries
 
-PAIR_STAGES = 1     # the pair's exponent, sign and validity, registered (spec: TermSerialMac.product_stages)
+PAIR_STAGES = 1     # the pair, decoded, registered (spec: TermSerialMac.product_stages)
+LOW_BITS = 2        # the exponent bits a stage-3 addend bit decodes itself (with X, E: a LUT4's inputs)
+LOW_SPAN = 1 << LOW_BITS
 
 
 class TermSerialCell(wiring.Component):
     """Register stages, none reset and none with an enable (the array never stalls):
       select   the data term activations[select[bank]] and the weight term weight[bank][term];
-      pair     their exponent sum, sign (XOR) and validity (AND);
+      pair     their exponent sum, sign (XOR) and validity (AND), decoded for stage 3;
       psum     psum_in + (+-2**exponent or 0).
     A term presented at clock t reaches psum_out at t + `latency`; psum_in must come one clock
     earlier. Weights load as in hdl/cell.py (`load`, `load_bank`, `load_weight`, `load_select`,
@@ -87,26 +89,50 @@ class TermSerialCell(wiring.Component):
         m.d.sync += data_term.eq(self.activations[0] if select is None else self.activations[select])
         m.d.sync += weight_term.eq(weight[self.term] if self.weight_terms > 1 else weight[0])
 
-        # Stage 2: the pair.
-        exponent = Signal(len(weight_term.exponent) + 1, name="pair_exponent", reset_less=True)
-        negative = Signal(name="pair_negative", reset_less=True)
-        valid = Signal(name="pair_valid", reset_less=True)
-        both = weight_term.valid & data_term.valid
-        m.d.sync += [
+        # Stage 2: the pair, its low exponent bits decoded. +-2**e as a `width`-bit two's complement
+        # value is a one-hot (bit e) or, negative, a thermometer (every bit from e up: -2**e, so the
+        # adder needs no carry-in). With e = 4*high + low, its bit p = 4*j + i is
+        #   (negative & high < j) | (high == j & fine[i]),  fine[i] = negative ? low <= i : low == i,
+        # a function of 4 registered bits for int8 pairs (2 of `high`, `negative`, one of `fine`):
+        # one LUT4 per addend bit in front of the partial-sum adder. An invalid pair clears
+        # `negative` and `fine`, so its addend is 0.
+        exponent = Signal(len(weight_term.exponent) + 1, name="pair_exponent")
+        valid = Signal(name="pair_valid")
+        sign = Signal(name="pair_sign")
+        m.d.comb += [
             exponent.eq(weight_term.exponent + data_term.exponent),
-            negative.eq(both & (weight_term.sign ^ data_term.sign)),
-            valid.eq(both),
+            valid.eq(weight_term.valid & data_term.valid),
+            sign.eq(weight_term.sign ^ data_term.sign),
+        ]
+        high = Signal(max(len(exponent) - LOW_BITS, 0), name="pair_high", reset_less=True)
+        negative = Signal(name="pair_negative", reset_less=True)
+        fine = Signal(LOW_SPAN, name="pair_fine", reset_less=True)
+        low = exponent[:LOW_BITS]
+        # Comparisons whose answer the widths decide are written as constants (Verilator's lint
+        # rejects a comparison that always gives the same answer).
+        m.d.sync += [
+            high.eq(exponent[LOW_BITS:]),
+            negative.eq(valid & sign),
+            fine.eq(Cat(valid & (sign | (low == i)) if i == LOW_SPAN - 1
+                        else valid & Mux(sign, low <= i, low == i) for i in range(LOW_SPAN))),
         ]
 
-        # Stage 3: psum_in + (+-2**exponent): the one-hot (a decoder written bit by bit, see
-        # hdl/tq.py pair_term), complemented when negative, and the +1 as the adder's carry-in.
-        reach = 2 ** len(exponent) - 1
-        one_hot = Cat((exponent == k) & valid if k <= reach else Const(0, 1)
-                      for k in range(min(self.pair_width, self.acc_width)))
+        # Stage 3: psum_in + the pair.
+        width = min(self.pair_width, self.acc_width)
+        top = 2 ** len(high) - 1
+
+        def addend_bit(p):
+            j, i = divmod(p, LOW_SPAN)
+            if j > top:             # beyond every exponent: the thermometer's
+                return negative
+            at = (high == j) & fine[i]
+            return at if j == 0 else (negative & (high < j)) | at
+
         addend = Signal(self.acc_width, name="pair_addend")
-        m.d.comb += addend.eq(one_hot ^ negative.replicate(self.acc_width))
-        total = sum_with_carries(m, [(self.psum_in, None), (addend, negative)], self.acc_width,
-                                 name="psum_next")
+        m.d.comb += addend.eq(Cat(*(addend_bit(p) for p in range(width)),
+                                  negative.replicate(self.acc_width - width)))
+        total = Signal(self.acc_width, name="psum_next")
+        m.d.comb += total.eq(self.psum_in + addend)
         psum = Signal(signed(self.acc_width), name="psum", reset_less=True)
         m.d.sync += psum.eq(total)
         m.d.comb += self.psum_out.eq(psum)

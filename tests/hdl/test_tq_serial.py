@@ -19,7 +19,8 @@ def wrap(value, width):
 
 
 @pytest.mark.parametrize("alpha,weight_terms,data_terms,banks,acc_width,act_signed", [
-    (3, 2, 3, 2, 20, True), (1, 1, 2, 1, 32, False), (8, 3, 1, 2, 18, True)])
+    (3, 2, 3, 2, 20, True), (1, 1, 2, 1, 32, False), (8, 3, 1, 2, 18, True),
+    (2, 2, 2, 2, 13, True)])    # 13: narrower than the largest pair (16 bits), which wraps
 @pytest.mark.parametrize("weight_stage", WEIGHT_STAGES)
 def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, banks, acc_width, act_signed,
                                            weight_stage):
