@@ -20,7 +20,8 @@ from spec.array import ACCUMULATE_STAGES, OPERAND_STAGES
 from .cell import banked_weight, shift_words, weight_load_members
 
 PAIR_STAGES = 1     # the pair, decoded, registered (spec: TermSerialMac.product_stages)
-LOW_BITS = 2        # the exponent bits a stage-3 addend bit decodes itself (with X, E: a LUT4's inputs)
+LOW_BITS = 2        # the exponent's low bits, decoded in stage 2 (`fine`): with the two high bits
+                    # and the sign, an int8 pair's addend bit is a LUT4
 LOW_SPAN = 1 << LOW_BITS
 
 
@@ -125,7 +126,7 @@ class TermSerialCell(wiring.Component):
             j, i = divmod(p, LOW_SPAN)
             if j > top:             # beyond every exponent: the thermometer's
                 return negative
-            at = (high == j) & fine[i]
+            at = (high == j) & fine[i] if len(high) else fine[i]     # (narrow pairs: e = low)
             return at if j == 0 else (negative & (high < j)) | at
 
         addend = Signal(self.acc_width, name="pair_addend")

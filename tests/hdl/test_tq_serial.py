@@ -12,26 +12,31 @@ from amaranth.sim import Simulator
 from hdl.cell import WEIGHT_STAGES, bank_word
 from hdl.macs import MAC_HARDWARE
 from spec import ArrayConfig
+from spec.terms import term_max_exponent
 
 
 def wrap(value, width):
     return (value + (1 << (width - 1))) % (1 << width) - (1 << (width - 1))
 
 
-@pytest.mark.parametrize("alpha,weight_terms,data_terms,banks,acc_width,act_signed", [
-    (3, 2, 3, 2, 20, True), (1, 1, 2, 1, 32, False), (8, 3, 1, 2, 18, True),
-    (2, 2, 2, 2, 13, True)])    # 13: narrower than the largest pair (16 bits), which wraps
+@pytest.mark.parametrize("alpha,weight_terms,data_terms,banks,acc_width,act_signed,width", [
+    (3, 2, 3, 2, 20, True, 8), (1, 1, 2, 1, 32, False, 8), (8, 3, 1, 2, 18, True, 8),
+    (2, 2, 2, 2, 13, True, 8),      # 13: narrower than the largest pair (16 bits), which wraps
+    (2, 1, 1, 2, 9, True, 2), (3, 2, 1, 1, 7, False, 3)])     # pairs of 2 (no high bits) and 3 bits
 @pytest.mark.parametrize("weight_stage", WEIGHT_STAGES)
 def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, banks, acc_width, act_signed,
-                                           weight_stage):
+                                           width, weight_stage):
     config = ArrayConfig(rows=1, cols=1, alpha=alpha, mac="tq-serial", weight_terms=weight_terms,
-                         data_terms=data_terms, double_buffer=banks == 2, act_signed=act_signed)
+                         data_terms=data_terms, double_buffer=banks == 2, act_signed=act_signed,
+                         act_width=width, weight_width=width)
     cell = MAC_HARDWARE["tq-serial"].cell(config, acc_width=acc_width, weight_stage=weight_stage)
     rng = random.Random(alpha * 100 + weight_terms * 10 + data_terms)
+    weight_max = term_max_exponent(width, config.weight_signed)
+    data_max = term_max_exponent(width, act_signed)
 
-    def random_term():
+    def random_term(max_exponent):
         valid = rng.random() < 0.8
-        return (valid, valid and rng.random() < 0.5, rng.randrange(8) if valid else 0)
+        return (valid, valid and rng.random() < 0.5, rng.randint(0, max_exponent) if valid else 0)
 
     def set_term(ctx, port, term):
         valid, negative, exponent = term
@@ -47,7 +52,7 @@ def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, bank
     pairs, psums = {}, {}    # clock -> the pair the inputs of that clock make; the psum_in of that clock
 
     async def testbench(ctx):
-        weights = [[random_term() for _ in range(weight_terms)] for _ in range(banks)]
+        weights = [[random_term(weight_max) for _ in range(weight_terms)] for _ in range(banks)]
         selects = [rng.randrange(alpha) for _ in range(banks)]
         # The cell takes each clock's bank a clock ahead (next_bank): clock 0's during the last load.
         bank_of = [rng.randrange(banks) for _ in range(201)]
@@ -65,7 +70,7 @@ def test_cell_adds_one_term_pair_per_clock(alpha, weight_terms, data_terms, bank
         ctx.set(cell.load, 0)
         checked = 0
         for t in range(200):
-            terms = [random_term() for _ in range(alpha)]
+            terms = [random_term(data_max) for _ in range(alpha)]
             for k, term in enumerate(terms):
                 set_term(ctx, cell.activations[k], term)
             bank, index = bank_of[t], rng.randrange(weight_terms)
