@@ -514,7 +514,10 @@ int8 product is a radix-4 Booth multiplier whose partial sums are two-operand ad
 chains (hdl/booth.py). Every cell has the array's default two product stages (`--multiplier
 pipelined`: the int8 cell's Booth rows, then their sum; the TQ cells' shifted terms, then their
 sum) except *int8 one-stage product* (`--multiplier parallel`) and the term-serial cells (one
-stage: the pair's exponent and sign). "vs int8" is the LUT4 ratio to the int8 cell of the same device and α. Fmax: nextpnr on the cell alone between
+stage: the pair's sign, exponent and decoded low exponent bits). "vs int8" is the LUT4 ratio to
+the int8 cell of the same device and α. Wires named like one bit of another (`x[3]`) get private
+names before synthesis (`rename -hide`, as fpga/build.py does when ABC9 crashes: Yosys 0.70's
+ABC9 crashes on the term-serial cell without them). Fmax: nextpnr on the cell alone between
 registers (iCE40UP5K-SG48, ECP5-85F CABGA381, {TARGET_MHZ} MHz target, seed 1).
 
 - *TQ shift-add W×D*: the `--mac tq` cell: the array's edge truncates each activation to its D
