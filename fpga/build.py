@@ -434,6 +434,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         if problem := fit_problem(board, config):
             raise BuildError(problem, status=2)
     check_output_dir(out_dir, BUILD_SUMMARY)
+    # Read before the design is elaborated: a checkout that moves during an hour of place and
+    # route would otherwise be named as the source of a design it did not make.
+    source = source_revision()
     pll = array_clock(board, clock_mhz)
     platform = board.make_platform()
     env = toolchain.tool_environment(platform.required_tools)
@@ -533,7 +536,7 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
             "lut_mapper": lut_mapper,
             "seconds": round(seconds, 1),
             "tools": toolchain.versions(platform.required_tools),
-            "source": source_revision(),
+            "source": source,
             **report.summarize(board.family, nextpnr_report, yosys_stat,
                                array_clock=ARRAY_CLOCK if pll else None),
             "bitstream": f"{NAME}.{board.bitstream}",

@@ -546,3 +546,20 @@ def test_source_revision_names_the_commit_and_changes_to_the_design_only(tmp_pat
     assert source_revision(str(tmp_path)) == head
     (tmp_path / "hdl" / "cell.py").write_text("a = 2\n")
     assert source_revision(str(tmp_path)) == head + "+changes"
+
+
+def test_source_revision_is_read_before_the_design_is_made(tmp_path, monkeypatch):
+    """A build names the commit its design came from, read before elaborating: a checkout that
+    moves during an hour of place and route must not be named instead (it once was)."""
+    import fpga.build as fpga_build
+    events = []
+    monkeypatch.setattr(fpga_build, "source_revision", lambda: events.append("source") or "abc")
+
+    def tools_fail(command, *, cwd, **kwargs):
+        events.append("tools")
+        return 1
+
+    monkeypatch.setattr(fpga_build, "_run_script", tools_fail)
+    with pytest.raises(BuildError):
+        build_bitstream(get_board("icebreaker"), ArrayConfig(rows=1, cols=1), tmp_path / "out", baud=115200)
+    assert events == ["source", "tools"]
