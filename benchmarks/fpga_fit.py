@@ -54,7 +54,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fpga.boards import BOARD_NAMES, board as get_board  # noqa: E402
-from fpga.build import BuildError, array_clock, build, dsp_cells, parse_dsp  # noqa: E402
+from fpga.build import BuildError, array_clock, build, dsp_cells, parse_dsp, stop_builds_on_terminate  # noqa: E402
 from fpga.cli import dsp_argument, positive_mhz  # noqa: E402
 from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
 from spec import ArrayConfig, ConfigError  # noqa: E402
@@ -786,7 +786,14 @@ def main(argv=None):
             p.error("--rebuild needs building (not --no-build)")
         for k in sweep.forget(boards, alphas, macs):
             print(f"  dropped {k}", file=sys.stderr)
-    print("\n".join(table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)))
+    stop_builds_on_terminate()
+    try:
+        lines = table(sweep, boards, alphas, macs, args.max_rows, args.rectangles)
+    except KeyboardInterrupt:
+        # The build under way stopped its tools and left nothing; the builds before it are kept.
+        print("fpga_fit: interrupted", file=sys.stderr)
+        return 130
+    print("\n".join(lines))
     if args.docs:
         for path in write_docs(args.results, args.docs, args.max_rows, args.rectangles):
             print(f"wrote {path}", file=sys.stderr)

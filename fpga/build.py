@@ -310,6 +310,18 @@ def _run_script(command, *, cwd, env, log_file, timeout=None, give_up=None, poll
         raise
 
 
+def stop_builds_on_terminate():
+    """Make SIGTERM interrupt this process as Ctrl-C does. The tools of a build run in their own
+    process group (so that a time limit can stop all of them), which a signal to this process does
+    not reach: without this, a terminated build (`kill`, a batch scheduler) would leave Yosys or
+    nextpnr running for up to hours, and its staging directory behind."""
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
 def _stop_group(proc):
     try:
         os.killpg(proc.pid, signal.SIGTERM)

@@ -11,7 +11,6 @@
 import argparse
 import json
 import os
-import signal
 import sys
 
 from gen import array as array_flags
@@ -447,23 +446,18 @@ def cmd_run_model(args):
     return 0 if same else EXIT_FAILED
 
 
-def _terminate(signum, frame):
-    raise KeyboardInterrupt
-
-
 COMMANDS = {"build": cmd_build, "program": cmd_program, "verilog": cmd_verilog, "run": cmd_run}
 
 
 def main(argv=None):
     from .boards import UnknownBoardError
-    from .build import BuildError
+    from .build import BuildError, stop_builds_on_terminate
     from .program import ProgramError
     from .toolchain import ToolchainError
     from software.output_set import OutputError
     args = build_parser().parse_args(argv)
     args.argv = list(sys.argv[1:] if argv is None else argv)
-    # A terminated build cleans up its staging directory like an interrupted one.
-    signal.signal(signal.SIGTERM, _terminate)
+    stop_builds_on_terminate()
     try:
         return COMMANDS[args.command](args)
     except (ConfigError, UnknownBoardError, ToolchainError, OutputError) as e:

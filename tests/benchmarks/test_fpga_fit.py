@@ -301,3 +301,55 @@ def test_the_docs_table_names_every_alpha_an_int8_sweep_lacks(tmp_path, simulate
     missing = [alpha for alpha in fpga_fit.DOCS_ALPHAS if f"not measured ({BOARD}/1x1/a{alpha}/60mhz missing)"
                in "".join(rows)]
     assert missing == [alpha for alpha in fpga_fit.DOCS_ALPHAS if alpha != 2]
+
+
+def test_a_terminated_sweep_stops_the_tools_of_its_build(tmp_path):
+    """SIGTERM to a sweep (kill, a batch scheduler) stops the tools of the build under way, which run
+    in their own process group, and the sweep exits with one line; before, the tools ran on for the
+    rest of their hour. The "toolchain" here is a shell that starts a long sleep in the build's
+    process group through fpga.build's own runner."""
+    import signal
+    import subprocess
+    import time
+
+    placer = tmp_path / "placer.pid"
+    script = f"""
+import subprocess, sys
+sys.path.insert(0, {os.path.dirname(fpga_fit.__file__)!r})
+import fpga_fit
+import fpga.build
+
+def build(board, config, out, **kwargs):
+    fpga.build._run_script(["sh", "-c", "sleep 120 & echo $! > {placer}; wait"], cwd={str(tmp_path)!r},
+                           env=None, log_file=subprocess.DEVNULL, poll_seconds=0.2)
+
+fpga_fit.build = build
+sys.exit(fpga_fit.main(["--boards", "{BOARD}", "--alphas", "1", "--results", {str(tmp_path / "r.json")!r},
+                        "--work-dir", {str(tmp_path / "work")!r}]))
+"""
+    sweep = subprocess.Popen([sys.executable, "-c", script], stderr=subprocess.PIPE, text=True,
+                             cwd=os.path.join(os.path.dirname(fpga_fit.__file__), ".."))
+    for _ in range(300):
+        if placer.exists() and placer.read_text().strip():
+            break
+        time.sleep(0.1)
+    else:
+        sweep.kill()
+        pytest.fail(f"the simulated build never started: {sweep.communicate()[1]}")
+    pid = int(placer.read_text())
+    try:
+        sweep.send_signal(signal.SIGTERM)
+        _, stderr = sweep.communicate(timeout=30)
+        assert sweep.returncode == 130
+        assert stderr.strip().splitlines()[-1] == "fpga_fit: interrupted" and "Traceback" not in stderr, stderr
+        for _ in range(50):
+            if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+                break
+            time.sleep(0.1)
+        else:
+            pytest.fail("the terminated sweep's tools are still running")
+    finally:
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)   # whatever a failed run left behind
+        except ProcessLookupError:
+            pass
