@@ -397,6 +397,47 @@ def test_time_limit_stops_the_build_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_a_terminated_build_stops_its_tools_and_leaves_nothing(tmp_path):
+    """SIGTERM to `python -m fpga build` (kill, a batch scheduler) stops Yosys, which runs in a process
+    group of its own that the signal does not reach, removes the staging directory and exits 130 with
+    one line."""
+    import signal
+    out = tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-m", "fpga", "build", "--board", "icebreaker", "-o", str(out)],
+                            stderr=subprocess.PIPE, text=True)
+    tools = []
+    for _ in range(600):             # until Yosys runs in the staging directory
+        staging = [p for p in tmp_path.iterdir() if "partial" in p.name]
+        tools = [pid for pid in os.listdir("/proc") if pid.isdigit() and staging
+                 and _cwd(pid).startswith(str(staging[0]))]
+        if tools or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    try:
+        assert tools, f"no tool ever ran: {proc.communicate()[1]}"
+        proc.send_signal(signal.SIGTERM)
+        _, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 130
+        assert stderr.strip().splitlines()[-1] == "python -m fpga build: error: interrupted", stderr
+        assert "Traceback" not in stderr
+        assert list(tmp_path.iterdir()) == []
+        assert not [pid for pid in tools if os.path.exists(f"/proc/{pid}")
+                    and open(f"/proc/{pid}/stat").read().split()[2] != "Z"], "the build's tools are still running"
+    finally:
+        for pid in tools:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+
+def _cwd(pid):
+    try:
+        return os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return ""
+
+
 def test_over_full_design_is_stopped_once_packed(tmp_path, monkeypatch):
     """nextpnr-ecp5 goes on placing a design with more LUTs than the device for many minutes: the
     build stops the tools as soon as nextpnr's utilisation table says so, with that one line, and
