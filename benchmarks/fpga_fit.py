@@ -54,7 +54,8 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 from fpga.boards import BOARD_NAMES, board as get_board  # noqa: E402
-from fpga.build import BuildError, array_clock, build, dsp_cells, parse_dsp, stop_builds_on_terminate  # noqa: E402
+from fpga.build import (BuildError, ToolsStopped, array_clock, build, dsp_cells, parse_dsp,  # noqa: E402
+                        stop_builds_on_terminate)
 from fpga.cli import dsp_argument, positive_mhz  # noqa: E402
 from fpga.toolchain import NEXTPNR_ROUTERS  # noqa: E402
 from spec import ArrayConfig, ConfigError  # noqa: E402
@@ -176,6 +177,8 @@ class Sweep:
             failing = [f"{f['achieved_mhz']:.1f} < {f['constraint_mhz']:.1f} MHz"
                        for f in summary["fmax"].values() if not f["pass"]]
             reason = None if fit else "timing: " + (", ".join(failing) or "nextpnr did not time the array's clock")
+        except ToolsStopped as e:
+            raise ToolsStopped(f"{k}: {e}; not recorded") from None
         except (BuildError, ConfigError) as e:
             summary, fit, reason = None, False, str(e)
         finally:
@@ -793,6 +796,9 @@ def main(argv=None):
         # The build under way stopped its tools and left nothing; the builds before it are kept.
         print("fpga_fit: interrupted", file=sys.stderr)
         return 130
+    except ToolsStopped as e:
+        print(f"fpga_fit: {e}", file=sys.stderr)
+        return 1
     print("\n".join(lines))
     if args.docs:
         for path in write_docs(args.results, args.docs, args.max_rows, args.rectangles):

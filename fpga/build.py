@@ -28,8 +28,19 @@ from .families import PLLError
 from .top import ARRAY_CLOCK, BoardTop, make_link
 
 NAME = "top"
+# Signals that stop the build script's tools from outside the build (kill, a batch scheduler, Ctrl-C
+# in another terminal, the kernel's out-of-memory killer); sh reports them as exit status 128 + N.
+STOPPING_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.SIGTERM)
 BUILD_SUMMARY = "summary.json"
 LINK_TOP = "sparsegen_hostlink"
+
+
+def stopping_signal(returncode):
+    """The signal of STOPPING_SIGNALS that ended the build script, from its exit status, or None."""
+    for sig in STOPPING_SIGNALS:
+        if returncode in (128 + sig, -sig):
+            return sig
+    return None
 
 
 class BuildError(RuntimeError):
@@ -330,6 +341,11 @@ def _stop_group(proc):
     proc.wait()
 
 
+class ToolsStopped(BuildError):
+    """The tools were stopped by a signal from outside the build: a fact about the machine, not
+    the design, so sweeps report it and do not record the design as not fitting."""
+
+
 class _StageReporter:
     """Says which tool a build is in, once per stage, from the logs the tools write."""
 
@@ -517,6 +533,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         if returncode is None:
             raise BuildError(f"not finished within {time_limit / 60:g} minutes: stopped while "
                              f"{report.unfinished_stage(_logs(staging))}")
+        if stopping_signal(returncode):
+            raise ToolsStopped(f"the {board.family.name} toolchain was stopped by "
+                               f"{signal.Signals(stopping_signal(returncode)).name} from outside the build")
         if returncode != 0:
             reason = report.failure_reason(_logs(staging), board.device)
             reason = reason or f"the {board.family.name} toolchain failed (exit status {returncode})"

@@ -50,6 +50,11 @@ def deterministic_errors():
     return (ValueError, StageFailure, BuildError, ToolchainError)
 
 
+def is_stopped(error: BaseException) -> bool:
+    from fpga.build import ToolsStopped
+    return isinstance(error, ToolsStopped)
+
+
 def one_line(error: BaseException) -> str:
     text = str(error).strip()
     return text.splitlines()[0] if text else type(error).__name__
@@ -222,7 +227,8 @@ def run_node(stage_name, key, config, parents, cache_root, point_label=""):
         result = STAGES[stage_name].run(config, parents, staging)
         keep = True
     except deterministic_errors() as e:
-        result, keep = {"error": one_line(e), "failed_stage": stage_name}, True
+        # Tools stopped from outside (fpga.build.ToolsStopped) say nothing about the configuration.
+        result, keep = {"error": one_line(e), "failed_stage": stage_name}, not is_stopped(e)
     except Exception as e:      # noqa: BLE001 - reported with the point, not stored: next run tries again
         result, keep = {"error": f"{type(e).__name__}: {one_line(e)}", "failed_stage": stage_name}, False
     result["seconds"] = round(time.perf_counter() - start, 3)

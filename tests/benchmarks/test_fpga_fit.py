@@ -353,3 +353,24 @@ sys.exit(fpga_fit.main(["--boards", "{BOARD}", "--alphas", "1", "--results", {st
             os.killpg(os.getpgid(pid), signal.SIGKILL)   # whatever a failed run left behind
         except ProcessLookupError:
             pass
+
+
+def test_a_build_whose_tools_were_stopped_is_not_recorded(tmp_path, simulated, capsys, monkeypatch):
+    """A build whose tools a signal stopped from outside says nothing about the design: the sweep
+    stops with one line and records nothing for it (it once kept such a build as not fitting), so
+    the next run builds it again."""
+    from fpga.build import ToolsStopped
+    results = tmp_path / "results.json"
+    real_build = fpga_fit.build
+
+    def stopped_at_3x3(board, config, out, **kwargs):
+        if config.rows == 3:
+            raise ToolsStopped("the ecp5 toolchain was stopped by SIGTERM from outside the build")
+        return real_build(board, config, out, **kwargs)
+
+    monkeypatch.setattr(fpga_fit, "build", stopped_at_3x3)
+    args = ["--boards", BOARD, "--alphas", "1", "--results", str(results), "--work-dir", str(tmp_path / "work")]
+    assert fpga_fit.main(args) == 1
+    assert capsys.readouterr().err.splitlines()[-1] == (
+        f"fpga_fit: {BOARD}/3x3/a1: the ecp5 toolchain was stopped by SIGTERM from outside the build; not recorded")
+    assert sorted(json.loads(results.read_text())) == [f"{BOARD}/1x1/a1", f"{BOARD}/2x2/a1"]

@@ -604,3 +604,21 @@ def test_source_revision_is_read_before_the_design_is_made(tmp_path, monkeypatch
     with pytest.raises(BuildError):
         build_bitstream(get_board("icebreaker"), ArrayConfig(rows=1, cols=1), tmp_path / "out", baud=115200)
     assert events == ["source", "tools"]
+
+
+@pytest.mark.parametrize("status,stopped", [(143, "SIGTERM"), (137, "SIGKILL"), (-15, "SIGTERM"), (1, None), (134, None)])
+def test_tools_stopped_from_outside_are_not_a_failure_of_the_design(tmp_path, monkeypatch, status, stopped):
+    """A tool killed by a signal from outside (kill, a scheduler, the out-of-memory killer) raises
+    ToolsStopped, which sweeps do not record as "does not fit" (one was, this way); any other exit
+    status stays the design's failure."""
+    import fpga.build as fpga_build
+    from fpga.build import ToolsStopped
+    monkeypatch.setattr(fpga_build, "_run_script", lambda command, **kwargs: status)
+    with pytest.raises(BuildError) as error:
+        build_bitstream(get_board("orangecrab-25f"), ArrayConfig(rows=1, cols=1), tmp_path / "out", baud=115200)
+    assert isinstance(error.value, ToolsStopped) == bool(stopped)
+    if stopped:
+        assert str(error.value) == f"the ecp5 toolchain was stopped by {stopped} from outside the build"
+    else:
+        assert str(error.value).startswith(f"the ecp5 toolchain failed (exit status {status})")
+    assert list(tmp_path.iterdir()) == []

@@ -25,3 +25,22 @@ def test_rtl_check_and_fpga_build_share_one_design(tmp_path):
     assert row["images_per_s"] == pytest.approx(row["fmax_mhz"] * 1e6 * row["test_images"] / row["cycles"])
     designs = [e for e in cache.events() if e["stage"] == "design" and e["event"] == "done"]
     assert len(designs) == 1 and submit.submitted == 6     # dense, compress, cycles, design, rtl, fpga
+
+
+@pytest.mark.parametrize("error,kept", [("stopped", False), ("does not fit", True)])
+def test_a_build_stopped_from_outside_is_not_cached(tmp_path, monkeypatch, error, kept):
+    """A design that does not fit is a result, kept in the cache; tools stopped by a signal from
+    outside (fpga.build.ToolsStopped) are not: the next run builds the point again."""
+    import types
+
+    from fpga.build import BuildError, ToolsStopped
+    from sweep import stages
+
+    def run(config, parents, staging):
+        raise ToolsStopped("the ecp5 toolchain was stopped by SIGTERM from outside the build") \
+            if error == "stopped" else BuildError("the design does not fit the LFE5U-25F")
+
+    monkeypatch.setitem(stages.STAGES, "fpga", types.SimpleNamespace(run=run))
+    result = stages.run_node("fpga", "key0", {}, {}, str(tmp_path))
+    assert result["failed_stage"] == "fpga" and result["error"].startswith("the ")
+    assert (Cache(str(tmp_path)).get("key0") is not None) == kept
