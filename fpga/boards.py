@@ -181,7 +181,8 @@ BOARDS = {b.name: b for b in (
         # Measured at a 100 MHz constraint: the digits accelerator 8x8, 107.7 MHz; the bare 16x16
         # alpha 4 array with the link's stream hops 119.98 / 118.54 / 115.17 MHz (nextpnr's default
         # router, seeds none, 2, 3; docs/fpga.md "Timing closure"). At an 80 MHz constraint: the
-        # bare 20x20 alpha 4 array with --dsp 100 (the default DSP count does not place), 106.33 MHz.
+        # bare 20x20 alpha 4 array with --dsp 100, 106.33 MHz; with the default DSP count it meets
+        # 100 MHz by 0.65 MHz on one seed (100.65), too little to make 100 the default.
         clock_classes=((256, 100), (400, 80))),
     Board(
         name="orangecrab-25f", family=ECP5, device="LFE5U-25F",

@@ -28,11 +28,13 @@ from .families import PLLError
 from .top import ARRAY_CLOCK, BoardTop, make_link
 
 NAME = "top"
+BUILD_SUMMARY = "summary.json"
+LINK_TOP = "sparsegen_hostlink"
+
+
 # Signals that stop the build script's tools from outside the build (kill, a batch scheduler, Ctrl-C
 # in another terminal, the kernel's out-of-memory killer); sh reports them as exit status 128 + N.
 STOPPING_SIGNALS = (signal.SIGHUP, signal.SIGINT, signal.SIGKILL, signal.SIGTERM)
-BUILD_SUMMARY = "summary.json"
-LINK_TOP = "sparsegen_hostlink"
 
 
 def stopping_signal(returncode):
@@ -533,9 +535,9 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
         if returncode is None:
             raise BuildError(f"not finished within {time_limit / 60:g} minutes: stopped while "
                              f"{report.unfinished_stage(_logs(staging))}")
-        if stopping_signal(returncode):
+        if stopped := stopping_signal(returncode):
             raise ToolsStopped(f"the {board.family.name} toolchain was stopped by "
-                               f"{signal.Signals(stopping_signal(returncode)).name} from outside the build")
+                               f"{signal.Signals(stopped).name} from outside the build")
         if returncode != 0:
             reason = report.failure_reason(_logs(staging), board.device)
             reason = reason or f"the {board.family.name} toolchain failed (exit status {returncode})"

@@ -16,6 +16,7 @@ import fpga_fit  # noqa: E402
 import report  # noqa: E402
 from fpga.boards import board as get_board  # noqa: E402
 from fpga.build import BuildError, dsp_cells  # noqa: E402
+from tests.processes import still_running  # noqa: E402
 
 BOARD = "orangecrab-25f"      # ECP5 LFE5U-25F: 24288 LUT4, 28 DSPs
 
@@ -342,12 +343,7 @@ sys.exit(fpga_fit.main(["--boards", "{BOARD}", "--alphas", "1", "--results", {st
         _, stderr = sweep.communicate(timeout=30)
         assert sweep.returncode == 130
         assert stderr.strip().splitlines()[-1] == "fpga_fit: interrupted" and "Traceback" not in stderr, stderr
-        for _ in range(50):
-            if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
-                break
-            time.sleep(0.1)
-        else:
-            pytest.fail("the terminated sweep's tools are still running")
+        assert not still_running([pid]), "the terminated sweep's tools are still running"
     finally:
         try:
             os.killpg(os.getpgid(pid), signal.SIGKILL)   # whatever a failed run left behind

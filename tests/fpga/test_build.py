@@ -19,6 +19,7 @@ from fpga import report
 from fpga.boards import board as get_board
 from fpga.build import BuildError, booth_script, build as build_bitstream, dsp_cells, multiplier_summary, source_revision
 from spec import ArrayConfig
+from tests.processes import still_running
 
 
 def run_fpga(*args, env=None):
@@ -408,7 +409,7 @@ def test_a_terminated_build_stops_its_tools_and_leaves_nothing(tmp_path):
     tools = []
     for _ in range(600):             # until Yosys runs in the staging directory
         staging = [p for p in tmp_path.iterdir() if "partial" in p.name]
-        tools = [pid for pid in os.listdir("/proc") if pid.isdigit() and staging
+        tools = [int(pid) for pid in os.listdir("/proc") if pid.isdigit() and staging
                  and _cwd(pid).startswith(str(staging[0]))]
         if tools or proc.poll() is not None:
             break
@@ -421,12 +422,11 @@ def test_a_terminated_build_stops_its_tools_and_leaves_nothing(tmp_path):
         assert stderr.strip().splitlines()[-1] == "python -m fpga build: error: interrupted", stderr
         assert "Traceback" not in stderr
         assert list(tmp_path.iterdir()) == []
-        assert not [pid for pid in tools if os.path.exists(f"/proc/{pid}")
-                    and open(f"/proc/{pid}/stat").read().split()[2] != "Z"], "the build's tools are still running"
+        assert not still_running(tools), "the build's tools are still running"
     finally:
         for pid in tools:
             try:
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
 
@@ -459,13 +459,8 @@ def test_over_full_design_is_stopped_once_packed(tmp_path, monkeypatch):
     assert time.monotonic() - start < 30
     assert str(error.value) == "the design does not fit the LFE5U-85F: it needs 85928 of 83640 TRELLIS_COMB"
     assert [p.name for p in tmp_path.iterdir()] == ["placer.pid"]
-    pid = int(placer.read_text())
-    for _ in range(50):             # the placer got SIGTERM with its process group; wait until it is gone
-        if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split()[2] == "Z":
-            break
-        time.sleep(0.1)
-    else:
-        pytest.fail("the over-full build's tools are still running")
+    # The placer got SIGTERM with its process group.
+    assert not still_running([int(placer.read_text())]), "the over-full build's tools are still running"
 
 
 def test_unfinished_stage_from_nextpnr_logs():
