@@ -370,3 +370,17 @@ def test_a_build_whose_tools_were_stopped_is_not_recorded(tmp_path, simulated, c
     assert capsys.readouterr().err.splitlines()[-1] == (
         f"fpga_fit: {BOARD}/3x3/a1: the ecp5 toolchain was stopped by SIGTERM from outside the build; not recorded")
     assert sorted(json.loads(results.read_text())) == [f"{BOARD}/1x1/a1", f"{BOARD}/2x2/a1"]
+
+
+def test_no_comparison_with_a_dense_sweep_that_has_not_ended(tmp_path, simulated):
+    """Until the dense search has found its largest array, the column-combining row compares with
+    nothing: the largest dense array built so far (here 3x3) is not the baseline."""
+    results = str(tmp_path / "results.json")
+    assert fpga_fit.main(["--boards", BOARD, "--alphas", "4", "--rectangles", "0", "--results", results,
+                          "--work-dir", str(tmp_path / "work")]) == 0
+    sweep = fpga_fit.Sweep(results, str(tmp_path / "work"), 115200)
+    for r in fpga_fit.MODEL_SIZES:
+        assert sweep.measure(BOARD, r, 1)["fit"]
+    sweep.save()
+    comb_row = next(line for line in fpga_fit.docs_rows(results) if line.startswith(f"| {BOARD}") and " | 4 | " in line)
+    assert comb_row.split(" | ")[10] == fpga_fit.NO_VALUE
