@@ -64,6 +64,10 @@ from spec import ArrayConfig, ConfigError  # noqa: E402
 import report  # noqa: E402
 
 MODEL_SIZES = (1, 2, 3)
+# Reasons of a failed build that say the design is too large for the device (more cells than it
+# has, no legal placement, not routed within the time limit), as opposed to a tool that broke: an
+# array of this size or larger is not tried again.
+TOO_LARGE = "needs|not finished|legal placement|Unable to place|no BELs remaining"
 # How the table marks LUTs not mapped by plain ABC9 (fpga.build.LUT_MAPPERS).
 MAPPER_MARKS = {"abc9-private-names": " (ABC9 on private names)", "abc": " (classic ABC: ABC9 crashed)"}
 # Kept in git: the measurements behind docs/results/fpga.md, so that a sweep (hours of builds on a
@@ -211,7 +215,7 @@ class Sweep:
                 res = entry["summary"]["resources"][limit]
                 points.append((r, c, entry["summary"].get("dsp_cells", 0), res["used"]))
                 available = res["available"]
-            elif needs := re.search(rf"needs (\d+) of (\d+) {bel}", entry["reason"] or ""):
+            elif needs := re.search(rf"(?:needs|packed) (\d+) of (\d+) {bel}", entry["reason"] or ""):
                 config = ArrayConfig(rows=r, cols=c, alpha=alpha, **parse_mac(mac))
                 points.append((r, c, dsp_cells(board, config, dsp), int(needs[1])))
                 available = int(needs[2])
@@ -260,7 +264,7 @@ class Sweep:
             if r == c and dsp == self.dsp_of(mac):
                 if entry["fit"]:
                     lo = max(lo, r)
-                elif entry["summary"] is not None or re.search("needs|not finished", entry["reason"] or ""):
+                elif entry["summary"] is not None or re.search(TOO_LARGE, entry["reason"] or ""):
                     hi = min(hi, r)
         while hi - lo > 1:
             r = min(max(self.predict(board_name, alpha, mac, max_rows), lo + 1), hi - 1)

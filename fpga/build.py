@@ -533,8 +533,10 @@ def build(board: Board, config, out_dir, *, baud, dsp="auto", booth=True, seed=N
                 break
         seconds = time.perf_counter() - start
         if returncode is None:
+            logs = _logs(staging)
+            packed = report.packed_use(logs)
             raise BuildError(f"not finished within {time_limit / 60:g} minutes: stopped while "
-                             f"{report.unfinished_stage(_logs(staging))}")
+                             f"{report.unfinished_stage(logs)}" + (f" ({packed})" if packed else ""))
         if stopped := stopping_signal(returncode):
             raise ToolsStopped(f"the {board.family.name} toolchain was stopped by "
                                f"{signal.Signals(stopped).name} from outside the build")

@@ -267,6 +267,21 @@ def over_capacity(log_text, device):
     return f"the design does not fit the {device}: it needs " + ", ".join(over) if over else None
 
 
+# The logic cells that run out first: the fit sweep's resource model counts these.
+LOGIC_CELLS = ("ICESTORM_LC", "TRELLIS_COMB")
+
+
+def packed_use(log_text):
+    """"packed N of M KIND": how many logic cells nextpnr's utilisation table (printed once packing
+    is done) gives the design, or None before packing. A build that then fails to place, or does
+    not finish, still says how large the design is (benchmarks/fpga_fit.py fits its resource
+    model to it)."""
+    for kind, used, available in re.findall(r"^Info:\s+(\w+):\s+(\d+)/\s*(\d+)", log_text, re.M):
+        if kind in LOGIC_CELLS:
+            return f"packed {used} of {available} {kind}"
+    return None
+
+
 def failure_reason(log_text, device):
     """One line saying why nextpnr or Yosys failed, from their log."""
     over = over_capacity(log_text, device)
@@ -276,7 +291,9 @@ def failure_reason(log_text, device):
     if errors:
         reason = errors[0].strip()
         if "no BELs remaining" in reason or "Unable to place" in reason:
-            return f"the design does not fit the {device}: {reason}"
+            reason = f"the design does not fit the {device}: {reason}"
+        if packed := packed_use(log_text):
+            reason += f" ({packed})"
         return reason
     return None
 

@@ -384,3 +384,31 @@ def test_no_comparison_with_a_dense_sweep_that_has_not_ended(tmp_path, simulated
     sweep.save()
     comb_row = next(line for line in fpga_fit.docs_rows(results) if line.startswith(f"| {BOARD}") and " | 4 | " in line)
     assert comb_row.split(" | ")[10] == fpga_fit.NO_VALUE
+
+
+def test_a_design_too_large_to_place_counts_as_not_fitting_and_for_the_model(tmp_path, simulated, monkeypatch):
+    """A design under the device's LUT count that nextpnr cannot place (its reason gives the LUTs
+    it packed) is too large: the model is fitted to its size, and no larger array is built."""
+    build = fpga_fit.build
+    limit = int(0.55 * 24288)       # a device that places only up to 55% of its LUTs
+
+    def placed_up_to_the_limit(board, config, out, **kwargs):
+        luts = simulated_luts(config, kwargs["dsp"])
+        if limit < luts <= 24288:
+            simulated.append((config.rows, config.cols, config.alpha, kwargs["dsp"]))
+            raise BuildError("Unable to find legal placement for all cells, design is probably at utilisation "
+                             f"limit. (packed {luts} of 24288 TRELLIS_COMB)")
+        return build(board, config, out, **kwargs)
+    monkeypatch.setattr(fpga_fit, "build", placed_up_to_the_limit)
+    config = lambda r: fpga_fit.ArrayConfig(rows=r, cols=r, alpha=4)  # noqa: E731
+    placeable = max(r for r in range(1, 65) if simulated_luts(config(r), "auto") <= limit)
+    unplaceable = max(r for r in range(1, 65) if simulated_luts(config(r), "auto") <= 24288) - 1
+    assert unplaceable > placeable + 1       # the device model leaves room for the test
+    sweep = fpga_fit.Sweep(str(tmp_path / "results.json"), str(tmp_path / "work"), 115200)
+    assert not sweep.measure(BOARD, unplaceable, 4)["fit"]
+    assert sweep.largest(BOARD, 4, "int", max_rows=64) == (placeable, placeable + 1)
+    # The model, which would predict the next size up, did not build it: the failure bounds the search.
+    assert [r for r, *_ in simulated[1:] if r >= unplaceable] == [], simulated
+    points, available = sweep.usage_points(BOARD, 4, "int")
+    assert (unplaceable, unplaceable, dsp_cells(get_board(BOARD), config(unplaceable), "auto"),
+            simulated_luts(config(unplaceable), "auto")) in points

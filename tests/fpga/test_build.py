@@ -388,6 +388,12 @@ def test_failure_reason_from_nextpnr_logs():
     assert report.failure_reason(log, "iCE40UP5K") == "the design does not fit the iCE40UP5K: it needs 6120 of 5280 ICESTORM_LC"
     assert report.failure_reason("ERROR: something else broke\n", "X") == "something else broke"
     assert report.failure_reason("nothing useful", "X") is None
+    # Under the device's size but not placeable: the reason still says how large the design is.
+    log = ("Info: Device utilisation:\nInfo: \t      TRELLIS_COMB: 79022/83640    94%\n"
+           "ERROR: Unable to find legal placement for all cells, design is probably at utilisation limit.\n")
+    assert report.failure_reason(log, "LFE5U-85F") == ("Unable to find legal placement for all cells, design is "
+                                                        "probably at utilisation limit. (packed 79022 of 83640 TRELLIS_COMB)")
+    assert report.packed_use("Info: Running simulated annealing placer for refinement.\n") is None
 
 
 def test_time_limit_stops_the_build_and_leaves_nothing(tmp_path):
