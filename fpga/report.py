@@ -282,6 +282,10 @@ def packed_use(log_text):
     return None
 
 
+# nextpnr's errors for a design it packed but cannot place: the device is too small for it.
+PLACEMENT_FAILURES = ("legal placement", "Unable to place", "no BELs remaining")
+
+
 def failure_reason(log_text, device):
     """One line saying why nextpnr or Yosys failed, from their log."""
     over = over_capacity(log_text, device)
@@ -290,7 +294,7 @@ def failure_reason(log_text, device):
     errors = re.findall(r"^(?:ERROR|Error):\s*(.+)$", log_text, re.M)
     if errors:
         reason = errors[0].strip()
-        if "no BELs remaining" in reason or "Unable to place" in reason:
+        if any(phrase in reason for phrase in PLACEMENT_FAILURES):
             reason = f"the design does not fit the {device}: {reason}"
         if packed := packed_use(log_text):
             reason += f" ({packed})"

@@ -412,3 +412,24 @@ def test_a_design_too_large_to_place_counts_as_not_fitting_and_for_the_model(tmp
     points, available = sweep.usage_points(BOARD, 4, "int")
     assert (unplaceable, unplaceable, dsp_cells(get_board(BOARD), config(unplaceable), "auto"),
             simulated_luts(config(unplaceable), "auto")) in points
+
+
+def test_a_timing_limit_far_below_the_area_limit_is_found_by_halving(tmp_path, simulated, monkeypatch):
+    """Arrays above 5x5 place but miss the clock, far below the size the area model predicts: once
+    the model says the smallest failing size has room, the search halves the interval instead of
+    building every size from the prediction down."""
+    build, limit = fpga_fit.build, 5
+
+    def slow_above_the_limit(board, config, out, **kwargs):
+        result = build(board, config, out, **kwargs)
+        if config.rows > limit:
+            result.summary["timing_pass"] = False
+            result.summary["fmax"]["array_clk"].update({"achieved_mhz": 40.0, "pass": False})
+        return result
+    monkeypatch.setattr(fpga_fit, "build", slow_above_the_limit)
+    assert true_largest(1) >= limit + 7        # creeping down from the prediction would take 8+ builds
+    sweep = fpga_fit.Sweep(str(tmp_path / "results.json"), str(tmp_path / "work"), 115200)
+    assert sweep.largest(BOARD, 1, "int", max_rows=64) == (limit, limit + 1)
+    searched = simulated[len(fpga_fit.MODEL_SIZES) + 1:]
+    assert searched[0][0] == true_largest(1)   # the model's prediction first, then halving
+    assert len(searched) <= 4, simulated

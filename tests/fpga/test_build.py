@@ -391,8 +391,9 @@ def test_failure_reason_from_nextpnr_logs():
     # Under the device's size but not placeable: the reason still says how large the design is.
     log = ("Info: Device utilisation:\nInfo: \t      TRELLIS_COMB: 79022/83640    94%\n"
            "ERROR: Unable to find legal placement for all cells, design is probably at utilisation limit.\n")
-    assert report.failure_reason(log, "LFE5U-85F") == ("Unable to find legal placement for all cells, design is "
-                                                        "probably at utilisation limit. (packed 79022 of 83640 TRELLIS_COMB)")
+    assert report.failure_reason(log, "LFE5U-85F") == (
+        "the design does not fit the LFE5U-85F: Unable to find legal placement for all cells, design is "
+        "probably at utilisation limit. (packed 79022 of 83640 TRELLIS_COMB)")
     assert report.packed_use("Info: Running simulated annealing placer for refinement.\n") is None
 
 
