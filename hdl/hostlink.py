@@ -327,12 +327,15 @@ class HostLink(wiring.Component):
         # net from the board's reset or from the line reaches the resets of every block, and no
         # logic either (DESIGN.md §9; the ULX3S 16x16's critical path was the board reset's net
         # to the decoder, 16 ns of routing). A block leaves reset a clock after the receiver.
-        # Only the blocks' state is reset; the array's datapath is reset-less.
+        # Only the blocks' state is reset; the array's datapath is reset-less. The registers are
+        # identical, so they are replicas (hdl/replicas.py), which Yosys does not merge back into
+        # one (merged, the ULX3S α = 8 15x15's critical path was one of them -> the decoder's
+        # reset, 9.5 ns of routing).
         m.domains.blocks = ClockDomain("blocks", reset_less=True, local=True)
         m.d.comb += ClockSignal("blocks").eq(ClockSignal("sync"))
 
         def resettable(name, component):
-            reset = Signal(name=f"{name}_reset", init=1, reset_less=True)
+            reset = replica(1, f"{name}_reset", init=1)
             m.d.sync += reset.eq(receiver.line_break | ResetSignal("sync", allow_reset_less=True))
             m.submodules[name] = DomainRenamer({"sync": "blocks"})(ResetInserter({"sync": reset})(component))
             return component

