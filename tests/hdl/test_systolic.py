@@ -77,9 +77,22 @@ def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None, dsp_cells=0, 
     async def send_activations(ctx):
         await send(ctx, dut.activations, act_beats)
 
+    # An array that stops taking or giving beats fails the test instead of hanging it: every beat
+    # takes a few clocks (more under stalls), so 64 per beat plus the pipeline is far beyond any.
+    limit = 64 * (len(weight_beats) + len(act_beats) + n_results) + 1000
+
+    async def watchdog(ctx):
+        await wait_for_start(ctx)
+        for _ in range(limit):
+            if len(results) >= n_results:
+                return
+            await ctx.tick()
+        raise AssertionError(f"{len(results)} of {n_results} results after {limit} clocks: the array stopped")
+
     sim.add_testbench(send_weights)
     sim.add_testbench(send_activations)
     sim.add_testbench(receive)
+    sim.add_testbench(watchdog)
     if prelude is not None:
         async def run_prelude(ctx):
             await prelude(ctx, dut, domain)
