@@ -59,20 +59,27 @@ def test_replicated_registers_stay_apart(tmp_path):
     assert flip_flops(synthesize(tmp_path, Fanout(), "proc", "synth_ecp5")) == 8 * (2 + 1)
 
 
+def register_drivers(tmp_path, component, wires):
+    """The registers driving each of `wires` (Yosys patterns of `component`'s wires) after `proc`,
+    the board build's hint and `opt`: a list of cell names per pattern."""
+    (tmp_path / "top.il").write_text(rtlil.convert(component, name="top"))
+    lists = "; ".join(f"tee -q -o drivers_{k}.txt select -list w:{w} %ci1:+[Q] w:* %d" for k, w in enumerate(wires))
+    done = subprocess.run([YOSYS, "-q", "-p", f"read_rtlil top.il; proc; {replicas_script()}; opt; select -module top; {lists}"],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [(tmp_path / f"drivers_{k}.txt").read_text().split() for k in range(len(wires))]
+
+
 def test_each_block_of_the_link_keeps_its_own_reset_register(tmp_path):
     """The host link resets each block from a register of its own (hdl/hostlink.py): with the
     board build's hint the 8 identical registers stay 8; merged, one register's net reached every
     block (the ULX3S alpha-8 15x15's critical path)."""
     link = HostLink(ArrayConfig(rows=2, cols=2, alpha=2), divisor=4)
-    (tmp_path / "top.il").write_text(rtlil.convert(link, name="top"))
     resets = ("frames", "frame_buffer", "decoder", "array", "encoder", "transmitter", "weights_hop", "activations_hop")
-    done = subprocess.run([YOSYS, "-q", "-p", f"read_rtlil top.il; proc; {replicas_script()}; opt; select -module top; "
-                           "tee -o drivers.txt select -list w:*_reset %ci1:+[Q] w:* %d"],
-                          cwd=tmp_path, capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+    [drivers] = register_drivers(tmp_path, link, ["*_reset"])
     wires = re.findall(r"^\s*wire width 1 \\(\w+)_reset$", (tmp_path / "top.il").read_text(), re.M)
     assert sorted(wires) == sorted(resets)
-    assert len((tmp_path / "drivers.txt").read_text().split()) == len(resets)
+    assert len(drivers) == len(resets)
 
 
 def test_collision_free_fifo_needs_no_emulation_on_the_ice40(tmp_path):
