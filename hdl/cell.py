@@ -147,8 +147,9 @@ class ColumnCombiningCell(wiring.Component):
                second their sum. A `dsp` cell, whose product goes to one DSP block, computes
                `operand * weight` whole and registers it product_stages times (the registers a
                DSP block can hold: iCE40 SB_MAC16 takes them in; in an ECP5 board build the
-               MULT18X18D's own input and output registers are the select and first product
-               stages, hdl/dsp.py). A MAC style's `multiply`
+               MULT18X18D's own input and output registers are the two product stages, or the
+               select and product stages of a one-stage product, hdl/dsp.py). A MAC style's
+               `multiply`
                registers its own intermediate values when called with split=True;
       psum     psum_in + product, one register per cell: what makes the row systolic.
     An activation presented at clock t reaches psum_out at t + `latency`; psum_in must come one
@@ -259,17 +260,21 @@ class ColumnCombiningCell(wiring.Component):
         return product
 
     def _dsp_block_product(self, m, selected, bank_weight):
-        """The product from a DSP block whose own registers hold the operand stage and the first
-        product stage (hdl/dsp.py), a second product stage in the fabric after it."""
+        """The product from a DSP block whose own input and output registers are two of the
+        cell's stages (hdl/dsp.py). With one product stage they are the operand stage and the
+        product stage. With two, the operand stage is in the fabric, beside the cell's operand
+        multiplexer and weight banks, and the block's registers are the two product stages: only
+        the registered operand and weight travel to the block's fixed site, with no logic on
+        the way."""
         shape = self._integer_product_shape()
-        operand = Signal(self.act_shape, name="operand_selected")
-        m.d.comb += operand.eq(selected)
-        early = dsp_product(m, operand, bank_weight, shape=shape)
         if self.product_stages == 1:
-            return early
-        product = Signal(shape, name="product", reset_less=True)
-        m.d.sync += product.eq(early)
-        return product
+            operand = Signal(self.act_shape, name="operand_selected")
+            m.d.comb += operand.eq(selected)
+            return dsp_product(m, operand, bank_weight, shape=shape)
+        operand = Signal(self.act_shape, name="operand", reset_less=True)
+        weight = Signal(self.weight_shape, name="weight", reset_less=True)
+        m.d.sync += [operand.eq(selected), weight.eq(bank_weight)]
+        return dsp_product(m, operand, weight, shape=shape)
 
     def elaborate(self, platform):
         m = Module()

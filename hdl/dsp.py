@@ -5,13 +5,21 @@ and product registers stay in the fabric, and every clock the multiplier's input
 from wherever the placer put those registers to the block's fixed site and back (a 16x16 array on
 the ULX3S: 12.0 ns from an operand register through the block to a product register, 63% of it
 routing, the block 38 rows away). Here the block is instantiated with its input registers (A and B)
-and its output register switched on, so the paths into and out of it begin or end at the block:
+and its output register switched on, so the paths into and out of it begin or end at the block.
+With two product stages (`--multiplier pipelined`, the default) they are the two product stages:
 
-    operand select (fabric) -> A, B input registers -> multiplier -> output register -> [fabric register] -> add
+    operand select -> operand and weight registers (fabric) -> A, B input registers -> multiplier -> output register -> add
 
-The input registers are the cell's operand stage and the output register its first product stage;
-a second product stage (`--multiplier pipelined`) is a fabric register after it. The stage count,
-and with it the cell's latency and the cycle model, does not change.
+and only the registered operand and weight cross to the block's site, with no logic on the way:
+the cell's operand multiplexer, its weight banks and their wires stay beside the rest of the cell
+(the ULX3S α = 8 16x16 at 100 MHz, when the block's input registers took the multiplexer's output,
+reached 96.5 MHz: a cell's select -> its 8-way multiplexer -> the block's A input, 10.4 ns, 87%
+routing; with the fabric registers, 107.0 MHz). With one product stage the input registers are the
+operand stage and the output register the product stage:
+
+    operand select (fabric) -> A, B input registers -> multiplier -> output register -> add
+
+The stage count, and with it the cell's latency and the cycle model, does not change.
 
 Used only when the cell is elaborated for an ECP5 platform (a board build); everywhere else (gen,
 simulation) the cell keeps its registers and `a * b`. tests/fpga/test_dsp.py simulates the

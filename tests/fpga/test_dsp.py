@@ -144,7 +144,14 @@ def test_dsp_block_cell_equals_the_fabric_cell_clock_for_clock(tmp_path, alpha, 
                             emit_src=False)
     fabric = verilog.convert(hardware.cell(config, acc_width=24, dsp=True), name="top", emit_src=False)
     assert "MULT18X18D" in block and "MULT18X18D" not in fabric
-    assert re.search(r"\boperand\b", fabric) and not re.search(r"reg\s+(signed\s+)?(\[\d+:0\]\s+)?operand\b", block)
+    def register(text, name):
+        return re.search(rf"reg\s+(signed\s+)?(\[\d+:0\]\s+)?{name}\b", text)
+    assert register(fabric, "operand") and register(fabric, "product")
+    if config.product_stages == 2:
+        # The operand stage in the fabric; both product stages are the block's registers.
+        assert register(block, "operand") and register(block, "weight") and not register(block, "product")
+    else:
+        assert not register(block, "operand") and not register(block, "product")
     inputs = [(n, w) for d, n, w in ports_of(fabric) if d == "input" and n not in ("clk", "rst")]
     assert [(n, w) for d, n, w in ports_of(block) if d == "input" and n not in ("clk", "rst")] == inputs
     stimulus = random_stimulus(inputs, config, 3000, seed=alpha)
