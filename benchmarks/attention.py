@@ -46,16 +46,6 @@ PRUNING = [
 ]
 
 
-def table(headers, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
-    print(line(headers))
-    print(line("-" * w for w in widths))
-    for r in rows:
-        print(line(r))
-    print()
-
-
 def label(fields):
     if not fields:
         return "none"
@@ -149,7 +139,7 @@ def main(argv=None):
     headers = ["layer"] + [f"h{h}" for h in range(HEADS)] + ["mean"]
     rows = [[layer] + [f"{100 * e:.2f}" for e in rel[layer]] + [f"{100 * rel[layer].mean():.2f}"]
             for layer in range(LAYERS)]
-    table(headers, rows)
+    report.print_table(headers, rows)
     overall = (f"all heads: mean {100 * rel.mean():.2f}%, worst head {100 * rel.max():.2f}%, "
                f"worst single element {100 * worst.max():.1f}% of its row's largest")
     print(overall + "\n")
@@ -165,7 +155,7 @@ def main(argv=None):
                    f"(cycle model = RTL) relative to no pruning")
         print(heading + ":")
         sweeps[name] = sweep(model, texts, reference)
-        table(SWEEP_HEADERS, sweeps[name])
+        report.print_table(SWEEP_HEADERS, sweeps[name])
         sections.append(f"## Pruning: {len(texts)} {name}\n\n{heading}.\n\n"
                         f"{report.markdown_table(SWEEP_HEADERS, sweeps[name])}")
 
@@ -174,7 +164,7 @@ def main(argv=None):
         heading = "Real heads (layers 0, 3, 5) of a 49-token passage through the Verilog in Verilator"
         print(heading + ":")
         rtl_rows = rtl_check(model)
-        table(RTL_HEADERS, rtl_rows)
+        report.print_table(RTL_HEADERS, rtl_rows)
         sections.append(f"## Through the RTL\n\n{heading}.\n\n{report.markdown_table(RTL_HEADERS, rtl_rows)}")
     else:
         sections.append("## Through the RTL\n\nNot run for this page: `--rtl` also runs three real heads of a "

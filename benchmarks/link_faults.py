@@ -33,12 +33,6 @@ LINK_ARGS = ("--rows", "3", "--cols", "2", "--alpha", "3", "--max-batch", "4", "
 SHAPE = (4, 9, 2)         # out features, in features, batch of each session's layer
 
 
-def table(headers, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return [line(headers), line("-" * w for w in widths), *map(line, rows)]
-
-
 def fault_rows(sessions):
     """Rows: direction, kind, faults injected, and per outcome the faults in sessions that ended so."""
     counts = tabulate(sessions)
@@ -139,12 +133,12 @@ def main(argv=None):
     args = ap.parse_args(argv)
     sessions = 15 if args.quick else args.sessions
     campaigns = run_campaigns(sessions, args.probability, args.seed, args.retries)
-    print("\n".join(table(SESSION_HEADERS, [session_row(n, c["retries"], c) for n, c in campaigns.items()])))
+    print("\n".join(report.text_table(SESSION_HEADERS, [session_row(n, c["retries"], c) for n, c in campaigns.items()])))
     for name, campaign in campaigns.items():
         print(f"\nfaults {name}:")
-        print("\n".join(table(FAULT_HEADERS, fault_rows(campaign["sessions"]))))
+        print("\n".join(report.text_table(FAULT_HEADERS, fault_rows(campaign["sessions"]))))
     print("\ndriver events with retries:")
-    print("\n".join(table(["event", "count"], stats_rows(campaigns["with retries"]))))
+    print("\n".join(report.text_table(["event", "count"], stats_rows(campaigns["with retries"]))))
     if args.docs:
         argv = sys.argv[1:] if argv is None else argv
         print(f"wrote {write_docs(args.docs, argv, campaigns, args.probability)}", file=sys.stderr)

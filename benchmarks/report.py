@@ -29,6 +29,19 @@ def docs_argument(parser, page):
                              f"(default {DOCS_RESULTS.relative_to(ROOT)})")
 
 
+def text_table(headers, rows):
+    """A plain-text table for the terminal, as lines: right-aligned columns, a rule under the
+    headers."""
+    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))  # noqa: E731
+    return [line(headers), line("-" * w for w in widths), *map(line, rows)]
+
+
+def print_table(headers, rows):
+    """Print `text_table(headers, rows)` and an empty line."""
+    print("\n".join(text_table(headers, rows)), end="\n\n")
+
+
 def markdown_table(headers, rows):
     """A Markdown table; `|` inside a cell is escaped so the table stays one row per line."""
     cell = lambda value: str(value).replace("|", "\\|")  # noqa: E731

@@ -27,16 +27,6 @@ from software.packing.schedule import schedule_layer                            
 import report                                                           # noqa: E402
 
 
-def table(headers, rows):
-    widths = [max(len(str(h)), *(len(str(r[i])) for r in rows)) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(str(c).rjust(w) for c, w in zip(cells, widths))
-    print(line(headers))
-    print(line("-" * w for w in widths))
-    for r in rows:
-        print(line(r))
-    print()
-
-
 def gen(args, out):
     """Run `python -m gen ARGS -o OUT`; returns (wall seconds, CPU seconds). The CPU time (user +
     system of the process) is what the machine's load does not inflate."""
@@ -86,7 +76,7 @@ def layer_table(batch, rtl):
                f"batch {batch} vectors per tile; colcomb packing took {pack_seconds:.1f} s")
     headers = ["mapping", "groups", "tiles", "cycles", "MACs kept/vector", "utilization"]
     print(heading)
-    table(headers, rows)
+    report.print_table(headers, rows)
     kept = np.count_nonzero(cc.packed) / np.count_nonzero(w)
     summary = (f"column combining keeps {kept:.1%} of the nonzeros (conflict pruning with gamma 0.5); "
                f"tiles {rows[0][2] / rows[1][2]:.1f}x fewer, cycles {rows[0][3] / rows[1][3]:.1f}x fewer")
@@ -134,7 +124,7 @@ def verilator_table(optimize):
     headers = ["array", "gen s", "gen CPU s", "Verilog kB", "modules", "verilator build s", "build CPU s", "cycles simulated",
                "cycles/s"]
     print(heading)
-    table(headers, rows)
+    report.print_table(headers, rows)
     return [heading + ".", "", report.markdown_table(headers, rows)]
 
 
