@@ -1,7 +1,5 @@
 """The attention unit and its blocks in Amaranth's simulator against the golden model."""
 
-import random
-
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Module
@@ -14,6 +12,7 @@ from software.packing import attention_beats as beats
 from software.golden.attention import golden_head, head_cycles, prefix_ranks, ranks
 from spec.attention import SHIFT_WIDTH
 from spec.attention import AttentionConfig
+from tests.hdl.streams import run_streams
 
 
 def simulate(config, heads, *, stall=0.0, seed=0):
@@ -25,56 +24,9 @@ def simulate(config, heads, *, stall=0.0, seed=0):
         kv, queries = beats.head_beats(config, k, v, q, mul, shift)
         kv_words += kv
         query_words += queries
-    n_out = len(query_words)
-    rng = random.Random(seed)
-    results, first, last = [], [None], [None]
-
-    async def send(ctx, port, words):
-        cycle = 0
-        for word in words:
-            while rng.random() < stall:
-                await ctx.tick()
-                cycle += 1
-            ctx.set(port.valid, 1)
-            ctx.set(port.payload.as_value(), word)
-            while True:
-                _, _, ready = await ctx.tick().sample(port.ready)
-                if ready and port is dut.kv and first[0] is None:
-                    first[0] = cycle
-                cycle += 1
-                if ready:
-                    break
-            ctx.set(port.valid, 0)
-
-    async def receive(ctx):
-        cycle = 0
-        while len(results) < n_out:
-            ready = rng.random() >= stall
-            ctx.set(dut.out.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.out.valid, dut.out.payload.as_value())
-            if valid and ready:
-                results.append(payload)
-                last[0] = cycle
-            cycle += 1
-        ctx.set(dut.out.ready, 1)
-        for _ in range(20):   # nothing extra may come out
-            _, _, valid = await ctx.tick().sample(dut.out.valid)
-            assert not valid, "output beat beyond the expected count"
-
-    sim = Simulator(dut)
-    sim.add_clock(1e-8)
-
-    async def send_kv(ctx):
-        await send(ctx, dut.kv, kv_words)
-
-    async def send_queries(ctx):
-        await send(ctx, dut.query, query_words)
-
-    sim.add_testbench(send_kv)
-    sim.add_testbench(send_queries)
-    sim.add_testbench(receive)
-    sim.run()
-    return results, last[0] - first[0] + 1
+    results, clocks = run_streams(dut, [(dut.kv, kv_words), (dut.query, query_words)], dut.out,
+                                  len(query_words), stall=stall, seed=seed, drain=20)
+    return results, clocks["last"] - clocks["first"][0] + 1
 
 
 def random_head(rng, config, n, m, *, scale_bits=None):

@@ -1,7 +1,5 @@
 """The array in Amaranth's simulator against the golden model, with and without random stalls."""
 
-import random
-
 import numpy as np
 import pytest
 from amaranth.hdl import ClockDomain, Module
@@ -15,6 +13,7 @@ from spec import ArrayConfig
 from software.golden.cycles import layer_cycles
 from software.golden.array import ArrayModel, reference_layer
 from software.packing.schedule import schedule_layer
+from tests.hdl.streams import run_streams
 
 
 def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None, dsp_cells=0, weight_stage="register"):
@@ -29,77 +28,11 @@ def simulate(config, schedule, *, stall=0.0, seed=0, prelude=None, dsp_cells=0, 
     top.domains.sync = domain = ClockDomain("sync")   # explicit, so a prelude can drive its reset
     top.submodules.dut = dut
     weight_beats, act_beats, n_results = beats.schedule_beats(schedule)
-    rng = random.Random(seed)
-    results, last_cycle = [], [0]
-    started = [prelude is None]
-
-    async def wait_for_start(ctx):
-        while not started[0]:
-            await ctx.tick()
-
-    async def send(ctx, port, words):
-        await wait_for_start(ctx)
-        cycle = 0
-        for word in words:
-            while rng.random() < stall:
-                await ctx.tick()
-                cycle += 1
-            ctx.set(port.valid, 1)
-            ctx.set(port.payload.as_value(), word)
-            while True:
-                _, _, ready = await ctx.tick().sample(port.ready)
-                cycle += 1
-                if ready:
-                    break
-            ctx.set(port.valid, 0)
-
-    async def receive(ctx):
-        await wait_for_start(ctx)
-        cycle = 0
-        while len(results) < n_results:
-            ready = rng.random() >= stall
-            ctx.set(dut.results.ready, ready)
-            _, _, valid, payload = await ctx.tick().sample(dut.results.valid, dut.results.payload.as_value())
-            cycle += 1
-            if valid and ready:
-                results.append(payload)
-                last_cycle[0] = cycle
-        ctx.set(dut.results.ready, 0)
-        for _ in range(config.cols + 4):   # nothing extra may come out
-            _, _, valid = await ctx.tick().sample(dut.results.valid)
-            assert not valid, "result beat beyond the expected count"
-
-    sim = Simulator(top)
-    sim.add_clock(1e-8)
-    async def send_weights(ctx):
-        await send(ctx, dut.weights, weight_beats)
-
-    async def send_activations(ctx):
-        await send(ctx, dut.activations, act_beats)
-
-    # An array that stops taking or giving beats fails the test instead of hanging it: every beat
-    # takes a few clocks (more under stalls), so 64 per beat plus the pipeline is far beyond any.
-    limit = 64 * (len(weight_beats) + len(act_beats) + n_results) + 1000
-
-    async def watchdog(ctx):
-        await wait_for_start(ctx)
-        for _ in range(limit):
-            if len(results) >= n_results:
-                return
-            await ctx.tick()
-        raise AssertionError(f"{len(results)} of {n_results} results after {limit} clocks: the array stopped")
-
-    sim.add_testbench(send_weights)
-    sim.add_testbench(send_activations)
-    sim.add_testbench(receive)
-    sim.add_testbench(watchdog)
-    if prelude is not None:
-        async def run_prelude(ctx):
-            await prelude(ctx, dut, domain)
-            started[0] = True
-        sim.add_testbench(run_prelude)
-    sim.run()
-    return [beats.result_values(config, w) for w in results], last_cycle[0]
+    results, clocks = run_streams(
+        top, [(dut.weights, weight_beats), (dut.activations, act_beats)], dut.results, n_results,
+        stall=stall, seed=seed, drain=config.cols + 4,
+        prelude=None if prelude is None else (lambda ctx: prelude(ctx, dut, domain)))
+    return [beats.result_values(config, w) for w in results], clocks["last"] + 1
 
 
 def random_layer(rng, config, out_features, in_features, density):
