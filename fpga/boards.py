@@ -180,10 +180,11 @@ BOARDS = {b.name: b for b in (
         uart_note="the FT231X on the US1 USB port (e.g. /dev/ttyUSB0)",
         # Measured at a 100 MHz constraint: the digits accelerator 8x8, 107.7 MHz; the bare 16x16
         # alpha 4 array with the link's stream hops 119.98 / 118.54 / 115.17 MHz (nextpnr's default
-        # router, seeds none, 2, 3; docs/fpga.md "Timing closure"). At an 80 MHz constraint: the
-        # bare 20x20 alpha 4 array with --dsp 100, 106.33 MHz; with the default DSP count it meets
-        # 100 MHz by 0.65 MHz on one seed (100.65), too little to make 100 the default.
-        clock_classes=((256, 100), (400, 80))),
+        # router, seeds none, 2, 3; docs/fpga.md "Timing closure"). The fit sweep at 100 MHz
+        # (docs/results/fpga.md): every alpha's largest array closes it, dense 24x24 (576 cells) at
+        # 106.1, alpha 2 22x22 at 104.7, alpha 4 20x20 at 100.65 (the thinnest margin, on a design
+        # before weights_ready got its copy for the rows), alpha 8 17x17 at 111.4 MHz.
+        clock_classes=((576, 100),)),
     Board(
         name="orangecrab-25f", family=ECP5, device="LFE5U-25F",
         platform_class="amaranth_boards.orangecrab_r0_2:OrangeCrabR0_2_25FPlatform",

@@ -366,12 +366,12 @@ def test_default_clock_by_size_class():
     from spec import ArrayConfig
     icebreaker, ulx3s = BOARDS["icebreaker"], BOARDS["ulx3s-85f"]
     assert [icebreaker.default_clock_mhz(n) for n in (1, 8, 9, 20, 21)] == [30, 30, 30, 30, None]
-    assert [ulx3s.default_clock_mhz(n) for n in (1, 64, 65, 256, 257, 400, 401)] == [100, 100, 100, 100, 80, 80, None]
+    assert [ulx3s.default_clock_mhz(n) for n in (1, 64, 256, 400, 576, 577)] == [100, 100, 100, 100, 100, None]
     assert [BOARDS["orangecrab-25f"].default_clock_mhz(n) for n in (1, 144, 145)] == [100, 100, None]
     small, large = ArrayConfig(rows=2, cols=4, alpha=2), ArrayConfig(rows=20, cols=20, alpha=4)
     assert build_clock_mhz(icebreaker, small, None) == 30
-    assert build_clock_mhz(ulx3s, large, None) == 80
-    assert build_clock_mhz(ulx3s, ArrayConfig(rows=21, cols=20), None) is None    # beyond the classes: the board's clock
+    assert build_clock_mhz(ulx3s, large, None) == 100
+    assert build_clock_mhz(ulx3s, ArrayConfig(rows=25, cols=24), None) is None    # beyond the classes: the board's clock
     assert build_clock_mhz(icebreaker, small, "board") is None
     assert build_clock_mhz(icebreaker, small, 24.0) == 24.0
     for board in BOARDS.values():
