@@ -149,8 +149,7 @@ class ColumnCombiningCell(wiring.Component):
                DSP block can hold: iCE40 SB_MAC16 takes them in; in an ECP5 board build the
                MULT18X18D's own input and output registers are the two product stages, or the
                select and product stages of a one-stage product, hdl/dsp.py). A MAC style's
-               `multiply`
-               registers its own intermediate values when called with split=True;
+               `multiply` registers its own intermediate values when called with split=True;
       psum     psum_in + product, one register per cell: what makes the row systolic.
     An activation presented at clock t reaches psum_out at t + `latency`; psum_in must come one
     clock earlier.
